@@ -1,0 +1,17 @@
+//! Schema migrations for payorch, written with sea-orm-migration so that the
+//! same definitions run on PostgreSQL (production) and SQLite (the embedded
+//! default). `payorch migrate` applies them; `serve` and `worker` do so on
+//! start unless `PAYORCH_AUTO_MIGRATE=false`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_initial_schema;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_initial_schema::Migration)]
+    }
+}

@@ -1,0 +1,407 @@
+//! The one typed configuration, read from the environment once at startup.
+//!
+//! Every variable of DESIGN.md's table has its default here. A bad value is a
+//! [`ConfigError`] that names the variable; `main` prints it as one line and
+//! exits with status 2. Secrets are held in [`Secret`], which never prints.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use ipnet::IpNet;
+use reqwest::Url;
+
+use crate::ratelimit::RateLimits;
+
+/// A value that must never reach a log line or a response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The secret key the built-in sandbox provider accepts and signs with.
+pub const SANDBOX_SECRET_KEY: &str = "sk_test_payorch_sandbox";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Sandbox,
+    Paystack,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Sandbox => "sandbox",
+            ProviderKind::Paystack => "paystack",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A database URL whose password is hidden when printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+
+    /// `host:port` for Postgres or the file for SQLite: what an operator needs
+    /// to see in an error, without the credentials.
+    pub fn location(&self) -> String {
+        match Url::parse(&self.0) {
+            Ok(url) if !self.is_sqlite() => format!(
+                "{}:{}",
+                url.host_str().unwrap_or("localhost"),
+                url.port().unwrap_or(5432)
+            ),
+            _ => self
+                .0
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.location())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("sqlite:") {
+            return Ok(DatabaseUrl(s.to_owned()));
+        }
+        let url = Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
+        match url.scheme() {
+            "postgres" | "postgresql" if url.host_str().is_some() => Ok(DatabaseUrl(s.to_owned())),
+            "postgres" | "postgresql" => Err("a postgres URL needs a host".into()),
+            other => Err(format!(
+                "unsupported scheme `{other}` (use postgres://… or sqlite://…)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub database_url: DatabaseUrl,
+    pub redis_url: Option<Secret>,
+    pub amqp_url: Option<Secret>,
+    pub provider: ProviderKind,
+    /// `None`: the sandbox mounted on the API's own listener at `/sandbox`.
+    pub paystack_base_url: Option<Url>,
+    pub paystack_secret_key: Secret,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: Vec<IpNet>,
+    pub queue_prefix: String,
+    pub redis_prefix: String,
+    pub sandbox_addr: SocketAddr,
+    pub sandbox_webhook_url: Url,
+    pub metrics_addr: Option<SocketAddr>,
+    pub auto_migrate: bool,
+    pub log_format: LogFormat,
+    /// Upper bound for one rate-limit call to Redis before the local limiter decides.
+    pub redis_timeout: Duration,
+    /// How long a request may wait for a pooled database connection.
+    pub db_acquire_timeout: Duration,
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can pass their own values.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let env = Env(&lookup);
+        let provider = match env.raw("PAYORCH_PROVIDER").as_deref() {
+            None | Some("sandbox") => ProviderKind::Sandbox,
+            Some("paystack") => ProviderKind::Paystack,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "PAYORCH_PROVIDER",
+                    message: format!("`{other}` is not one of sandbox, paystack"),
+                });
+            }
+        };
+        let paystack_base_url: Option<Url> = env.optional("PAYSTACK_BASE_URL")?;
+        if provider == ProviderKind::Paystack && paystack_base_url.is_none() {
+            return Err(ConfigError {
+                var: "PAYSTACK_BASE_URL",
+                message: "required when PAYORCH_PROVIDER=paystack".into(),
+            });
+        }
+        let paystack_secret_key = match env.raw("PAYSTACK_SECRET_KEY") {
+            Some(key) if !key.is_empty() => Secret(key),
+            Some(_) => {
+                return Err(ConfigError {
+                    var: "PAYSTACK_SECRET_KEY",
+                    message: "must not be empty".into(),
+                });
+            }
+            None if provider == ProviderKind::Paystack => {
+                return Err(ConfigError {
+                    var: "PAYSTACK_SECRET_KEY",
+                    message: "required when PAYORCH_PROVIDER=paystack".into(),
+                });
+            }
+            None => Secret(SANDBOX_SECRET_KEY.into()),
+        };
+        let log_format = match env.raw("PAYORCH_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "PAYORCH_LOG_FORMAT",
+                    message: format!("`{other}` is not one of text, json"),
+                });
+            }
+        };
+        let redis_url = env.raw("REDIS_URL").filter(|u| !u.is_empty());
+        if let Some(url) = &redis_url {
+            redis::Client::open(url.as_str()).map_err(|e| ConfigError {
+                var: "REDIS_URL",
+                message: format!("not a Redis URL ({e})"),
+            })?;
+        }
+        let amqp_url = env.raw("AMQP_URL").filter(|u| !u.is_empty());
+        if let Some(url) = &amqp_url {
+            url.parse::<lapin::uri::AMQPUri>()
+                .map_err(|e| ConfigError {
+                    var: "AMQP_URL",
+                    message: format!("not an AMQP URL ({e})"),
+                })?;
+        }
+
+        Ok(Config {
+            http_addr: env.or("PAYORCH_HTTP_ADDR", "127.0.0.1:8080")?,
+            database_url: env.or("DATABASE_URL", "sqlite://payorch.db?mode=rwc")?,
+            redis_url: redis_url.map(Secret),
+            amqp_url: amqp_url.map(Secret),
+            provider,
+            paystack_base_url,
+            paystack_secret_key,
+            rate_limits: env.or("PAYORCH_RATE_LIMITS", RateLimits::DEFAULT)?,
+            trusted_proxies: env.list("PAYORCH_TRUSTED_PROXIES")?,
+            queue_prefix: env.prefix("PAYORCH_QUEUE_PREFIX")?,
+            redis_prefix: env.prefix("PAYORCH_REDIS_PREFIX")?,
+            sandbox_addr: env.or("PAYORCH_SANDBOX_ADDR", "127.0.0.1:8090")?,
+            sandbox_webhook_url: env.or(
+                "PAYORCH_SANDBOX_WEBHOOK_URL",
+                "http://127.0.0.1:8080/v1/webhooks/sandbox",
+            )?,
+            metrics_addr: env.optional("PAYORCH_METRICS_ADDR")?,
+            auto_migrate: env.bool("PAYORCH_AUTO_MIGRATE", true)?,
+            log_format,
+            redis_timeout: Duration::from_millis(env.or("PAYORCH_REDIS_TIMEOUT_MS", "50")?),
+            db_acquire_timeout: Duration::from_millis(
+                env.or("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "3000")?,
+            ),
+            db_max_connections: env.or("PAYORCH_DB_MAX_CONNECTIONS", "20")?,
+        })
+    }
+
+    /// No outside system configured: SQLite, in-process queue, local limiter,
+    /// sandbox provider. `serve` says so and creates a dev API key.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_sqlite() && self.redis_url.is_none() && self.amqp_url.is_none()
+    }
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn raw(&self, var: &str) -> Option<String> {
+        (self.0)(var)
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, value: &str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        value.trim().parse().map_err(|e| ConfigError {
+            var,
+            message: format!("`{value}`: {e}"),
+        })
+    }
+
+    fn or<T: FromStr>(&self, var: &'static str, default: &str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let value = self.raw(var).unwrap_or_else(|| default.to_owned());
+        self.parse(var, &value)
+    }
+
+    fn optional<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(var).filter(|v| !v.trim().is_empty()) {
+            Some(value) => self.parse(var, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn list<T: FromStr>(&self, var: &'static str) -> Result<Vec<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.raw(var)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| self.parse(var, item))
+            .collect()
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(var).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(ConfigError {
+                var,
+                message: format!("`{other}` is not true or false"),
+            }),
+        }
+    }
+
+    /// Queue and key prefixes end up in broker and Redis names: keep them plain.
+    fn prefix(&self, var: &'static str) -> Result<String, ConfigError> {
+        let value = self.raw(var).unwrap_or_else(|| "payorch".into());
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if value.is_empty() || value.len() > 64 || !value.chars().all(plain) {
+            return Err(ConfigError {
+                var,
+                message: format!("`{value}` must be 1 to 64 of A-Z a-z 0-9 _ - ."),
+            });
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_configured_is_the_embedded_mode() {
+        let cfg = config(&[]).unwrap();
+        assert!(cfg.is_embedded());
+        assert_eq!(cfg.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.database_url.expose(), "sqlite://payorch.db?mode=rwc");
+        assert_eq!(cfg.provider, ProviderKind::Sandbox);
+        assert_eq!(cfg.paystack_secret_key.expose(), SANDBOX_SECRET_KEY);
+        assert_eq!(cfg.queue_prefix, "payorch");
+        assert_eq!(cfg.redis_prefix, "payorch");
+        assert_eq!(cfg.sandbox_addr.to_string(), "127.0.0.1:8090");
+        assert!(cfg.auto_migrate);
+        assert_eq!(cfg.redis_timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn each_outside_system_is_chosen_on_its_own() {
+        let cfg = config(&[("REDIS_URL", "redis://127.0.0.1:6379")]).unwrap();
+        assert!(cfg.database_url.is_sqlite());
+        assert!(cfg.redis_url.is_some() && cfg.amqp_url.is_none());
+        assert!(!cfg.is_embedded());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_URL", "not a url"),
+            ("PAYORCH_RATE_LIMITS", "initialize=abc"),
+            ("PAYORCH_HTTP_ADDR", "localhost"),
+            ("PAYORCH_PROVIDER", "stripe"),
+            ("PAYORCH_AUTO_MIGRATE", "maybe"),
+            ("PAYORCH_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("PAYORCH_QUEUE_PREFIX", "a b"),
+            ("REDIS_URL", "http://x"),
+            ("AMQP_URL", "http://x"),
+            ("PAYORCH_LOG_FORMAT", "xml"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
+        }
+    }
+
+    #[test]
+    fn paystack_needs_its_url_and_key() {
+        let err = config(&[("PAYORCH_PROVIDER", "paystack")]).unwrap_err();
+        assert_eq!(err.var, "PAYSTACK_BASE_URL");
+        let err = config(&[
+            ("PAYORCH_PROVIDER", "paystack"),
+            ("PAYSTACK_BASE_URL", "https://api.paystack.co"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "PAYSTACK_SECRET_KEY");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let cfg = config(&[
+            ("PAYSTACK_SECRET_KEY", "sk_live_very_secret"),
+            ("DATABASE_URL", "postgres://u:hunter2@db.internal:6543/pay"),
+        ])
+        .unwrap();
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("sk_live_very_secret"));
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("db.internal:6543"));
+    }
+}

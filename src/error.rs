@@ -1,0 +1,192 @@
+//! The one error type of the HTTP API and its problem+json rendering
+//! (RFC 9457). Every error carries a stable `code` that client developers
+//! match on; anything unexpected becomes an opaque 500 whose cause goes to the
+//! log, never to the client.
+
+use std::time::Duration;
+
+use poem::{Response, error::ResponseError, http::StatusCode};
+use poem_openapi::Object;
+use sea_orm::DbErr;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The problem+json body every error response carries.
+#[derive(Debug, Clone, Object, serde::Deserialize, PartialEq, Eq)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:payorch:error:<code>`.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable error code.
+    pub code: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: format!("urn:payorch:error:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({
+            "type": self.kind,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        });
+        Response::builder()
+            .status(status)
+            .content_type(PROBLEM_JSON)
+            .body(body.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    #[error("no such payment")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInFlight,
+    #[error("too many requests; retry after {} s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    #[error("the payment provider declined the request: {0}")]
+    ProviderRejected(String),
+    #[error("the payment provider failed: {0}")]
+    ProviderUnavailable(String),
+    #[error("the payment provider did not answer in time")]
+    ProviderTimeout,
+    #[error("{0} is temporarily unavailable; retry later")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } | ApiError::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) | ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ProviderRejected(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
+            ApiError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable code, documented in docs/api.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::NotFound => "payment_not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::ProviderRejected(_) => "provider_rejected",
+            ApiError::ProviderUnavailable(_) => "provider_unavailable",
+            ApiError::ProviderTimeout => "provider_timeout",
+            ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem::new(self.status(), self.code(), self.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        ApiError::status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(%cause, "request failed");
+        }
+        let mut response = self.problem().into_response();
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", poem::http::HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<DbErr> for ApiError {
+    /// Connection trouble is a fast 503 (the client may retry); anything else
+    /// is a bug or a broken invariant and stays opaque.
+    fn from(err: DbErr) -> Self {
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                ApiError::Unavailable("the database")
+            }
+            other => ApiError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+/// Turns any error poem or poem-openapi raise (bad JSON, missing header, a
+/// failed security check) into problem+json with a stable code.
+pub async fn render_any_error(err: poem::Error) -> Response {
+    if err.is::<ApiError>() {
+        return err.into_response();
+    }
+    if err.is::<poem_openapi::error::AuthorizationError>() {
+        return ApiError::Unauthorized.as_response();
+    }
+    let status = err.status();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal_error",
+    };
+    let detail = if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled error");
+        "internal error".to_owned()
+    } else {
+        err.to_string()
+    };
+    Problem::new(status, code, detail).into_response()
+}

@@ -1,0 +1,112 @@
+//! The `payorch` binary: parses the command line and calls the library.
+
+use std::{process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand};
+use payorch::{Config, store, telemetry};
+
+#[derive(Parser)]
+#[command(name = "payorch", version, about = "Payment orchestrator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (embedded defaults when nothing is configured).
+    Serve,
+    /// Apply database migrations.
+    Migrate,
+    /// Manage API clients.
+    Apikey {
+        #[command(subcommand)]
+        action: ApikeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyAction {
+    /// Create an API client; prints its secret key alone on the last line.
+    Create {
+        /// A name to recognise the client by.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::from_env() {
+        Ok(cfg) => Arc::new(cfg),
+        Err(err) => {
+            eprintln!("payorch: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(cfg.log_format);
+    payorch::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("payorch: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("payorch: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(cfg.http_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
+            payorch::serve(cfg, listener, shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let db = store::connect(&cfg).await?;
+            store::migrate(&db, &cfg.database_url).await?;
+            println!("migrations applied to {}", cfg.database_url.location());
+        }
+        Command::Apikey {
+            action: ApikeyAction::Create { name },
+        } => {
+            let db = store::connect(&cfg).await?;
+            if cfg.auto_migrate {
+                store::migrate(&db, &cfg.database_url).await?;
+            }
+            let (client, key) = store::api_clients::create(&db, &name).await?;
+            println!("created API client {} ({})", client.name, client.id);
+            println!("{key}");
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

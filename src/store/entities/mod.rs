@@ -1,0 +1,8 @@
+//! sea-orm entities, one per table of `migrations/`. They mirror the schema
+//! exactly; meaning (valid amounts, states) lives in `crate::domain`.
+
+pub mod api_client;
+pub mod idempotency_key;
+pub mod payment;
+pub mod payment_transition;
+pub mod webhook_event;

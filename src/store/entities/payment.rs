@@ -1,0 +1,30 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "payments")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub client_id: Uuid,
+    #[sea_orm(unique)]
+    pub reference: String,
+    pub provider: String,
+    pub amount: i64,
+    pub currency: String,
+    pub email: String,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub authorization_url: Option<String>,
+    pub access_code: Option<String>,
+    pub metadata: Option<Json>,
+    /// Optimistic-concurrency counter: every update is `WHERE version = ?`.
+    pub version: i32,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub paid_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,67 @@
+//! Persistence: one sea-orm connection pool to PostgreSQL or SQLite, the
+//! entities, and the queries each concept needs (one file per concept).
+
+pub mod api_clients;
+pub mod entities;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+
+use crate::config::{Config, DatabaseUrl};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database at {location}: {source}")]
+    Connect { location: String, source: DbErr },
+    #[error("migrating the database at {location} failed: {source}")]
+    Migrate { location: String, source: DbErr },
+}
+
+/// Opens the pool. Every acquire is bounded by `db_acquire_timeout` so a
+/// stopped database yields fast 503s instead of hung requests.
+pub async fn connect(cfg: &Config) -> Result<DatabaseConnection, StoreError> {
+    connect_url(
+        &cfg.database_url,
+        cfg.db_max_connections,
+        cfg.db_acquire_timeout,
+    )
+    .await
+}
+
+pub async fn connect_url(
+    url: &DatabaseUrl,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, StoreError> {
+    let mut options = ConnectOptions::new(url.expose().to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
+        .sqlx_logging(false);
+    let connect_error = |source| StoreError::Connect {
+        location: url.location(),
+        source,
+    };
+    let db = Database::connect(options).await.map_err(connect_error)?;
+    if url.is_sqlite() {
+        // WAL lets readers proceed while one writer commits; the busy timeout
+        // makes concurrent writers wait for the lock instead of failing.
+        for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000"] {
+            db.execute_unprepared(pragma).await.map_err(connect_error)?;
+        }
+    }
+    Ok(db)
+}
+
+pub async fn migrate(db: &DatabaseConnection, url: &DatabaseUrl) -> Result<(), StoreError> {
+    Migrator::up(db, None)
+        .await
+        .map_err(|source| StoreError::Migrate {
+            location: url.location(),
+            source,
+        })
+}

@@ -1,0 +1,177 @@
+//! The `payorch` binary as an operator meets it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::helpers::TestDb;
+
+fn payorch() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_payorch"));
+    // Start from nothing: only what a test sets counts.
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_bad_value_stops_startup_naming_the_variable_with_status_2() {
+    for (var, value) in [
+        ("PAYORCH_RATE_LIMITS", "initialize=abc"),
+        ("DATABASE_URL", "mysql://db/x"),
+        ("PAYORCH_HTTP_ADDR", "nowhere"),
+    ] {
+        let output = payorch().arg("serve").env(var, value).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn usage_errors_come_from_clap() {
+    for args in [
+        &["frobnicate"][..],
+        &["serve", "--bogus"],
+        &["apikey", "create"],
+        &[],
+    ] {
+        let output = payorch().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_database_is_one_line_naming_the_host() {
+    let port = free_port();
+    let output = payorch()
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{port}/x"),
+        )
+        .env("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "500")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn apikey_create_prints_the_key_last_and_stores_only_its_hash() {
+    let test_db = TestDb::postgres().await;
+    let output = payorch()
+        .args(["apikey", "create", "--name", "shop-1"])
+        .env("DATABASE_URL", &test_db.url)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let key = stdout.lines().last().unwrap().trim();
+    assert!(key.starts_with("po_sk_"), "{stdout}");
+
+    let db = test_db.connect().await;
+    let client = payorch::store::api_clients::authenticate(&db, key)
+        .await
+        .unwrap()
+        .expect("the printed key authenticates");
+    assert_eq!(client.name, "shop-1");
+    use sea_orm::EntityTrait;
+    let rows = payorch::store::entities::api_client::Entity::find()
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_ne!(rows[0].key_hash, key, "the key itself is not stored");
+    assert_eq!(rows[0].key_hash, payorch::store::api_clients::hash_key(key));
+}
+
+/// `payorch serve` with no configuration at all, in an empty directory:
+/// SQLite, a printed dev key, `/healthz` up, and a clean exit on SIGTERM.
+#[test]
+fn serve_runs_on_embedded_defaults_and_stops_on_sigterm() {
+    let dir = tempdir();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = payorch()
+        .arg("serve")
+        .current_dir(&dir)
+        // The contract default is 127.0.0.1:8080; tests must not collide on it.
+        .env("PAYORCH_HTTP_ADDR", &addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("dev API key") {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "exited: {printed}"
+        );
+        printed.push_str(&line);
+    }
+    assert!(printed.contains("embedded mode"), "{printed}");
+    assert!(
+        dir.join("payorch.db").exists(),
+        "SQLite file in the working dir"
+    );
+
+    payorch::install_crypto_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(20));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(crate::helpers::random_name("payorch_cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,224 @@
+//! Test harness: isolated databases, a spawned app, an HTTP client.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use payorch::{
+    Config,
+    config::DatabaseUrl,
+    store::{self, api_clients},
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// The server-level URL tests create their databases through.
+fn admin_url() -> String {
+    std::env::var("PAYORCH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn random_name(prefix: &str) -> String {
+    format!("{prefix}_{}", Uuid::new_v4().simple())
+}
+
+/// A database of its own for one test, dropped when the value is.
+pub struct TestDb {
+    pub url: String,
+    kind: TestDbKind,
+}
+
+enum TestDbKind {
+    Postgres { name: String },
+    Sqlite { dir: std::path::PathBuf },
+}
+
+impl TestDb {
+    pub async fn postgres() -> TestDb {
+        let name = random_name("payorch_test");
+        let admin = Database::connect(admin_url())
+            .await
+            .expect("the test PostgreSQL answers (run `make services`)");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("creating a test database");
+        admin.close().await.ok();
+        let base = admin_url();
+        let server = base
+            .rsplit_once('/')
+            .map(|(server, _)| server)
+            .unwrap_or(&base);
+        TestDb {
+            url: format!("{server}/{name}"),
+            kind: TestDbKind::Postgres { name },
+        }
+    }
+
+    pub fn sqlite() -> TestDb {
+        let dir = std::env::temp_dir().join(random_name("payorch_test"));
+        std::fs::create_dir_all(&dir).expect("creating a temp dir");
+        TestDb {
+            url: format!("sqlite://{}/payorch.db?mode=rwc", dir.display()),
+            kind: TestDbKind::Sqlite { dir },
+        }
+    }
+
+    pub async fn connect(&self) -> DatabaseConnection {
+        let url: DatabaseUrl = self.url.parse().unwrap();
+        store::connect_url(&url, 5, Duration::from_secs(5))
+            .await
+            .expect("connecting to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.kind {
+            TestDbKind::Postgres { name } => {
+                let name = name.clone();
+                // Drop runs inside the test's runtime, which cannot block on
+                // itself: a short-lived runtime on its own thread does the work.
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async {
+                        if let Ok(admin) = Database::connect(admin_url()).await {
+                            let _ = admin
+                                .execute_unprepared(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
+                                .await;
+                            admin.close().await.ok();
+                        }
+                    });
+                })
+                .join();
+            }
+            TestDbKind::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Environment for a test app: isolated prefixes, everything else default.
+pub fn test_env(db: &TestDb) -> HashMap<String, String> {
+    HashMap::from([
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("PAYORCH_QUEUE_PREFIX".into(), random_name("q")),
+        ("PAYORCH_REDIS_PREFIX".into(), random_name("r")),
+    ])
+}
+
+pub fn config_from(env: &HashMap<String, String>) -> Config {
+    Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration is valid")
+}
+
+pub fn init_logs() {
+    payorch::install_crypto_provider();
+    if std::env::var_os("TEST_LOG").is_some() {
+        payorch::telemetry::init(payorch::config::LogFormat::Text);
+    }
+}
+
+/// A running app on a port of its own, stopped when dropped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub db: DatabaseConnection,
+    /// Secret key of a client created for the test.
+    pub api_key: String,
+    pub client_id: Uuid,
+    stop: Option<oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<Result<(), payorch::StartupError>>>,
+    pub test_db: Arc<TestDb>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let db = TestDb::postgres().await;
+        let env = test_env(&db);
+        TestApp::spawn_with(Arc::new(db), env).await
+    }
+
+    pub async fn spawn_with(test_db: Arc<TestDb>, env: HashMap<String, String>) -> TestApp {
+        init_logs();
+        let cfg = Arc::new(config_from(&env));
+        let db = test_db.connect().await;
+        store::migrate(&db, &cfg.database_url)
+            .await
+            .expect("migrating");
+        let (client, api_key) = api_clients::create(&db, "test-client").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(payorch::serve(cfg, listener, async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            addr,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            db,
+            api_key,
+            client_id: client.id,
+            stop: Some(stop),
+            server: Some(server),
+            test_db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(&self.api_key)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(&self.api_key)
+    }
+
+    /// Asks the server to stop and waits for it to finish.
+    pub async fn shutdown(mut self) -> Result<(), payorch::StartupError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.take().unwrap().await.expect("server task")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns the body.
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    for field in ["type", "title", "detail"] {
+        assert!(body[field].is_string(), "{field} missing in {body}");
+    }
+    body
+}

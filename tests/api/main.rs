@@ -1,0 +1,9 @@
+//! Integration tests: the real app on port 0 against the machine's real
+//! PostgreSQL (a fresh database per test), Redis and RabbitMQ (random
+//! prefixes per test). `TEST_LOG=1` shows the app's logs.
+
+mod helpers;
+
+mod cli;
+mod health;
+mod migrations;
