@@ -137,6 +137,15 @@ pub struct Config {
     /// How long a request may wait for a pooled database connection.
     pub db_acquire_timeout: Duration,
     pub db_max_connections: u32,
+    /// Budget for one provider call, retries included.
+    pub provider_timeout: Duration,
+    /// How long an in-flight Idempotency-Key blocks a concurrent retry (409);
+    /// after a crash the key is usable again once this has passed.
+    pub idempotency_lock: Duration,
+    /// A payment actor with no message for this long stops and frees its memory.
+    pub actor_idle: Duration,
+    /// Messages one payment actor may hold; beyond it the API answers 503.
+    pub actor_mailbox: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +248,12 @@ impl Config {
                 env.or("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "3000")?,
             ),
             db_max_connections: env.or("PAYORCH_DB_MAX_CONNECTIONS", "20")?,
+            provider_timeout: Duration::from_millis(
+                env.or("PAYORCH_PROVIDER_TIMEOUT_MS", "10000")?,
+            ),
+            idempotency_lock: Duration::from_secs(env.or("PAYORCH_IDEMPOTENCY_LOCK_SECS", "60")?),
+            actor_idle: Duration::from_millis(env.or("PAYORCH_ACTOR_IDLE_MS", "60000")?),
+            actor_mailbox: env.or("PAYORCH_ACTOR_MAILBOX", "64")?,
         })
     }
 

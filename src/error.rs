@@ -12,7 +12,7 @@ use sea_orm::DbErr;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The problem+json body every error response carries.
-#[derive(Debug, Clone, Object, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:payorch:error:<code>`.
     #[oai(rename = "type")]
@@ -23,6 +23,16 @@ pub struct Problem {
     pub detail: String,
     /// Stable, machine-readable error code.
     pub code: String,
+    /// For `validation_failed`: every field that was wrong, and why.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
 }
 
 impl Problem {
@@ -33,22 +43,21 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code: code.to_owned(),
+            errors: None,
         }
+    }
+
+    /// The body as sent, so a stored response can be replayed byte for byte.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a problem serializes")
     }
 
     pub fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({
-            "type": self.kind,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-        });
         Response::builder()
             .status(status)
             .content_type(PROBLEM_JSON)
-            .body(body.to_string())
+            .body(self.to_json())
     }
 }
 
@@ -58,8 +67,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
-    #[error("{field}: {message}")]
-    Validation { field: String, message: String },
+    #[error("{}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Validation { errors: Vec<FieldError> },
     #[error("no such payment")]
     NotFound,
     #[error("{0}")]
@@ -78,6 +87,8 @@ pub enum ApiError {
     ProviderTimeout,
     #[error("{0} is temporarily unavailable; retry later")]
     Unavailable(&'static str),
+    #[error("this payment is handling too many requests at once; retry shortly")]
+    Busy,
     #[error("internal error")]
     Internal(String),
 }
@@ -96,7 +107,7 @@ impl ApiError {
             ApiError::ProviderRejected(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             ApiError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,12 +127,17 @@ impl ApiError {
             ApiError::ProviderUnavailable(_) => "provider_unavailable",
             ApiError::ProviderTimeout => "provider_timeout",
             ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Busy => "payment_busy",
             ApiError::Internal(_) => "internal_error",
         }
     }
 
     pub fn problem(&self) -> Problem {
-        Problem::new(self.status(), self.code(), self.to_string())
+        let mut problem = Problem::new(self.status(), self.code(), self.to_string());
+        if let ApiError::Validation { errors } = self {
+            problem.errors = Some(errors.clone());
+        }
+        problem
     }
 }
 
@@ -137,7 +153,7 @@ impl ResponseError for ApiError {
         let mut response = self.problem().into_response();
         let retry_after = match self {
             ApiError::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
-            ApiError::Unavailable(_) => Some(1),
+            ApiError::Unavailable(_) | ApiError::Busy => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after {

@@ -7,6 +7,11 @@
 //! - [`domain`]: pure types and the payment state machine; no I/O.
 //! - [`http`]: the poem front end — authentication ([`http::auth`]), health,
 //!   and the payment routes; every error leaves as problem+json ([`error`]).
+//! - [`payments`]: create, initialize, verify and apply events, each state
+//!   change version-checked; [`actors`] serialize them per payment;
+//!   [`idempotency`] makes initialize safe to retry.
+//! - [`provider`]: the provider trait, the Paystack client and the built-in
+//!   sandbox provider.
 //! - [`ratelimit`]: per-client limits, one atomic Redis call per check, with a
 //!   local limiter when Redis is away.
 //! - [`store`]: sea-orm on PostgreSQL or SQLite; schema in `migrations/`.
@@ -14,10 +19,14 @@
 //! [`serve`] wires them on a listener the caller owns, so tests bind port 0
 //! and run many isolated instances side by side.
 
+pub mod actors;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod idempotency;
+pub mod payments;
+pub mod provider;
 pub mod ratelimit;
 pub mod store;
 pub mod telemetry;
@@ -39,7 +48,7 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
-    #[error("database: {0}")]
+    #[error("{0}")]
     Database(#[from] sea_orm::DbErr),
 }
 
@@ -65,9 +74,22 @@ pub async fn serve(
     if cfg.is_embedded() {
         announce_embedded_mode(&db, addr).await?;
     }
+    let mounted_sandbox = mounted_sandbox(&cfg, addr);
+    let provider =
+        provider::from_config(&cfg, mounted_sandbox.as_ref().map(|(_, base)| base.clone()));
+    let service = Arc::new(payments::PaymentService {
+        db: db.clone(),
+        provider,
+    });
+    let actor_system = actors::ActorSystem::start(2).map_err(StartupError::Listen)?;
+    let registry =
+        actors::PaymentRegistry::new(service, actor_system, cfg.actor_idle, cfg.actor_mailbox);
+    let purge = tokio::spawn(purge_idempotency_keys(db.clone()));
     let state = AppState {
         cfg: cfg.clone(),
         db,
+        payments: registry.clone(),
+        sandbox: mounted_sandbox.map(|(sandbox, _)| sandbox),
     };
     tracing::info!(%addr, provider = cfg.provider.as_str(), "payorch API listening");
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
@@ -75,8 +97,61 @@ pub async fn serve(
         .run_with_graceful_shutdown(http::app(state), shutdown, Some(SHUTDOWN_GRACE))
         .await
         .map_err(StartupError::Listen)?;
+    purge.abort();
+    registry.stop();
     tracing::info!("payorch API stopped");
     Ok(())
+}
+
+/// Runs the sandbox provider alone (`payorch sandbox`) until `shutdown`.
+pub async fn serve_sandbox(
+    cfg: Arc<Config>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let addr = listener.local_addr().map_err(StartupError::Listen)?;
+    let sandbox =
+        provider::sandbox::Sandbox::new(cfg.paystack_secret_key.clone(), format!("http://{addr}"));
+    tracing::info!(%addr, "sandbox provider listening");
+    let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(sandbox.routes(), shutdown, Some(SHUTDOWN_GRACE))
+        .await
+        .map_err(StartupError::Listen)
+}
+
+/// With the sandbox provider and no `PAYSTACK_BASE_URL`, the sandbox lives
+/// on the API's own listener at `/sandbox`.
+fn mounted_sandbox(
+    cfg: &Config,
+    addr: std::net::SocketAddr,
+) -> Option<(provider::sandbox::Sandbox, reqwest::Url)> {
+    if cfg.provider != config::ProviderKind::Sandbox || cfg.paystack_base_url.is_some() {
+        return None;
+    }
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let base: reqwest::Url = format!("http://{host}/sandbox/")
+        .parse()
+        .expect("a socket address makes a URL");
+    let sandbox = provider::sandbox::Sandbox::new(cfg.paystack_secret_key.clone(), base.as_str());
+    Some((sandbox, base))
+}
+
+/// Deletes idempotency keys past their 24 h, every ten minutes.
+async fn purge_idempotency_keys(db: sea_orm::DatabaseConnection) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match idempotency::purge_expired(&db).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
+            Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
+        }
+    }
 }
 
 /// With nothing configured, a developer gets a working key and the URLs.

@@ -18,6 +18,8 @@ enum Command {
     Serve,
     /// Apply database migrations.
     Migrate,
+    /// Run the built-in sandbox provider on PAYORCH_SANDBOX_ADDR.
+    Sandbox,
     /// Manage API clients.
     Apikey {
         #[command(subcommand)]
@@ -72,6 +74,12 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
             payorch::serve(cfg, listener, shutdown_signal()).await?;
+        }
+        Command::Sandbox => {
+            let listener = tokio::net::TcpListener::bind(cfg.sandbox_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", cfg.sandbox_addr))?;
+            payorch::serve_sandbox(cfg, listener, shutdown_signal()).await?;
         }
         Command::Migrate => {
             let db = store::connect(&cfg).await?;

@@ -38,6 +38,12 @@ impl Reference {
                 input.len()
             )));
         }
+        // A reference travels in URL paths: "." or ".." would name a directory.
+        if !input.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid_reference(
+                "reference must contain at least one letter or digit".to_owned(),
+            ));
+        }
         Ok(Reference(input.to_owned()))
     }
 
@@ -222,8 +228,8 @@ mod tests {
     #[test]
     fn reference_rejects_other_characters() {
         for input in [
-            "order 1", "order_1", "order/1", "order\\1", "ordér", "order+1", "order#1", "order\n",
-            "€",
+            ".", "..", "-=-", "order 1", "order_1", "order/1", "order\\1", "ordér", "order+1",
+            "order#1", "order\n", "€",
         ] {
             assert!(Reference::parse(input).is_err(), "{input:?} was accepted");
         }

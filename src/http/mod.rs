@@ -4,6 +4,9 @@
 
 pub mod auth;
 pub mod health;
+pub mod limits;
+pub mod payments;
+pub mod problem;
 
 use std::sync::Arc;
 
@@ -11,27 +14,42 @@ use poem::{EndpointExt, IntoEndpoint, Route, endpoint::BoxEndpoint};
 use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 
-use crate::{config::Config, error::render_any_error};
+use crate::{
+    actors::PaymentRegistry, config::Config, error::render_any_error, provider::sandbox::Sandbox,
+};
+
+/// Largest request body a client endpoint accepts.
+pub const MAX_CLIENT_BODY: usize = 64 * 1024;
 
 /// What every handler may reach. Cheap to clone: pools and `Arc`s inside.
 #[derive(Clone)]
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub db: DatabaseConnection,
+    pub payments: PaymentRegistry,
+    /// The sandbox provider when it is mounted on this listener at `/sandbox`.
+    pub sandbox: Option<Sandbox>,
 }
 
 #[derive(Tags)]
 pub enum ApiTags {
     /// Liveness and readiness.
     Health,
+    /// Initialize, verify and read payments.
+    Payments,
 }
 
 /// The whole API as one endpoint: operations, spec, Swagger UI.
 pub fn app(state: AppState) -> BoxEndpoint<'static> {
     let service = OpenApiService::new(
-        health::HealthApi {
-            state: state.clone(),
-        },
+        (
+            health::HealthApi {
+                state: state.clone(),
+            },
+            payments::PaymentsApi {
+                state: state.clone(),
+            },
+        ),
         "payorch",
         env!("CARGO_PKG_VERSION"),
     )
@@ -40,10 +58,14 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
     );
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
-    Route::new()
+    let mut routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest("/", service)
+        .nest("/", service.with(limits::BodyLimit(MAX_CLIENT_BODY)));
+    if let Some(sandbox) = &state.sandbox {
+        routes = routes.nest("/sandbox", sandbox.routes());
+    }
+    routes
         .data(state)
         .catch_all_error(render_any_error)
         .into_endpoint()

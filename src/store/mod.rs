@@ -3,6 +3,7 @@
 
 pub mod api_clients;
 pub mod entities;
+pub mod payments;
 
 use std::time::Duration;
 

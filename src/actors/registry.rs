@@ -1,0 +1,163 @@
+//! The registry of live payment actors: creates one on first use, and lets
+//! an idle one leave without racing a message that is on its way to it.
+//!
+//! Beside each entry sits a count of messages in flight, changed only under
+//! the map-shard lock that eviction also takes. An actor leaves only when
+//! that count is zero, so a sender that found the entry is always served by
+//! it; a sender that arrives after it left creates a fresh actor.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, Addr, MailboxError};
+use dashmap::DashMap;
+
+use super::{
+    ActorSystem,
+    payment::{Command, Envelope, PaymentActor},
+};
+use crate::{error::ApiError, payments::PaymentService, store::payments::Payment};
+
+struct Entry {
+    addr: Addr<PaymentActor>,
+    generation: u64,
+    in_flight: usize,
+}
+
+pub(super) struct RegistryInner {
+    actors: DashMap<String, Entry>,
+    generations: AtomicU64,
+    system: ActorSystem,
+    pub(super) service: Arc<PaymentService>,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) idle: Duration,
+    pub(super) mailbox: usize,
+}
+
+impl RegistryInner {
+    /// Removes the entry if it is still `generation` and nothing is in flight.
+    pub(super) fn evict(&self, reference: &str, generation: u64) -> bool {
+        self.actors
+            .remove_if(reference, |_, entry| {
+                entry.generation == generation && entry.in_flight == 0
+            })
+            .is_some()
+    }
+}
+
+#[derive(Clone)]
+pub struct PaymentRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+/// Gives back the in-flight slot even if the caller's future is dropped
+/// (a client that hung up): the message itself is still processed.
+struct InFlight<'a> {
+    inner: &'a RegistryInner,
+    reference: &'a str,
+    generation: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.inner.actors.get_mut(self.reference)
+            && entry.generation == self.generation
+        {
+            entry.in_flight -= 1;
+        }
+    }
+}
+
+impl PaymentRegistry {
+    /// Must be called inside the tokio runtime the work should run on.
+    pub fn new(
+        service: Arc<PaymentService>,
+        system: ActorSystem,
+        idle: Duration,
+        mailbox: usize,
+    ) -> PaymentRegistry {
+        PaymentRegistry {
+            inner: Arc::new(RegistryInner {
+                actors: DashMap::new(),
+                generations: AtomicU64::new(0),
+                system,
+                service,
+                runtime: tokio::runtime::Handle::current(),
+                idle,
+                mailbox: mailbox.max(1),
+            }),
+        }
+    }
+
+    pub fn service(&self) -> &Arc<PaymentService> {
+        &self.inner.service
+    }
+
+    /// Live actors in this process.
+    pub fn len(&self) -> usize {
+        self.inner.actors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.actors.is_empty()
+    }
+
+    /// Sends `command` to the payment's actor and waits for its answer. A
+    /// full mailbox is a 503 with `Retry-After`, never an unbounded queue.
+    pub async fn call(&self, reference: &str, command: Command) -> Result<Payment, ApiError> {
+        // An actor that stopped between lookup and delivery (shutdown) is
+        // looked up again once.
+        for _ in 0..2 {
+            let (addr, generation) = self.claim(reference)?;
+            let _slot = InFlight {
+                inner: &self.inner,
+                reference,
+                generation,
+            };
+            match addr.send(Envelope(command.clone())).await {
+                Ok(result) => return result,
+                Err(MailboxError::Closed) => continue,
+                Err(MailboxError::Timeout) => return Err(ApiError::Unavailable("this payment")),
+            }
+        }
+        Err(ApiError::Unavailable("the payment service"))
+    }
+
+    /// Finds or starts the actor and takes an in-flight slot, under the shard lock.
+    fn claim(&self, reference: &str) -> Result<(Addr<PaymentActor>, u64), ApiError> {
+        let inner = &self.inner;
+        let mut entry = inner.actors.entry(reference.to_owned()).or_insert_with(|| {
+            let generation = inner.generations.fetch_add(1, Ordering::Relaxed);
+            let registry = Arc::downgrade(inner);
+            let reference = reference.to_owned();
+            let addr =
+                PaymentActor::start_in_arbiter(inner.system.arbiter(), move |_| PaymentActor {
+                    reference,
+                    generation,
+                    registry,
+                    last_active: Instant::now(),
+                });
+            Entry {
+                addr,
+                generation,
+                in_flight: 0,
+            }
+        });
+        if entry.in_flight >= inner.mailbox {
+            return Err(ApiError::Busy);
+        }
+        entry.in_flight += 1;
+        Ok((entry.addr.clone(), entry.generation))
+    }
+
+    /// Stops every actor (shutdown).
+    pub fn stop(&self) {
+        self.inner.actors.clear();
+        self.inner.system.stop();
+    }
+}

@@ -1,0 +1,260 @@
+//! Idempotency-Key handling with Stripe's semantics and the IETF draft's
+//! status codes. Keys are scoped to the client and kept 24 h.
+//!
+//! - [`reserve`] runs inside the transaction that creates the payment, so a
+//!   key and the payment it made exist together or not at all.
+//! - same key, same body, finished → the stored status and body, byte for
+//!   byte ([`Reservation::Replay`]);
+//! - same key, different body → 422; still running → 409;
+//! - a first attempt that crashed leaves its key locked until `locked_until`;
+//!   after that a retry takes the key over and finishes *the same payment*
+//!   (the key remembers it), so no second payment or provider transaction;
+//! - a 4xx outcome is stored and replayed; a 5xx is not: the key is
+//!   [`release`]d so the client's retry proceeds at once.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    domain::IdempotencyKey,
+    error::ApiError,
+    store::entities::idempotency_key::{self, Column},
+};
+
+/// How long a finished key is kept before the purge deletes it.
+pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+const STARTED: &str = "started";
+const COMPLETED: &str = "completed";
+
+/// What the caller should do with a request that carries a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Do the work. `payment_id`: the payment an earlier, unfinished attempt
+    /// created — finish that one instead of creating another.
+    Proceed { payment_id: Option<Uuid> },
+    /// Answer with what the first request answered.
+    Replay { status: u16, body: String },
+}
+
+/// SHA-256 over the request's JSON with object keys sorted, so the same
+/// request spelled with other whitespace or key order is the same request.
+pub fn fingerprint(operation: &str, body: &serde_json::Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(body, &mut canonical);
+    let mut hasher = Sha256::new();
+    hasher.update(operation.as_bytes());
+    hasher.update([0]);
+    hasher.update(canonical.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(value, out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Claims `key` for this request, or says why not. Call inside the
+/// transaction that will create the payment.
+pub async fn reserve(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    key: IdempotencyKey,
+    fingerprint: &str,
+    lock: Duration,
+) -> Result<Reservation, ApiError> {
+    let now = Utc::now();
+    let locked_until = now + lock;
+    let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+        client_id: Set(client_id),
+        key: Set(key.as_uuid()),
+        request_hash: Set(fingerprint.to_owned()),
+        state: Set(STARTED.to_owned()),
+        payment_id: Set(None),
+        response_status: Set(None),
+        response_body: Set(None),
+        created_at: Set(now),
+        locked_until: Set(Some(locked_until)),
+    })
+    .on_conflict(
+        OnConflict::columns([Column::ClientId, Column::Key])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    if inserted == 1 {
+        return Ok(Reservation::Proceed { payment_id: None });
+    }
+
+    let existing = idempotency_key::Entity::find_by_id((client_id, key.as_uuid()))
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::Internal("idempotency key vanished after a conflict".into()))?;
+    if existing.request_hash != fingerprint {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    if existing.state == COMPLETED {
+        return Ok(Reservation::Replay {
+            status: existing.response_status.unwrap_or(500) as u16,
+            body: existing.response_body.unwrap_or_default(),
+        });
+    }
+    // Started: either running now (409) or abandoned by a crash or a 5xx.
+    // Taking it over is a compare-and-set, so only one retry wins.
+    let taken = idempotency_key::Entity::update_many()
+        .col_expr(Column::LockedUntil, Expr::value(Some(locked_until)))
+        .filter(Column::ClientId.eq(client_id))
+        .filter(Column::Key.eq(key.as_uuid()))
+        .filter(Column::State.eq(STARTED))
+        .filter(
+            Column::LockedUntil
+                .is_null()
+                .or(Column::LockedUntil.lte(now)),
+        )
+        .exec(db)
+        .await?;
+    if taken.rows_affected == 1 {
+        Ok(Reservation::Proceed {
+            payment_id: existing.payment_id,
+        })
+    } else {
+        Err(ApiError::IdempotencyInFlight)
+    }
+}
+
+/// Remembers which payment this key's request created.
+pub async fn attach_payment(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    key: IdempotencyKey,
+    payment_id: Uuid,
+) -> Result<(), DbErr> {
+    idempotency_key::Entity::update_many()
+        .col_expr(Column::PaymentId, Expr::value(Some(payment_id)))
+        .filter(Column::ClientId.eq(client_id))
+        .filter(Column::Key.eq(key.as_uuid()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Stores the final response; later requests with the key replay it.
+pub async fn complete(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    key: IdempotencyKey,
+    status: u16,
+    body: &str,
+) -> Result<(), DbErr> {
+    idempotency_key::Entity::update_many()
+        .col_expr(Column::State, Expr::value(COMPLETED))
+        .col_expr(Column::ResponseStatus, Expr::value(Some(i32::from(status))))
+        .col_expr(Column::ResponseBody, Expr::value(Some(body.to_owned())))
+        .col_expr(
+            Column::LockedUntil,
+            Expr::value(None::<chrono::DateTime<Utc>>),
+        )
+        .filter(Column::ClientId.eq(client_id))
+        .filter(Column::Key.eq(key.as_uuid()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Unlocks a key whose request failed with a 5xx, so a retry may proceed.
+pub async fn release(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    key: IdempotencyKey,
+) -> Result<(), DbErr> {
+    idempotency_key::Entity::update_many()
+        .col_expr(
+            Column::LockedUntil,
+            Expr::value(None::<chrono::DateTime<Utc>>),
+        )
+        .filter(Column::ClientId.eq(client_id))
+        .filter(Column::Key.eq(key.as_uuid()))
+        .filter(Column::State.eq(STARTED))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes keys older than [`RETENTION`]; returns how many went.
+pub async fn purge_expired(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let cutoff = Utc::now() - RETENTION;
+    let result = idempotency_key::Entity::delete_many()
+        .filter(Column::CreatedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fingerprint_ignores_key_order_and_whitespace() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"amount":100,"currency":"NGN","metadata":{"b":1,"a":[1,2]}}"#)
+                .unwrap();
+        let b: serde_json::Value = serde_json::from_str(
+            r#"{ "metadata": {"a": [1, 2], "b": 1}, "currency": "NGN", "amount": 100 }"#,
+        )
+        .unwrap();
+        assert_eq!(fingerprint("initialize", &a), fingerprint("initialize", &b));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_any_value_or_operation() {
+        let base = json!({"amount": 100, "currency": "NGN"});
+        let other_amount = json!({"amount": 101, "currency": "NGN"});
+        let nested = json!({"amount": 100, "currency": "NGN", "metadata": {"x": [1]}});
+        let nested_other = json!({"amount": 100, "currency": "NGN", "metadata": {"x": [2]}});
+        let fp = |v| fingerprint("initialize", v);
+        assert_ne!(fp(&base), fp(&other_amount));
+        assert_ne!(fp(&nested), fp(&nested_other));
+        assert_ne!(
+            fingerprint("initialize", &base),
+            fingerprint("verify", &base)
+        );
+        // "100" the string is not 100 the number.
+        assert_ne!(fp(&base), fp(&json!({"amount": "100", "currency": "NGN"})));
+    }
+}

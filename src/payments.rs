@@ -1,0 +1,298 @@
+//! The payment operations that change state: create, initialize at the
+//! provider, verify, apply an event. Each state change runs the pure
+//! [`transition`](crate::domain::transition) and writes the result with an
+//! optimistic version check, retrying on conflict; the audit row goes in the
+//! same transaction. Within a process, [`crate::actors`] serializes these
+//! per payment; across processes the version check arbitrates.
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        Amount, Currency, Email, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, Reference,
+        transition,
+    },
+    error::ApiError,
+    provider::{InitializeRequest, PaymentProvider, ProviderError},
+    store::payments::{self, Changes, NewPayment, Payment},
+};
+
+/// How often a version conflict is retried before giving up (503).
+const CONFLICT_RETRIES: usize = 8;
+
+pub struct PaymentService {
+    pub db: DatabaseConnection,
+    pub provider: Arc<dyn PaymentProvider>,
+}
+
+/// A validated request to take a payment.
+#[derive(Debug, Clone)]
+pub struct NewPaymentRequest {
+    pub reference: Reference,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub email: Email,
+    pub callback_url: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// What caused an event, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Initialize,
+    Verify,
+    Webhook,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Initialize => "initialize",
+            Source::Verify => "verify",
+            Source::Webhook => "webhook",
+        }
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(err: ProviderError) -> Self {
+        match err {
+            ProviderError::Rejected(message) => ApiError::ProviderRejected(message),
+            ProviderError::Unavailable(message) => ApiError::ProviderUnavailable(message),
+            ProviderError::Timeout => ApiError::ProviderTimeout,
+        }
+    }
+}
+
+impl PaymentService {
+    /// Stores a new `created` payment (and its first audit row) in `db`,
+    /// which may be a transaction the caller also uses for its key.
+    pub async fn create(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        client_id: Uuid,
+        request: &NewPaymentRequest,
+    ) -> Result<Payment, ApiError> {
+        if payments::find_by_reference(db, request.reference.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(reference_taken(&request.reference));
+        }
+        payments::insert(
+            db,
+            NewPayment {
+                client_id,
+                reference: &request.reference,
+                provider: self.provider.name(),
+                amount: request.amount,
+                currency: request.currency,
+                email: &request.email,
+                metadata: request.metadata.clone(),
+            },
+        )
+        .await
+        .map_err(|err| match err {
+            // Lost a race with another request for the same reference.
+            err if is_unique_violation(&err) => reference_taken(&request.reference),
+            err => err.into(),
+        })
+    }
+
+    /// Opens the provider transaction of a `created` payment and moves it to
+    /// `pending`. A payment already past `created` is returned unchanged, so
+    /// a retried or resumed request never opens a second transaction.
+    pub async fn initialize_at_provider(
+        &self,
+        reference: &str,
+        callback_url: Option<String>,
+    ) -> Result<Payment, ApiError> {
+        let payment = self.load(reference).await?;
+        if status_of(&payment)? != PaymentStatus::Created {
+            return Ok(payment);
+        }
+        let request = InitializeRequest {
+            reference: Reference::parse(&payment.reference).map_err(corrupt)?,
+            amount: Amount::new(payment.amount).map_err(corrupt)?,
+            currency: Currency::parse(&payment.currency).map_err(corrupt)?,
+            email: Email::parse(&payment.email).map_err(corrupt)?,
+            callback_url,
+            metadata: payment.metadata.clone(),
+        };
+        match self.provider.initialize(&request).await {
+            Ok(checkout) => {
+                let changes = Changes {
+                    authorization_url: Some(checkout.authorization_url),
+                    access_code: Some(checkout.access_code),
+                    ..Changes::default()
+                };
+                let (payment, _) = self
+                    .apply(
+                        reference,
+                        PaymentEvent::ProviderAccepted,
+                        Source::Initialize,
+                        changes,
+                        None,
+                    )
+                    .await?;
+                Ok(payment)
+            }
+            Err(ProviderError::Rejected(message)) => {
+                let changes = Changes {
+                    failure_reason: Some("provider_rejected".into()),
+                    ..Changes::default()
+                };
+                self.apply(
+                    reference,
+                    PaymentEvent::ChargeFailed,
+                    Source::Initialize,
+                    changes,
+                    None,
+                )
+                .await?;
+                Err(ApiError::ProviderRejected(message))
+            }
+            Err(err) => {
+                tracing::warn!(reference, error = %err, "provider initialize failed");
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Asks the provider about a payment and applies what it says. A payment
+    /// in a final state is returned without asking.
+    pub async fn verify(&self, reference: &str) -> Result<Payment, ApiError> {
+        let payment = self.load(reference).await?;
+        let status = status_of(&payment)?;
+        // Final states do not move (bar a refund, which verify does not
+        // report); a `created` payment has no provider transaction yet.
+        if status.is_terminal() || status == PaymentStatus::Created {
+            return Ok(payment);
+        }
+        let report = self
+            .provider
+            .verify(&Reference::parse(reference).map_err(corrupt)?)
+            .await?;
+        let event = report.event()?;
+        let (payment, _) = self
+            .apply(reference, event, Source::Verify, Changes::default(), None)
+            .await?;
+        Ok(payment)
+    }
+
+    /// Runs the state machine on `event` and persists the outcome with the
+    /// version check, retrying on conflict. Returns the payment after the
+    /// event and what the state machine decided.
+    pub async fn apply(
+        &self,
+        reference: &str,
+        event: PaymentEvent,
+        source: Source,
+        extra: Changes,
+        event_id: Option<&str>,
+    ) -> Result<(Payment, Outcome), ApiError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let current = self.load(reference).await?;
+            let status = status_of(&current)?;
+            let amount = Amount::new(current.amount).map_err(corrupt)?;
+            let currency = Currency::parse(&current.currency).map_err(corrupt)?;
+            let outcome = transition(status, amount, currency, &event);
+            let cause = |verdict: &str| match verdict {
+                "" => format!("{}:{}", source.as_str(), event.name()),
+                verdict => format!("{}:{}:{verdict}", source.as_str(), event.name()),
+            };
+            let (changes, to, cause) = match outcome {
+                Outcome::Applied { to } => {
+                    let mut changes = extra.clone();
+                    changes.status = Some(to);
+                    changes.paid = to == PaymentStatus::Succeeded;
+                    (Some(changes), to, cause(""))
+                }
+                Outcome::Flagged(reason) => {
+                    let changes = Changes {
+                        failure_reason: Some(reason.as_str().to_owned()),
+                        ..Changes::default()
+                    };
+                    tracing::warn!(reference, reason = reason.as_str(), "payment flagged");
+                    (
+                        Some(changes),
+                        status,
+                        cause(&format!("flagged_{}", reason.as_str())),
+                    )
+                }
+                // A poll that finds nothing new is not worth an audit row; a
+                // delivered event always is, so every event can be traced.
+                Outcome::Ignored(IgnoreReason::Duplicate) if event_id.is_none() => {
+                    return Ok((current, outcome));
+                }
+                Outcome::Ignored(reason) => {
+                    (None, status, cause(&format!("ignored_{}", reason.as_str())))
+                }
+                Outcome::Rejected(reason) => (
+                    None,
+                    status,
+                    cause(&format!("rejected_{}", reason.as_str())),
+                ),
+            };
+            let txn = self.db.begin().await?;
+            let updated = match &changes {
+                Some(changes) => match payments::update_versioned(&txn, &current, changes).await? {
+                    Some(updated) => updated,
+                    None => {
+                        txn.rollback().await?;
+                        continue;
+                    }
+                },
+                None => current.clone(),
+            };
+            payments::record_transition(
+                &txn,
+                current.id,
+                &current.status,
+                to.as_str(),
+                &cause,
+                event_id,
+            )
+            .await?;
+            txn.commit().await?;
+            return Ok((updated, outcome));
+        }
+        Err(ApiError::Unavailable(
+            "this payment (too many concurrent changes)",
+        ))
+    }
+
+    async fn load(&self, reference: &str) -> Result<Payment, ApiError> {
+        payments::find_by_reference(&self.db, reference)
+            .await?
+            .ok_or(ApiError::NotFound)
+    }
+}
+
+fn status_of(payment: &Payment) -> Result<PaymentStatus, ApiError> {
+    PaymentStatus::parse(&payment.status).ok_or_else(|| {
+        ApiError::Internal(format!(
+            "payment {} has status {:?}",
+            payment.id, payment.status
+        ))
+    })
+}
+
+/// A stored row that no longer parses: a bug or a hand edit, never the client's fault.
+fn corrupt(err: crate::domain::DomainError) -> ApiError {
+    ApiError::Internal(format!("stored payment is invalid: {err}"))
+}
+
+fn reference_taken(reference: &Reference) -> ApiError {
+    ApiError::Conflict(format!("reference {reference} is already in use"))
+}
+
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

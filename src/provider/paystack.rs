@@ -1,0 +1,208 @@
+//! A client for Paystack's transaction API (`/transaction/initialize`,
+//! `/transaction/verify/:reference`, bearer secret key), with a connect
+//! timeout, a total timeout and jittered retries. Retrying is safe for both
+//! calls: verify only reads, and initialize always carries payorch's own
+//! reference, on which the provider deduplicates.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rand::Rng;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ChargeReport, Checkout, InitializeRequest, PaymentProvider, ProviderError};
+use crate::{config::Secret, domain::Reference};
+
+const ATTEMPTS: u32 = 3;
+const BASE_BACKOFF: Duration = Duration::from_millis(100);
+
+pub struct PaystackClient {
+    name: &'static str,
+    base: Url,
+    secret_key: Secret,
+    http: reqwest::Client,
+    /// Budget for one call including its retries.
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    status: bool,
+    #[serde(default)]
+    message: String,
+    data: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct InitializeData {
+    authorization_url: String,
+    access_code: String,
+}
+
+#[derive(Deserialize)]
+struct VerifyData {
+    id: Option<i64>,
+    status: String,
+    amount: i64,
+    currency: String,
+    gateway_response: Option<String>,
+}
+
+impl PaystackClient {
+    pub fn new(name: &'static str, base: Url, secret_key: Secret, timeout: Duration) -> Self {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2).min(timeout))
+            .timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("building the provider HTTP client");
+        // A base without a trailing slash would lose its last segment in `join`.
+        let base = if base.path().ends_with('/') {
+            base
+        } else {
+            format!("{base}/")
+                .parse()
+                .expect("a URL with a slash is a URL")
+        };
+        PaystackClient {
+            name,
+            base,
+            secret_key,
+            http,
+            timeout,
+        }
+    }
+
+    /// Sends with retries on timeouts, connection errors and 5xx, within the
+    /// overall budget; returns the decoded `data` of a 2xx answer.
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let started = Instant::now();
+        let mut last_error = ProviderError::Timeout;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let backoff = BASE_BACKOFF * 2u32.pow(attempt - 1);
+                let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
+                let pause = backoff + Duration::from_millis(jitter);
+                if started.elapsed() + pause >= self.timeout {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            let remaining = self.timeout.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            let sent = build()
+                .bearer_auth(self.secret_key.expose())
+                .timeout(remaining)
+                .send()
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(err) if err.is_timeout() => {
+                    last_error = ProviderError::Timeout;
+                    continue;
+                }
+                Err(err) => {
+                    last_error = ProviderError::Unavailable(without_url(&err));
+                    continue;
+                }
+            };
+            let status = response.status();
+            let body = match response.bytes().await {
+                Ok(body) => body,
+                Err(err) if err.is_timeout() => {
+                    last_error = ProviderError::Timeout;
+                    continue;
+                }
+                Err(err) => {
+                    last_error = ProviderError::Unavailable(without_url(&err));
+                    continue;
+                }
+            };
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                last_error = ProviderError::Unavailable(format!("provider answered {status}"));
+                continue;
+            }
+            let envelope: Envelope<T> = serde_json::from_slice(&body).map_err(|e| {
+                ProviderError::Unavailable(format!("unreadable provider answer ({status}): {e}"))
+            })?;
+            return match (status.is_success() && envelope.status, envelope.data) {
+                (true, Some(data)) => Ok(data),
+                (true, None) => Err(ProviderError::Unavailable(
+                    "provider answer without data".into(),
+                )),
+                (false, _) => Err(ProviderError::Rejected(if envelope.message.is_empty() {
+                    format!("provider answered {status}")
+                } else {
+                    envelope.message
+                })),
+            };
+        }
+        Err(last_error)
+    }
+}
+
+/// reqwest errors print the URL; ours carry no secret, but keep logs short.
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), url.path());
+    }
+    text
+}
+
+#[async_trait]
+impl PaymentProvider for PaystackClient {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn initialize(&self, request: &InitializeRequest) -> Result<Checkout, ProviderError> {
+        let url = self
+            .base
+            .join("transaction/initialize")
+            .expect("static path");
+        let mut body = json!({
+            "reference": request.reference.as_str(),
+            "amount": request.amount.get(),
+            "currency": request.currency.as_str(),
+            "email": request.email.as_str(),
+        });
+        if let Some(callback) = &request.callback_url {
+            body["callback_url"] = json!(callback);
+        }
+        if let Some(metadata) = &request.metadata {
+            body["metadata"] = metadata.clone();
+        }
+        let data: InitializeData = self
+            .call(|| self.http.post(url.clone()).json(&body))
+            .await?;
+        Ok(Checkout {
+            authorization_url: data.authorization_url,
+            access_code: data.access_code,
+        })
+    }
+
+    async fn verify(&self, reference: &Reference) -> Result<ChargeReport, ProviderError> {
+        let url = self
+            .base
+            .join("transaction/verify/")
+            .and_then(|u| u.join(reference.as_str()))
+            .expect("references are URL-safe");
+        let data: VerifyData = self.call(|| self.http.get(url.clone())).await?;
+        Ok(ChargeReport {
+            provider_transaction_id: data.id,
+            status: data.status,
+            amount: data.amount,
+            currency: data.currency,
+            gateway_response: data.gateway_response,
+        })
+    }
+}

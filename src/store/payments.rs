@@ -1,0 +1,184 @@
+//! Payment rows and their audit trail. Every status change is an optimistic
+//! update (`WHERE id = ? AND version = ?`) plus a `payment_transitions` row,
+//! in the caller's transaction.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::entities::{payment, payment_transition};
+use crate::domain::{Amount, Currency, Email, PaymentStatus, Reference};
+
+pub use payment::Model as Payment;
+pub use payment_transition::Model as Transition;
+
+/// A payment about to be created.
+pub struct NewPayment<'a> {
+    pub client_id: Uuid,
+    pub reference: &'a Reference,
+    pub provider: &'a str,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub email: &'a Email,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Inserts a `created` payment and its first transition.
+pub async fn insert(db: &impl ConnectionTrait, new: NewPayment<'_>) -> Result<Payment, DbErr> {
+    let now = Utc::now();
+    let model = Payment {
+        id: Uuid::now_v7(),
+        client_id: new.client_id,
+        reference: new.reference.as_str().to_owned(),
+        provider: new.provider.to_owned(),
+        amount: new.amount.get(),
+        currency: new.currency.as_str().to_owned(),
+        email: new.email.as_str().to_owned(),
+        status: PaymentStatus::Created.as_str().to_owned(),
+        failure_reason: None,
+        authorization_url: None,
+        access_code: None,
+        metadata: new.metadata,
+        version: 0,
+        created_at: now,
+        updated_at: now,
+        paid_at: None,
+    };
+    payment::Entity::insert(payment::ActiveModel::from(model.clone()))
+        .exec_without_returning(db)
+        .await?;
+    record_transition(
+        db,
+        model.id,
+        "new",
+        PaymentStatus::Created.as_str(),
+        "initialize:created",
+        None,
+    )
+    .await?;
+    Ok(model)
+}
+
+pub async fn find_by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Payment>, DbErr> {
+    payment::Entity::find_by_id(id).one(db).await
+}
+
+pub async fn find_by_reference(
+    db: &impl ConnectionTrait,
+    reference: &str,
+) -> Result<Option<Payment>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Reference.eq(reference))
+        .one(db)
+        .await
+}
+
+/// The payment `reference` if `client_id` owns it: another client's payment
+/// is as invisible as a missing one.
+pub async fn find_owned(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    reference: &str,
+) -> Result<Option<Payment>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Reference.eq(reference))
+        .filter(payment::Column::ClientId.eq(client_id))
+        .one(db)
+        .await
+}
+
+pub async fn transitions(
+    db: &impl ConnectionTrait,
+    payment_id: Uuid,
+) -> Result<Vec<Transition>, DbErr> {
+    payment_transition::Entity::find()
+        .filter(payment_transition::Column::PaymentId.eq(payment_id))
+        .order_by_asc(payment_transition::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Field changes that go with a status change.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub status: Option<PaymentStatus>,
+    pub failure_reason: Option<String>,
+    pub authorization_url: Option<String>,
+    pub access_code: Option<String>,
+    pub paid: bool,
+}
+
+/// Applies `changes` if the row is still at `current.version`. `Ok(None)`:
+/// someone else changed it first — reload and decide again.
+pub async fn update_versioned(
+    db: &impl ConnectionTrait,
+    current: &Payment,
+    changes: &Changes,
+) -> Result<Option<Payment>, DbErr> {
+    let now = Utc::now();
+    let mut next = current.clone();
+    next.version += 1;
+    next.updated_at = now;
+    if let Some(status) = changes.status {
+        next.status = status.as_str().to_owned();
+    }
+    if let Some(reason) = &changes.failure_reason {
+        next.failure_reason = Some(reason.clone());
+    }
+    if let Some(url) = &changes.authorization_url {
+        next.authorization_url = Some(url.clone());
+    }
+    if let Some(code) = &changes.access_code {
+        next.access_code = Some(code.clone());
+    }
+    if changes.paid && next.paid_at.is_none() {
+        next.paid_at = Some(now);
+    }
+    let result = payment::Entity::update_many()
+        .col_expr(payment::Column::Status, Expr::value(next.status.clone()))
+        .col_expr(
+            payment::Column::FailureReason,
+            Expr::value(next.failure_reason.clone()),
+        )
+        .col_expr(
+            payment::Column::AuthorizationUrl,
+            Expr::value(next.authorization_url.clone()),
+        )
+        .col_expr(
+            payment::Column::AccessCode,
+            Expr::value(next.access_code.clone()),
+        )
+        .col_expr(payment::Column::Version, Expr::value(next.version))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(next.updated_at))
+        .col_expr(payment::Column::PaidAt, Expr::value(next.paid_at))
+        .filter(payment::Column::Id.eq(current.id))
+        .filter(payment::Column::Version.eq(current.version))
+        .exec(db)
+        .await?;
+    Ok((result.rows_affected == 1).then_some(next))
+}
+
+pub async fn record_transition(
+    db: &impl ConnectionTrait,
+    payment_id: Uuid,
+    from: &str,
+    to: &str,
+    cause: &str,
+    event_id: Option<&str>,
+) -> Result<(), DbErr> {
+    payment_transition::Entity::insert(payment_transition::ActiveModel {
+        payment_id: Set(payment_id),
+        from_status: Set(from.to_owned()),
+        to_status: Set(to.to_owned()),
+        cause: Set(cause.chars().take(64).collect()),
+        event_id: Set(event_id.map(str::to_owned)),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
