@@ -133,7 +133,8 @@ pub struct TestApp {
     pub client_id: Uuid,
     stop: Option<oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<Result<(), payorch::StartupError>>>,
-    pub test_db: Arc<TestDb>,
+    /// Keeps the database alive as long as the app; dropped after it.
+    _test_db: Arc<TestDb>,
 }
 
 impl TestApp {
@@ -168,7 +169,7 @@ impl TestApp {
             client_id: client.id,
             stop: Some(stop),
             server: Some(server),
-            test_db,
+            _test_db: test_db,
         }
     }
 
@@ -198,6 +199,72 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+impl TestApp {
+    /// Calls the sandbox's control API (mounted at `/sandbox`).
+    pub async fn sandbox(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/sandbox/_control/{path}")))
+            .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn sandbox_stats(&self) -> serde_json::Value {
+        self.http
+            .get(self.url("/sandbox/_control/stats"))
+            .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/payments/initialize` with an optional Idempotency-Key.
+    pub async fn initialize(
+        &self,
+        body: &serde_json::Value,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.post("/v1/payments/initialize").json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Initializes a payment and returns its JSON (asserting 201).
+    pub async fn new_payment(&self, amount: i64) -> serde_json::Value {
+        let response = self
+            .initialize(
+                &serde_json::json!({"amount": amount, "currency": "NGN", "email": "ada@example.com"}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    pub async fn payment_count(&self) -> u64 {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        payorch::store::entities::payment::Entity::find()
+            .count(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// A second API client of the same app.
+    pub async fn other_client_key(&self) -> String {
+        payorch::store::api_clients::create(&self.db, "other")
+            .await
+            .unwrap()
+            .1
     }
 }
 

@@ -4,6 +4,9 @@
 
 mod helpers;
 
+mod actors;
 mod cli;
 mod health;
+mod idempotency;
 mod migrations;
+mod payments;

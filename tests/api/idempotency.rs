@@ -1,0 +1,241 @@
+//! Idempotency-Key semantics: replay byte for byte, 422 on another body,
+//! 409 while in flight, safe retries after provider failures.
+
+use std::{collections::HashMap, sync::Arc};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+
+fn body(amount: i64) -> Value {
+    json!({"amount": amount, "currency": "NGN", "email": "ada@example.com", "metadata": {"cart": 7}})
+}
+
+async fn app_with(vars: &[(&str, &str)]) -> TestApp {
+    let db = Arc::new(TestDb::postgres().await);
+    let mut env: HashMap<String, String> = test_env(&db);
+    for (k, v) in vars {
+        env.insert(k.to_string(), v.to_string());
+    }
+    TestApp::spawn_with(db, env).await
+}
+
+#[tokio::test]
+async fn the_same_key_and_body_replays_the_stored_response_byte_for_byte() {
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    let first = app.initialize(&body(2_500), Some(&key)).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_bytes = first.bytes().await.unwrap();
+
+    // Same request, keys in another order: still the same request.
+    let reordered = json!({"metadata": {"cart": 7}, "email": "ada@example.com", "currency": "NGN", "amount": 2500});
+    let second = app.initialize(&reordered, Some(&key)).await;
+    assert_eq!(second.status(), 201);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.bytes().await.unwrap(), first_bytes);
+    assert_eq!(app.payment_count().await, 1);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_422() {
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    assert_eq!(app.initialize(&body(100), Some(&key)).await.status(), 201);
+    let other = app.initialize(&body(101), Some(&key)).await;
+    assert_problem(other, 422, "idempotency_key_reused").await;
+    assert_eq!(app.payment_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_key_that_is_not_a_uuid_is_400_and_no_key_means_a_new_payment_each_time() {
+    let app = TestApp::spawn().await;
+    for bad in ["abc", "12345678123456781234567812345678", ""] {
+        let response = app.initialize(&body(100), Some(bad)).await;
+        assert_problem(response, 400, "bad_request").await;
+    }
+    assert_eq!(app.payment_count().await, 0);
+    assert_eq!(app.initialize(&body(100), None).await.status(), 201);
+    assert_eq!(app.initialize(&body(100), None).await.status(), 201);
+    assert_eq!(app.payment_count().await, 2);
+}
+
+#[tokio::test]
+async fn keys_are_scoped_to_the_client() {
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    assert_eq!(app.initialize(&body(100), Some(&key)).await.status(), 201);
+    let other = app.other_client_key().await;
+    let response = app
+        .http
+        .post(app.url("/v1/payments/initialize"))
+        .bearer_auth(other)
+        .header("Idempotency-Key", &key)
+        .json(&body(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    assert_eq!(app.payment_count().await, 2);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_requests_with_one_key_make_one_payment() {
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    let request = body(9_900);
+    let sends = (0..50).map(|_| app.initialize(&request, Some(&key)));
+    let responses = futures_util::future::join_all(sends).await;
+    let mut created = Vec::new();
+    let mut in_flight = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            201 => created.push(response.json::<Value>().await.unwrap()),
+            409 => {
+                assert_problem(response, 409, "idempotency_key_in_flight").await;
+                in_flight += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(!created.is_empty());
+    assert!(created.iter().all(|p| p["id"] == created[0]["id"]));
+    assert_eq!(created.len() + in_flight, 50);
+    assert_eq!(app.payment_count().await, 1);
+    assert_eq!(app.sandbox_stats().await["transactions"], 1);
+}
+
+async fn provider_failure_then_retry(mode: &str, status: u16, code: &str) {
+    let app = app_with(&[("PAYORCH_PROVIDER_TIMEOUT_MS", "400")]).await;
+    app.sandbox(
+        "faults",
+        json!({"operation": "initialize", "mode": mode, "count": 20}),
+    )
+    .await;
+    let key = Uuid::new_v4().to_string();
+    let failed = app.initialize(&body(4_200), Some(&key)).await;
+    assert_problem(failed, status, code).await;
+    // The payment exists, waiting; the 5xx was not stored.
+    assert_eq!(app.payment_count().await, 1);
+
+    app.sandbox(
+        "faults",
+        json!({"operation": "initialize", "mode": mode, "count": 0}),
+    )
+    .await;
+    let retried = app.initialize(&body(4_200), Some(&key)).await;
+    assert_eq!(retried.status(), 201);
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+    let payment: Value = retried.json().await.unwrap();
+    assert_eq!(payment["status"], "pending");
+    assert_eq!(
+        app.payment_count().await,
+        1,
+        "the retry finished the same payment"
+    );
+    assert_eq!(app.sandbox_stats().await["transactions"], 1);
+
+    let replay = app.initialize(&body(4_200), Some(&key)).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn a_provider_500_is_502_and_the_same_key_completes_the_same_payment() {
+    provider_failure_then_retry("error", 502, "provider_unavailable").await;
+}
+
+#[tokio::test]
+async fn a_provider_timeout_is_504_and_the_same_key_completes_the_same_payment() {
+    provider_failure_then_retry("hang", 504, "provider_timeout").await;
+}
+
+#[tokio::test]
+async fn a_4xx_is_stored_and_replayed() {
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    let invalid = json!({"amount": 0, "currency": "NGN", "email": "a@b.co"});
+    let first = app.initialize(&invalid, Some(&key)).await;
+    assert_eq!(first.status(), 422);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_bytes = first.bytes().await.unwrap();
+    let second = app.initialize(&invalid, Some(&key)).await;
+    assert_eq!(second.status(), 422);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.headers()["content-type"], "application/problem+json");
+    assert_eq!(second.bytes().await.unwrap(), first_bytes);
+}
+
+#[tokio::test]
+async fn a_crashed_requests_key_is_usable_after_its_lock_expires() {
+    use payorch::{domain::IdempotencyKey, idempotency};
+    let app = app_with(&[("PAYORCH_IDEMPOTENCY_LOCK_SECS", "1")]).await;
+    let key = Uuid::new_v4();
+    let request = body(3_000);
+    // A first attempt reserved the key and then died: nothing else happened.
+    let fingerprint = idempotency::fingerprint("initialize", &request);
+    idempotency::reserve(
+        &app.db,
+        app.client_id,
+        IdempotencyKey::parse(&key.to_string()).unwrap(),
+        &fingerprint,
+        std::time::Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let during = app.initialize(&request, Some(&key.to_string())).await;
+    assert_problem(during, 409, "idempotency_key_in_flight").await;
+
+    // Wait out the lock by watching the clock, not by guessing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = app.initialize(&request, Some(&key.to_string())).await;
+        if response.status() == 201 {
+            break;
+        }
+        assert_eq!(response.status(), 409);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.payment_count().await, 1);
+}
+
+#[tokio::test]
+async fn expired_keys_are_purged() {
+    use payorch::store::entities::idempotency_key;
+    use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait};
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    assert_eq!(app.initialize(&body(100), Some(&key)).await.status(), 201);
+    let old = chrono::Utc::now() - chrono::Duration::hours(25);
+    idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+        client_id: Set(app.client_id),
+        key: Set(Uuid::new_v4()),
+        request_hash: Set("h".into()),
+        state: Set("completed".into()),
+        payment_id: Set(None),
+        response_status: Set(Some(201)),
+        response_body: Set(Some("{}".into())),
+        created_at: Set(old),
+        locked_until: Set(None),
+    })
+    .exec_without_returning(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        payorch::idempotency::purge_expired(&app.db).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        idempotency_key::Entity::find()
+            .count(&app.db)
+            .await
+            .unwrap(),
+        1
+    );
+}

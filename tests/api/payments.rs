@@ -1,0 +1,394 @@
+//! Initialize, checkout, verify and read payments end to end, with the
+//! sandbox provider mounted on the app.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+
+fn body(amount: i64) -> Value {
+    json!({"amount": amount, "currency": "NGN", "email": "ada@example.com"})
+}
+
+async fn full_flow(app: &TestApp) {
+    let payment = app.new_payment(150_075).await;
+    assert_eq!(payment["status"], "pending");
+    let reference = payment["reference"].as_str().unwrap();
+    let checkout = payment["authorization_url"].as_str().unwrap();
+
+    // The page a person sees, with both buttons.
+    let page = app
+        .http
+        .get(checkout)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("NGN 1500.75"), "{page}");
+    assert!(page.contains(r#"value="success""#) && page.contains(r#"value="failed""#));
+    // The person clicks Pay: the form posts outcome=success.
+    let paid = app
+        .http
+        .post(checkout)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("outcome=success")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+
+    let verified = app
+        .post(&format!("/v1/payments/{reference}/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    let verified: Value = verified.json().await.unwrap();
+    assert_eq!(verified["status"], "succeeded");
+    assert!(verified["paid_at"].is_string());
+
+    let read: Value = app
+        .get(&format!("/v1/payments/{reference}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let steps: Vec<(String, String)> = read["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["to_status"].as_str().unwrap().to_owned(),
+                t["cause"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("created".into(), "initialize:created".into()),
+            ("pending".into(), "initialize:provider_accepted".into()),
+            ("succeeded".into(), "verify:charge_succeeded".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn full_flow_initialize_checkout_pay_verify_on_postgres() {
+    full_flow(&TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn full_flow_on_sqlite() {
+    let db = Arc::new(TestDb::sqlite());
+    let env = test_env(&db);
+    full_flow(&TestApp::spawn_with(db, env).await).await;
+}
+
+#[tokio::test]
+async fn declined_checkout_verifies_as_failed() {
+    let app = TestApp::spawn().await;
+    let payment = app.new_payment(5_000).await;
+    app.http
+        .post(payment["authorization_url"].as_str().unwrap())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("outcome=failed")
+        .send()
+        .await
+        .unwrap();
+    let verified: Value = app
+        .post(&format!(
+            "/v1/payments/{}/verify",
+            payment["reference"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["status"], "failed");
+    assert!(verified["paid_at"].is_null());
+}
+
+#[tokio::test]
+async fn a_burst_of_verifies_moves_the_payment_once_and_asks_the_provider_once() {
+    let app = TestApp::spawn().await;
+    let payment = app.new_payment(20_000).await;
+    let reference = payment["reference"].as_str().unwrap().to_owned();
+    app.sandbox(
+        &format!("transactions/{reference}/outcome"),
+        json!({"status": "success"}),
+    )
+    .await;
+
+    let calls = (0..50).map(|_| {
+        let request = app.post(&format!("/v1/payments/{reference}/verify"));
+        async move { request.send().await.unwrap() }
+    });
+    for response in futures_util::future::join_all(calls).await {
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "succeeded");
+    }
+    let read: Value = app
+        .get(&format!("/v1/payments/{reference}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let into_succeeded = read["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["to_status"] == "succeeded")
+        .count();
+    assert_eq!(into_succeeded, 1);
+    assert_eq!(app.sandbox_stats().await["verify_calls"], 1);
+}
+
+#[tokio::test]
+async fn an_amount_mismatch_is_flagged_never_credited() {
+    let app = TestApp::spawn().await;
+    let payment = app.new_payment(10_000).await;
+    let reference = payment["reference"].as_str().unwrap();
+    // The provider reports that less was paid.
+    app.sandbox(
+        &format!("transactions/{reference}/outcome"),
+        json!({"status": "success", "amount": 100}),
+    )
+    .await;
+    let verified: Value = app
+        .post(&format!("/v1/payments/{reference}/verify"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["status"], "pending");
+    assert_eq!(verified["failure_reason"], "amount_mismatch");
+    assert!(verified["paid_at"].is_null());
+}
+
+#[tokio::test]
+async fn a_currency_mismatch_is_flagged_too() {
+    let app = TestApp::spawn().await;
+    let payment = app.new_payment(10_000).await;
+    let reference = payment["reference"].as_str().unwrap();
+    app.sandbox(
+        &format!("transactions/{reference}/outcome"),
+        json!({"status": "success", "currency": "USD"}),
+    )
+    .await;
+    let verified: Value = app
+        .post(&format!("/v1/payments/{reference}/verify"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["status"], "pending");
+    assert_eq!(verified["failure_reason"], "currency_mismatch");
+}
+
+#[tokio::test]
+async fn another_clients_payment_is_not_found() {
+    let app = TestApp::spawn().await;
+    let payment = app.new_payment(1_000).await;
+    let reference = payment["reference"].as_str().unwrap();
+    let other = app.other_client_key().await;
+    for request in [
+        app.http.get(app.url(&format!("/v1/payments/{reference}"))),
+        app.http
+            .post(app.url(&format!("/v1/payments/{reference}/verify"))),
+    ] {
+        let response = request.bearer_auth(&other).send().await.unwrap();
+        assert_problem(response, 404, "payment_not_found").await;
+    }
+    let unknown = app.get("/v1/payments/no-such-ref").send().await.unwrap();
+    assert_problem(unknown, 404, "payment_not_found").await;
+}
+
+#[tokio::test]
+async fn a_client_reference_is_kept_and_cannot_be_reused() {
+    let app = TestApp::spawn().await;
+    let mut request = body(700);
+    request["reference"] = json!("order-2026-0001");
+    let first = app.initialize(&request, None).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["reference"], "order-2026-0001");
+    let again = app.initialize(&request, None).await;
+    assert_problem(again, 409, "conflict").await;
+    assert_eq!(app.payment_count().await, 1);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_problem_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let big_metadata = json!({"blob": "x".repeat(9 * 1024)});
+    for (body, status, code) in [
+        (body(0), 422, "validation_failed"),
+        (body(-5), 422, "validation_failed"),
+        (body(10_000_000_000_001), 422, "validation_failed"),
+        (
+            json!({"amount": 100, "currency": "XYZ", "email": "a@b.co"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"amount": 100, "currency": "NGN", "email": "nope"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "metadata": big_metadata}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "metadata": [1]}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "reference": "has space"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "callback_url": "ftp://x"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"amount": "100", "currency": "NGN", "email": "a@b.co"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"currency": "NGN", "email": "a@b.co"}),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let response = app.initialize(&body, None).await;
+        assert_problem(response, status, code).await;
+    }
+
+    // Every invalid field is named.
+    let response = app
+        .initialize(&json!({"amount": 0, "currency": "ngn", "email": "x"}), None)
+        .await;
+    let problem = assert_problem(response, 422, "validation_failed").await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["amount", "currency", "email"]);
+
+    let beyond_i64 = app
+        .post("/v1/payments/initialize")
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 99999999999999999999, "currency": "NGN", "email": "a@b.co"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(beyond_i64, 400, "bad_request").await;
+    let malformed = app
+        .post("/v1/payments/initialize")
+        .header("content-type", "application/json")
+        .body("{\"amount\": 1,")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(malformed, 400, "bad_request").await;
+    let wrong_type = app
+        .post("/v1/payments/initialize")
+        .header("content-type", "text/plain")
+        .body("amount=1")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(wrong_type, 415, "unsupported_media_type").await;
+    let huge = app
+        .post("/v1/payments/initialize")
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(huge, 413, "payload_too_large").await;
+
+    assert_eq!(app.payment_count().await, 0);
+    assert_eq!(app.sandbox_stats().await["initialize_calls"], 0);
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_key_are_401_problems() {
+    let app = TestApp::spawn().await;
+    let path = app.url("/v1/payments/any-ref");
+    let no_header = app.http.get(&path).send().await.unwrap();
+    assert_problem(no_header, 401, "unauthorized").await;
+    let wrong = app
+        .http
+        .get(&path)
+        .bearer_auth("po_sk_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(wrong, 401, "unauthorized").await;
+    let not_bearer = app
+        .http
+        .get(&path)
+        .header("authorization", format!("Basic {}", app.api_key))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(not_bearer, 401, "unauthorized").await;
+
+    payorch::store::api_clients::disable(&app.db, app.client_id)
+        .await
+        .unwrap();
+    let disabled = app.get("/v1/payments/any-ref").send().await.unwrap();
+    assert_problem(disabled, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn a_provider_that_rejects_fails_the_payment_with_402() {
+    let app = TestApp::spawn().await;
+    // The sandbox refuses a reference it already holds with other parameters.
+    let mut request = body(1_000);
+    request["reference"] = json!("dup-at-provider");
+    app.http
+        .post(app.url("/sandbox/transaction/initialize"))
+        .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+        .json(&json!({"reference": "dup-at-provider", "amount": 5, "email": "x@y.co"}))
+        .send()
+        .await
+        .unwrap();
+    let response = app.initialize(&request, None).await;
+    assert_problem(response, 402, "provider_rejected").await;
+    let read: Value = app
+        .get("/v1/payments/dup-at-provider")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "failed");
+    assert_eq!(read["failure_reason"], "provider_rejected");
+}
