@@ -146,6 +146,9 @@ pub struct Config {
     pub actor_idle: Duration,
     /// Messages one payment actor may hold; beyond it the API answers 503.
     pub actor_mailbox: usize,
+    /// How long a known-good API key is trusted without a lookup (and so
+    /// the longest a revoked key keeps working).
+    pub auth_cache_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +257,7 @@ impl Config {
             idempotency_lock: Duration::from_secs(env.or("PAYORCH_IDEMPOTENCY_LOCK_SECS", "60")?),
             actor_idle: Duration::from_millis(env.or("PAYORCH_ACTOR_IDLE_MS", "60000")?),
             actor_mailbox: env.or("PAYORCH_ACTOR_MAILBOX", "64")?,
+            auth_cache_ttl: Duration::from_millis(env.or("PAYORCH_AUTH_CACHE_MS", "5000")?),
         })
     }
 

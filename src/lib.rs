@@ -87,6 +87,8 @@ pub async fn serve(
     let purge = tokio::spawn(purge_idempotency_keys(db.clone()));
     let state = AppState {
         cfg: cfg.clone(),
+        authenticator: http::auth::Authenticator::new(db.clone(), cfg.auth_cache_ttl),
+        limiter: Arc::new(rate_limiter(&cfg)),
         db,
         payments: registry.clone(),
         sandbox: mounted_sandbox.map(|(sandbox, _)| sandbox),
@@ -139,6 +141,18 @@ fn mounted_sandbox(
         .expect("a socket address makes a URL");
     let sandbox = provider::sandbox::Sandbox::new(cfg.paystack_secret_key.clone(), base.as_str());
     Some((sandbox, base))
+}
+
+/// The shared limiter when Redis is configured, the local one otherwise.
+fn rate_limiter(cfg: &Config) -> ratelimit::RateLimiter {
+    let shared = cfg.redis_url.as_ref().and_then(|url| {
+        ratelimit::redis::RedisLimiter::new(url.expose(), &cfg.redis_prefix, cfg.redis_timeout)
+            .map_err(
+                |err| tracing::warn!(error = %err, "Redis limiter unavailable; limiting locally"),
+            )
+            .ok()
+    });
+    ratelimit::RateLimiter::new(cfg.rate_limits.clone(), shared)
 }
 
 /// Deletes idempotency keys past their 24 h, every ten minutes.

@@ -1,27 +1,106 @@
-//! `Authorization: Bearer <api key>` → the calling [`ApiClient`]. A missing,
-//! malformed, unknown or disabled key is a 401 problem+json (`unauthorized`).
+//! Who is calling. `Authorization: Bearer <api key>` → the [`ApiClient`], or
+//! a 401 problem+json (`unauthorized`).
+//!
+//! Authentication runs in [`super::gate`], before any route, so requests
+//! without a valid key can be rate limited per IP *before* the key lookup
+//! touches the database. Known-good keys are cached briefly; an unknown key
+//! costs the caller's IP one unit of the `unauthenticated` budget first.
+//! The [`ClientAuth`] security scheme then only reads what the gate found
+//! (and documents the scheme in the OpenAPI description).
 
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use dashmap::DashMap;
 use poem::Request;
 use poem_openapi::{SecurityScheme, auth::Bearer};
+use sea_orm::DatabaseConnection;
 
 use crate::{
     error::ApiError,
-    http::AppState,
     store::api_clients::{self, ApiClient},
 };
 
+/// At most this many keys are cached; past it the cache starts over.
+const CACHE_CAPACITY: usize = 100_000;
+
 /// The API key of a merchant back end.
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", checker = "authenticate")]
+#[oai(ty = "bearer", checker = "authenticated")]
 pub struct ClientAuth(pub ApiClient);
 
-async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<ApiClient> {
-    let state = req
-        .data::<AppState>()
-        .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
-    match api_clients::authenticate(&state.db, &bearer.token).await {
-        Ok(Some(client)) => Ok(client),
-        Ok(None) => Err(ApiError::Unauthorized.into()),
-        Err(err) => Err(ApiError::from(err).into()),
+async fn authenticated(req: &Request, _bearer: Bearer) -> poem::Result<ApiClient> {
+    req.extensions()
+        .get::<ApiClient>()
+        .cloned()
+        .ok_or_else(|| ApiError::Unauthorized.into())
+}
+
+/// Resolves keys to clients, with a short-lived cache of known-good keys
+/// (revoking a key takes effect within the cache's time to live).
+#[derive(Clone)]
+pub struct Authenticator {
+    db: DatabaseConnection,
+    cache: Arc<DashMap<String, (ApiClient, Instant)>>,
+    ttl: Duration,
+}
+
+/// What the bearer token turned out to be.
+pub enum KeyCheck {
+    Valid(ApiClient),
+    /// Well-formed and worth a database lookup, not in the cache.
+    Unknown,
+    /// Missing or malformed: no lookup can make it valid.
+    Invalid,
+}
+
+impl Authenticator {
+    pub fn new(db: DatabaseConnection, ttl: Duration) -> Authenticator {
+        Authenticator {
+            db,
+            cache: Arc::new(DashMap::new()),
+            ttl,
+        }
     }
+
+    /// Looks at the token without touching the database.
+    pub fn precheck(&self, token: Option<&str>) -> KeyCheck {
+        let Some(token) = token.filter(|t| api_clients::is_well_formed(t)) else {
+            return KeyCheck::Invalid;
+        };
+        match self.cache.get(&api_clients::hash_key(token)) {
+            Some(entry) if entry.1.elapsed() < self.ttl => KeyCheck::Valid(entry.0.clone()),
+            _ => KeyCheck::Unknown,
+        }
+    }
+
+    /// Looks the key up in the database and caches a hit.
+    pub async fn lookup(&self, token: &str) -> Result<Option<ApiClient>, ApiError> {
+        let client = api_clients::authenticate(&self.db, token).await?;
+        if let Some(client) = &client
+            && !self.ttl.is_zero()
+        {
+            if self.cache.len() >= CACHE_CAPACITY {
+                self.cache.clear();
+            }
+            self.cache.insert(
+                api_clients::hash_key(token),
+                (client.clone(), Instant::now()),
+            );
+        }
+        Ok(client)
+    }
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -3,6 +3,7 @@
 //! code. Errors of any layer leave as problem+json (`crate::error`).
 
 pub mod auth;
+pub mod gate;
 pub mod health;
 pub mod limits;
 pub mod payments;
@@ -16,6 +17,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     actors::PaymentRegistry, config::Config, error::render_any_error, provider::sandbox::Sandbox,
+    ratelimit::RateLimiter,
 };
 
 /// Largest request body a client endpoint accepts.
@@ -27,6 +29,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub db: DatabaseConnection,
     pub payments: PaymentRegistry,
+    pub limiter: Arc<RateLimiter>,
+    pub authenticator: auth::Authenticator,
     /// The sandbox provider when it is mounted on this listener at `/sandbox`.
     pub sandbox: Option<Sandbox>,
 }
@@ -61,7 +65,16 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
     let mut routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest("/", service.with(limits::BodyLimit(MAX_CLIENT_BODY)));
+        .nest(
+            "/",
+            service
+                .with(limits::BodyLimit(MAX_CLIENT_BODY))
+                .with(gate::ClientGate {
+                    authenticator: state.authenticator.clone(),
+                    limiter: state.limiter.clone(),
+                    trusted_proxies: Arc::new(state.cfg.trusted_proxies.clone()),
+                }),
+        );
     if let Some(sandbox) = &state.sandbox {
         routes = routes.nest("/sandbox", sandbox.routes());
     }

@@ -52,9 +52,18 @@ pub async fn create(db: &DatabaseConnection, name: &str) -> Result<(ApiClient, S
     ))
 }
 
+/// Whether `key` has the shape of a key we issue (no lookup needed to refuse it).
+pub fn is_well_formed(key: &str) -> bool {
+    key.len() == KEY_PREFIX.len() + 64
+        && key.starts_with(KEY_PREFIX)
+        && key[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+}
+
 /// The enabled client owning `key`, if any.
 pub async fn authenticate(db: &DatabaseConnection, key: &str) -> Result<Option<ApiClient>, DbErr> {
-    if !key.starts_with(KEY_PREFIX) || key.len() != KEY_PREFIX.len() + 64 {
+    if !is_well_formed(key) {
         return Ok(None);
     }
     let found = api_client::Entity::find()

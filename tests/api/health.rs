@@ -76,8 +76,13 @@ async fn readyz_names_the_dependency_that_failed() {
 #[tokio::test]
 async fn unknown_routes_are_problem_json() {
     let app = TestApp::spawn().await;
-    let response = app.http.get(app.url("/v1/nope")).send().await.unwrap();
+    let response = app.http.get(app.url("/nope")).send().await.unwrap();
     assert_problem(response, 404, "not_found").await;
+    let response = app.get("/v1/nope").send().await.unwrap();
+    assert_problem(response, 404, "not_found").await;
+    // Under /v1 the key is checked first: no key, no hints about routes.
+    let response = app.http.get(app.url("/v1/nope")).send().await.unwrap();
+    assert_problem(response, 401, "unauthorized").await;
 }
 
 #[tokio::test]

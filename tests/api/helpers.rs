@@ -103,10 +103,16 @@ impl Drop for TestDb {
     }
 }
 
-/// Environment for a test app: isolated prefixes, everything else default.
+/// Limits so high that tests of other things never meet them; the
+/// rate-limit tests set their own.
+pub const GENEROUS_LIMITS: &str = "initialize=100000/60,verify=100000/60,unauthenticated=100000/60";
+
+/// Environment for a test app: isolated prefixes, generous limits,
+/// everything else default.
 pub fn test_env(db: &TestDb) -> HashMap<String, String> {
     HashMap::from([
         ("DATABASE_URL".into(), db.url.clone()),
+        ("PAYORCH_RATE_LIMITS".into(), GENEROUS_LIMITS.into()),
         ("PAYORCH_QUEUE_PREFIX".into(), random_name("q")),
         ("PAYORCH_REDIS_PREFIX".into(), random_name("r")),
     ])

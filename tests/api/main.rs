@@ -10,3 +10,4 @@ mod health;
 mod idempotency;
 mod migrations;
 mod payments;
+mod ratelimit;

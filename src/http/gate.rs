@@ -1,0 +1,298 @@
+//! The front gate of the client API: authenticate, then rate limit, then
+//! let the operation run; every limited response, 2xx or 4xx, carries the
+//! limit headers (IETF `RateLimit-Policy`/`RateLimit` and the common
+//! `X-RateLimit-*`), and a 429 adds `Retry-After`.
+//!
+//! Order matters for money and for the database: a request without a valid
+//! key is charged to its IP (`unauthenticated` policy) *before* its key is
+//! looked up, so a flood of bad keys is turned away without queries.
+
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use poem::{
+    Endpoint, IntoResponse, Middleware, Request, Response, Result,
+    http::{HeaderValue, Method, StatusCode},
+};
+
+use super::auth::{Authenticator, KeyCheck, bearer_token};
+use crate::{
+    error::{ApiError, render_any_error},
+    ratelimit::{Decision, Identity, RateLimiter, Route},
+    store::api_clients::ApiClient,
+};
+
+pub struct ClientGate {
+    pub authenticator: Authenticator,
+    pub limiter: Arc<RateLimiter>,
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+}
+
+impl<E: Endpoint> Middleware<E> for ClientGate {
+    type Output = ClientGateEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ClientGateEndpoint {
+            inner,
+            blocked: Arc::new(BlockedIps::default()),
+            authenticator: self.authenticator.clone(),
+            limiter: self.limiter.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+}
+
+pub struct ClientGateEndpoint<E> {
+    inner: E,
+    blocked: Arc<BlockedIps>,
+    authenticator: Authenticator,
+    limiter: Arc<RateLimiter>,
+    trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+}
+
+/// IPs that exhausted their `unauthenticated` budget, until it refills:
+/// their requests with unknown keys are refused without a lookup.
+#[derive(Default)]
+struct BlockedIps(dashmap::DashMap<IpAddr, (Instant, Decision)>);
+
+/// More blocked IPs than this and expired entries are swept first.
+const BLOCKED_CAPACITY: usize = 100_000;
+
+impl BlockedIps {
+    fn get(&self, ip: IpAddr) -> Option<Decision> {
+        let entry = self.0.get(&ip)?;
+        let (until, decision) = *entry;
+        drop(entry);
+        let now = Instant::now();
+        if now < until {
+            Some(Decision {
+                retry_after: until - now,
+                ..decision
+            })
+        } else {
+            self.0.remove(&ip);
+            None
+        }
+    }
+
+    fn block(&self, ip: IpAddr, decision: Decision) {
+        if self.0.len() >= BLOCKED_CAPACITY {
+            let now = Instant::now();
+            self.0.retain(|_, (until, _)| *until > now);
+        }
+        if self.0.len() < BLOCKED_CAPACITY {
+            self.0
+                .insert(ip, (Instant::now() + decision.retry_after, decision));
+        }
+    }
+}
+
+/// The limited route a request is for, if any.
+fn route_of(req: &Request) -> Option<Route> {
+    let path = req.uri().path();
+    if req.method() != Method::POST {
+        return None;
+    }
+    if path == "/v1/payments/initialize" {
+        Some(Route::Initialize)
+    } else if path.starts_with("/v1/payments/") && path.ends_with("/verify") {
+        Some(Route::Verify)
+    } else {
+        None
+    }
+}
+
+impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        if !req.uri().path().starts_with("/v1/") {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+        let token = bearer_token(&req).map(str::to_owned);
+        let client = match self.authenticator.precheck(token.as_deref()) {
+            KeyCheck::Valid(client) => client,
+            check => match self
+                .authenticate_slowly(&req, check, token.as_deref())
+                .await
+            {
+                Ok(client) => client,
+                Err(response) => return Ok(response),
+            },
+        };
+        let identity = Identity::Client(client.id);
+        req.extensions_mut().insert(client);
+        let decision = match route_of(&req) {
+            Some(route) => self.limiter.check(route, &identity).await,
+            None => None,
+        };
+        if let Some(decision) = decision.filter(|d| !d.allowed) {
+            return Ok(limited(decision));
+        }
+        let mut response = match self.inner.call(req).await {
+            Ok(output) => output.into_response(),
+            Err(err) => render_any_error(err).await,
+        };
+        if let Some(decision) = decision {
+            add_headers(&mut response, &decision);
+        }
+        Ok(response)
+    }
+}
+
+impl<E> ClientGateEndpoint<E> {
+    /// A key the cache does not know. An IP that has spent its
+    /// `unauthenticated` budget is turned away before any lookup; otherwise
+    /// the key is looked up, and a bad one is charged to the IP.
+    async fn authenticate_slowly(
+        &self,
+        req: &Request,
+        check: KeyCheck,
+        token: Option<&str>,
+    ) -> Result<ApiClient, Response> {
+        let ip = client_ip(req, &self.trusted_proxies);
+        if let Some(decision) = self.blocked.get(ip) {
+            return Err(limited(decision));
+        }
+        if let (KeyCheck::Unknown, Some(token)) = (check, token) {
+            match self.authenticator.lookup(token).await {
+                Ok(Some(client)) => return Ok(client),
+                Ok(None) => {}
+                Err(err) => return Err(err.as_response_with(None)),
+            }
+        }
+        let decision = self
+            .limiter
+            .check(Route::Unauthenticated, &Identity::Ip(ip))
+            .await;
+        match decision {
+            Some(decision) if !decision.allowed => {
+                self.blocked.block(ip, decision);
+                Err(limited(decision))
+            }
+            decision => Err(ApiError::Unauthorized.as_response_with(decision)),
+        }
+    }
+}
+
+impl ApiError {
+    fn as_response_with(&self, decision: Option<Decision>) -> Response {
+        let mut response = poem::error::ResponseError::as_response(self);
+        if let Some(decision) = decision {
+            add_headers(&mut response, &decision);
+        }
+        response
+    }
+}
+
+fn limited(decision: Decision) -> Response {
+    let mut response = ApiError::RateLimited {
+        retry_after: decision.retry_after,
+    }
+    .as_response_with(Some(decision));
+    debug_assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    response.headers_mut().insert(
+        "retry-after",
+        HeaderValue::from(whole_seconds(decision.retry_after).max(1)),
+    );
+    response
+}
+
+/// Seconds, rounded up: a client that waits this long is never early.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The IETF draft's `RateLimit-Policy` and `RateLimit`, and the common
+/// `X-RateLimit-*` trio, all from one decision.
+pub fn rate_limit_headers(decision: &Decision, route: &str) -> [(&'static str, String); 5] {
+    let limit = decision.policy.limit;
+    let window = decision.policy.window.as_secs();
+    let reset = whole_seconds(decision.reset);
+    [
+        (
+            "ratelimit-policy",
+            format!("\"{route}\";q={limit};w={window}"),
+        ),
+        (
+            "ratelimit",
+            format!("\"{route}\";r={};t={reset}", decision.remaining),
+        ),
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", decision.remaining.to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+    ]
+}
+
+fn add_headers(response: &mut Response, decision: &Decision) {
+    for (name, value) in rate_limit_headers(decision, decision.route.as_str()) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+}
+
+/// The caller's address: the peer, or — only when the peer is a trusted
+/// proxy — the nearest untrusted address in `X-Forwarded-For`.
+pub fn client_ip(req: &Request, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|addr| addr.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{Backend, RateLimitPolicy};
+
+    #[test]
+    fn headers_follow_the_drafts() {
+        let decision = Decision {
+            allowed: true,
+            route: Route::Initialize,
+            policy: RateLimitPolicy {
+                limit: 5,
+                window: Duration::from_secs(60),
+            },
+            remaining: 4,
+            reset: Duration::from_millis(59_200),
+            retry_after: Duration::ZERO,
+            backend: Backend::Redis,
+        };
+        let headers = rate_limit_headers(&decision, "initialize");
+        assert_eq!(headers[0].1, "\"initialize\";q=5;w=60");
+        assert_eq!(headers[1].1, "\"initialize\";r=4;t=60");
+        assert_eq!(headers[2].1, "5");
+        assert_eq!(headers[3].1, "4");
+        assert_eq!(headers[4].1, "60");
+    }
+
+    #[test]
+    fn seconds_round_up() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_secs(12)), 12);
+        assert_eq!(whole_seconds(Duration::ZERO), 0);
+    }
+}
