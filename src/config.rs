@@ -31,6 +31,9 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where `payorch sandbox` posts webhooks unless told otherwise.
+pub const DEFAULT_SANDBOX_WEBHOOK_URL: &str = "http://127.0.0.1:8080/v1/webhooks/sandbox";
+
 /// The secret key the built-in sandbox provider accepts and signs with.
 pub const SANDBOX_SECRET_KEY: &str = "sk_test_payorch_sandbox";
 
@@ -128,7 +131,10 @@ pub struct Config {
     pub queue_prefix: String,
     pub redis_prefix: String,
     pub sandbox_addr: SocketAddr,
-    pub sandbox_webhook_url: Url,
+    /// Where the sandbox posts its webhooks. Unset: the API's own
+    /// `/v1/webhooks/sandbox` when mounted in `serve`, otherwise
+    /// [`DEFAULT_SANDBOX_WEBHOOK_URL`].
+    pub sandbox_webhook_url: Option<Url>,
     pub metrics_addr: Option<SocketAddr>,
     pub auto_migrate: bool,
     pub log_format: LogFormat,
@@ -149,6 +155,11 @@ pub struct Config {
     /// How long a known-good API key is trusted without a lookup (and so
     /// the longest a revoked key keeps working).
     pub auth_cache_ttl: Duration,
+    /// Delays between webhook processing attempts; after the last, the
+    /// message is parked in the dead-letter queue.
+    pub retry_policy: crate::queue::RetryPolicy,
+    /// Unacknowledged messages one worker holds at most.
+    pub worker_prefetch: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,10 +250,7 @@ impl Config {
             queue_prefix: env.prefix("PAYORCH_QUEUE_PREFIX")?,
             redis_prefix: env.prefix("PAYORCH_REDIS_PREFIX")?,
             sandbox_addr: env.or("PAYORCH_SANDBOX_ADDR", "127.0.0.1:8090")?,
-            sandbox_webhook_url: env.or(
-                "PAYORCH_SANDBOX_WEBHOOK_URL",
-                "http://127.0.0.1:8080/v1/webhooks/sandbox",
-            )?,
+            sandbox_webhook_url: env.optional("PAYORCH_SANDBOX_WEBHOOK_URL")?,
             metrics_addr: env.optional("PAYORCH_METRICS_ADDR")?,
             auto_migrate: env.bool("PAYORCH_AUTO_MIGRATE", true)?,
             log_format,
@@ -258,6 +266,21 @@ impl Config {
             actor_idle: Duration::from_millis(env.or("PAYORCH_ACTOR_IDLE_MS", "60000")?),
             actor_mailbox: env.or("PAYORCH_ACTOR_MAILBOX", "64")?,
             auth_cache_ttl: Duration::from_millis(env.or("PAYORCH_AUTH_CACHE_MS", "5000")?),
+            retry_policy: crate::queue::RetryPolicy {
+                delays: env
+                    .list::<u64>("PAYORCH_WEBHOOK_RETRY_DELAYS_MS")
+                    .map(|ms| {
+                        if ms.is_empty() {
+                            vec![1_000, 5_000, 30_000, 120_000, 600_000]
+                        } else {
+                            ms
+                        }
+                    })?
+                    .into_iter()
+                    .map(Duration::from_millis)
+                    .collect(),
+            },
+            worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "32")?,
         })
     }
 

@@ -71,6 +71,10 @@ pub enum ApiError {
     Validation { errors: Vec<FieldError> },
     #[error("no such payment")]
     NotFound,
+    #[error("no such webhook provider")]
+    UnknownProvider,
+    #[error("the webhook signature is missing or wrong")]
+    InvalidSignature,
     #[error("{0}")]
     Conflict(String),
     #[error("this Idempotency-Key was used with a different request body")]
@@ -101,7 +105,8 @@ impl ApiError {
             ApiError::Validation { .. } | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::UnknownProvider => StatusCode::NOT_FOUND,
+            ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) | ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ProviderRejected(_) => StatusCode::PAYMENT_REQUIRED,
@@ -119,6 +124,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::NotFound => "payment_not_found",
+            ApiError::UnknownProvider => "unknown_provider",
+            ApiError::InvalidSignature => "invalid_signature",
             ApiError::Conflict(_) => "conflict",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_key_in_flight",

@@ -27,9 +27,12 @@ pub mod http;
 pub mod idempotency;
 pub mod payments;
 pub mod provider;
+pub mod queue;
 pub mod ratelimit;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
+pub mod worker;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -50,6 +53,8 @@ pub enum StartupError {
     Listen(std::io::Error),
     #[error("{0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Config(&'static str),
 }
 
 /// Chooses rustls' `ring` backend for every TLS client (provider API,
@@ -85,12 +90,26 @@ pub async fn serve(
     let registry =
         actors::PaymentRegistry::new(service, actor_system, cfg.actor_idle, cfg.actor_mailbox);
     let purge = tokio::spawn(purge_idempotency_keys(db.clone()));
+    let queue = queue::WebhookQueue::from_config(&cfg);
+    let in_process_worker = match &queue {
+        queue::WebhookQueue::Memory(memory) => Some(tokio::spawn(worker::run_memory(
+            registry.clone(),
+            memory.clone(),
+            usize::from(cfg.worker_prefetch),
+        ))),
+        queue::WebhookQueue::Amqp(_) => None,
+    };
     let state = AppState {
         cfg: cfg.clone(),
         authenticator: http::auth::Authenticator::new(db.clone(), cfg.auth_cache_ttl),
         limiter: Arc::new(rate_limiter(&cfg)),
         db,
         payments: registry.clone(),
+        webhooks: webhook::ingest::WebhookIngest {
+            provider: cfg.provider.as_str(),
+            secret: cfg.paystack_secret_key.clone(),
+            queue,
+        },
         sandbox: mounted_sandbox.map(|(sandbox, _)| sandbox),
     };
     tracing::info!(%addr, provider = cfg.provider.as_str(), "payorch API listening");
@@ -100,8 +119,41 @@ pub async fn serve(
         .await
         .map_err(StartupError::Listen)?;
     purge.abort();
+    if let Some(worker) = in_process_worker {
+        worker.abort();
+    }
     registry.stop();
     tracing::info!("payorch API stopped");
+    Ok(())
+}
+
+/// Runs one webhook worker (`payorch worker`) until `shutdown`, then
+/// finishes the messages it holds and returns.
+pub async fn run_worker(
+    cfg: Arc<Config>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let Some(url) = &cfg.amqp_url else {
+        return Err(StartupError::Config(
+            "AMQP_URL is required for `payorch worker`",
+        ));
+    };
+    install_crypto_provider();
+    let db = store::connect(&cfg).await?;
+    if cfg.auto_migrate {
+        store::migrate(&db, &cfg.database_url).await?;
+    }
+    let service = Arc::new(payments::PaymentService {
+        db,
+        provider: provider::from_config(&cfg, None),
+    });
+    let actor_system = actors::ActorSystem::start(2).map_err(StartupError::Listen)?;
+    let registry =
+        actors::PaymentRegistry::new(service, actor_system, cfg.actor_idle, cfg.actor_mailbox);
+    let queue =
+        queue::amqp::AmqpQueue::new(url.expose(), &cfg.queue_prefix, cfg.retry_policy.clone());
+    worker::run_amqp(registry.clone(), queue, cfg.worker_prefetch, shutdown).await;
+    registry.stop();
     Ok(())
 }
 
@@ -112,8 +164,16 @@ pub async fn serve_sandbox(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     let addr = listener.local_addr().map_err(StartupError::Listen)?;
-    let sandbox =
-        provider::sandbox::Sandbox::new(cfg.paystack_secret_key.clone(), format!("http://{addr}"));
+    let sandbox = provider::sandbox::Sandbox::new(
+        cfg.paystack_secret_key.clone(),
+        format!("http://{addr}"),
+        Some(
+            cfg.sandbox_webhook_url
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| config::DEFAULT_SANDBOX_WEBHOOK_URL.into()),
+        ),
+    );
     tracing::info!(%addr, "sandbox provider listening");
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
     Server::new_with_acceptor(acceptor)
@@ -139,7 +199,16 @@ fn mounted_sandbox(
     let base: reqwest::Url = format!("http://{host}/sandbox/")
         .parse()
         .expect("a socket address makes a URL");
-    let sandbox = provider::sandbox::Sandbox::new(cfg.paystack_secret_key.clone(), base.as_str());
+    let webhook_url = cfg
+        .sandbox_webhook_url
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| format!("http://{host}/v1/webhooks/sandbox"));
+    let sandbox = provider::sandbox::Sandbox::new(
+        cfg.paystack_secret_key.clone(),
+        base.as_str(),
+        Some(webhook_url),
+    );
     Some((sandbox, base))
 }
 

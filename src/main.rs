@@ -20,10 +20,36 @@ enum Command {
     Migrate,
     /// Run the built-in sandbox provider on PAYORCH_SANDBOX_ADDR.
     Sandbox,
+    /// Run one webhook worker (needs AMQP_URL).
+    Worker,
+    /// Inspect and replay dead-lettered webhooks (needs AMQP_URL).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Manage API clients.
     Apikey {
         #[command(subcommand)]
         action: ApikeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Show parked messages with their reason and attempts.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put parked messages back on the main queue.
+    Replay {
+        /// Replay every parked message.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// The event identity (message id) of the one to replay.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
     },
 }
 
@@ -80,6 +106,41 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.sandbox_addr))?;
             payorch::serve_sandbox(cfg, listener, shutdown_signal()).await?;
+        }
+        Command::Worker => payorch::run_worker(cfg, shutdown_signal()).await?,
+        Command::Dlq { action } => {
+            let url = cfg
+                .amqp_url
+                .as_ref()
+                .ok_or("AMQP_URL is required for `payorch dlq`")?;
+            let queue = payorch::queue::amqp::AmqpQueue::new(
+                url.expose(),
+                &cfg.queue_prefix,
+                cfg.retry_policy.clone(),
+            );
+            match action {
+                DlqAction::List { limit } => {
+                    let parked = queue.dead_letters(limit).await?;
+                    for envelope in &parked {
+                        let payorch::queue::QueueMessage::WebhookV1 {
+                            provider,
+                            dedup_key,
+                            received_at,
+                            ..
+                        } = &envelope.message;
+                        println!(
+                            "{dedup_key}\tprovider={provider}\tattempts={}\treceived={received_at}\treason={}",
+                            envelope.attempt + 1,
+                            envelope.reason.as_deref().unwrap_or("-"),
+                        );
+                    }
+                    println!("{} parked message(s)", parked.len());
+                }
+                DlqAction::Replay { id, .. } => {
+                    let moved = queue.replay(id.as_deref()).await?;
+                    println!("{moved} message(s) replayed");
+                }
+            }
         }
         Command::Migrate => {
             let db = store::connect(&cfg).await?;

@@ -17,7 +17,10 @@ use crate::{
     },
     error::ApiError,
     provider::{InitializeRequest, PaymentProvider, ProviderError},
-    store::payments::{self, Changes, NewPayment, Payment},
+    store::{
+        payments::{self, Changes, NewPayment, Payment},
+        webhooks::{self, WebhookRecord},
+    },
 };
 
 /// How often a version conflict is retried before giving up (503).
@@ -194,6 +197,39 @@ impl PaymentService {
         extra: Changes,
         event_id: Option<&str>,
     ) -> Result<(Payment, Outcome), ApiError> {
+        self.apply_inner(reference, event, source, extra, event_id, None)
+            .await
+            .map(|applied| applied.expect("only webhooks can be duplicates"))
+    }
+
+    /// Applies a provider webhook in one transaction: the `webhook_events`
+    /// row (unique per provider and event identity), the state change and
+    /// its audit row, and the event's outcome. `Ok(None)`: this event was
+    /// processed before, nothing changed.
+    pub async fn apply_webhook(
+        &self,
+        record: &WebhookRecord,
+    ) -> Result<Option<(Payment, Outcome)>, ApiError> {
+        self.apply_inner(
+            &record.reference,
+            record.event,
+            Source::Webhook,
+            Changes::default(),
+            Some(&record.event_id),
+            Some(record),
+        )
+        .await
+    }
+
+    async fn apply_inner(
+        &self,
+        reference: &str,
+        event: PaymentEvent,
+        source: Source,
+        extra: Changes,
+        event_id: Option<&str>,
+        webhook: Option<&WebhookRecord>,
+    ) -> Result<Option<(Payment, Outcome)>, ApiError> {
         for _ in 0..CONFLICT_RETRIES {
             let current = self.load(reference).await?;
             let status = status_of(&current)?;
@@ -226,7 +262,7 @@ impl PaymentService {
                 // A poll that finds nothing new is not worth an audit row; a
                 // delivered event always is, so every event can be traced.
                 Outcome::Ignored(IgnoreReason::Duplicate) if event_id.is_none() => {
-                    return Ok((current, outcome));
+                    return Ok(Some((current, outcome)));
                 }
                 Outcome::Ignored(reason) => {
                     (None, status, cause(&format!("ignored_{}", reason.as_str())))
@@ -238,6 +274,12 @@ impl PaymentService {
                 ),
             };
             let txn = self.db.begin().await?;
+            if let Some(record) = webhook
+                && !webhooks::insert(&txn, record).await?
+            {
+                txn.rollback().await?;
+                return Ok(None);
+            }
             let updated = match &changes {
                 Some(changes) => match payments::update_versioned(&txn, &current, changes).await? {
                     Some(updated) => updated,
@@ -257,8 +299,11 @@ impl PaymentService {
                 event_id,
             )
             .await?;
+            if let Some(record) = webhook {
+                webhooks::mark_processed(&txn, record, &outcome_label(&outcome)).await?;
+            }
             txn.commit().await?;
-            return Ok((updated, outcome));
+            return Ok(Some((updated, outcome)));
         }
         Err(ApiError::Unavailable(
             "this payment (too many concurrent changes)",
@@ -269,6 +314,16 @@ impl PaymentService {
         payments::find_by_reference(&self.db, reference)
             .await?
             .ok_or(ApiError::NotFound)
+    }
+}
+
+/// How an event ended, for `webhook_events.outcome`.
+pub fn outcome_label(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Applied { to } => format!("applied:{}", to.as_str()),
+        Outcome::Ignored(reason) => format!("ignored:{}", reason.as_str()),
+        Outcome::Flagged(reason) => format!("flagged:{}", reason.as_str()),
+        Outcome::Rejected(reason) => format!("rejected:{}", reason.as_str()),
     }
 }
 

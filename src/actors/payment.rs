@@ -11,7 +11,12 @@ use actix::{
 };
 
 use super::registry::RegistryInner;
-use crate::{error::ApiError, store::payments::Payment};
+use crate::{
+    domain::Outcome,
+    error::ApiError,
+    payments::PaymentService,
+    store::{payments::Payment, webhooks::WebhookRecord},
+};
 
 /// What can be asked of a payment.
 #[derive(Debug, Clone)]
@@ -26,6 +31,13 @@ pub(super) struct Envelope(pub Command);
 
 impl Message for Envelope {
     type Result = Result<Payment, ApiError>;
+}
+
+/// Apply a provider webhook (`None` in the reply: a duplicate).
+pub(super) struct WebhookEnvelope(pub WebhookRecord);
+
+impl Message for WebhookEnvelope {
+    type Result = Result<Option<(Payment, Outcome)>, ApiError>;
 }
 
 pub struct PaymentActor {
@@ -62,10 +74,15 @@ impl Actor for PaymentActor {
     }
 }
 
-impl Handler<Envelope> for PaymentActor {
-    type Result = AtomicResponse<Self, Result<Payment, ApiError>>;
-
-    fn handle(&mut self, Envelope(command): Envelope, _ctx: &mut Self::Context) -> Self::Result {
+impl PaymentActor {
+    /// Runs `work` on the tokio runtime and answers once it is done, holding
+    /// the mailbox meanwhile: the next message starts only after this one.
+    fn serialize<T, F, Fut>(&mut self, work: F) -> AtomicResponse<Self, Result<T, ApiError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(std::sync::Arc<PaymentService>, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
         self.last_active = Instant::now();
         let Some(registry) = self.registry.upgrade() else {
             return AtomicResponse::new(Box::pin(
@@ -73,22 +90,12 @@ impl Handler<Envelope> for PaymentActor {
                     .into_actor(self),
             ));
         };
-        let service = registry.service.clone();
-        let reference = self.reference.clone();
-        // The I/O runs on tokio; the actor only waits, so messages stay in order.
-        let work = registry.runtime.spawn(async move {
-            match command {
-                Command::Initialize { callback_url } => {
-                    service
-                        .initialize_at_provider(&reference, callback_url)
-                        .await
-                }
-                Command::Verify => service.verify(&reference).await,
-            }
-        });
+        let task = registry
+            .runtime
+            .spawn(work(registry.service.clone(), self.reference.clone()));
         AtomicResponse::new(Box::pin(
             async move {
-                work.await.unwrap_or_else(|err| {
+                task.await.unwrap_or_else(|err| {
                     Err(ApiError::Internal(format!("payment task failed: {err}")))
                 })
             }
@@ -98,5 +105,34 @@ impl Handler<Envelope> for PaymentActor {
                 result
             }),
         ))
+    }
+}
+
+impl Handler<Envelope> for PaymentActor {
+    type Result = AtomicResponse<Self, Result<Payment, ApiError>>;
+
+    fn handle(&mut self, Envelope(command): Envelope, _ctx: &mut Self::Context) -> Self::Result {
+        self.serialize(|service, reference| async move {
+            match command {
+                Command::Initialize { callback_url } => {
+                    service
+                        .initialize_at_provider(&reference, callback_url)
+                        .await
+                }
+                Command::Verify => service.verify(&reference).await,
+            }
+        })
+    }
+}
+
+impl Handler<WebhookEnvelope> for PaymentActor {
+    type Result = AtomicResponse<Self, Result<Option<(Payment, Outcome)>, ApiError>>;
+
+    fn handle(
+        &mut self,
+        WebhookEnvelope(record): WebhookEnvelope,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.serialize(|service, _| async move { service.apply_webhook(&record).await })
     }
 }

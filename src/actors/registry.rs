@@ -14,14 +14,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Addr, MailboxError};
+use actix::{Actor, Addr, Handler, MailboxError, Message};
 use dashmap::DashMap;
 
 use super::{
     ActorSystem,
-    payment::{Command, Envelope, PaymentActor},
+    payment::{Command, Envelope, PaymentActor, WebhookEnvelope},
 };
-use crate::{error::ApiError, payments::PaymentService, store::payments::Payment};
+use crate::{
+    domain::Outcome,
+    error::ApiError,
+    payments::PaymentService,
+    store::{payments::Payment, webhooks::WebhookRecord},
+};
 
 struct Entry {
     addr: Addr<PaymentActor>,
@@ -110,6 +115,25 @@ impl PaymentRegistry {
     /// Sends `command` to the payment's actor and waits for its answer. A
     /// full mailbox is a 503 with `Retry-After`, never an unbounded queue.
     pub async fn call(&self, reference: &str, command: Command) -> Result<Payment, ApiError> {
+        self.send(reference, || Envelope(command.clone())).await
+    }
+
+    /// Applies a webhook through the payment's actor; `Ok(None)`: a duplicate.
+    pub async fn apply_webhook(
+        &self,
+        record: WebhookRecord,
+    ) -> Result<Option<(Payment, Outcome)>, ApiError> {
+        let reference = record.reference.clone();
+        self.send(&reference, || WebhookEnvelope(record.clone()))
+            .await
+    }
+
+    async fn send<M, R>(&self, reference: &str, message: impl Fn() -> M) -> Result<R, ApiError>
+    where
+        M: Message<Result = Result<R, ApiError>> + Send + 'static,
+        R: Send + 'static,
+        PaymentActor: Handler<M>,
+    {
         // An actor that stopped between lookup and delivery (shutdown) is
         // looked up again once.
         for _ in 0..2 {
@@ -119,7 +143,7 @@ impl PaymentRegistry {
                 reference,
                 generation,
             };
-            match addr.send(Envelope(command.clone())).await {
+            match addr.send(message()).await {
                 Ok(result) => return result,
                 Err(MailboxError::Closed) => continue,
                 Err(MailboxError::Timeout) => return Err(ApiError::Unavailable("this payment")),

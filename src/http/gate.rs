@@ -109,7 +109,7 @@ impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        if !req.uri().path().starts_with("/v1/") {
+        if !req.uri().path().starts_with("/v1/payments") {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
         let token = bearer_token(&req).map(str::to_owned);

@@ -72,18 +72,8 @@ impl HealthApi {
                 .await,
             );
         }
-        if let Some(url) = &state.cfg.amqp_url {
-            let url = url.expose().to_owned();
-            checks.insert(
-                "amqp".to_owned(),
-                check(async move {
-                    let conn =
-                        lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-                            .await?;
-                    conn.close(200, "readiness check".into()).await
-                })
-                .await,
-            );
+        if state.cfg.amqp_url.is_some() {
+            checks.insert("amqp".to_owned(), check(state.webhooks.queue.check()).await);
         }
         let ready = checks.values().all(|outcome| outcome == "ok");
         let report = Readiness {

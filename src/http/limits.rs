@@ -34,6 +34,10 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        // Webhook bodies are read (and limited) by their handler.
+        if req.uri().path().starts_with("/v1/webhooks/") {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
         let declared = req
             .headers()
             .get(poem::http::header::CONTENT_LENGTH)

@@ -8,6 +8,7 @@ pub mod health;
 pub mod limits;
 pub mod payments;
 pub mod problem;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub struct AppState {
     pub payments: PaymentRegistry,
     pub limiter: Arc<RateLimiter>,
     pub authenticator: auth::Authenticator,
+    pub webhooks: crate::webhook::ingest::WebhookIngest,
     /// The sandbox provider when it is mounted on this listener at `/sandbox`.
     pub sandbox: Option<Sandbox>,
 }
@@ -41,6 +43,8 @@ pub enum ApiTags {
     Health,
     /// Initialize, verify and read payments.
     Payments,
+    /// Provider callbacks.
+    Webhooks,
 }
 
 /// The whole API as one endpoint: operations, spec, Swagger UI.
@@ -51,6 +55,9 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
                 state: state.clone(),
             },
             payments::PaymentsApi {
+                state: state.clone(),
+            },
+            webhooks::WebhooksApi {
                 state: state.clone(),
             },
         ),

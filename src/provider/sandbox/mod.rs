@@ -12,7 +12,9 @@
 //!
 //! State is in memory, bounded by [`MAX_TRANSACTIONS`].
 
+mod burst;
 mod checkout;
+mod webhooks;
 
 use std::{
     collections::HashMap,
@@ -44,6 +46,8 @@ pub struct Sandbox {
 
 struct Inner {
     secret: Secret,
+    /// Where settled transactions are announced, signed like Paystack does.
+    webhooks: Option<webhooks::WebhookSender>,
     /// Where the sandbox is reachable from a browser: checkout links start here.
     public_base: String,
     state: Mutex<State>,
@@ -119,10 +123,29 @@ impl Transaction {
     }
 }
 
+impl Transaction {
+    /// The event announcing this transaction's outcome, in Paystack's shape.
+    fn webhook_body(&self) -> serde_json::Value {
+        let event = match self.status.as_str() {
+            "success" => "charge.success",
+            "failed" => "charge.failed",
+            _ => "charge.abandoned",
+        };
+        json!({"event": event, "data": self.report()})
+    }
+}
+
 impl Sandbox {
-    pub fn new(secret: Secret, public_base: impl Into<String>) -> Sandbox {
+    /// `webhook_url`: where to post `charge.success` / `charge.failed` after
+    /// a checkout; `None` sends none.
+    pub fn new(
+        secret: Secret,
+        public_base: impl Into<String>,
+        webhook_url: Option<String>,
+    ) -> Sandbox {
         Sandbox {
             inner: Arc::new(Inner {
+                webhooks: webhook_url.map(|url| webhooks::WebhookSender::new(url, secret.clone())),
                 secret,
                 public_base: public_base.into().trim_end_matches('/').to_owned(),
                 state: Mutex::new(State {
@@ -176,15 +199,26 @@ impl Sandbox {
                 poem::post(force_outcome),
             )
             .at("/_control/stats", poem::get(stats))
+            .at("/_control/burst", poem::post(burst::burst))
             .data(self.clone())
     }
 
-    /// Settles a transaction as the customer (or a test) decided. Only an
-    /// `ongoing` transaction changes: a provider does not re-decide.
+    /// Settles a transaction as the customer (or a test) decided, and
+    /// announces it by webhook. Only an `ongoing` transaction changes: a
+    /// provider does not re-decide.
     fn settle(&self, reference: &str, outcome: &str) -> Option<Transaction> {
+        let (tx, changed) = self.settle_quietly(reference, outcome)?;
+        if changed && let Some(sender) = &self.inner.webhooks {
+            sender.send_in_background(tx.webhook_body());
+        }
+        Some(tx)
+    }
+
+    fn settle_quietly(&self, reference: &str, outcome: &str) -> Option<(Transaction, bool)> {
         let mut state = self.lock();
         let tx = state.transactions.get_mut(reference)?;
-        if tx.status == "ongoing" {
+        let changed = tx.status == "ongoing";
+        if changed {
             tx.status = outcome.to_owned();
             tx.gateway_response = match outcome {
                 "success" => "Approved",
@@ -196,7 +230,7 @@ impl Sandbox {
                 tx.paid_at = Some(Utc::now());
             }
         }
-        Some(tx.clone())
+        Some((tx.clone(), changed))
     }
 }
 

@@ -1,0 +1,396 @@
+//! RabbitMQ with publisher confirms. Topology, declared idempotently on
+//! connect, all under the configured prefix:
+//!
+//! - exchange `{p}.webhooks` (direct, durable) → quorum queue `{p}.webhooks`;
+//! - one retry queue per delay, `{p}.webhooks.retry.{ms}ms`: a message waits
+//!   there for its TTL, then dead-letters back to the exchange;
+//! - parking queue `{p}.webhooks.dead` for messages past the last attempt.
+//!
+//! Messages are persistent; a publish is `Ok` only after the broker's ack.
+//! A broken connection is dropped and made again on the next use.
+
+use std::{sync::Arc, time::Duration};
+
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    options::{
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+        QueueBindOptions, QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+use tokio::sync::Mutex;
+
+use super::{Envelope, QueueError, QueueMessage, RetryPolicy};
+
+const ROUTING_KEY: &str = "webhook";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct AmqpQueue {
+    url: String,
+    names: Names,
+    pub retry: RetryPolicy,
+    publisher: Arc<Mutex<Option<(Connection, Channel)>>>,
+}
+
+/// Exchange and queue names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub exchange: String,
+    pub main: String,
+    pub dead: String,
+    prefix: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Names {
+        Names {
+            exchange: format!("{prefix}.webhooks"),
+            main: format!("{prefix}.webhooks"),
+            dead: format!("{prefix}.webhooks.dead"),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn retry(&self, delay: Duration) -> String {
+        format!("{}.webhooks.retry.{}ms", self.prefix, delay.as_millis())
+    }
+}
+
+fn unavailable(err: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(err.to_string())
+}
+
+fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in pairs {
+        table.insert(ShortString::from(*key), value.clone());
+    }
+    table
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
+}
+
+impl AmqpQueue {
+    pub fn new(url: &str, prefix: &str, retry: RetryPolicy) -> AmqpQueue {
+        AmqpQueue {
+            url: url.to_owned(),
+            names: Names::new(prefix),
+            retry,
+            publisher: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// A fresh connection with the topology declared.
+    pub async fn connect(&self) -> Result<Connection, QueueError> {
+        let connect = Connection::connect(&self.url, ConnectionProperties::default());
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| QueueError::Unavailable("connecting timed out".into()))?
+            .map_err(unavailable)?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        self.declare(&channel).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(conn)
+    }
+
+    async fn declare(&self, channel: &Channel) -> Result<(), QueueError> {
+        let names = &self.names;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                names.exchange.as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let quorum = args(&[("x-queue-type", text("quorum"))]);
+        for queue in [&names.main, &names.dead] {
+            channel
+                .queue_declare(queue.as_str().into(), durable, quorum.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        channel
+            .queue_bind(
+                names.main.as_str().into(),
+                names.exchange.as_str().into(),
+                ROUTING_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        for delay in &self.retry.delays {
+            let tier = args(&[
+                (
+                    "x-message-ttl",
+                    AMQPValue::LongLongInt(delay.as_millis() as i64),
+                ),
+                ("x-dead-letter-exchange", text(&names.exchange)),
+                ("x-dead-letter-routing-key", text(ROUTING_KEY)),
+            ]);
+            channel
+                .queue_declare(names.retry(*delay).as_str().into(), durable, tier)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// The shared publishing channel, (re)made when missing or broken.
+    async fn publisher(&self) -> Result<Channel, QueueError> {
+        let mut slot = self.publisher.lock().await;
+        if let Some((conn, channel)) = slot.as_ref()
+            && conn.status().connected()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        *slot = None;
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        *slot = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn forget_publisher(&self) {
+        *self.publisher.lock().await = None;
+    }
+
+    /// Publishes and waits for the broker's confirm.
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope,
+    ) -> Result<(), QueueError> {
+        let channel = self.publisher().await?;
+        let payload = serde_json::to_vec(&envelope.message).expect("a queue message serializes");
+        let result = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    properties(envelope),
+                )
+                .await?
+                .await
+        })
+        .await;
+        match result {
+            Ok(Ok(confirmation)) if confirmation.is_ack() => Ok(()),
+            Ok(Ok(_)) => Err(QueueError::Nacked),
+            Ok(Err(err)) => {
+                self.forget_publisher().await;
+                Err(unavailable(err))
+            }
+            Err(_) => {
+                self.forget_publisher().await;
+                Err(QueueError::Timeout)
+            }
+        }
+    }
+
+    pub async fn publish(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        self.send(&self.names.exchange, ROUTING_KEY, envelope).await
+    }
+
+    pub async fn park(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        self.send("", &self.names.dead, envelope).await
+    }
+
+    /// Sends the message to the retry tier for its attempt, or parks it
+    /// after the last one. The caller acks the original afterwards.
+    pub async fn retry(&self, envelope: &Envelope, reason: &str) -> Result<(), QueueError> {
+        let next = Envelope {
+            message: envelope.message.clone(),
+            attempt: envelope.attempt + 1,
+            reason: Some(reason.to_owned()),
+        };
+        match self.retry.delay_after(envelope.attempt) {
+            Some(delay) => self.send("", &self.names.retry(delay), &next).await,
+            None => {
+                self.park(&Envelope {
+                    attempt: envelope.attempt,
+                    ..next
+                })
+                .await
+            }
+        }
+    }
+
+    pub async fn check(&self) -> Result<(), QueueError> {
+        self.publisher().await.map(drop)
+    }
+
+    /// A consuming channel with `prefetch` unacknowledged messages at most.
+    pub async fn consumer_channel(
+        &self,
+        prefetch: u16,
+    ) -> Result<(Connection, Channel), QueueError> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        Ok((conn, channel))
+    }
+
+    /// Messages ready in each of this prefix's queues (tests, operators).
+    pub async fn depths(&self) -> Result<Vec<(String, u32)>, QueueError> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        let mut names = vec![self.names.main.clone(), self.names.dead.clone()];
+        names.extend(self.retry.delays.iter().map(|d| self.names.retry(*d)));
+        let mut depths = Vec::new();
+        for name in names {
+            let queue = channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            depths.push((name, queue.message_count()));
+        }
+        let _ = conn.close(200, "depths read".into()).await;
+        Ok(depths)
+    }
+}
+
+fn properties(envelope: &Envelope) -> BasicProperties {
+    let mut headers = vec![(
+        "x-attempt",
+        AMQPValue::LongLongInt(i64::from(envelope.attempt)),
+    )];
+    if let Some(reason) = &envelope.reason {
+        headers.push(("x-reason", text(reason)));
+    }
+    let QueueMessage::WebhookV1 { provider, .. } = &envelope.message;
+    headers.push(("x-provider", text(provider)));
+    BasicProperties::default()
+        .with_message_id(envelope.message.dedup_key().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_headers(args(&headers))
+}
+
+/// Reads an envelope back from a delivery's payload and headers.
+pub fn decode(data: &[u8], properties: &BasicProperties) -> Result<Envelope, String> {
+    let message: QueueMessage =
+        serde_json::from_slice(data).map_err(|e| format!("unreadable queue message: {e}"))?;
+    let headers = properties.headers().as_ref();
+    let header = |name: &str| headers.and_then(|h| h.inner().get(name));
+    let attempt = match header("x-attempt") {
+        Some(AMQPValue::LongLongInt(n)) => *n as u32,
+        Some(AMQPValue::LongInt(n)) => *n as u32,
+        _ => 0,
+    };
+    let reason = match header("x-reason") {
+        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    };
+    Ok(Envelope {
+        message,
+        attempt,
+        reason,
+    })
+}
+
+impl AmqpQueue {
+    /// Reads up to `limit` parked messages without removing them: they are
+    /// held unacknowledged while read, and go back when the channel closes.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<Envelope>, QueueError> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        let mut parked = Vec::new();
+        while parked.len() < limit {
+            let got = channel
+                .basic_get(
+                    self.names.dead.as_str().into(),
+                    lapin::options::BasicGetOptions::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            let Some(message) = got else { break };
+            parked.push(
+                decode(&message.delivery.data, &message.delivery.properties)
+                    .map_err(QueueError::Unavailable)?,
+            );
+        }
+        let _ = conn.close(200, "dead letters read".into()).await;
+        Ok(parked)
+    }
+
+    /// Moves parked messages back to the main queue with a fresh attempt
+    /// count: all of them, or the one whose identity is `only`. Each is
+    /// removed from the parking queue only after the broker confirmed its
+    /// copy on the main queue. Returns how many moved.
+    pub async fn replay(&self, only: Option<&str>) -> Result<usize, QueueError> {
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        let mut moved = 0;
+        loop {
+            let got = channel
+                .basic_get(
+                    self.names.dead.as_str().into(),
+                    lapin::options::BasicGetOptions::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            let Some(message) = got else { break };
+            let Ok(envelope) = decode(&message.delivery.data, &message.delivery.properties) else {
+                continue;
+            };
+            if only.is_some_and(|id| id != envelope.message.dedup_key()) {
+                continue;
+            }
+            let fresh = Envelope {
+                message: envelope.message,
+                attempt: 0,
+                reason: None,
+            };
+            self.publish(&fresh).await?;
+            message
+                .delivery
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .map_err(unavailable)?;
+            moved += 1;
+        }
+        let _ = conn.close(200, "replayed".into()).await;
+        Ok(moved)
+    }
+}

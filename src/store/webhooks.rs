@@ -1,0 +1,79 @@
+//! Received provider events, one row per (provider, event identity): the
+//! row's unique key is what makes processing exactly-once.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use super::entities::webhook_event::{self, Column};
+use crate::domain::PaymentEvent;
+
+/// An event ready to be applied to a payment.
+#[derive(Debug, Clone)]
+pub struct WebhookRecord {
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub reference: String,
+    pub event: PaymentEvent,
+    pub payload: serde_json::Value,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Inserts the event; `false` if it was recorded before (a duplicate).
+pub async fn insert(db: &impl ConnectionTrait, record: &WebhookRecord) -> Result<bool, DbErr> {
+    insert_row(db, record, None).await
+}
+
+/// Records an event that changes no payment (a type payorch does not act on).
+pub async fn insert_unhandled(
+    db: &impl ConnectionTrait,
+    record: &WebhookRecord,
+) -> Result<bool, DbErr> {
+    insert_row(db, record, Some("unhandled")).await
+}
+
+async fn insert_row(
+    db: &impl ConnectionTrait,
+    record: &WebhookRecord,
+    outcome: Option<&str>,
+) -> Result<bool, DbErr> {
+    let inserted = webhook_event::Entity::insert(webhook_event::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        provider: Set(record.provider.clone()),
+        event_id: Set(record.event_id.clone()),
+        reference: Set(Some(record.reference.clone())),
+        event_type: Set(record.event_type.clone()),
+        payload: Set(record.payload.clone()),
+        received_at: Set(record.received_at),
+        processed_at: Set(outcome.map(|_| Utc::now())),
+        outcome: Set(outcome.map(str::to_owned)),
+    })
+    .on_conflict(
+        OnConflict::columns([Column::Provider, Column::EventId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(inserted == 1)
+}
+
+pub async fn mark_processed(
+    db: &impl ConnectionTrait,
+    record: &WebhookRecord,
+    outcome: &str,
+) -> Result<(), DbErr> {
+    webhook_event::Entity::update_many()
+        .col_expr(Column::ProcessedAt, Expr::value(Some(Utc::now())))
+        .col_expr(Column::Outcome, Expr::value(Some(outcome.to_owned())))
+        .filter(Column::Provider.eq(&record.provider))
+        .filter(Column::EventId.eq(&record.event_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! A provider event in Paystack's shape:
+//! `{"event": "charge.success", "data": {"id", "reference", "amount",
+//! "currency", "status", "paid_at", "gateway_response"}}`.
+//!
+//! Its identity for deduplication is the provider's event id where it has
+//! one; Paystack-style events carry none, so it is `{event}:{data.id}` (the
+//! provider's transaction id), or `{event}:{data.reference}` without an id.
+
+use serde::Deserialize;
+
+use crate::domain::{Amount, Currency, PaymentEvent};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEvent {
+    pub event_type: String,
+    pub dedup_key: String,
+    pub reference: Option<String>,
+    pub transaction_id: Option<i64>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    event: String,
+    #[serde(default)]
+    data: RawData,
+}
+
+#[derive(Deserialize, Default)]
+struct RawData {
+    id: Option<i64>,
+    reference: Option<String>,
+    amount: Option<i64>,
+    currency: Option<String>,
+}
+
+/// Longest event identity stored (the column's width).
+const MAX_KEY: usize = 255;
+
+pub fn parse(body: &[u8]) -> Result<ProviderEvent, String> {
+    let raw: Raw =
+        serde_json::from_slice(body).map_err(|e| format!("not a provider event: {e}"))?;
+    if raw.event.is_empty() || raw.event.len() > 64 {
+        return Err("`event` must be 1 to 64 characters".into());
+    }
+    let own_id = raw.id.as_ref().and_then(|id| match id {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let dedup_key = match (own_id, raw.data.id, &raw.data.reference) {
+        (Some(id), _, _) => id,
+        (None, Some(id), _) => format!("{}:{id}", raw.event),
+        (None, None, Some(reference)) => format!("{}:{reference}", raw.event),
+        (None, None, None) => {
+            return Err("the event names neither data.id nor data.reference".into());
+        }
+    };
+    if dedup_key.len() > MAX_KEY {
+        return Err("the event identity is too long".into());
+    }
+    Ok(ProviderEvent {
+        event_type: raw.event,
+        dedup_key,
+        reference: raw.data.reference,
+        transaction_id: raw.data.id,
+        amount: raw.data.amount,
+        currency: raw.data.currency,
+    })
+}
+
+impl ProviderEvent {
+    /// The state-machine event, `Ok(None)` for events payorch does not act
+    /// on, `Err` for a charge event whose amount or currency is unusable.
+    pub fn payment_event(&self) -> Result<Option<PaymentEvent>, String> {
+        match self.event_type.as_str() {
+            "charge.success" => {
+                let amount = self
+                    .amount
+                    .ok_or("charge.success without data.amount")
+                    .and_then(|a| Amount::new(a).map_err(|_| "charge.success with a bad amount"))?;
+                let currency = self
+                    .currency
+                    .as_deref()
+                    .ok_or("charge.success without data.currency")
+                    .and_then(|c| {
+                        Currency::parse(c).map_err(|_| "charge.success with an unknown currency")
+                    })?;
+                Ok(Some(PaymentEvent::ChargeSucceeded { amount, currency }))
+            }
+            "charge.failed" => Ok(Some(PaymentEvent::ChargeFailed)),
+            "charge.abandoned" => Ok(Some(PaymentEvent::ChargeAbandoned)),
+            "refund.processed" => Ok(Some(PaymentEvent::Refunded)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paystack_events_are_named_by_type_and_transaction() {
+        let event = parse(br#"{"event":"charge.success","data":{"id":302961,"reference":"r-1","amount":500,"currency":"NGN"}}"#).unwrap();
+        assert_eq!(event.dedup_key, "charge.success:302961");
+        assert_eq!(event.reference.as_deref(), Some("r-1"));
+        let by_reference =
+            parse(br#"{"event":"charge.failed","data":{"reference":"r-1"}}"#).unwrap();
+        assert_eq!(by_reference.dedup_key, "charge.failed:r-1");
+        let own_id = parse(br#"{"id":"evt_9","event":"charge.failed","data":{"id":1}}"#).unwrap();
+        assert_eq!(own_id.dedup_key, "evt_9");
+    }
+
+    #[test]
+    fn unusable_bodies_say_why() {
+        for body in [
+            &b"not json"[..],
+            br#"{"data":{}}"#,
+            br#"{"event":"charge.success","data":{}}"#,
+            br#"{"event":""}"#,
+        ] {
+            assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn charge_events_map_to_the_state_machine() {
+        let success =
+            parse(br#"{"event":"charge.success","data":{"id":1,"amount":500,"currency":"NGN"}}"#)
+                .unwrap();
+        assert_eq!(
+            success.payment_event().unwrap(),
+            Some(PaymentEvent::ChargeSucceeded {
+                amount: Amount::new(500).unwrap(),
+                currency: Currency::NGN
+            })
+        );
+        let failed = parse(br#"{"event":"charge.failed","data":{"id":1}}"#).unwrap();
+        assert_eq!(
+            failed.payment_event().unwrap(),
+            Some(PaymentEvent::ChargeFailed)
+        );
+        let other = parse(br#"{"event":"transfer.success","data":{"id":1}}"#).unwrap();
+        assert_eq!(other.payment_event().unwrap(), None);
+        let bad =
+            parse(br#"{"event":"charge.success","data":{"id":1,"amount":-5,"currency":"NGN"}}"#)
+                .unwrap();
+        assert!(bad.payment_event().is_err());
+    }
+}
