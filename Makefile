@@ -4,7 +4,7 @@ BIN := target/debug/payorch
 RUN_DIR ?= run
 N ?= 2
 
-.PHONY: help run test migrate lint fmt services build
+.PHONY: help run test migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,4 +29,13 @@ services: ## start PostgreSQL, Redis and RabbitMQ if they are not running, wait 
 	bash scripts/services.sh
 
 build:
-	$(CARGO) build
+	$(CARGO) build --quiet
+
+workers: build ## start N webhook workers in the background: make workers N=4 (needs AMQP_URL)
+	RUN_DIR=$(RUN_DIR) BIN=$(BIN) bash scripts/workers.sh start $(N)
+
+workers-status: ## list the background workers
+	RUN_DIR=$(RUN_DIR) bash scripts/workers.sh status
+
+workers-stop: ## stop the background workers, each after it drained
+	RUN_DIR=$(RUN_DIR) bash scripts/workers.sh stop

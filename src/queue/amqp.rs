@@ -394,3 +394,36 @@ impl AmqpQueue {
         Ok(moved)
     }
 }
+
+impl AmqpQueue {
+    /// Deletes this prefix's exchange and queues, messages included (tests
+    /// clean up after themselves with it; operators retiring a prefix).
+    pub async fn delete_topology(&self) -> Result<(), QueueError> {
+        let connect = Connection::connect(&self.url, ConnectionProperties::default());
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| QueueError::Timeout)?
+            .map_err(unavailable)?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        let mut queues = vec![self.names.main.clone(), self.names.dead.clone()];
+        queues.extend(self.retry.delays.iter().map(|d| self.names.retry(*d)));
+        for queue in queues {
+            channel
+                .queue_delete(
+                    queue.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        channel
+            .exchange_delete(
+                self.names.exchange.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = conn.close(200, "topology deleted".into()).await;
+        Ok(())
+    }
+}

@@ -9,7 +9,9 @@ pub mod webhooks;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
+};
 
 use crate::config::{Config, DatabaseUrl};
 
@@ -59,11 +61,24 @@ pub async fn connect_url(
     Ok(db)
 }
 
+/// Any fixed number: the advisory lock that lets one process migrate at a time.
+const MIGRATION_LOCK: i64 = 0x7061_796f_7263;
+
+/// Applies pending migrations. On PostgreSQL they run in one transaction
+/// holding an advisory lock, so several processes starting together (`make
+/// workers N=4` on a fresh database) take turns instead of racing.
 pub async fn migrate(db: &DatabaseConnection, url: &DatabaseUrl) -> Result<(), StoreError> {
-    Migrator::up(db, None)
+    let failed = |source| StoreError::Migrate {
+        location: url.location(),
+        source,
+    };
+    if url.is_sqlite() {
+        return Migrator::up(db, None).await.map_err(failed);
+    }
+    let txn = db.begin().await.map_err(failed)?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await
-        .map_err(|source| StoreError::Migrate {
-            location: url.location(),
-            source,
-        })
+        .map_err(failed)?;
+    Migrator::up(&txn, None).await.map_err(failed)?;
+    txn.commit().await.map_err(failed)
 }

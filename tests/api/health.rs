@@ -80,8 +80,13 @@ async fn unknown_routes_are_problem_json() {
     assert_problem(response, 404, "not_found").await;
     let response = app.get("/v1/nope").send().await.unwrap();
     assert_problem(response, 404, "not_found").await;
-    // Under /v1 the key is checked first: no key, no hints about routes.
-    let response = app.http.get(app.url("/v1/nope")).send().await.unwrap();
+    // Under /v1/payments the key is checked first: no key, no hints.
+    let response = app
+        .http
+        .get(app.url("/v1/payments/a/b/c"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 401, "unauthorized").await;
 }
 

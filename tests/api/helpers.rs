@@ -141,6 +141,8 @@ pub struct TestApp {
     pub server: Option<tokio::task::JoinHandle<Result<(), payorch::StartupError>>>,
     /// Keeps the database alive as long as the app; dropped after it.
     _test_db: Arc<TestDb>,
+    /// The broker topology this app declared, deleted when it is dropped.
+    amqp: Option<payorch::queue::amqp::AmqpQueue>,
 }
 
 impl TestApp {
@@ -153,6 +155,13 @@ impl TestApp {
     pub async fn spawn_with(test_db: Arc<TestDb>, env: HashMap<String, String>) -> TestApp {
         init_logs();
         let cfg = Arc::new(config_from(&env));
+        let amqp = cfg.amqp_url.as_ref().map(|url| {
+            payorch::queue::amqp::AmqpQueue::new(
+                url.expose(),
+                &cfg.queue_prefix,
+                cfg.retry_policy.clone(),
+            )
+        });
         let db = test_db.connect().await;
         store::migrate(&db, &cfg.database_url)
             .await
@@ -176,7 +185,13 @@ impl TestApp {
             stop: Some(stop),
             server: Some(server),
             _test_db: test_db,
+            amqp,
         }
+    }
+
+    /// The HTTP client and base URL, to move into a spawned task.
+    pub fn clone_http(&self) -> (reqwest::Client, String) {
+        (self.http.clone(), format!("http://{}", self.addr))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -204,6 +219,17 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(queue) = self.amqp.take() {
+            // As with the database: a runtime of its own, off the test's.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let _ = runtime.block_on(queue.delete_topology());
+            })
+            .join();
         }
     }
 }
@@ -294,4 +320,75 @@ pub async fn assert_problem(
         assert!(body[field].is_string(), "{field} missing in {body}");
     }
     body
+}
+
+/// A TCP proxy a test can cut and restore, to take a dependency "down"
+/// without stopping the machine's shared server.
+pub struct TcpProxy {
+    pub port: u16,
+    target: String,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: &str) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = TcpProxy {
+            port: listener.local_addr().unwrap().port(),
+            target: target.to_owned(),
+            tasks: std::sync::Mutex::new(Vec::new()),
+            connections: Arc::new(std::sync::Mutex::new(Vec::new())),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        let connections = self.connections.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Stops listening and drops every open connection.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        for pipe in self.connections.lock().unwrap().drain(..) {
+            pipe.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("cannot listen on {} again: {err}", self.port),
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }

@@ -11,3 +11,4 @@ mod idempotency;
 mod migrations;
 mod payments;
 mod ratelimit;
+mod webhooks;

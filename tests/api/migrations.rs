@@ -151,3 +151,20 @@ async fn unique_constraints_hold_on_both_databases() {
         );
     }
 }
+
+#[tokio::test]
+async fn processes_starting_together_take_turns_migrating() {
+    let test_db = TestDb::postgres().await;
+    let url: payorch::config::DatabaseUrl = test_db.url.parse().unwrap();
+    let mut connections = Vec::new();
+    for _ in 0..4 {
+        connections.push(test_db.connect().await);
+    }
+    let runs = connections
+        .iter()
+        .map(|db| payorch::store::migrate(db, &url));
+    for result in futures_util::future::join_all(runs).await {
+        result.expect("every concurrent migrate succeeds");
+    }
+    assert!(table_exists(&connections[0], "payments").await);
+}

@@ -58,10 +58,13 @@ async fn full_flow(app: &TestApp) {
         .json()
         .await
         .unwrap();
-    let steps: Vec<(String, String)> = read["transitions"]
+    // The checkout's webhook and the verify race; whichever comes first
+    // moves the payment, the other is recorded as a duplicate.
+    let moves: Vec<(String, String)> = read["transitions"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|t| t["from_status"] != t["to_status"])
         .map(|t| {
             (
                 t["to_status"].as_str().unwrap().to_owned(),
@@ -69,13 +72,16 @@ async fn full_flow(app: &TestApp) {
             )
         })
         .collect();
+    assert_eq!(moves.len(), 3, "{moves:?}");
+    assert_eq!(moves[0], ("created".into(), "initialize:created".into()));
     assert_eq!(
-        steps,
-        [
-            ("created".into(), "initialize:created".into()),
-            ("pending".into(), "initialize:provider_accepted".into()),
-            ("succeeded".into(), "verify:charge_succeeded".into()),
-        ]
+        moves[1],
+        ("pending".into(), "initialize:provider_accepted".into())
+    );
+    assert_eq!(moves[2].0, "succeeded");
+    assert!(
+        ["verify:charge_succeeded", "webhook:charge_succeeded"].contains(&moves[2].1.as_str()),
+        "{moves:?}"
     );
 }
 
@@ -124,7 +130,7 @@ async fn a_burst_of_verifies_moves_the_payment_once_and_asks_the_provider_once()
     let reference = payment["reference"].as_str().unwrap().to_owned();
     app.sandbox(
         &format!("transactions/{reference}/outcome"),
-        json!({"status": "success"}),
+        json!({"status": "success", "notify": false}),
     )
     .await;
 
@@ -163,7 +169,7 @@ async fn an_amount_mismatch_is_flagged_never_credited() {
     // The provider reports that less was paid.
     app.sandbox(
         &format!("transactions/{reference}/outcome"),
-        json!({"status": "success", "amount": 100}),
+        json!({"status": "success", "amount": 100, "notify": false}),
     )
     .await;
     let verified: Value = app
@@ -186,7 +192,7 @@ async fn a_currency_mismatch_is_flagged_too() {
     let reference = payment["reference"].as_str().unwrap();
     app.sandbox(
         &format!("transactions/{reference}/outcome"),
-        json!({"status": "success", "currency": "USD"}),
+        json!({"status": "success", "currency": "USD", "notify": false}),
     )
     .await;
     let verified: Value = app

@@ -406,6 +406,14 @@ struct OutcomeBody {
     /// Report this amount instead of the initialized one (mismatch drills).
     amount: Option<i64>,
     currency: Option<String>,
+    /// Send the webhook as a checkout would (default), or stay quiet so
+    /// only a verify can find out.
+    #[serde(default = "yes")]
+    notify: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[handler]
@@ -432,7 +440,14 @@ async fn force_outcome(
         tx.reported_amount = body.amount;
         tx.reported_currency = body.currency;
     }
-    match sandbox.settle(&reference, &body.status) {
+    let settled = if body.notify {
+        sandbox.settle(&reference, &body.status)
+    } else {
+        sandbox
+            .settle_quietly(&reference, &body.status)
+            .map(|(tx, _)| tx)
+    };
+    match settled {
         Some(tx) => Json(tx.report()).into_response(),
         None => paystack_error(StatusCode::NOT_FOUND, "Transaction reference not found"),
     }

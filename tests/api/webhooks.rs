@@ -1,0 +1,559 @@
+//! The webhook pipeline against the real RabbitMQ and PostgreSQL: ingest,
+//! workers (in-process and as separate processes), retries, dead letters.
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use payorch::{config::SANDBOX_SECRET_KEY, queue::amqp::AmqpQueue, webhook::signature};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Retry quickly in tests: three attempts, then the dead-letter queue.
+const FAST_RETRIES: &str = "100,200";
+
+pub struct Pipeline {
+    pub app: TestApp,
+    pub env: HashMap<String, String>,
+    pub queue: AmqpQueue,
+    workers: Vec<oneshot::Sender<()>>,
+}
+
+impl Pipeline {
+    /// An API on RabbitMQ with `workers` in-process workers.
+    pub async fn start(workers: usize, extra: &[(&str, &str)]) -> Pipeline {
+        let db = Arc::new(TestDb::postgres().await);
+        let mut env = test_env(&db);
+        env.insert("AMQP_URL".into(), AMQP.into());
+        env.insert(
+            "PAYORCH_WEBHOOK_RETRY_DELAYS_MS".into(),
+            FAST_RETRIES.into(),
+        );
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let app = TestApp::spawn_with(db, env.clone()).await;
+        let cfg = crate::helpers::config_from(&env);
+        let queue = AmqpQueue::new(AMQP, &cfg.queue_prefix, cfg.retry_policy.clone());
+        let mut pipeline = Pipeline {
+            app,
+            env,
+            queue,
+            workers: Vec::new(),
+        };
+        for _ in 0..workers {
+            pipeline.add_worker();
+        }
+        pipeline
+    }
+
+    pub fn add_worker(&mut self) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let cfg = Arc::new(crate::helpers::config_from(&self.env));
+        tokio::spawn(payorch::run_worker(cfg, async {
+            let _ = stopped.await;
+        }));
+        self.workers.push(stop);
+    }
+
+    /// Posts a signed webhook body.
+    pub async fn post(&self, body: &[u8]) -> reqwest::Response {
+        self.post_signed(body, &signature::sign(SANDBOX_SECRET_KEY.as_bytes(), body))
+            .await
+    }
+
+    pub async fn post_signed(&self, body: &[u8], signature: &str) -> reqwest::Response {
+        self.app
+            .http
+            .post(self.app.url("/v1/webhooks/sandbox"))
+            .header("content-type", "application/json")
+            .header("x-paystack-signature", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `count` events have been processed (or fails).
+    pub async fn processed(&self, count: i64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let done = scalar(
+                &self.app.db,
+                "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+            )
+            .await;
+            if done >= count {
+                assert_eq!(done, count, "more events processed than sent");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {done} of {count} events processed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn depth(&self, which: &str) -> u32 {
+        self.queue
+            .depths()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(which))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub async fn queues_empty(&self) -> bool {
+        self.queue
+            .depths()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, n)| *n == 0)
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        // Stop the in-process workers before the app deletes the topology.
+        for stop in self.workers.drain(..) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+fn charge(event: &str, id: i64, reference: &str, amount: i64) -> Vec<u8> {
+    json!({
+        "event": event,
+        "data": {"id": id, "reference": reference, "amount": amount, "currency": "NGN",
+                 "status": if event == "charge.success" { "success" } else { "failed" },
+                 "paid_at": null, "gateway_response": "Approved"}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn one_event_delivered_ten_times_is_applied_once() {
+    let pipeline = Pipeline::start(1, &[]).await;
+    let payment = pipeline.app.new_payment(5_000).await;
+    let reference = payment["reference"].as_str().unwrap();
+    let body = charge("charge.success", 77, reference, 5_000);
+    for _ in 0..10 {
+        let response = pipeline.post(&body).await;
+        assert_eq!(response.status(), 200);
+    }
+    pipeline.processed(1, Duration::from_secs(30)).await;
+    let read: Value = pipeline
+        .app
+        .get(&format!("/v1/payments/{reference}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "succeeded");
+    let from_webhooks = read["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["event_id"] == "charge.success:77")
+        .count();
+    assert_eq!(from_webhooks, 1, "one transition for the one real event");
+    // Let the nine duplicates drain, then nothing is left anywhere.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pipeline.queues_empty().await {
+        assert!(Instant::now() < deadline, "queues never drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        scalar(&pipeline.app.db, "SELECT COUNT(*) FROM webhook_events").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn embedded_mode_processes_webhooks_in_process() {
+    let app = TestApp::spawn().await;
+    let payment = app.new_payment(2_000).await;
+    let reference = payment["reference"].as_str().unwrap();
+    let body = charge("charge.success", 5, reference, 2_000);
+    for _ in 0..3 {
+        let response = app
+            .http
+            .post(app.url("/v1/webhooks/sandbox"))
+            .header(
+                "x-paystack-signature",
+                signature::sign(SANDBOX_SECRET_KEY.as_bytes(), &body),
+            )
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scalar(
+        &app.db,
+        "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+    )
+    .await
+        < 1
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read: Value = app
+        .get(&format!("/v1/payments/{reference}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn the_checkout_announces_itself_by_webhook() {
+    let pipeline = Pipeline::start(1, &[]).await;
+    let payment = pipeline.app.new_payment(8_000).await;
+    pipeline
+        .app
+        .http
+        .post(payment["authorization_url"].as_str().unwrap())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("outcome=failed")
+        .send()
+        .await
+        .unwrap();
+    pipeline.processed(1, Duration::from_secs(30)).await;
+    let read: Value = pipeline
+        .app
+        .get(&format!(
+            "/v1/payments/{}",
+            payment["reference"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "failed");
+}
+
+#[tokio::test]
+async fn forged_empty_truncated_and_oversized_webhooks_are_refused_and_not_queued() {
+    let pipeline = Pipeline::start(0, &[]).await;
+    let body = charge("charge.success", 1, "ref-x", 100);
+    let good = signature::sign(SANDBOX_SECRET_KEY.as_bytes(), &body);
+    let forged = signature::sign(b"not the secret", &body);
+    for signature in [forged.as_str(), "", &good[..good.len() - 2]] {
+        let response = pipeline.post_signed(&body, signature).await;
+        assert_problem(response, 401, "invalid_signature").await;
+    }
+    let missing = pipeline
+        .app
+        .http
+        .post(pipeline.app.url("/v1/webhooks/sandbox"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(missing, 401, "invalid_signature").await;
+    let big = vec![b' '; 300 * 1024];
+    let response = pipeline.post(&big).await;
+    assert_eq!(response.status(), 413);
+    let unknown = pipeline
+        .app
+        .http
+        .post(pipeline.app.url("/v1/webhooks/stripe"))
+        .header("x-paystack-signature", &good)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, 404, "unknown_provider").await;
+    assert!(pipeline.queues_empty().await, "nothing was queued");
+}
+
+#[tokio::test]
+async fn a_signed_but_unreadable_body_is_acknowledged_and_parked() {
+    let pipeline = Pipeline::start(0, &[]).await;
+    let response = pipeline.post(b"{\"hello\": \"world\"}").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "parked");
+    let parked = pipeline.queue.dead_letters(10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(
+        parked[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("unparsable")
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
+    let pipeline = Pipeline::start(1, &[]).await;
+    // No payment has this reference (yet): every attempt fails.
+    let body = charge("charge.success", 4242, "late-ref-1", 900);
+    assert_eq!(pipeline.post(&body).await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pipeline.depth(".dead").await == 0 {
+        assert!(Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let parked = pipeline.queue.dead_letters(10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].attempt, 2, "three attempts: 0, 1, 2");
+    assert!(parked[0].reason.as_deref().unwrap().contains("late-ref-1"));
+
+    // The payment appears; an operator replays the parked event.
+    let mut request = json!({"amount": 900, "currency": "NGN", "email": "a@b.co"});
+    request["reference"] = json!("late-ref-1");
+    assert_eq!(pipeline.app.initialize(&request, None).await.status(), 201);
+    let output = Command::new(env!("CARGO_BIN_EXE_payorch"))
+        .args(["dlq", "replay", "charge.success:4242"])
+        .env_clear()
+        .envs(&pipeline.env)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 message(s) replayed"));
+    pipeline.processed(1, Duration::from_secs(30)).await;
+    let read: Value = pipeline
+        .app
+        .get("/v1/payments/late-ref-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "succeeded");
+    assert_eq!(pipeline.depth(".dead").await, 0);
+}
+
+/// A worker as its own OS process, as `make workers` runs them.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn spawn(env: &HashMap<String, String>) -> WorkerProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_payorch"))
+            .arg("worker")
+            .env_clear()
+            .envs(env)
+            .env("RUST_LOG", "warn")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        WorkerProcess(child)
+    }
+
+    fn signal(&self, signal: &str) {
+        Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    fn wait(&mut self) -> Option<i32> {
+        self.0.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn burst_with_three_worker_processes(kill_one: bool) {
+    let pipeline = Pipeline::start(0, &[("PAYORCH_WORKER_PREFETCH", "16")]).await;
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|_| WorkerProcess::spawn(&pipeline.env))
+        .collect();
+    for _ in 0..500 {
+        pipeline.app.new_payment(1_000).await;
+    }
+    let sandbox = pipeline.app.clone_http();
+    let burst = tokio::spawn(async move {
+        sandbox
+            .0
+            .post(format!("{}/sandbox/_control/burst", sandbox.1))
+            .bearer_auth(SANDBOX_SECRET_KEY)
+            .json(
+                &json!({"outcome": "mixed", "extra_events": 1100, "duplicates": 400,
+                          "bad_signatures": 20, "concurrency": 64}),
+            )
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    if kill_one {
+        // Mid-burst: some events processed, many still coming.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while scalar(&pipeline.app.db, "SELECT COUNT(*) FROM webhook_events").await < 300 {
+            assert!(Instant::now() < deadline, "the burst never got going");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        workers[0].signal("-KILL");
+        workers[0].wait();
+    }
+    let report = burst.await.unwrap();
+    assert_eq!(report["payments"], 500);
+    assert_eq!(report["unique_events"], 1600);
+    assert_eq!(report["sent"], 2020);
+    assert_eq!(report["accepted"], 2000, "{report}");
+    assert_eq!(report["refused"]["401"], 20);
+
+    pipeline.processed(1600, Duration::from_secs(180)).await;
+    let db = &pipeline.app.db;
+    for (reference, expected) in report["expected"].as_object().unwrap() {
+        let status = scalar(
+            db,
+            &format!(
+                "SELECT CASE status WHEN '{}' THEN 1 ELSE 0 END::bigint FROM payments WHERE reference = '{reference}'",
+                expected.as_str().unwrap()
+            ),
+        )
+        .await;
+        assert_eq!(status, 1, "{reference} should be {expected}");
+    }
+    // Every real event left exactly one audit row, and none was applied twice.
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM payment_transitions WHERE event_id IS NOT NULL"
+        )
+        .await,
+        1600
+    );
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM (SELECT event_id FROM payment_transitions WHERE event_id IS NOT NULL \
+             GROUP BY event_id HAVING COUNT(*) > 1) twice"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM (SELECT payment_id FROM payment_transitions \
+             WHERE to_status IN ('succeeded', 'failed') AND from_status <> to_status \
+             GROUP BY payment_id HAVING COUNT(*) > 1) twice"
+        )
+        .await,
+        0,
+        "no payment settled twice"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pipeline.queues_empty().await {
+        assert!(Instant::now() < deadline, "queues never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGTERM: the survivors drain and exit cleanly.
+    for worker in workers.iter_mut().skip(usize::from(kill_one)) {
+        worker.signal("-TERM");
+        assert_eq!(worker.wait(), Some(0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_500_payments_with_three_workers_ends_right() {
+    burst_with_three_worker_processes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_mid_burst_loses_nothing_and_doubles_nothing() {
+    burst_with_three_worker_processes(true).await;
+}
+
+// Multi-threaded: the proxy must keep serving while the app's drop cleans
+// up the broker through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_is_503_and_every_acknowledged_event_is_processed() {
+    let proxy = crate::helpers::TcpProxy::start("127.0.0.1:5672").await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
+    let mut pipeline = Pipeline::start(0, &[("AMQP_URL", url.as_str())]).await;
+    pipeline.add_worker();
+    let mut references = Vec::new();
+    for _ in 0..6 {
+        let payment = pipeline.app.new_payment(700).await;
+        references.push(payment["reference"].as_str().unwrap().to_owned());
+    }
+    let mut acknowledged = 0;
+    let body = |i: usize| charge("charge.success", 9_000 + i as i64, &references[i], 700);
+
+    assert_eq!(pipeline.post(&body(0)).await.status(), 200);
+    acknowledged += 1;
+
+    proxy.cut();
+    for i in 1..3 {
+        let response = pipeline.post(&body(i)).await;
+        assert_eq!(response.status(), 503, "no broker, no 200");
+        assert!(response.headers().contains_key("retry-after"));
+        assert_problem(response, 503, "service_unavailable").await;
+    }
+
+    proxy.restore().await;
+    for i in 3..6 {
+        // The publisher reconnects on first use after the outage.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = pipeline.post(&body(i)).await.status();
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 503);
+            assert!(Instant::now() < deadline, "the broker never came back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        acknowledged += 1;
+    }
+    pipeline
+        .processed(acknowledged, Duration::from_secs(60))
+        .await;
+    for (i, reference) in references.iter().enumerate() {
+        let status = scalar(
+            &pipeline.app.db,
+            &format!("SELECT CASE status WHEN 'succeeded' THEN 1 ELSE 0 END::bigint FROM payments WHERE reference = '{reference}'"),
+        )
+        .await;
+        let was_acknowledged = i == 0 || i >= 3;
+        assert_eq!(status == 1, was_acknowledged, "payment {i}");
+    }
+}
