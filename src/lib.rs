@@ -71,6 +71,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     install_crypto_provider();
+    telemetry::metrics();
     let db = store::connect(&cfg).await?;
     if cfg.auto_migrate {
         store::migrate(&db, &cfg.database_url).await?;
@@ -152,7 +153,25 @@ pub async fn run_worker(
         actors::PaymentRegistry::new(service, actor_system, cfg.actor_idle, cfg.actor_mailbox);
     let queue =
         queue::amqp::AmqpQueue::new(url.expose(), &cfg.queue_prefix, cfg.retry_policy.clone());
+    telemetry::metrics();
+    let metrics_server = match cfg.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(StartupError::Listen)?;
+            tracing::info!(%addr, "worker metrics listening");
+            let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
+            let routes = poem::Route::new().at("/metrics", poem::get(telemetry::render_metrics));
+            Some(tokio::spawn(
+                Server::new_with_acceptor(acceptor).run(routes),
+            ))
+        }
+        None => None,
+    };
     worker::run_amqp(registry.clone(), queue, cfg.worker_prefetch, shutdown).await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     registry.stop();
     Ok(())
 }

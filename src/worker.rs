@@ -32,7 +32,11 @@ pub enum Disposition {
 }
 
 /// Applies one webhook message.
-#[tracing::instrument(skip_all, fields(dedup_key = envelope.message.dedup_key(), attempt = envelope.attempt))]
+#[tracing::instrument(skip_all, fields(
+    dedup_key = envelope.message.dedup_key(),
+    attempt = envelope.attempt,
+    request_id = request_id(envelope),
+))]
 pub async fn process(registry: &PaymentRegistry, envelope: &Envelope) -> Disposition {
     let QueueMessage::WebhookV1 {
         provider,
@@ -86,6 +90,12 @@ pub async fn process(registry: &PaymentRegistry, envelope: &Envelope) -> Disposi
         Err(ApiError::NotFound) => Disposition::Retry(format!("no payment {reference} yet")),
         Err(err) => Disposition::Retry(err.to_string()),
     }
+}
+
+/// The ingest request's id, so one event can be followed from its receipt.
+fn request_id(envelope: &Envelope) -> &str {
+    let QueueMessage::WebhookV1 { request_id, .. } = &envelope.message;
+    request_id.as_deref().unwrap_or("-")
 }
 
 /// Consumes RabbitMQ until `shutdown`, then stops taking messages, finishes
@@ -206,7 +216,11 @@ async fn handle_delivery(
             return;
         }
     };
-    let outcome = match process(registry, &envelope).await {
+    let started = std::time::Instant::now();
+    let disposition = process(registry, &envelope).await;
+    metrics::histogram!("payorch_webhook_processing_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let outcome = match disposition {
         Disposition::Ack => Ok(()),
         Disposition::Retry(reason) => {
             metrics::counter!("payorch_webhooks_processed_total", "result" => "retried")

@@ -47,11 +47,16 @@ pub(super) struct RegistryInner {
 impl RegistryInner {
     /// Removes the entry if it is still `generation` and nothing is in flight.
     pub(super) fn evict(&self, reference: &str, generation: u64) -> bool {
-        self.actors
+        let evicted = self
+            .actors
             .remove_if(reference, |_, entry| {
                 entry.generation == generation && entry.in_flight == 0
             })
-            .is_some()
+            .is_some();
+        if evicted {
+            metrics::gauge!("payorch_payment_actors").decrement(1.0);
+        }
+        evicted
     }
 }
 
@@ -181,6 +186,7 @@ impl PaymentRegistry {
 
     /// Stops every actor (shutdown).
     pub fn stop(&self) {
+        metrics::gauge!("payorch_payment_actors").decrement(self.inner.actors.len() as f64);
         self.inner.actors.clear();
         self.inner.system.stop();
     }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod gate;
 pub mod health;
 pub mod limits;
+pub mod observe;
 pub mod payments;
 pub mod problem;
 pub mod webhooks;
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let mut routes = Route::new()
+        .at("/metrics", poem::get(crate::telemetry::render_metrics))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest(
@@ -88,6 +90,7 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
     routes
         .data(state)
         .catch_all_error(render_any_error)
+        .with(observe::Observe)
         .into_endpoint()
         .boxed()
 }

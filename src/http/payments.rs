@@ -275,10 +275,19 @@ impl PaymentsApi {
             &fingerprint,
             self.state.cfg.idempotency_lock,
         )
-        .await?;
+        .await
+        .inspect_err(|err| {
+            let result = match err {
+                ApiError::IdempotencyInFlight => "in_flight",
+                ApiError::IdempotencyKeyReused => "reused",
+                _ => "error",
+            };
+            metrics::counter!("payorch_idempotency_total", "result" => result).increment(1);
+        })?;
         let resumed = match reservation {
             Reservation::Replay { status, body } => {
                 txn.commit().await?;
+                metrics::counter!("payorch_idempotency_total", "result" => "replayed").increment(1);
                 return Ok(replay(status, body));
             }
             Reservation::Proceed { payment_id } => payment_id,

@@ -102,13 +102,17 @@ impl WebhooksApi {
         /// Hex HMAC-SHA512 of the raw body.
         #[oai(name = "x-paystack-signature")]
         signature: Header<Option<String>>,
-        #[oai(name = "x-request-id")] request_id: Header<Option<String>>,
+        req: &Request,
         body: RawBody,
     ) -> Result<WebhookResponse, ApiError> {
+        let request_id = req
+            .extensions()
+            .get::<super::observe::RequestId>()
+            .map(|id| id.0.clone());
         let received = self
             .state
             .webhooks
-            .receive(&provider.0, signature.0.as_deref(), &body.0, request_id.0)
+            .receive(&provider.0, signature.0.as_deref(), &body.0, request_id)
             .await?;
         let status = match received {
             Received::Queued => "queued",

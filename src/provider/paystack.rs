@@ -149,6 +149,22 @@ impl PaystackClient {
     }
 }
 
+/// Provider latency and errors, by operation and outcome.
+fn observe<T>(operation: &'static str, started: Instant, result: &Result<T, ProviderError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(ProviderError::Rejected(_)) => "rejected",
+        Err(ProviderError::Unavailable(_)) => "unavailable",
+        Err(ProviderError::Timeout) => "timeout",
+    };
+    metrics::histogram!(
+        "payorch_provider_request_duration_seconds",
+        "operation" => operation,
+        "outcome" => outcome,
+    )
+    .record(started.elapsed().as_secs_f64());
+}
+
 /// reqwest errors print the URL; ours carry no secret, but keep logs short.
 fn without_url(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
@@ -181,9 +197,10 @@ impl PaymentProvider for PaystackClient {
         if let Some(metadata) = &request.metadata {
             body["metadata"] = metadata.clone();
         }
-        let data: InitializeData = self
-            .call(|| self.http.post(url.clone()).json(&body))
-            .await?;
+        let started = Instant::now();
+        let result = self.call(|| self.http.post(url.clone()).json(&body)).await;
+        observe("initialize", started, &result);
+        let data: InitializeData = result?;
         Ok(Checkout {
             authorization_url: data.authorization_url,
             access_code: data.access_code,
@@ -196,7 +213,10 @@ impl PaymentProvider for PaystackClient {
             .join("transaction/verify/")
             .and_then(|u| u.join(reference.as_str()))
             .expect("references are URL-safe");
-        let data: VerifyData = self.call(|| self.http.get(url.clone())).await?;
+        let started = Instant::now();
+        let result = self.call(|| self.http.get(url.clone())).await;
+        observe("verify", started, &result);
+        let data: VerifyData = result?;
         Ok(ChargeReport {
             provider_transaction_id: data.id,
             status: data.status,

@@ -9,6 +9,7 @@ mod cli;
 mod health;
 mod idempotency;
 mod migrations;
+mod observability;
 mod payments;
 mod ratelimit;
 mod webhooks;

@@ -1,0 +1,146 @@
+//! Every request gets an id (`X-Request-Id` when the caller sent a sane
+//! one, a fresh UUIDv7 otherwise), echoed in the response and carried by
+//! every log line of the request; and is counted and timed by route
+//! template, method and status for `/metrics`.
+
+use std::time::Instant;
+
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::HeaderValue};
+use tracing::Instrument;
+
+/// The id of the request being served, for handlers that pass it on.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub struct Observe;
+
+impl<E: Endpoint> Middleware<E> for Observe {
+    type Output = ObserveEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ObserveEndpoint { inner }
+    }
+}
+
+pub struct ObserveEndpoint<E> {
+    inner: E,
+}
+
+/// A caller's id is kept only if it is short and plain: it ends up in logs
+/// and queue headers.
+fn sane(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The route template of a path, so metrics do not grow a series per payment.
+pub fn route_template(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["openapi.json"] => "/openapi.json",
+        ["docs", ..] => "/docs",
+        ["v1", "payments", "initialize"] => "/v1/payments/initialize",
+        ["v1", "payments", _, "verify"] => "/v1/payments/{reference}/verify",
+        ["v1", "payments", _] => "/v1/payments/{reference}",
+        ["v1", "webhooks", _] => "/v1/webhooks/{provider}",
+        ["sandbox", ..] => "/sandbox",
+        _ => "other",
+    }
+}
+
+impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let started = Instant::now();
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| sane(id))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let method = req.method().as_str().to_owned();
+        let route = route_template(req.uri().path());
+        req.extensions_mut().insert(RequestId(id.clone()));
+        let span = tracing::info_span!("request", request_id = %id, %method, route);
+        let mut response = match self.inner.call(req).instrument(span.clone()).await {
+            Ok(output) => output.into_response(),
+            Err(err) => {
+                crate::error::render_any_error(err)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        let labels = [
+            ("route", route.to_owned()),
+            ("method", method),
+            ("status", status.to_string()),
+        ];
+        metrics::counter!("payorch_http_requests_total", &labels).increment(1);
+        metrics::histogram!("payorch_http_request_duration_seconds", &labels)
+            .record(elapsed.as_secs_f64());
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!(
+                    status,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "request failed"
+                );
+            } else {
+                tracing::debug!(
+                    status,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "request served"
+                );
+            }
+        });
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_callers_must_be_plain() {
+        assert!(sane("req-123_abc.def:9"));
+        assert!(!sane(""));
+        assert!(!sane("has space"));
+        assert!(!sane("line\nbreak"));
+        assert!(!sane(&"x".repeat(129)));
+    }
+
+    #[test]
+    fn paths_map_to_templates() {
+        assert_eq!(
+            route_template("/v1/payments/po-123/verify"),
+            "/v1/payments/{reference}/verify"
+        );
+        assert_eq!(
+            route_template("/v1/payments/po-123"),
+            "/v1/payments/{reference}"
+        );
+        assert_eq!(
+            route_template("/v1/payments/initialize"),
+            "/v1/payments/initialize"
+        );
+        assert_eq!(
+            route_template("/v1/webhooks/sandbox"),
+            "/v1/webhooks/{provider}"
+        );
+        assert_eq!(route_template("/sandbox/checkout/ac_1"), "/sandbox");
+        assert_eq!(route_template("/wp-admin"), "other");
+    }
+}
