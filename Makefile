@@ -4,6 +4,8 @@ BIN := target/debug/payorch
 RUN_DIR ?= run
 N ?= 2
 
+
+.PHONY: bench-api bench-webhooks bench-actors
 .PHONY: help run test migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
@@ -39,3 +41,12 @@ workers-status: ## list the background workers
 
 workers-stop: ## stop the background workers, each after it drained
 	RUN_DIR=$(RUN_DIR) bash scripts/workers.sh stop
+
+bench-api: services ## API latency at 100 connections (release build), limiter on vs off, Redis commands per request
+	$(CARGO) bench --bench api
+
+bench-webhooks: services ## webhook ack rate vs the broker's own, drain with 1/2/4 workers vs pgbench
+	$(CARGO) bench --bench webhooks
+
+bench-actors: services ## 100,000 actors created and idle-evicted; resident memory before, at peak, after
+	$(CARGO) bench --bench actors

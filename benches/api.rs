@@ -1,0 +1,179 @@
+//! `make bench-api`: the payment API at 100 concurrent connections on
+//! PostgreSQL, with `GET /healthz` as the HTTP floor in the same run; the
+//! rate limiter on (Redis) and off for the same route; Redis commands per
+//! limited request from `INFO commandstats`.
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use common::*;
+use serde_json::json;
+
+const CONCURRENCY: usize = 100;
+
+fn seconds() -> Duration {
+    Duration::from_secs(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    )
+}
+
+async fn start(db: &BenchDb, limits: &str, redis: bool) -> (Payorch, String, Vec<String>) {
+    let port = free_port();
+    let mut env = HashMap::from([
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
+        ("PAYORCH_RATE_LIMITS".to_string(), limits.to_string()),
+        ("PAYORCH_REDIS_PREFIX".to_string(), name("bench")),
+        ("PAYORCH_QUEUE_PREFIX".to_string(), name("bench")),
+    ]);
+    if redis {
+        env.insert("REDIS_URL".into(), REDIS.into());
+    }
+    let keys = api_keys(20, &env);
+    let server = Payorch::spawn(&["serve"], &env);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
+    (server, base, keys)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn initialize_load(name: &str, base: &str, keys: &[String]) -> Report {
+    let http = client();
+    let base = base.to_owned();
+    let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
+    load(name, CONCURRENCY, seconds(), None, move |i| {
+        let request = http
+            .post(format!("{base}/v1/payments/initialize"))
+            .bearer_auth(&keys[i % keys.len()])
+            .json(&json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com"}));
+        async move { request.send().await.is_ok_and(|r| r.status() == 201) }
+    })
+    .await
+}
+
+#[tokio::main]
+async fn main() {
+    payorch::install_crypto_provider();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "payorch bench-api: {CONCURRENCY} connections, {} s per scenario, {cores} cores, everything on this machine\n",
+        seconds().as_secs()
+    );
+    let generous = "initialize=100000000/60,verify=100000000/60,unauthenticated=100000000/60";
+
+    let db = BenchDb::create().await;
+    let (server, base, keys) = start(&db, generous, true).await;
+    let http = client();
+
+    let floor = {
+        let http = http.clone();
+        let base = base.clone();
+        load(
+            "GET /healthz (floor)",
+            CONCURRENCY,
+            seconds(),
+            None,
+            move |_| {
+                let request = http.get(format!("{base}/healthz"));
+                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+            },
+        )
+        .await
+    };
+
+    let evalsha_before = redis_calls("evalsha") + redis_calls("eval");
+    let limited = initialize_load("POST initialize, limiter on (Redis)", &base, &keys).await;
+    let evalsha = redis_calls("evalsha") + redis_calls("eval") - evalsha_before;
+    let per_request = evalsha as f64 / (limited.latencies_us.len() + limited.failures) as f64;
+
+    // Payments to verify and read: pending ones, as a client would poll them.
+    let mut references = Vec::new();
+    for i in 0..500 {
+        let response: serde_json::Value = http
+            .post(format!("{base}/v1/payments/initialize"))
+            .bearer_auth(&keys[i % keys.len()])
+            .json(&json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        references.push((
+            i % keys.len(),
+            response["reference"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let references = Arc::new(references);
+    let verify = {
+        let (http, base, keys, references) =
+            (http.clone(), base.clone(), keys.clone(), references.clone());
+        load(
+            "POST verify (pending, asks the sandbox)",
+            CONCURRENCY,
+            seconds(),
+            None,
+            move |i| {
+                let (k, reference) = &references[i % references.len()];
+                let request = http
+                    .post(format!("{base}/v1/payments/{reference}/verify"))
+                    .bearer_auth(&keys[*k]);
+                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+            },
+        )
+        .await
+    };
+    let get = {
+        let (http, base, keys, references) =
+            (http.clone(), base.clone(), keys.clone(), references.clone());
+        load(
+            "GET payment (with transitions)",
+            CONCURRENCY,
+            seconds(),
+            None,
+            move |i| {
+                let (k, reference) = &references[i % references.len()];
+                let request = http
+                    .get(format!("{base}/v1/payments/{reference}"))
+                    .bearer_auth(&keys[*k]);
+                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+            },
+        )
+        .await
+    };
+    let rss = rss_mib(server.pid());
+    server.terminate();
+
+    // The same route with no limiter at all, same database, same machine.
+    let (server, base, keys) = start(&db, "", false).await;
+    let unlimited = initialize_load("POST initialize, limiter off", &base, &keys).await;
+    server.terminate();
+
+    println!("{HEADER}");
+    for report in [&floor, &limited, &unlimited, &verify, &get] {
+        println!("{}", report.row(Some(&floor)));
+    }
+    println!();
+    println!(
+        "limiter cost on initialize: p50 {:+.2} ms, p99 {:+.2} ms (on minus off)",
+        limited.percentile(50.0) - unlimited.percentile(50.0),
+        limited.percentile(99.0) - unlimited.percentile(99.0),
+    );
+    println!(
+        "Redis commands per limited request (INFO commandstats, eval+evalsha): {per_request:.3}"
+    );
+    println!("API resident memory after the run: {rss:.0} MiB");
+}

@@ -1,0 +1,253 @@
+//! Shared pieces of the benchmarks: a fresh database, payorch as a child
+//! process, a closed-loop load generator, percentiles. The benchmarks need
+//! the machine's PostgreSQL, Redis and RabbitMQ (`make services`).
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sea_orm::{ConnectionTrait, Database};
+
+pub const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub struct BenchDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl BenchDb {
+    pub async fn create() -> BenchDb {
+        let name = name("payorch_bench");
+        let admin = Database::connect(ADMIN_DB)
+            .await
+            .expect("PostgreSQL (make services)");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        BenchDb {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .status();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `payorch <args>` with `env`, as a child process.
+pub struct Payorch(pub Child);
+
+impl Payorch {
+    pub fn spawn(args: &[&str], env: &HashMap<String, String>) -> Payorch {
+        let child = Command::new(env!("CARGO_BIN_EXE_payorch"))
+            .args(args)
+            .envs(env)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting payorch");
+        Payorch(child)
+    }
+
+    pub fn run(args: &[&str], env: &HashMap<String, String>) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_payorch"))
+            .args(args)
+            .envs(env)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Payorch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn wait_healthy(base: &str) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "payorch did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn api_keys(n: usize, env: &HashMap<String, String>) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let out = Payorch::run(&["apikey", "create", "--name", &format!("bench-{i}")], env);
+            out.lines().last().unwrap().trim().to_owned()
+        })
+        .collect()
+}
+
+/// Latencies and throughput of one scenario.
+pub struct Report {
+    pub name: String,
+    pub latencies_us: Vec<u64>,
+    pub elapsed: Duration,
+    pub failures: usize,
+}
+
+impl Report {
+    pub fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[i] as f64 / 1000.0
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn row(&self, floor: Option<&Report>) -> String {
+        let ratio = floor
+            .map(|f| format!("{:.1}×", self.percentile(50.0) / f.percentile(50.0)))
+            .unwrap_or_else(|| "—".into());
+        format!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ratio} |",
+            self.name,
+            self.latencies_us.len(),
+            self.rate(),
+            self.percentile(50.0),
+            self.percentile(95.0),
+            self.percentile(99.0),
+            self.failures,
+        )
+    }
+}
+
+pub const HEADER: &str = "| scenario | requests | req/s | p50 ms | p95 ms | p99 ms | failures | p50 vs floor |\n|---|---|---|---|---|---|---|---|";
+
+/// Runs `call` from `concurrency` loops for `duration` (or until `total`
+/// calls were made); a call returns whether it succeeded.
+pub async fn load<F, Fut>(
+    name: &str,
+    concurrency: usize,
+    duration: Duration,
+    total: Option<usize>,
+    call: F,
+) -> Report
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let call = call.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0;
+            loop {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if total.is_some_and(|t| i >= t) || (total.is_none() && Instant::now() >= deadline)
+                {
+                    break;
+                }
+                let t0 = Instant::now();
+                if call(i).await {
+                    latencies.push(t0.elapsed().as_micros() as u64);
+                } else {
+                    failures += 1;
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut report = Report {
+        name: name.to_owned(),
+        latencies_us: Vec::new(),
+        elapsed: Duration::ZERO,
+        failures: 0,
+    };
+    for task in tasks {
+        let (latencies, failures) = task.await.unwrap();
+        report.latencies_us.extend(latencies);
+        report.failures += failures;
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Resident memory of a process, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// `INFO commandstats` calls of `command` on the local Redis.
+pub fn redis_calls(command: &str) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["info", "commandstats"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,286 @@
+//! `make bench-webhooks`: 10,000 signed webhooks at 100 concurrent senders
+//! (ack rate and latency) beside RabbitMQ's own confirmed-publish rate
+//! measured the same way (the ceiling); then the drain with 1, 2 and 4
+//! worker processes beside pgbench running the equivalent transaction
+//! (dedup insert + versioned update + audit insert) on the same server.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use lapin::{BasicProperties, Connection, ConnectionProperties, options::*, types::FieldTable};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::json;
+
+const EVENTS: usize = 10_000;
+const SENDERS: usize = 100;
+const PAYMENTS: usize = 1_000;
+const SECRET: &str = payorch::config::SANDBOX_SECRET_KEY;
+
+async fn broker_ceiling(prefix: &str, body_len: usize) -> Report {
+    let conn = Connection::connect(AMQP, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let queue = format!("{prefix}.ceiling");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+    let body = Arc::new(vec![b'x'; body_len]);
+    let channel = Arc::new(channel);
+    let queue = Arc::new(queue);
+    let report = {
+        let (channel, queue) = (channel.clone(), queue.clone());
+        load(
+            "RabbitMQ: persistent publish + confirm (ceiling)",
+            SENDERS,
+            Duration::from_secs(600),
+            Some(EVENTS),
+            move |_| {
+                let (channel, queue, body) = (channel.clone(), queue.clone(), body.clone());
+                async move {
+                    let confirm = channel
+                        .basic_publish(
+                            "".into(),
+                            queue.as_str().into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            BasicProperties::default().with_delivery_mode(2),
+                        )
+                        .await;
+                    match confirm {
+                        Ok(confirm) => confirm.await.is_ok_and(|c| c.is_ack()),
+                        Err(_) => false,
+                    }
+                }
+            },
+        )
+        .await
+    };
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    report
+}
+
+async fn processed(db: &sea_orm::DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+fn pgbench(db: &BenchDb) -> f64 {
+    let setup = "CREATE TABLE bench_events (id bigserial primary key, key text unique);\
+        CREATE TABLE bench_payments (id int primary key, version int not null default 0);\
+        CREATE TABLE bench_transitions (id bigserial primary key, payment_id int, cause text);\
+        INSERT INTO bench_payments (id) SELECT generate_series(1, 1000);";
+    let ok = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-q",
+            "-d",
+            &db.name,
+            "-c",
+            setup,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let script = std::env::temp_dir().join(name("payorch_pgbench"));
+    std::fs::write(
+        &script,
+        "\\set id random(1, 1000)\nBEGIN;\n\
+         INSERT INTO bench_events (key) VALUES (md5(random()::text)) ON CONFLICT DO NOTHING;\n\
+         UPDATE bench_payments SET version = version + 1 WHERE id = :id;\n\
+         INSERT INTO bench_transitions (payment_id, cause) VALUES (:id, 'webhook');\n\
+         END;\n",
+    )
+    .unwrap();
+    let out = Command::new("pgbench")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-n",
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-T",
+            "10",
+            "-f",
+        ])
+        .arg(&script)
+        .arg(&db.name)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(script);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::main]
+async fn main() {
+    payorch::install_crypto_provider();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "payorch bench-webhooks: {EVENTS} webhooks per round, {SENDERS} senders, {cores} cores, everything on this machine\n"
+    );
+    let db = BenchDb::create().await;
+    let prefix = name("bench");
+    let port = free_port();
+    let env = HashMap::from([
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("AMQP_URL".to_string(), AMQP.to_string()),
+        ("PAYORCH_QUEUE_PREFIX".to_string(), prefix.clone()),
+        ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
+        ("PAYORCH_RATE_LIMITS".to_string(), String::new()),
+        ("PAYORCH_WORKER_PREFETCH".to_string(), "64".to_string()),
+    ]);
+    let keys = api_keys(1, &env);
+    let server = Payorch::spawn(&["serve"], &env);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(SENDERS)
+        .build()
+        .unwrap();
+    let observer = Database::connect(&db.url).await.unwrap();
+
+    let sample = json!({"event": "charge.success", "data": {"id": 1_000_000, "reference": "po-0123456789abcdef0123456789abcdef", "amount": 10000, "currency": "NGN", "status": "success", "paid_at": "2026-11-28T00:00:00Z", "gateway_response": "Approved"}}).to_string();
+    let ceiling = broker_ceiling(&prefix, sample.len()).await;
+
+    let mut acks = Vec::new();
+    let mut drains = Vec::new();
+    let mut done = 0i64;
+    let mut next_id = 1_000_000i64;
+    for workers in [1usize, 2, 4] {
+        // Fresh payments, ten events each: the first applies, the rest are
+        // distinct events that land as recorded no-ops — all 10,000 are work.
+        let mut bodies = Vec::with_capacity(EVENTS);
+        for _ in 0..PAYMENTS {
+            let payment: serde_json::Value = http
+                .post(format!("{base}/v1/payments/initialize"))
+                .bearer_auth(&keys[0])
+                .json(&json!({"amount": 10_000, "currency": "NGN", "email": "b@example.com"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for _ in 0..EVENTS / PAYMENTS {
+                next_id += 1;
+                let body = json!({"event": "charge.success", "data": {"id": next_id, "reference": payment["reference"], "amount": 10000, "currency": "NGN", "status": "success", "paid_at": "2026-11-28T00:00:00Z", "gateway_response": "Approved"}}).to_string();
+                let signature =
+                    payorch::webhook::signature::sign(SECRET.as_bytes(), body.as_bytes());
+                bodies.push((body, signature));
+            }
+        }
+        let bodies = Arc::new(bodies);
+        let ack = {
+            let (http, base, bodies) = (http.clone(), base.clone(), bodies.clone());
+            load(
+                &format!("POST webhook → 200 (round {workers})"),
+                SENDERS,
+                Duration::from_secs(600),
+                Some(EVENTS),
+                move |i| {
+                    let (body, signature) = &bodies[i];
+                    let request = http
+                        .post(format!("{base}/v1/webhooks/sandbox"))
+                        .header("x-paystack-signature", signature)
+                        .body(body.clone());
+                    async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+                },
+            )
+            .await
+        };
+        acks.push(ack);
+        done += EVENTS as i64;
+        let started = Instant::now();
+        let running: Vec<Payorch> = (0..workers)
+            .map(|_| Payorch::spawn(&["worker"], &env))
+            .collect();
+        while processed(&observer).await < done {
+            assert!(
+                started.elapsed() < Duration::from_secs(900),
+                "drain stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        drains.push((workers, took, EVENTS as f64 / took.as_secs_f64()));
+        for worker in running {
+            worker.terminate();
+        }
+    }
+    server.terminate();
+    let pg_tps = pgbench(&db);
+
+    println!("{HEADER}");
+    println!("{}", ceiling.row(None));
+    for ack in &acks {
+        println!("{}", ack.row(None));
+    }
+    println!();
+    println!(
+        "ack rate vs the broker's own confirmed-publish rate: {:.0}% (round 1)",
+        100.0 * acks[0].rate() / ceiling.rate()
+    );
+    println!(
+        "\n| workers | drain of {EVENTS} | events/s | vs pgbench ({pg_tps:.0} tps) |\n|---|---|---|---|"
+    );
+    for (workers, took, rate) in &drains {
+        println!(
+            "| {workers} | {:.1} s | {rate:.0} | {:.0}% |",
+            took.as_secs_f64(),
+            100.0 * rate / pg_tps
+        );
+    }
+    // Leave no bench queues behind.
+    let cfg = payorch::Config::from_lookup(|n| env.get(n).cloned()).unwrap();
+    let _ = payorch::queue::amqp::AmqpQueue::new(AMQP, &prefix, cfg.retry_policy)
+        .delete_topology()
+        .await;
+}
