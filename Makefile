@@ -5,7 +5,7 @@ RUN_DIR ?= run
 N ?= 2
 
 
-.PHONY: bench-api bench-webhooks bench-actors
+.PHONY: bench-api bench-webhooks bench-actors load drill
 .PHONY: help run test migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
@@ -50,3 +50,9 @@ bench-webhooks: services ## webhook ack rate vs the broker's own, drain with 1/2
 
 bench-actors: services ## 100,000 actors created and idle-evicted; resident memory before, at peak, after
 	$(CARGO) bench --bench actors
+
+load: services ## Locust, 100 users, 60 s, against a release build on PostgreSQL/Redis/RabbitMQ; CSV+HTML in load-report/
+	bash scripts/load.sh
+
+drill: ## restart Redis, RabbitMQ, PostgreSQL under load; report 5xx per phase and acked-vs-processed (restarts this machine's services)
+	bash scripts/drill.sh
