@@ -13,7 +13,7 @@ use payorch::{
 };
 use tokio::sync::oneshot;
 
-use crate::helpers::TestDb;
+use crate::helpers::{SendJson, TestDb};
 
 struct Fixture {
     registry: PaymentRegistry,
@@ -87,12 +87,8 @@ impl Fixture {
             .http
             .get(format!("{}/_control/stats", self.sandbox))
             .bearer_auth(SANDBOX_SECRET_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_body()
+            .await;
         stats["verify_calls"].as_u64().unwrap()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -16,15 +16,7 @@ async fn healthz_answers_ok() {
 #[tokio::test]
 async fn readyz_checks_the_database_and_configured_services() {
     let app = TestApp::spawn().await;
-    let body: serde_json::Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = app.http.get(app.url("/readyz")).json_body().await;
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"], "ok");
     assert!(
@@ -93,15 +85,7 @@ async fn unknown_routes_are_problem_json() {
 #[tokio::test]
 async fn openapi_and_docs_are_served() {
     let app = TestApp::spawn().await;
-    let spec: serde_json::Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: serde_json::Value = app.http.get(app.url("/openapi.json")).json_body().await;
     assert!(spec["paths"]["/healthz"]["get"].is_object());
     let docs = app.http.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);

@@ -300,6 +300,17 @@ impl TestApp {
     }
 }
 
+/// Sends a request that must answer JSON, and returns it.
+pub trait SendJson {
+    fn json_body(self) -> impl std::future::Future<Output = serde_json::Value>;
+}
+
+impl SendJson for reqwest::RequestBuilder {
+    async fn json_body(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 /// Asserts a problem+json response with `status` and `code`; returns the body.
 pub async fn assert_problem(
     response: reqwest::Response,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
 
 fn body(amount: i64) -> Value {
     json!({"amount": amount, "currency": "NGN", "email": "ada@example.com"})
@@ -52,12 +52,8 @@ async fn full_flow(app: &TestApp) {
 
     let read: Value = app
         .get(&format!("/v1/payments/{reference}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     // The checkout's webhook and the verify race; whichever comes first
     // moves the payment, the other is recorded as a duplicate.
     let moves: Vec<(String, String)> = read["transitions"]
@@ -113,12 +109,8 @@ async fn declined_checkout_verifies_as_failed() {
             "/v1/payments/{}/verify",
             payment["reference"].as_str().unwrap()
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(verified["status"], "failed");
     assert!(verified["paid_at"].is_null());
 }
@@ -145,12 +137,8 @@ async fn a_burst_of_verifies_moves_the_payment_once_and_asks_the_provider_once()
     }
     let read: Value = app
         .get(&format!("/v1/payments/{reference}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     let into_succeeded = read["transitions"]
         .as_array()
         .unwrap()
@@ -174,12 +162,8 @@ async fn an_amount_mismatch_is_flagged_never_credited() {
     .await;
     let verified: Value = app
         .post(&format!("/v1/payments/{reference}/verify"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(verified["status"], "pending");
     assert_eq!(verified["failure_reason"], "amount_mismatch");
     assert!(verified["paid_at"].is_null());
@@ -197,12 +181,8 @@ async fn a_currency_mismatch_is_flagged_too() {
     .await;
     let verified: Value = app
         .post(&format!("/v1/payments/{reference}/verify"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(verified["status"], "pending");
     assert_eq!(verified["failure_reason"], "currency_mismatch");
 }
@@ -387,14 +367,7 @@ async fn a_provider_that_rejects_fails_the_payment_with_402() {
         .unwrap();
     let response = app.initialize(&request, None).await;
     assert_problem(response, 402, "provider_rejected").await;
-    let read: Value = app
-        .get("/v1/payments/dup-at-provider")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = app.get("/v1/payments/dup-at-provider").json_body().await;
     assert_eq!(read["status"], "failed");
     assert_eq!(read["failure_reason"], "provider_rejected");
 }

@@ -13,7 +13,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
 
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -167,12 +167,8 @@ async fn one_event_delivered_ten_times_is_applied_once() {
     let read: Value = pipeline
         .app
         .get(&format!("/v1/payments/{reference}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(read["status"], "succeeded");
     let from_webhooks = read["transitions"]
         .as_array()
@@ -226,12 +222,8 @@ async fn embedded_mode_processes_webhooks_in_process() {
     }
     let read: Value = app
         .get(&format!("/v1/payments/{reference}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(read["status"], "succeeded");
 }
 
@@ -255,12 +247,8 @@ async fn the_checkout_announces_itself_by_webhook() {
             "/v1/payments/{}",
             payment["reference"].as_str().unwrap()
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(read["status"], "failed");
 }
 
@@ -349,12 +337,8 @@ async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
     let read: Value = pipeline
         .app
         .get("/v1/payments/late-ref-1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_body()
+        .await;
     assert_eq!(read["status"], "succeeded");
     assert_eq!(pipeline.depth(".dead").await, 0);
 }
