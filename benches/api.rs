@@ -48,11 +48,11 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn initialize_load(name: &str, base: &str, keys: &[String]) -> Report {
+async fn initialize_load(name: &str, base: &str, keys: &[String], concurrency: usize) -> Report {
     let http = client();
     let base = base.to_owned();
     let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
-    load(name, CONCURRENCY, seconds(), None, move |i| {
+    load(name, concurrency, seconds(), None, move |i| {
         let request = http
             .post(format!("{base}/v1/payments/initialize"))
             .bearer_auth(&keys[i % keys.len()])
@@ -95,7 +95,13 @@ async fn main() {
     };
 
     let evalsha_before = redis_calls("evalsha") + redis_calls("eval");
-    let limited = initialize_load("POST initialize, limiter on (Redis)", &base, &keys).await;
+    let limited = initialize_load(
+        "POST initialize, limiter on (Redis)",
+        &base,
+        &keys,
+        CONCURRENCY,
+    )
+    .await;
     let evalsha = redis_calls("evalsha") + redis_calls("eval") - evalsha_before;
     let per_request = evalsha as f64 / (limited.latencies_us.len() + limited.failures) as f64;
 
@@ -154,16 +160,33 @@ async fn main() {
         )
         .await
     };
+    let light_on = initialize_load(
+        "POST initialize, limiter on, 10 connections",
+        &base,
+        &keys,
+        10,
+    )
+    .await;
     let rss = rss_mib(server.pid());
     server.terminate();
 
     // The same route with no limiter at all, same database, same machine.
     let (server, base, keys) = start(&db, "", false).await;
-    let unlimited = initialize_load("POST initialize, limiter off", &base, &keys).await;
+    let unlimited =
+        initialize_load("POST initialize, limiter off", &base, &keys, CONCURRENCY).await;
+    let light_off = initialize_load(
+        "POST initialize, limiter off, 10 connections",
+        &base,
+        &keys,
+        10,
+    )
+    .await;
     server.terminate();
 
     println!("{HEADER}");
-    for report in [&floor, &limited, &unlimited, &verify, &get] {
+    for report in [
+        &floor, &limited, &unlimited, &light_on, &light_off, &verify, &get,
+    ] {
         println!("{}", report.row(Some(&floor)));
     }
     println!();

@@ -133,12 +133,11 @@ impl PaymentService {
                     ..Changes::default()
                 };
                 let (payment, _) = self
-                    .apply(
-                        reference,
+                    .apply_loaded(
+                        payment,
                         PaymentEvent::ProviderAccepted,
                         Source::Initialize,
                         changes,
-                        None,
                     )
                     .await?;
                 Ok(payment)
@@ -148,12 +147,11 @@ impl PaymentService {
                     failure_reason: Some("provider_rejected".into()),
                     ..Changes::default()
                 };
-                self.apply(
-                    reference,
+                self.apply_loaded(
+                    payment,
                     PaymentEvent::ChargeFailed,
                     Source::Initialize,
                     changes,
-                    None,
                 )
                 .await?;
                 Err(ApiError::ProviderRejected(message))
@@ -181,7 +179,7 @@ impl PaymentService {
             .await?;
         let event = report.event()?;
         let (payment, _) = self
-            .apply(reference, event, Source::Verify, Changes::default(), None)
+            .apply_loaded(payment, event, Source::Verify, Changes::default())
             .await?;
         Ok(payment)
     }
@@ -195,9 +193,22 @@ impl PaymentService {
         event: PaymentEvent,
         source: Source,
         extra: Changes,
-        event_id: Option<&str>,
     ) -> Result<(Payment, Outcome), ApiError> {
-        self.apply_inner(reference, event, source, extra, event_id, None)
+        self.apply_inner(reference, event, source, extra, None, None)
+            .await
+            .map(|applied| applied.expect("only webhooks can be duplicates"))
+    }
+
+    /// [`Self::apply`] on a payment the caller has just read.
+    async fn apply_loaded(
+        &self,
+        payment: Payment,
+        event: PaymentEvent,
+        source: Source,
+        extra: Changes,
+    ) -> Result<(Payment, Outcome), ApiError> {
+        let reference = payment.reference.clone();
+        self.apply_inner(&reference, event, source, extra, None, Some(payment))
             .await
             .map(|applied| applied.expect("only webhooks can be duplicates"))
     }
@@ -215,8 +226,8 @@ impl PaymentService {
             record.event,
             Source::Webhook,
             Changes::default(),
-            Some(&record.event_id),
             Some(record),
+            None,
         )
         .await
     }
@@ -227,11 +238,18 @@ impl PaymentService {
         event: PaymentEvent,
         source: Source,
         extra: Changes,
-        event_id: Option<&str>,
         webhook: Option<&WebhookRecord>,
+        mut loaded: Option<Payment>,
     ) -> Result<Option<(Payment, Outcome)>, ApiError> {
+        // Delivered events carry their identity into the audit trail.
+        let event_id = webhook.map(|record| record.event_id.as_str());
         for _ in 0..CONFLICT_RETRIES {
-            let current = self.load(reference).await?;
+            // A payment the caller just read saves a query; if it is stale,
+            // the version check sends us round again with a fresh one.
+            let current = match loaded.take() {
+                Some(payment) => payment,
+                None => self.load(reference).await?,
+            };
             let status = status_of(&current)?;
             let amount = Amount::new(current.amount).map_err(corrupt)?;
             let currency = Currency::parse(&current.currency).map_err(corrupt)?;
