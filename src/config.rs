@@ -237,6 +237,21 @@ impl Config {
                 })?;
         }
 
+        let provider_timeout =
+            Duration::from_millis(env.or("PAYORCH_PROVIDER_TIMEOUT_MS", "10000")?);
+        let idempotency_lock = Duration::from_secs(env.or("PAYORCH_IDEMPOTENCY_LOCK_SECS", "60")?);
+        // A key's lock must outlive the provider call it guards, or a retry
+        // could take over a request that is still running.
+        if idempotency_lock <= provider_timeout {
+            return Err(ConfigError {
+                var: "PAYORCH_IDEMPOTENCY_LOCK_SECS",
+                message: format!(
+                    "must exceed PAYORCH_PROVIDER_TIMEOUT_MS ({} ms)",
+                    provider_timeout.as_millis()
+                ),
+            });
+        }
+
         Ok(Config {
             http_addr: env.or("PAYORCH_HTTP_ADDR", "127.0.0.1:8080")?,
             database_url: env.or("DATABASE_URL", "sqlite://payorch.db?mode=rwc")?,
@@ -259,10 +274,8 @@ impl Config {
                 env.or("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "3000")?,
             ),
             db_max_connections: env.or("PAYORCH_DB_MAX_CONNECTIONS", "20")?,
-            provider_timeout: Duration::from_millis(
-                env.or("PAYORCH_PROVIDER_TIMEOUT_MS", "10000")?,
-            ),
-            idempotency_lock: Duration::from_secs(env.or("PAYORCH_IDEMPOTENCY_LOCK_SECS", "60")?),
+            provider_timeout,
+            idempotency_lock,
             actor_idle: Duration::from_millis(env.or("PAYORCH_ACTOR_IDLE_MS", "60000")?),
             actor_mailbox: env.or("PAYORCH_ACTOR_MAILBOX", "64")?,
             auth_cache_ttl: Duration::from_millis(env.or("PAYORCH_AUTH_CACHE_MS", "5000")?),
@@ -420,6 +433,22 @@ mod tests {
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
         }
+    }
+
+    #[test]
+    fn an_idempotency_lock_shorter_than_the_provider_timeout_is_refused() {
+        let err = config(&[
+            ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "5"),
+            ("PAYORCH_PROVIDER_TIMEOUT_MS", "5000"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "PAYORCH_IDEMPOTENCY_LOCK_SECS");
+        let cfg = config(&[
+            ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "6"),
+            ("PAYORCH_PROVIDER_TIMEOUT_MS", "5000"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.idempotency_lock, Duration::from_secs(6));
     }
 
     #[test]

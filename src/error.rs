@@ -85,7 +85,8 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("the payment provider declined the request: {0}")]
     ProviderRejected(String),
-    #[error("the payment provider failed: {0}")]
+    /// The cause goes to the log; the client learns only that it failed.
+    #[error("the payment provider failed or refused us; retry later")]
     ProviderUnavailable(String),
     #[error("the payment provider did not answer in time")]
     ProviderTimeout,
@@ -154,8 +155,12 @@ impl ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(%cause, "request failed");
+        match self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            ApiError::ProviderUnavailable(cause) => {
+                tracing::warn!(%cause, "provider unavailable")
+            }
+            _ => {}
         }
         let mut response = self.problem().into_response();
         let retry_after = match self {
@@ -179,6 +184,12 @@ impl From<DbErr> for ApiError {
         match err {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
                 tracing::warn!(error = %err, "database unavailable");
+                ApiError::Unavailable("the database")
+            }
+            // SQLite (embedded mode) has one writer; a write that waited out
+            // its busy timeout is load, not a bug.
+            other if other.to_string().contains("database is locked") => {
+                tracing::warn!(error = %other, "database busy");
                 ApiError::Unavailable("the database")
             }
             other => ApiError::Internal(format!("database: {other}")),

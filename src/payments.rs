@@ -79,12 +79,7 @@ impl PaymentService {
         client_id: Uuid,
         request: &NewPaymentRequest,
     ) -> Result<Payment, ApiError> {
-        if payments::find_by_reference(db, request.reference.as_str())
-            .await?
-            .is_some()
-        {
-            return Err(reference_taken(&request.reference));
-        }
+        // No look-before-insert: the unique index decides, in one statement.
         payments::insert(
             db,
             NewPayment {
@@ -100,7 +95,7 @@ impl PaymentService {
         .await
         .map_err(|err| match err {
             // Lost a race with another request for the same reference.
-            err if is_unique_violation(&err) => reference_taken(&request.reference),
+            err if is_unique_violation(&err) => reference_taken(),
             err => err.into(),
         })
     }
@@ -108,10 +103,17 @@ impl PaymentService {
     /// Opens the provider transaction of a `created` payment and moves it to
     /// `pending`. A payment already past `created` is returned unchanged, so
     /// a retried or resumed request never opens a second transaction.
+    ///
+    /// A provider refusal fails the payment only on the first attempt. A
+    /// `resumed` payment (its first request crashed or timed out) may
+    /// already exist at the provider, which then refuses the repeated
+    /// reference; that says nothing about the payment, so it stays `created`
+    /// and the caller gets a 502.
     pub async fn initialize_at_provider(
         &self,
         reference: &str,
         callback_url: Option<String>,
+        resumed: bool,
     ) -> Result<Payment, ApiError> {
         let payment = self.load(reference).await?;
         if status_of(&payment)? != PaymentStatus::Created {
@@ -142,19 +144,32 @@ impl PaymentService {
                     .await?;
                 Ok(payment)
             }
+            Err(ProviderError::Rejected(message)) if resumed => {
+                tracing::warn!(
+                    reference,
+                    provider_message = %message,
+                    "provider refused a resumed initialize; the payment stays created"
+                );
+                Err(ApiError::ProviderUnavailable(message))
+            }
             Err(ProviderError::Rejected(message)) => {
                 let changes = Changes {
                     failure_reason: Some("provider_rejected".into()),
                     ..Changes::default()
                 };
-                self.apply_loaded(
-                    payment,
-                    PaymentEvent::ChargeFailed,
-                    Source::Initialize,
-                    changes,
-                )
-                .await?;
-                Err(ApiError::ProviderRejected(message))
+                let (payment, outcome) = self
+                    .apply_loaded(
+                        payment,
+                        PaymentEvent::ProviderRejected,
+                        Source::Initialize,
+                        changes,
+                    )
+                    .await?;
+                match outcome {
+                    Outcome::Applied { .. } => Err(ApiError::ProviderRejected(message)),
+                    // Another process opened the transaction meanwhile.
+                    _ => Ok(payment),
+                }
             }
             Err(err) => {
                 tracing::warn!(reference, error = %err, "provider initialize failed");
@@ -263,7 +278,7 @@ impl PaymentService {
                     let mut changes = extra.clone();
                     changes.status = Some(to);
                     changes.paid = to == PaymentStatus::Succeeded;
-                    (Some(changes), to, cause(""))
+                    (changes, to, cause(""))
                 }
                 Outcome::Flagged(reason) => {
                     let changes = Changes {
@@ -272,7 +287,7 @@ impl PaymentService {
                     };
                     tracing::warn!(reference, reason = reason.as_str(), "payment flagged");
                     (
-                        Some(changes),
+                        changes,
                         status,
                         cause(&format!("flagged_{}", reason.as_str())),
                     )
@@ -282,11 +297,15 @@ impl PaymentService {
                 Outcome::Ignored(IgnoreReason::Duplicate) if event_id.is_none() => {
                     return Ok(Some((current, outcome)));
                 }
-                Outcome::Ignored(reason) => {
-                    (None, status, cause(&format!("ignored_{}", reason.as_str())))
-                }
+                // Recorded without a status change, but still version-checked:
+                // the audit row must describe the state the event really met.
+                Outcome::Ignored(reason) => (
+                    Changes::default(),
+                    status,
+                    cause(&format!("ignored_{}", reason.as_str())),
+                ),
                 Outcome::Rejected(reason) => (
-                    None,
+                    Changes::default(),
                     status,
                     cause(&format!("rejected_{}", reason.as_str())),
                 ),
@@ -298,15 +317,9 @@ impl PaymentService {
                 txn.rollback().await?;
                 return Ok(None);
             }
-            let updated = match &changes {
-                Some(changes) => match payments::update_versioned(&txn, &current, changes).await? {
-                    Some(updated) => updated,
-                    None => {
-                        txn.rollback().await?;
-                        continue;
-                    }
-                },
-                None => current.clone(),
+            let Some(updated) = payments::update_versioned(&txn, &current, &changes).await? else {
+                txn.rollback().await?;
+                continue;
             };
             payments::record_transition(
                 &txn,
@@ -359,8 +372,9 @@ fn corrupt(err: crate::domain::DomainError) -> ApiError {
     ApiError::Internal(format!("stored payment is invalid: {err}"))
 }
 
-fn reference_taken(reference: &Reference) -> ApiError {
-    ApiError::Conflict(format!("reference {reference} is already in use"))
+fn reference_taken() -> ApiError {
+    // Not echoed: whether another client uses a reference is not this one's business.
+    ApiError::Conflict("this reference is already in use".into())
 }
 
 pub fn is_unique_violation(err: &DbErr) -> bool {

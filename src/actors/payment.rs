@@ -21,8 +21,12 @@ use crate::{
 /// What can be asked of a payment.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Open the provider transaction of a `created` payment.
-    Initialize { callback_url: Option<String> },
+    /// Open the provider transaction of a `created` payment. `resumed`: an
+    /// earlier request created it and may already have reached the provider.
+    Initialize {
+        callback_url: Option<String>,
+        resumed: bool,
+    },
     /// Ask the provider and apply what it reports.
     Verify,
 }
@@ -114,9 +118,12 @@ impl Handler<Envelope> for PaymentActor {
     fn handle(&mut self, Envelope(command): Envelope, _ctx: &mut Self::Context) -> Self::Result {
         self.serialize(|service, reference| async move {
             match command {
-                Command::Initialize { callback_url } => {
+                Command::Initialize {
+                    callback_url,
+                    resumed,
+                } => {
                     service
-                        .initialize_at_provider(&reference, callback_url)
+                        .initialize_at_provider(&reference, callback_url, resumed)
                         .await
                 }
                 Command::Verify => service.verify(&reference).await,

@@ -140,7 +140,9 @@ impl PaymentRegistry {
         PaymentActor: Handler<M>,
     {
         // An actor that stopped between lookup and delivery (shutdown) is
-        // looked up again once.
+        // looked up again once. Sending twice is safe even if the first
+        // copy ran: initialize and verify are no-ops on a payment already
+        // moved, and a webhook is deduplicated by its `webhook_events` row.
         for _ in 0..2 {
             let (addr, generation) = self.claim(reference)?;
             let _slot = InFlight {
@@ -171,6 +173,7 @@ impl PaymentRegistry {
                     registry,
                     last_active: Instant::now(),
                 });
+            metrics::gauge!("payorch_payment_actors").increment(1.0);
             Entry {
                 addr,
                 generation,

@@ -25,6 +25,9 @@
 //!   to someone else or told the customer to pay again.
 //! - A refund is only meaningful for money we received, so it is `Rejected`
 //!   for a payment that never succeeded.
+//! - The provider refusing initialize fails a payment only while it is still
+//!   `created`: once some attempt opened the transaction, a refusal (say, of
+//!   the repeated reference) is stale and `Ignored(Late)`.
 //!
 //! The match in [`transition`] lists every (status, event) pair without a
 //! wildcard, so adding a status or an event does not compile until someone
@@ -97,6 +100,9 @@ impl fmt::Display for PaymentStatus {
 pub enum PaymentEvent {
     /// The provider created its transaction (initialize succeeded).
     ProviderAccepted,
+    /// The provider refused to create the transaction (its 4xx on
+    /// initialize). Only a payment that never reached the provider fails by it.
+    ProviderRejected,
     /// The provider says the charge is still in progress.
     ChargePending,
     /// The provider says the charge succeeded, for this amount and currency
@@ -115,6 +121,7 @@ impl PaymentEvent {
     pub fn name(&self) -> &'static str {
         match self {
             PaymentEvent::ProviderAccepted => "provider_accepted",
+            PaymentEvent::ProviderRejected => "provider_rejected",
             PaymentEvent::ChargePending => "charge_pending",
             PaymentEvent::ChargeSucceeded { .. } => "charge_succeeded",
             PaymentEvent::ChargeFailed => "charge_failed",
@@ -201,6 +208,9 @@ pub fn transition(
         // Still open: the provider moves the payment forward.
         (S::Created, E::ProviderAccepted | E::ChargePending) => applied(S::Pending),
         (S::Pending, E::ProviderAccepted | E::ChargePending) => Outcome::Ignored(Duplicate),
+        // Another attempt already opened the transaction: this refusal is stale.
+        (S::Created, E::ProviderRejected) => applied(S::Failed),
+        (S::Pending, E::ProviderRejected) => Outcome::Ignored(Late),
         (S::Created | S::Pending, E::ChargeSucceeded { amount, currency }) => {
             // Currency first: with the wrong currency the amount means nothing.
             if currency != expected_currency {
@@ -222,7 +232,11 @@ pub fn transition(
         (S::Succeeded, E::Refunded) => applied(S::Refunded),
         (
             S::Succeeded,
-            E::ProviderAccepted | E::ChargePending | E::ChargeFailed | E::ChargeAbandoned,
+            E::ProviderAccepted
+            | E::ProviderRejected
+            | E::ChargePending
+            | E::ChargeFailed
+            | E::ChargeAbandoned,
         ) => Outcome::Ignored(Late),
 
         // Closed without money: a success now needs a human.
@@ -237,7 +251,11 @@ pub fn transition(
         }
         (
             S::Failed | S::Abandoned,
-            E::ProviderAccepted | E::ChargePending | E::ChargeFailed | E::ChargeAbandoned,
+            E::ProviderAccepted
+            | E::ProviderRejected
+            | E::ChargePending
+            | E::ChargeFailed
+            | E::ChargeAbandoned,
         ) => Outcome::Ignored(Late),
 
         // Money returned: nothing moves it again.
@@ -245,6 +263,7 @@ pub fn transition(
         (
             S::Refunded,
             E::ProviderAccepted
+            | E::ProviderRejected
             | E::ChargePending
             | E::ChargeSucceeded { .. }
             | E::ChargeFailed
@@ -305,9 +324,10 @@ mod tests {
     }
 
     /// One sample of every event kind, with success in its three shapes.
-    fn event_samples() -> [PaymentEvent; 8] {
+    fn event_samples() -> [PaymentEvent; 9] {
         [
             E::ProviderAccepted,
+            E::ProviderRejected,
             E::ChargePending,
             paid(),
             paid_wrong_amount(),
@@ -323,6 +343,7 @@ mod tests {
         use super::Outcome::{Flagged, Ignored, Rejected};
         vec![
             (S::Created, E::ProviderAccepted, to(S::Pending)),
+            (S::Created, E::ProviderRejected, to(S::Failed)),
             (S::Created, E::ChargePending, to(S::Pending)),
             (S::Created, paid(), to(S::Succeeded)),
             (S::Created, paid_wrong_amount(), Flagged(AmountMismatch)),
@@ -332,6 +353,7 @@ mod tests {
             (S::Created, E::Refunded, Rejected(InvalidTransition)),
             //
             (S::Pending, E::ProviderAccepted, Ignored(Duplicate)),
+            (S::Pending, E::ProviderRejected, Ignored(Late)),
             (S::Pending, E::ChargePending, Ignored(Duplicate)),
             (S::Pending, paid(), to(S::Succeeded)),
             (S::Pending, paid_wrong_amount(), Flagged(AmountMismatch)),
@@ -341,6 +363,7 @@ mod tests {
             (S::Pending, E::Refunded, Rejected(InvalidTransition)),
             //
             (S::Succeeded, E::ProviderAccepted, Ignored(Late)),
+            (S::Succeeded, E::ProviderRejected, Ignored(Late)),
             (S::Succeeded, E::ChargePending, Ignored(Late)),
             (S::Succeeded, paid(), Ignored(Duplicate)),
             (S::Succeeded, paid_wrong_amount(), Ignored(Duplicate)),
@@ -350,6 +373,7 @@ mod tests {
             (S::Succeeded, E::Refunded, to(S::Refunded)),
             //
             (S::Failed, E::ProviderAccepted, Ignored(Late)),
+            (S::Failed, E::ProviderRejected, Ignored(Late)),
             (S::Failed, E::ChargePending, Ignored(Late)),
             (S::Failed, paid(), Flagged(SuccessAfterTerminal)),
             (
@@ -367,6 +391,7 @@ mod tests {
             (S::Failed, E::Refunded, Rejected(InvalidTransition)),
             //
             (S::Abandoned, E::ProviderAccepted, Ignored(Late)),
+            (S::Abandoned, E::ProviderRejected, Ignored(Late)),
             (S::Abandoned, E::ChargePending, Ignored(Late)),
             (S::Abandoned, paid(), Flagged(SuccessAfterTerminal)),
             (
@@ -384,6 +409,7 @@ mod tests {
             (S::Abandoned, E::Refunded, Rejected(InvalidTransition)),
             //
             (S::Refunded, E::ProviderAccepted, Ignored(Late)),
+            (S::Refunded, E::ProviderRejected, Ignored(Late)),
             (S::Refunded, E::ChargePending, Ignored(Late)),
             (S::Refunded, paid(), Ignored(Late)),
             (S::Refunded, paid_wrong_amount(), Ignored(Late)),
@@ -430,9 +456,10 @@ mod tests {
                 E::ChargeFailed => 3,
                 E::ChargeAbandoned => 4,
                 E::Refunded => 5,
+                E::ProviderRejected => 6,
             }
         }
-        let mut seen = [false; 6];
+        let mut seen = [false; 7];
         for event in event_samples() {
             seen[kind(&event)] = true;
         }
@@ -480,6 +507,7 @@ mod tests {
             names,
             [
                 "provider_accepted",
+                "provider_rejected",
                 "charge_pending",
                 "charge_succeeded",
                 "charge_succeeded",
@@ -510,6 +538,7 @@ mod tests {
         let currencies = vec![EXPECTED_CURRENCY, Currency::GHS, Currency::USD];
         prop_oneof![
             Just(E::ProviderAccepted),
+            Just(E::ProviderRejected),
             Just(E::ChargePending),
             (
                 prop::sample::select(amounts),

@@ -1,5 +1,6 @@
-//! Request body limits. Unlike poem's `SizeLimit`, a request without a
-//! `Content-Length` (a GET, or a chunked upload) is not refused: its body is
+//! Request body limits. A declared `Content-Length` over the limit is a 413
+//! before anything is read. Unlike poem's `SizeLimit`, a request without one
+//! (a GET, a chunked upload, any HTTP/2 stream) is not refused: its body is
 //! read up to the limit, and a longer one is a 413 all the same.
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
@@ -46,19 +47,15 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         match declared {
             Some(length) if length > self.max as u64 => return Ok(too_large(self.max)),
             Some(_) => {}
-            None if req
-                .headers()
-                .contains_key(poem::http::header::TRANSFER_ENCODING) =>
-            {
-                match req.take_body().into_bytes_limit(self.max).await {
-                    Ok(bytes) => req.set_body(bytes),
-                    Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-                        return Ok(too_large(self.max));
-                    }
-                    Err(err) => return Err(ApiError::BadRequest(err.to_string()).into()),
+            // Chunked over HTTP/1.1, or simply unannounced over HTTP/2:
+            // read it here, never more than the limit.
+            None => match req.take_body().into_bytes_limit(self.max).await {
+                Ok(bytes) => req.set_body(bytes),
+                Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+                    return Ok(too_large(self.max));
                 }
-            }
-            None => {}
+                Err(err) => return Err(ApiError::BadRequest(err.to_string()).into()),
+            },
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }

@@ -238,7 +238,7 @@ impl PaymentsApi {
         let txn = self.state.db.begin().await?;
         let payment = service.create(&txn, client.id, &request).await?;
         txn.commit().await?;
-        self.initialize_at_provider(&payment.reference, request.callback_url)
+        self.initialize_at_provider(&payment.reference, request.callback_url, false)
             .await
     }
 
@@ -246,11 +246,13 @@ impl PaymentsApi {
         &self,
         reference: &str,
         callback_url: Option<String>,
+        resumed: bool,
     ) -> Result<Payment, ApiError> {
-        self.state
-            .payments
-            .call(reference, Command::Initialize { callback_url })
-            .await
+        let command = Command::Initialize {
+            callback_url,
+            resumed,
+        };
+        self.state.payments.call(reference, command).await
     }
 
     /// Reserve the key and create the payment in one transaction; call the
@@ -292,12 +294,13 @@ impl PaymentsApi {
             }
             Reservation::Proceed { payment_id } => payment_id,
         };
-        let (reference, callback_url) = match (resumed, request) {
+        let (reference, callback_url, resumed) = match (resumed, request) {
             (Some(payment_id), request) => {
                 let payment = store::find_by_id(&txn, payment_id).await?.ok_or_else(|| {
                     ApiError::Internal("an idempotency key names a missing payment".into())
                 })?;
-                (payment.reference, request.ok().and_then(|r| r.callback_url))
+                let callback_url = request.ok().and_then(|r| r.callback_url);
+                (payment.reference, callback_url, true)
             }
             (None, Err(err)) => {
                 let body = err.problem().to_json();
@@ -321,12 +324,15 @@ impl PaymentsApi {
                     Err(err) => return Err(err),
                 };
                 idempotency::attach_payment(&txn, client.id, key, payment.id).await?;
-                (payment.reference, request.callback_url)
+                (payment.reference, request.callback_url, false)
             }
         };
         txn.commit().await?;
 
-        match self.initialize_at_provider(&reference, callback_url).await {
+        match self
+            .initialize_at_provider(&reference, callback_url, resumed)
+            .await
+        {
             Ok(payment) => {
                 let body = PaymentView::new(payment, None).to_json();
                 idempotency::complete(db, client.id, key, 201, &body).await?;
@@ -354,15 +360,17 @@ impl PaymentsApi {
         body: &str,
     ) -> Result<(), ApiError> {
         let txn = self.state.db.begin().await?;
-        if let Reservation::Proceed { .. } = idempotency::reserve(
+        let reserved = idempotency::reserve(
             &txn,
             client.id,
             key,
             fingerprint,
             self.state.cfg.idempotency_lock,
         )
-        .await?
-        {
+        .await;
+        // A concurrent request took the key meanwhile: it will store its own
+        // answer; this one is still returned to this caller.
+        if let Ok(Reservation::Proceed { .. }) = reserved {
             idempotency::complete(&txn, client.id, key, status, body).await?;
         }
         txn.commit().await?;

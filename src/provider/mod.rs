@@ -60,7 +60,9 @@ impl ChargeReport {
                 Ok(PaymentEvent::ChargeSucceeded { amount, currency })
             }
             "failed" | "reversed" => Ok(PaymentEvent::ChargeFailed),
-            "abandoned" => Ok(PaymentEvent::ChargeAbandoned),
+            // Paystack reports a transaction nobody has paid *yet* as
+            // `abandoned`; the customer can still pay, so on a poll it is
+            // not final. (Only an explicit event abandons a payment.)
             _ => Ok(PaymentEvent::ChargePending),
         }
     }
@@ -68,10 +70,12 @@ impl ChargeReport {
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderError {
-    /// The provider understood and refused (its 4xx): retrying will not help.
+    /// The provider understood and refused (its 400 or 422): retrying will
+    /// not help.
     #[error("rejected by the provider: {0}")]
     Rejected(String),
-    /// The provider failed or could not be reached (5xx, connection).
+    /// The provider failed or could not be reached (5xx, connection), or
+    /// refused us rather than the request (401, 403, 404: our configuration).
     #[error("provider unavailable: {0}")]
     Unavailable(String),
     /// No answer within the configured timeout.

@@ -1,8 +1,11 @@
 //! A client for Paystack's transaction API (`/transaction/initialize`,
 //! `/transaction/verify/:reference`, bearer secret key), with a connect
-//! timeout, a total timeout and jittered retries. Retrying is safe for both
-//! calls: verify only reads, and initialize always carries payorch's own
-//! reference, on which the provider deduplicates.
+//! timeout, a total timeout and jittered retries. Verify only reads, so it is
+//! retried on any failure. Initialize is retried only when the request never
+//! left (connection refused): it carries payorch's own reference, so a
+//! repeat cannot open a second transaction, but Paystack answers a repeated
+//! reference with 400 "Duplicate Transaction Reference", which would hide
+//! the first attempt's checkout link.
 
 use std::time::{Duration, Instant};
 
@@ -76,10 +79,12 @@ impl PaystackClient {
         }
     }
 
-    /// Sends with retries on timeouts, connection errors and 5xx, within the
-    /// overall budget; returns the decoded `data` of a 2xx answer.
+    /// Sends within the overall budget, retrying connection failures and,
+    /// when `retry_sent`, also timeouts, 5xx and 429; returns the decoded
+    /// `data` of a 2xx answer.
     async fn call<T: for<'de> Deserialize<'de>>(
         &self,
+        retry_sent: bool,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, ProviderError> {
         let started = Instant::now();
@@ -105,30 +110,54 @@ impl PaystackClient {
                 .await;
             let response = match sent {
                 Ok(response) => response,
-                Err(err) if err.is_timeout() => {
-                    last_error = ProviderError::Timeout;
+                Err(err) if err.is_connect() => {
+                    last_error = ProviderError::Unavailable(without_url(&err));
                     continue;
                 }
                 Err(err) => {
-                    last_error = ProviderError::Unavailable(without_url(&err));
-                    continue;
+                    last_error = if err.is_timeout() {
+                        ProviderError::Timeout
+                    } else {
+                        ProviderError::Unavailable(without_url(&err))
+                    };
+                    if retry_sent {
+                        continue;
+                    }
+                    break;
                 }
             };
             let status = response.status();
             let body = match response.bytes().await {
                 Ok(body) => body,
-                Err(err) if err.is_timeout() => {
-                    last_error = ProviderError::Timeout;
-                    continue;
-                }
                 Err(err) => {
-                    last_error = ProviderError::Unavailable(without_url(&err));
-                    continue;
+                    last_error = if err.is_timeout() {
+                        ProviderError::Timeout
+                    } else {
+                        ProviderError::Unavailable(without_url(&err))
+                    };
+                    if retry_sent {
+                        continue;
+                    }
+                    break;
                 }
             };
             if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
                 last_error = ProviderError::Unavailable(format!("provider answered {status}"));
-                continue;
+                if retry_sent {
+                    continue;
+                }
+                break;
+            }
+            // Only a refusal of the request itself is the payment's fate; a
+            // refusal of us (bad key, wrong URL) is an outage to fix.
+            let refused_request = matches!(
+                status,
+                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+            );
+            if status.is_client_error() && !refused_request {
+                return Err(ProviderError::Unavailable(format!(
+                    "provider answered {status}"
+                )));
             }
             let envelope: Envelope<T> = serde_json::from_slice(&body).map_err(|e| {
                 ProviderError::Unavailable(format!("unreadable provider answer ({status}): {e}"))
@@ -198,7 +227,9 @@ impl PaymentProvider for PaystackClient {
             body["metadata"] = metadata.clone();
         }
         let started = Instant::now();
-        let result = self.call(|| self.http.post(url.clone()).json(&body)).await;
+        let result = self
+            .call(false, || self.http.post(url.clone()).json(&body))
+            .await;
         observe("initialize", started, &result);
         let data: InitializeData = result?;
         Ok(Checkout {
@@ -214,7 +245,7 @@ impl PaymentProvider for PaystackClient {
             .and_then(|u| u.join(reference.as_str()))
             .expect("references are URL-safe");
         let started = Instant::now();
-        let result = self.call(|| self.http.get(url.clone())).await;
+        let result = self.call(true, || self.http.get(url.clone())).await;
         observe("verify", started, &result);
         let data: VerifyData = result?;
         Ok(ChargeReport {

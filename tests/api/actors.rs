@@ -74,7 +74,10 @@ impl Fixture {
             .registry
             .call(
                 &payment.reference,
-                Command::Initialize { callback_url: None },
+                Command::Initialize {
+                    callback_url: None,
+                    resumed: false,
+                },
             )
             .await
             .unwrap();

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
 
 fn body(amount: i64) -> Value {
     json!({"amount": amount, "currency": "NGN", "email": "ada@example.com", "metadata": {"cart": 7}})
@@ -171,7 +171,11 @@ async fn a_4xx_is_stored_and_replayed() {
 #[tokio::test]
 async fn a_crashed_requests_key_is_usable_after_its_lock_expires() {
     use payorch::{domain::IdempotencyKey, idempotency};
-    let app = app_with(&[("PAYORCH_IDEMPOTENCY_LOCK_SECS", "1")]).await;
+    let app = app_with(&[
+        ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "1"),
+        ("PAYORCH_PROVIDER_TIMEOUT_MS", "500"),
+    ])
+    .await;
     let key = Uuid::new_v4();
     let request = body(3_000);
     // A first attempt reserved the key and then died: nothing else happened.
@@ -238,4 +242,44 @@ async fn expired_keys_are_purged() {
             .unwrap(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_resumed_initialize_the_provider_refuses_leaves_the_payment_open() {
+    // The first attempt fails at the provider (502, key released). Then the
+    // provider turns out to hold the reference already, as Paystack would
+    // after a first attempt that reached it: it refuses the repeat. That
+    // refusal says nothing about the payment, which must not be failed.
+    let app = TestApp::spawn().await;
+    app.sandbox(
+        "faults",
+        json!({"operation": "initialize", "mode": "error", "count": 5}),
+    )
+    .await;
+    let key = Uuid::new_v4().to_string();
+    let mut request = body(2_500);
+    request["reference"] = json!("resumed-ref-1");
+    let first = app.initialize(&request, Some(&key)).await;
+    assert_problem(first, 502, "provider_unavailable").await;
+    app.sandbox(
+        "faults",
+        json!({"operation": "initialize", "mode": "error", "count": 0}),
+    )
+    .await;
+    let taken = app
+        .http
+        .post(app.url("/sandbox/transaction/initialize"))
+        .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+        .json(&json!({"reference": "resumed-ref-1", "amount": 1, "email": "o@t.co"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 200);
+
+    let resumed = app.initialize(&request, Some(&key)).await;
+    assert_problem(resumed, 502, "provider_unavailable").await;
+    let read: Value = app.get("/v1/payments/resumed-ref-1").json_body().await;
+    assert_eq!(read["status"], "created");
+    assert!(read["failure_reason"].is_null());
+    assert_eq!(app.payment_count().await, 1);
 }

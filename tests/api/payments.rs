@@ -371,3 +371,23 @@ async fn a_provider_that_rejects_fails_the_payment_with_402() {
     assert_eq!(read["status"], "failed");
     assert_eq!(read["failure_reason"], "provider_rejected");
 }
+
+#[tokio::test]
+async fn verify_leaves_a_payment_the_provider_calls_abandoned_pending() {
+    // Paystack says `abandoned` for a checkout nobody has paid yet; the
+    // customer may still pay, so a poll must not close the payment.
+    let app = TestApp::spawn().await;
+    let payment = app.new_payment(7_000).await;
+    let reference = payment["reference"].as_str().unwrap().to_owned();
+    app.sandbox(
+        &format!("transactions/{reference}/outcome"),
+        json!({"status": "abandoned", "notify": false}),
+    )
+    .await;
+    let verified: Value = app
+        .post(&format!("/v1/payments/{reference}/verify"))
+        .json_body()
+        .await;
+    assert_eq!(verified["status"], "pending");
+    assert!(verified["failure_reason"].is_null());
+}

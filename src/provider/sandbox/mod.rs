@@ -30,6 +30,7 @@ use poem::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
@@ -181,7 +182,7 @@ impl Sandbox {
         req.headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
+            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
     }
 
     /// The sandbox's routes, to mount at its base path.
@@ -459,9 +460,4 @@ async fn stats(req: &Request, Data(sandbox): Data<&Sandbox>) -> Response {
         return unauthorized();
     }
     Json(sandbox.stats()).into_response()
-}
-
-/// Compares without leaking, through timing, how long the common prefix is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
