@@ -103,51 +103,16 @@ impl PaystackClient {
             if remaining.is_zero() {
                 break;
             }
-            let sent = build()
-                .bearer_auth(self.secret_key.expose())
-                .timeout(remaining)
-                .send()
-                .await;
-            let response = match sent {
-                Ok(response) => response,
-                Err(err) if err.is_connect() => {
-                    last_error = ProviderError::Unavailable(without_url(&err));
+            let (status, body) = match self.send_once(build(), remaining).await {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    last_error = failure.error;
+                    if failure.sent && !retry_sent {
+                        break;
+                    }
                     continue;
                 }
-                Err(err) => {
-                    last_error = if err.is_timeout() {
-                        ProviderError::Timeout
-                    } else {
-                        ProviderError::Unavailable(without_url(&err))
-                    };
-                    if retry_sent {
-                        continue;
-                    }
-                    break;
-                }
             };
-            let status = response.status();
-            let body = match response.bytes().await {
-                Ok(body) => body,
-                Err(err) => {
-                    last_error = if err.is_timeout() {
-                        ProviderError::Timeout
-                    } else {
-                        ProviderError::Unavailable(without_url(&err))
-                    };
-                    if retry_sent {
-                        continue;
-                    }
-                    break;
-                }
-            };
-            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                last_error = ProviderError::Unavailable(format!("provider answered {status}"));
-                if retry_sent {
-                    continue;
-                }
-                break;
-            }
             // Only a refusal of the request itself is the payment's fate; a
             // refusal of us (bad key, wrong URL) is an outage to fix.
             let refused_request = matches!(
@@ -175,6 +140,51 @@ impl PaystackClient {
             };
         }
         Err(last_error)
+    }
+}
+
+/// A failed attempt, and whether the request may have reached the provider.
+struct Failure {
+    error: ProviderError,
+    sent: bool,
+}
+
+impl Failure {
+    fn of(err: reqwest::Error) -> Failure {
+        Failure {
+            sent: !err.is_connect(),
+            error: if err.is_timeout() {
+                ProviderError::Timeout
+            } else {
+                ProviderError::Unavailable(without_url(&err))
+            },
+        }
+    }
+}
+
+impl PaystackClient {
+    /// One attempt: the status and body of an answer worth decoding, or a
+    /// failure worth retrying (transport error, 5xx, 429).
+    async fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        remaining: Duration,
+    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+        let response = request
+            .bearer_auth(self.secret_key.expose())
+            .timeout(remaining)
+            .send()
+            .await
+            .map_err(Failure::of)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(Failure::of)?.to_vec();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Failure {
+                error: ProviderError::Unavailable(format!("provider answered {status}")),
+                sent: true,
+            });
+        }
+        Ok((status, body))
     }
 }
 

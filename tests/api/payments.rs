@@ -391,3 +391,63 @@ async fn verify_leaves_a_payment_the_provider_calls_abandoned_pending() {
     assert_eq!(verified["status"], "pending");
     assert!(verified["failure_reason"].is_null());
 }
+
+#[tokio::test]
+async fn initialize_is_sent_once_per_request_and_verify_is_retried() {
+    let app = TestApp::spawn().await;
+    // A 500 may come from a provider that did the work: initialize is not
+    // repeated (a repeat would meet "Duplicate Transaction Reference").
+    app.sandbox(
+        "faults",
+        json!({"operation": "initialize", "mode": "error", "count": 1}),
+    )
+    .await;
+    let failed = app.initialize(&body(1_500), None).await;
+    assert_problem(failed, 502, "provider_unavailable").await;
+    assert_eq!(app.sandbox_stats().await["initialize_calls"], 1);
+
+    // Verify only reads: one 500 is retried within the same request.
+    let payment = app.new_payment(1_500).await;
+    let reference = payment["reference"].as_str().unwrap().to_owned();
+    app.sandbox(
+        "faults",
+        json!({"operation": "verify", "mode": "error", "count": 1}),
+    )
+    .await;
+    let verified: Value = app
+        .post(&format!("/v1/payments/{reference}/verify"))
+        .json_body()
+        .await;
+    assert_eq!(verified["status"], "pending");
+    assert_eq!(app.sandbox_stats().await["verify_calls"], 2);
+}
+
+#[tokio::test]
+async fn a_provider_that_refuses_our_key_is_502_and_the_payment_stays_open() {
+    // A 401 from the provider is payorch's misconfiguration, not the
+    // payment's fate: it must not fail the payment.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = format!("http://{}", listener.local_addr().unwrap());
+    let defaults = Arc::new(payorch::Config::from_lookup(|_| None).unwrap());
+    tokio::spawn(payorch::serve_sandbox(
+        defaults,
+        listener,
+        std::future::pending(),
+    ));
+    let db = TestDb::postgres().await;
+    let mut env = test_env(&db);
+    env.insert("PAYSTACK_BASE_URL".into(), sandbox);
+    env.insert(
+        "PAYSTACK_SECRET_KEY".into(),
+        "sk_test_not_the_sandboxes".into(),
+    );
+    let app = TestApp::spawn_with(Arc::new(db), env).await;
+    let failed = app.initialize(&body(1_200), None).await;
+    let problem = assert_problem(failed, 502, "provider_unavailable").await;
+    assert!(
+        !problem["detail"].as_str().unwrap().contains("401"),
+        "internal causes stay in the log: {problem}"
+    );
+    let payments = app.payment_count().await;
+    assert_eq!(payments, 1);
+}
