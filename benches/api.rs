@@ -183,9 +183,43 @@ async fn main() {
     .await;
     server.terminate();
 
+    // The limiter's own round trip, from this process: what it adds to a
+    // request when the machine is not saturated by everything else.
+    let limiter = Arc::new(
+        payorch::ratelimit::redis::RedisLimiter::new(REDIS, &name("bench"), Duration::from_secs(1))
+            .unwrap(),
+    );
+    let policy = payorch::ratelimit::RateLimitPolicy {
+        limit: 100_000_000,
+        window: Duration::from_secs(60),
+    };
+    let check = |label: &'static str, concurrency: usize| {
+        let limiter = limiter.clone();
+        load(label, concurrency, seconds(), None, move |i| {
+            let limiter = limiter.clone();
+            async move {
+                let identity = format!("client-{}", i % 20);
+                limiter
+                    .check(payorch::ratelimit::Route::Initialize, policy, &identity)
+                    .await
+                    .is_ok_and(|d| d.allowed)
+            }
+        })
+    };
+    let check_one = check("limiter check alone (EVALSHA), 1 caller", 1).await;
+    let check_many = check("limiter check alone (EVALSHA), 100 callers", CONCURRENCY).await;
+
     println!("{HEADER}");
     for report in [
-        &floor, &limited, &unlimited, &light_on, &light_off, &verify, &get,
+        &floor,
+        &limited,
+        &unlimited,
+        &light_on,
+        &light_off,
+        &verify,
+        &get,
+        &check_one,
+        &check_many,
     ] {
         println!("{}", report.row(Some(&floor)));
     }
