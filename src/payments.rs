@@ -1,13 +1,16 @@
 //! The payment operations that change state: create, initialize at the
 //! provider, verify, apply an event. Each state change runs the pure
-//! [`transition`](crate::domain::transition) and writes the result with an
-//! optimistic version check, retrying on conflict; the audit row goes in the
-//! same transaction. Within a process, [`crate::actors`] serializes these
-//! per payment; across processes the version check arbitrates.
+//! [`transition`](crate::domain::transition) and writes the result with a
+//! version check, retrying on conflict; the audit row (and, for a webhook,
+//! its dedup row) goes in the same transaction. Within a process,
+//! [`crate::actors`] serializes these per payment; across processes the
+//! database does: a webhook reads the payment row locked (`FOR UPDATE`), so
+//! workers holding events of one payment queue on the lock, and the version
+//! check catches whatever was read without one.
 
 use std::sync::Arc;
 
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
@@ -259,11 +262,21 @@ impl PaymentService {
         // Delivered events carry their identity into the audit trail.
         let event_id = webhook.map(|record| record.event_id.as_str());
         for _ in 0..CONFLICT_RETRIES {
-            // A payment the caller just read saves a query; if it is stale,
-            // the version check sends us round again with a fresh one.
-            let current = match loaded.take() {
-                Some(payment) => payment,
-                None => self.load(reference).await?,
+            let txn = self.db.begin().await?;
+            // A payment the caller just read saves a query, and the version
+            // check catches it if it went stale. Otherwise the row is read
+            // locked: concurrent workers then queue on the lock instead of
+            // failing the version check and going round again.
+            let (current, locked) = match loaded.take() {
+                Some(payment) => (payment, false),
+                None => match payments::lock_by_reference(&txn, reference).await? {
+                    // SQLite has no row locks: its single writer is all it has.
+                    Some(payment) => (
+                        payment,
+                        self.db.get_database_backend() == DbBackend::Postgres,
+                    ),
+                    None => return Err(ApiError::NotFound),
+                },
             };
             let status = status_of(&current)?;
             let amount = Amount::new(current.amount).map_err(corrupt)?;
@@ -273,12 +286,15 @@ impl PaymentService {
                 "" => format!("{}:{}", source.as_str(), event.name()),
                 verdict => format!("{}:{}:{verdict}", source.as_str(), event.name()),
             };
+            // Only an unlocked read needs a write to prove that the state the
+            // audit row describes was still the state when it was written.
+            let prove = |changes: Changes| (!locked).then_some(changes);
             let (changes, to, cause) = match outcome {
                 Outcome::Applied { to } => {
                     let mut changes = extra.clone();
                     changes.status = Some(to);
                     changes.paid = to == PaymentStatus::Succeeded;
-                    (changes, to, cause(""))
+                    (Some(changes), to, cause(""))
                 }
                 Outcome::Flagged(reason) => {
                     let changes = Changes {
@@ -287,7 +303,7 @@ impl PaymentService {
                     };
                     tracing::warn!(reference, reason = reason.as_str(), "payment flagged");
                     (
-                        changes,
+                        Some(changes),
                         status,
                         cause(&format!("flagged_{}", reason.as_str())),
                     )
@@ -295,31 +311,35 @@ impl PaymentService {
                 // A poll that finds nothing new is not worth an audit row; a
                 // delivered event always is, so every event can be traced.
                 Outcome::Ignored(IgnoreReason::Duplicate) if event_id.is_none() => {
+                    txn.rollback().await?;
                     return Ok(Some((current, outcome)));
                 }
-                // Recorded without a status change, but still version-checked:
-                // the audit row must describe the state the event really met.
                 Outcome::Ignored(reason) => (
-                    Changes::default(),
+                    prove(Changes::default()),
                     status,
                     cause(&format!("ignored_{}", reason.as_str())),
                 ),
                 Outcome::Rejected(reason) => (
-                    Changes::default(),
+                    prove(Changes::default()),
                     status,
                     cause(&format!("rejected_{}", reason.as_str())),
                 ),
             };
-            let txn = self.db.begin().await?;
             if let Some(record) = webhook
-                && !webhooks::insert(&txn, record).await?
+                && !webhooks::insert(&txn, record, &outcome_label(&outcome)).await?
             {
                 txn.rollback().await?;
                 return Ok(None);
             }
-            let Some(updated) = payments::update_versioned(&txn, &current, &changes).await? else {
-                txn.rollback().await?;
-                continue;
+            let updated = match &changes {
+                Some(changes) => match payments::update_versioned(&txn, &current, changes).await? {
+                    Some(updated) => updated,
+                    None => {
+                        txn.rollback().await?;
+                        continue;
+                    }
+                },
+                None => current.clone(),
             };
             payments::record_transition(
                 &txn,
@@ -330,9 +350,6 @@ impl PaymentService {
                 event_id,
             )
             .await?;
-            if let Some(record) = webhook {
-                webhooks::mark_processed(&txn, record, &outcome_label(&outcome)).await?;
-            }
             txn.commit().await?;
             return Ok(Some((updated, outcome)));
         }

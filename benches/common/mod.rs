@@ -251,3 +251,78 @@ pub fn redis_calls(command: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// CPU time (user + system) a process has used so far, from `/proc`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are the 14th and 15th fields; the first two are gone.
+    let total = ticks(11) + ticks(12);
+    Duration::from_millis(total * 1000 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// The pids of processes whose command name is `name` (e.g. `beam.smp`).
+pub fn pids_named(name: &str) -> Vec<u32> {
+    Command::new("pgrep")
+        .args(["-x", name])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// CPU used by each named group of processes between two samples.
+pub struct CpuSample(Vec<(&'static str, Vec<u32>, Duration)>);
+
+impl CpuSample {
+    pub fn take(groups: &[(&'static str, Vec<u32>)]) -> CpuSample {
+        CpuSample(
+            groups
+                .iter()
+                .map(|(label, pids)| {
+                    (
+                        *label,
+                        pids.clone(),
+                        pids.iter().map(|p| cpu_time(*p)).sum(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// "label 123 µs, …" per unit of work since this sample.
+    pub fn per_unit_since(&self, units: usize) -> String {
+        self.0
+            .iter()
+            .map(|(label, pids, before)| {
+                let now: Duration = pids.iter().map(|p| cpu_time(*p)).sum();
+                let micros = now.saturating_sub(*before).as_micros() as f64 / units as f64;
+                format!("{label} {micros:.0} µs")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -32,7 +32,10 @@ pub struct AmqpQueue {
     url: String,
     names: Names,
     pub retry: RetryPolicy,
+    /// Making the publishing connection: one task at a time.
     publisher: Arc<Mutex<Option<(Connection, Channel)>>>,
+    /// The channel once made: read per publish without waiting in line.
+    ready: Arc<std::sync::Mutex<Option<Channel>>>,
 }
 
 /// Exchange and queue names under one prefix.
@@ -82,6 +85,7 @@ impl AmqpQueue {
             names: Names::new(prefix),
             retry,
             publisher: Arc::new(Mutex::new(None)),
+            ready: Arc::default(),
         }
     }
 
@@ -156,6 +160,11 @@ impl AmqpQueue {
 
     /// The shared publishing channel, (re)made when missing or broken.
     async fn publisher(&self) -> Result<Channel, QueueError> {
+        if let Some(channel) = self.ready_channel()
+            && channel.status().connected()
+        {
+            return Ok(channel);
+        }
         let mut slot = self.publisher.lock().await;
         if let Some((conn, channel)) = slot.as_ref()
             && conn.status().connected()
@@ -171,10 +180,16 @@ impl AmqpQueue {
             .await
             .map_err(unavailable)?;
         *slot = Some((conn, channel.clone()));
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(channel.clone());
         Ok(channel)
     }
 
+    fn ready_channel(&self) -> Option<Channel> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     async fn forget_publisher(&self) {
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *self.publisher.lock().await = None;
     }
 

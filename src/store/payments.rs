@@ -5,7 +5,7 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::Expr,
+    QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -73,6 +73,19 @@ pub async fn find_by_reference(
     payment::Entity::find()
         .filter(payment::Column::Reference.eq(reference))
         .one(db)
+        .await
+}
+
+/// Reads the payment and holds its row lock until `txn` ends (PostgreSQL
+/// `FOR UPDATE`; SQLite, with its single writer, has no row locks).
+pub async fn lock_by_reference(
+    txn: &impl ConnectionTrait,
+    reference: &str,
+) -> Result<Option<Payment>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Reference.eq(reference))
+        .lock_exclusive()
+        .one(txn)
         .await
 }
 

@@ -2,11 +2,7 @@
 //! row's unique key is what makes processing exactly-once.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    sea_query::{Expr, OnConflict},
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, sea_query::OnConflict};
 use uuid::Uuid;
 
 use super::entities::webhook_event::{self, Column};
@@ -24,9 +20,14 @@ pub struct WebhookRecord {
     pub received_at: DateTime<Utc>,
 }
 
-/// Inserts the event; `false` if it was recorded before (a duplicate).
-pub async fn insert(db: &impl ConnectionTrait, record: &WebhookRecord) -> Result<bool, DbErr> {
-    insert_row(db, record, None).await
+/// Records the event as processed with its `outcome`, in the transaction
+/// that applies it; `false` if it was recorded before (a duplicate).
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    record: &WebhookRecord,
+    outcome: &str,
+) -> Result<bool, DbErr> {
+    insert_row(db, record, outcome).await
 }
 
 /// Records an event that changes no payment (a type payorch does not act on).
@@ -34,13 +35,13 @@ pub async fn insert_unhandled(
     db: &impl ConnectionTrait,
     record: &WebhookRecord,
 ) -> Result<bool, DbErr> {
-    insert_row(db, record, Some("unhandled")).await
+    insert_row(db, record, "unhandled").await
 }
 
 async fn insert_row(
     db: &impl ConnectionTrait,
     record: &WebhookRecord,
-    outcome: Option<&str>,
+    outcome: &str,
 ) -> Result<bool, DbErr> {
     let inserted = webhook_event::Entity::insert(webhook_event::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -50,8 +51,8 @@ async fn insert_row(
         event_type: Set(record.event_type.clone()),
         payload: Set(record.payload.clone()),
         received_at: Set(record.received_at),
-        processed_at: Set(outcome.map(|_| Utc::now())),
-        outcome: Set(outcome.map(str::to_owned)),
+        processed_at: Set(Some(Utc::now())),
+        outcome: Set(Some(outcome.to_owned())),
     })
     .on_conflict(
         OnConflict::columns([Column::Provider, Column::EventId])
@@ -61,19 +62,4 @@ async fn insert_row(
     .exec_without_returning(db)
     .await?;
     Ok(inserted == 1)
-}
-
-pub async fn mark_processed(
-    db: &impl ConnectionTrait,
-    record: &WebhookRecord,
-    outcome: &str,
-) -> Result<(), DbErr> {
-    webhook_event::Entity::update_many()
-        .col_expr(Column::ProcessedAt, Expr::value(Some(Utc::now())))
-        .col_expr(Column::Outcome, Expr::value(Some(outcome.to_owned())))
-        .filter(Column::Provider.eq(&record.provider))
-        .filter(Column::EventId.eq(&record.event_id))
-        .exec(db)
-        .await?;
-    Ok(())
 }
