@@ -5,7 +5,7 @@ RUN_DIR ?= run
 N ?= 2
 
 
-.PHONY: bench-api bench-webhooks bench-actors load drill
+.PHONY: bench-api bench-webhooks bench-actors load drill coverage
 .PHONY: help run test migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
@@ -56,3 +56,8 @@ load: services ## Locust, 100 users, 60 s, against a release build on PostgreSQL
 
 drill: ## restart Redis, RabbitMQ, PostgreSQL under load; report 5xx per phase and acked-vs-processed (restarts this machine's services)
 	bash scripts/drill.sh
+
+coverage: services ## line coverage of the test suite (cargo-llvm-cov; installs it and rustup's llvm-tools when missing)
+	rustup component add llvm-tools >/dev/null
+	command -v cargo-llvm-cov >/dev/null || $(CARGO) install cargo-llvm-cov --locked
+	$(CARGO) llvm-cov --workspace --lib --bins --tests --no-fail-fast --summary-only

@@ -3,7 +3,8 @@
 API clients (many keys, so limits are exercised but not the bottleneck)
 initialize payments (some retried with the same Idempotency-Key), verify and
 read them; a provider user posts bursts of signed webhooks, duplicates
-included. Configuration comes from the environment set by scripts/load.sh.
+included. Configuration comes from the environment set by scripts/load.sh;
+THINK_MIN/THINK_MAX set a merchant user's pause between requests, in seconds.
 """
 
 import hashlib
@@ -19,6 +20,7 @@ KEYS = [k for k in os.environ["PAYORCH_LOAD_KEYS"].split(",") if k]
 SECRET = os.environ.get("PAYSTACK_SECRET_KEY", "sk_test_payorch_sandbox").encode()
 REFERENCES = []  # (key index, reference) of payments created in this run
 MAX_REFERENCES = 20_000
+THINK = (float(os.environ.get("THINK_MIN", "0.5")), float(os.environ.get("THINK_MAX", "1.5")))
 
 
 def body(amount):
@@ -27,7 +29,7 @@ def body(amount):
 
 class MerchantBackend(FastHttpUser):
     weight = 10
-    wait_time = between(0.05, 0.2)
+    wait_time = between(*THINK)
 
     def on_start(self):
         self.key_index = random.randrange(len(KEYS))

@@ -26,7 +26,8 @@ cleanup() {
   rm -f "$acked"
 }
 trap cleanup EXIT
-$BIN serve 2>run-drill-api.log & api=$!
+mkdir -p run/drill
+$BIN serve >run/drill/api.log 2>&1 & api=$!
 RUN_DIR=run/drill BIN=$BIN bash scripts/workers.sh start 2 >/dev/null
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
@@ -38,7 +39,7 @@ for _ in $(seq 600); do
   missing=$(comm -23 <(sort "$acked") <(q "SELECT event_id FROM webhook_events WHERE processed_at IS NOT NULL" | sort) | wc -l)
   [ "$missing" = 0 ] && break; sleep 0.2
 done
-echo "webhooks acknowledged: $(wc -l <"$acked" | tr -d ' '), processed: $(q 'SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL'), acknowledged but not processed: $missing"
+echo "webhooks acknowledged: $(grep -c "" "$acked"), processed: $(q 'SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL'), acknowledged but not processed: $missing"
 twice=$(q "SELECT COUNT(*) FROM (SELECT payment_id FROM payment_transitions WHERE to_status='succeeded' AND from_status<>'succeeded' GROUP BY payment_id HAVING COUNT(*)>1) x")
 echo "payments credited twice: $twice"
 [ "$missing" = 0 ] && [ "$twice" = 0 ] && echo "drill passed" || { echo "DRILL FAILED"; exit 1; }

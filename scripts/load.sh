@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make load: Locust, headless, 100 users, against payorch (release build) on
 # PostgreSQL, Redis and RabbitMQ with two workers; then the money-safety
-# invariants are checked in the database.
+# invariants are checked in the database. THINK_MIN/THINK_MAX: a merchant
+# user's pause between requests (default 0.5-1.5 s; 0.05-0.2 saturates
+# this 2-core machine). Users start SPAWN_RATE per second (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-100}
@@ -28,16 +30,17 @@ cleanup() {
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
 }
 trap cleanup EXIT
-$BIN serve & api=$!
+mkdir -p run/load
+$BIN serve >run/load/api.log 2>&1 & api=$!
 RUN_DIR=run/load BIN=$BIN bash scripts/workers.sh start 2 >/dev/null
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
 mkdir -p "$OUT"
-PAYORCH_LOAD_KEYS=$keys .venv/bin/locust -f load/locustfile.py --headless -u "$USERS" -r "$USERS" \
+PAYORCH_LOAD_KEYS=$keys /usr/bin/time -f "locust used %U s user + %S s system CPU (%P of one core)" -o "$OUT/locust-cpu.txt" .venv/bin/locust -f load/locustfile.py --headless -u "$USERS" -r "${SPAWN_RATE:-20}" \
   -t "$DURATION" --host "http://127.0.0.1:$PORT" --csv "$OUT/run" --html "$OUT/report.html" \
   --only-summary >"$OUT/locust.log" 2>&1 || true
 
-echo "== latency per endpoint (ms), $USERS users, $DURATION =="
+echo "== latency per endpoint (ms), $USERS users, $DURATION, think ${THINK_MIN:-0.5}-${THINK_MAX:-1.5} s =="
 python3 - "$OUT/run_stats.csv" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -45,6 +48,7 @@ print(f"{'endpoint':32} {'requests':>9} {'failures':>9} {'p50':>6} {'p95':>6} {'
 for r in rows:
     print(f"{r['Name']:32} {r['Request Count']:>9} {r['Failure Count']:>9} {r['50%']:>6} {r['95%']:>6} {r['99%']:>6} {float(r['Requests/s']):>8.1f}")
 PY
+cat "$OUT/locust-cpu.txt"
 
 # Let the workers finish what was acknowledged before reading invariants.
 for _ in $(seq 300); do
