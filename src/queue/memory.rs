@@ -85,3 +85,93 @@ impl MemoryQueue {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::queue::QueueMessage;
+
+    fn envelope(key: &str) -> Envelope {
+        Envelope {
+            message: QueueMessage::WebhookV1 {
+                provider: "sandbox".into(),
+                dedup_key: key.into(),
+                body: "{}".into(),
+                received_at: chrono::Utc::now(),
+                request_id: None,
+            },
+            attempt: 0,
+            reason: None,
+        }
+    }
+
+    fn policy(delays_ms: &[u64]) -> RetryPolicy {
+        RetryPolicy {
+            delays: delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_in_order_and_refuses_beyond_capacity() {
+        let queue = MemoryQueue::new(policy(&[]));
+        for i in 0..CAPACITY {
+            queue.publish(envelope(&i.to_string())).unwrap();
+        }
+        assert!(matches!(
+            queue.publish(envelope("one too many")),
+            Err(QueueError::Full)
+        ));
+        assert_eq!(queue.next().await.unwrap().message.dedup_key(), "0");
+        assert_eq!(queue.next().await.unwrap().message.dedup_key(), "1");
+        // Room for one again.
+        queue.publish(envelope("late")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retry_comes_back_with_its_attempt_and_reason() {
+        let queue = MemoryQueue::new(policy(&[5, 5]));
+        queue.retry(envelope("e"), "no payment yet");
+        let again = queue.next().await.unwrap();
+        assert_eq!(again.attempt, 1);
+        assert_eq!(again.reason.as_deref(), Some("no payment yet"));
+        queue.retry(again, "still none");
+        let third = queue.next().await.unwrap();
+        assert_eq!(third.attempt, 2);
+        assert!(queue.parked().is_empty());
+    }
+
+    #[tokio::test]
+    async fn after_the_last_attempt_it_is_parked_not_requeued() {
+        let queue = MemoryQueue::new(policy(&[5]));
+        let mut last = envelope("e");
+        last.attempt = 1;
+        queue.retry(last, "gave up");
+        let parked = queue.parked();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].reason.as_deref(), Some("gave up"));
+        assert_eq!(parked[0].attempt, 1);
+        // Nothing was put back on the queue.
+        queue.publish(envelope("marker")).unwrap();
+        assert_eq!(queue.next().await.unwrap().message.dedup_key(), "marker");
+    }
+
+    #[test]
+    fn the_parked_list_is_bounded_and_drops_the_oldest() {
+        let queue = MemoryQueue::new(policy(&[]));
+        for i in 0..=PARKED_CAPACITY {
+            queue.park(envelope(&i.to_string()));
+        }
+        let parked = queue.parked();
+        assert_eq!(parked.len(), PARKED_CAPACITY);
+        assert_eq!(parked[0].message.dedup_key(), "1");
+        assert_eq!(
+            parked.last().unwrap().message.dedup_key(),
+            PARKED_CAPACITY.to_string()
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The actor registry: actors leave when idle, and a message that races an
-//! eviction is still processed, exactly once.
+//! eviction is still processed, exactly once. Two registries on one
+//! database (two processes) apply one payment's events one at a time.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,6 +18,7 @@ use crate::helpers::{SendJson, TestDb};
 
 struct Fixture {
     registry: PaymentRegistry,
+    provider: Arc<PaystackClient>,
     sandbox: String,
     http: reqwest::Client,
     _stop: oneshot::Sender<()>,
@@ -43,10 +45,14 @@ async fn fixture(idle: Duration) -> Fixture {
         Secret::new(SANDBOX_SECRET_KEY),
         Duration::from_secs(5),
     ));
-    let service = Arc::new(PaymentService { db, provider });
+    let service = Arc::new(PaymentService {
+        db,
+        provider: provider.clone(),
+    });
     let registry = PaymentRegistry::new(service, ActorSystem::start(2).unwrap(), idle, 64);
     Fixture {
         registry,
+        provider,
         sandbox,
         http: reqwest::Client::new(),
         _stop: stop,
@@ -83,6 +89,20 @@ impl Fixture {
             .unwrap();
         assert_eq!(payment.status, "pending");
         payment.reference
+    }
+
+    /// Another process's registry: its own actors and its own pool, same database.
+    async fn second_process(&self) -> PaymentRegistry {
+        let service = Arc::new(PaymentService {
+            db: self._db.connect().await,
+            provider: self.provider.clone(),
+        });
+        PaymentRegistry::new(
+            service,
+            ActorSystem::start(2).unwrap(),
+            Duration::from_secs(60),
+            64,
+        )
     }
 
     async fn verify_calls(&self) -> u64 {
@@ -158,4 +178,68 @@ async fn concurrent_messages_for_one_payment_run_one_at_a_time() {
         assert_eq!(result.unwrap().status, "pending");
     }
     assert_eq!(fixture.registry.len(), 1);
+}
+
+#[tokio::test]
+async fn two_processes_apply_conflicting_events_of_one_payment_one_at_a_time() {
+    use payorch::{domain::PaymentEvent, store::webhooks::WebhookRecord};
+    let fixture = fixture(Duration::from_secs(60)).await;
+    let other = fixture.second_process().await;
+    let reference = fixture.pending_payment().await;
+    // Distinct events delivered at once through both processes: mostly
+    // "still pending" (ignored while the payment is open, so they race the
+    // rest), a few successes and failures.
+    const EVENTS: usize = 60;
+    let record = |i: usize| {
+        let (event_type, event) = match i % 6 {
+            0 => (
+                "charge.success",
+                PaymentEvent::ChargeSucceeded {
+                    amount: Amount::new(100).unwrap(),
+                    currency: Currency::NGN,
+                },
+            ),
+            3 => ("charge.failed", PaymentEvent::ChargeFailed),
+            _ => ("charge.pending", PaymentEvent::ChargePending),
+        };
+        WebhookRecord {
+            provider: "sandbox".into(),
+            event_id: format!("evt-{i}"),
+            event_type: event_type.into(),
+            reference: reference.clone(),
+            event,
+            payload: serde_json::json!({"i": i}),
+            received_at: chrono::Utc::now(),
+        }
+    };
+    let sends = (0..EVENTS).map(|i| {
+        let registry = if i % 4 < 2 { &fixture.registry } else { &other };
+        registry.apply_webhook(record(i))
+    });
+    for result in futures_util::future::join_all(sends).await {
+        assert!(result.unwrap().is_some(), "every event is new");
+    }
+
+    let db = &fixture.registry.service().db;
+    let payment = store::payments::find_by_reference(db, &reference)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(payment.status == "succeeded" || payment.status == "failed");
+    let transitions = store::payments::transitions(db, payment.id).await.unwrap();
+    let from_webhooks: Vec<_> = transitions
+        .iter()
+        .filter(|t| t.event_id.is_some())
+        .collect();
+    assert_eq!(from_webhooks.len(), EVENTS, "one audit row per event");
+    let into_final = from_webhooks
+        .iter()
+        .filter(|t| t.from_status == "pending" && t.to_status != "pending")
+        .count();
+    assert_eq!(into_final, 1, "exactly one event closed the payment");
+    // Serialized: each row starts where the one before it ended.
+    for pair in transitions.windows(2) {
+        assert_eq!(pair[1].from_status, pair[0].to_status, "{pair:?}");
+    }
+    assert_eq!(transitions.last().unwrap().to_status, payment.status);
 }
