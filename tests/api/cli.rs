@@ -9,12 +9,7 @@ use std::{
 use crate::helpers::TestDb;
 
 fn payorch() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_payorch"));
-    // Start from nothing: only what a test sets counts.
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    command
+    crate::helpers::payorch_command()
 }
 
 fn free_port() -> u16 {

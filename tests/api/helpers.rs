@@ -403,3 +403,16 @@ impl Drop for TcpProxy {
         self.cut();
     }
 }
+
+/// The payorch binary with an empty environment but `PATH` (and, under
+/// `make coverage`, where to write its profile), so only what a test sets counts.
+pub fn payorch_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_payorch"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    if let Ok(profile) = std::env::var("LLVM_PROFILE_FILE") {
+        command.env("LLVM_PROFILE_FILE", profile);
+    }
+    command
+}

@@ -325,9 +325,8 @@ async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
     let mut request = json!({"amount": 900, "currency": "NGN", "email": "a@b.co"});
     request["reference"] = json!("late-ref-1");
     assert_eq!(pipeline.app.initialize(&request, None).await.status(), 201);
-    let output = Command::new(env!("CARGO_BIN_EXE_payorch"))
+    let output = crate::helpers::payorch_command()
         .args(["dlq", "replay", "charge.success:4242"])
-        .env_clear()
         .envs(&pipeline.env)
         .output()
         .unwrap();
@@ -348,12 +347,10 @@ struct WorkerProcess(Child);
 
 impl WorkerProcess {
     fn spawn(env: &HashMap<String, String>) -> WorkerProcess {
-        let child = Command::new(env!("CARGO_BIN_EXE_payorch"))
+        let child = crate::helpers::payorch_command()
             .arg("worker")
-            .env_clear()
             .envs(env)
             .env("RUST_LOG", "warn")
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
