@@ -240,14 +240,17 @@ impl Config {
         let provider_timeout =
             Duration::from_millis(env.or("PAYORCH_PROVIDER_TIMEOUT_MS", "10000")?);
         let idempotency_lock = Duration::from_secs(env.or("PAYORCH_IDEMPOTENCY_LOCK_SECS", "60")?);
-        // A key's lock must outlive the provider call it guards, or a retry
-        // could take over a request that is still running.
-        if idempotency_lock <= provider_timeout {
+        let db_acquire_timeout =
+            Duration::from_millis(env.or("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "3000")?);
+        // A key's lock must outlive the request it guards (its provider call
+        // and its wait for a database connection), or a retry could take
+        // over a request that is still running.
+        if idempotency_lock <= provider_timeout + db_acquire_timeout {
             return Err(ConfigError {
                 var: "PAYORCH_IDEMPOTENCY_LOCK_SECS",
                 message: format!(
-                    "must exceed PAYORCH_PROVIDER_TIMEOUT_MS ({} ms)",
-                    provider_timeout.as_millis()
+                    "must exceed PAYORCH_PROVIDER_TIMEOUT_MS + PAYORCH_DB_ACQUIRE_TIMEOUT_MS ({} ms)",
+                    (provider_timeout + db_acquire_timeout).as_millis()
                 ),
             });
         }
@@ -270,9 +273,7 @@ impl Config {
             auto_migrate: env.bool("PAYORCH_AUTO_MIGRATE", true)?,
             log_format,
             redis_timeout: Duration::from_millis(env.or("PAYORCH_REDIS_TIMEOUT_MS", "50")?),
-            db_acquire_timeout: Duration::from_millis(
-                env.or("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "3000")?,
-            ),
+            db_acquire_timeout,
             db_max_connections: env.or("PAYORCH_DB_MAX_CONNECTIONS", "20")?,
             provider_timeout,
             idempotency_lock,
@@ -438,17 +439,17 @@ mod tests {
     #[test]
     fn an_idempotency_lock_shorter_than_the_provider_timeout_is_refused() {
         let err = config(&[
-            ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "5"),
+            ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "8"),
             ("PAYORCH_PROVIDER_TIMEOUT_MS", "5000"),
         ])
         .unwrap_err();
         assert_eq!(err.var, "PAYORCH_IDEMPOTENCY_LOCK_SECS");
         let cfg = config(&[
-            ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "6"),
+            ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "9"),
             ("PAYORCH_PROVIDER_TIMEOUT_MS", "5000"),
         ])
         .unwrap();
-        assert_eq!(cfg.idempotency_lock, Duration::from_secs(6));
+        assert_eq!(cfg.idempotency_lock, Duration::from_secs(9));
     }
 
     #[test]

@@ -107,11 +107,11 @@ impl PaymentService {
     /// `pending`. A payment already past `created` is returned unchanged, so
     /// a retried or resumed request never opens a second transaction.
     ///
-    /// A provider refusal fails the payment only on the first attempt. A
-    /// `resumed` payment (its first request crashed or timed out) may
-    /// already exist at the provider, which then refuses the repeated
-    /// reference; that says nothing about the payment, so it stays `created`
-    /// and the caller gets a 502.
+    /// A provider refusal fails the payment. But a `resumed` payment (its
+    /// first request crashed or timed out) may already exist at the
+    /// provider, which then refuses the repeated reference: so a refused
+    /// resume first asks the provider what it holds under the reference
+    /// ([`Self::settle_refused_resume`]).
     pub async fn initialize_at_provider(
         &self,
         reference: &str,
@@ -148,36 +148,71 @@ impl PaymentService {
                 Ok(payment)
             }
             Err(ProviderError::Rejected(message)) if resumed => {
-                tracing::warn!(
-                    reference,
-                    provider_message = %message,
-                    "provider refused a resumed initialize; the payment stays created"
-                );
-                Err(ApiError::ProviderUnavailable(message))
+                self.settle_refused_resume(payment, message).await
             }
-            Err(ProviderError::Rejected(message)) => {
-                let changes = Changes {
-                    failure_reason: Some("provider_rejected".into()),
-                    ..Changes::default()
-                };
-                let (payment, outcome) = self
-                    .apply_loaded(
-                        payment,
-                        PaymentEvent::ProviderRejected,
-                        Source::Initialize,
-                        changes,
-                    )
-                    .await?;
-                match outcome {
-                    Outcome::Applied { .. } => Err(ApiError::ProviderRejected(message)),
-                    // Another process opened the transaction meanwhile.
-                    _ => Ok(payment),
-                }
-            }
+            Err(ProviderError::Rejected(message)) => self.fail_rejected(payment, message).await,
             Err(err) => {
                 tracing::warn!(reference, error = %err, "provider initialize failed");
                 Err(err.into())
             }
+        }
+    }
+
+    /// A resumed initialize the provider refused. If the provider holds a
+    /// transaction under the reference for this amount and currency, an
+    /// earlier attempt opened it: apply what it reports (usually pending,
+    /// without a checkout link, which Paystack does not hand out twice).
+    /// If it holds none, or one for other terms, the refusal stands.
+    async fn settle_refused_resume(
+        &self,
+        payment: Payment,
+        message: String,
+    ) -> Result<Payment, ApiError> {
+        let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
+        match self.provider.verify(&reference).await {
+            Ok(report)
+                if report.amount == payment.amount && report.currency == payment.currency =>
+            {
+                tracing::warn!(
+                    reference = %reference,
+                    status = report.status,
+                    "provider already holds this resumed payment; taking its state"
+                );
+                let event = match report.event()? {
+                    PaymentEvent::ChargePending => PaymentEvent::ProviderAccepted,
+                    event => event,
+                };
+                let (payment, _) = self
+                    .apply_loaded(payment, event, Source::Initialize, Changes::default())
+                    .await?;
+                Ok(payment)
+            }
+            Ok(_) | Err(ProviderError::Rejected(_)) => self.fail_rejected(payment, message).await,
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The provider refused to open the transaction: the payment fails,
+    /// unless another attempt moved it on meanwhile.
+    async fn fail_rejected(&self, payment: Payment, message: String) -> Result<Payment, ApiError> {
+        let changes = Changes {
+            failure_reason: Some("provider_rejected".into()),
+            ..Changes::default()
+        };
+        let (payment, _) = self
+            .apply_loaded(
+                payment,
+                PaymentEvent::ProviderRejected,
+                Source::Initialize,
+                changes,
+            )
+            .await?;
+        match status_of(&payment)? {
+            PaymentStatus::Failed | PaymentStatus::Abandoned => {
+                Err(ApiError::ProviderRejected(message))
+            }
+            // Another process opened the transaction, or it was even paid.
+            _ => Ok(payment),
         }
     }
 
@@ -261,7 +296,14 @@ impl PaymentService {
     ) -> Result<Option<(Payment, Outcome)>, ApiError> {
         // Delivered events carry their identity into the audit trail.
         let event_id = webhook.map(|record| record.event_id.as_str());
+        // SQLite has no row locks, and a transaction that reads before it
+        // writes fails outright if another connection wrote in between: there
+        // the payment is read first and the version check alone arbitrates.
+        let row_locks = self.db.get_database_backend() == DbBackend::Postgres;
         for _ in 0..CONFLICT_RETRIES {
+            if loaded.is_none() && !row_locks {
+                loaded = Some(self.load(reference).await?);
+            }
             let txn = self.db.begin().await?;
             // A payment the caller just read saves a query, and the version
             // check catches it if it went stale. Otherwise the row is read
@@ -270,11 +312,7 @@ impl PaymentService {
             let (current, locked) = match loaded.take() {
                 Some(payment) => (payment, false),
                 None => match payments::lock_by_reference(&txn, reference).await? {
-                    // SQLite has no row locks: its single writer is all it has.
-                    Some(payment) => (
-                        payment,
-                        self.db.get_database_backend() == DbBackend::Postgres,
-                    ),
+                    Some(payment) => (payment, true),
                     None => return Err(ApiError::NotFound),
                 },
             };

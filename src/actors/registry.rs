@@ -120,7 +120,7 @@ impl PaymentRegistry {
     /// Sends `command` to the payment's actor and waits for its answer. A
     /// full mailbox is a 503 with `Retry-After`, never an unbounded queue.
     pub async fn call(&self, reference: &str, command: Command) -> Result<Payment, ApiError> {
-        self.send(reference, || Envelope(command.clone())).await
+        self.send(reference, Envelope(command)).await
     }
 
     /// Applies a webhook through the payment's actor; `Ok(None)`: a duplicate.
@@ -129,34 +129,28 @@ impl PaymentRegistry {
         record: WebhookRecord,
     ) -> Result<Option<(Payment, Outcome)>, ApiError> {
         let reference = record.reference.clone();
-        self.send(&reference, || WebhookEnvelope(record.clone()))
-            .await
+        self.send(&reference, WebhookEnvelope(record)).await
     }
 
-    async fn send<M, R>(&self, reference: &str, message: impl Fn() -> M) -> Result<R, ApiError>
+    async fn send<M, R>(&self, reference: &str, message: M) -> Result<R, ApiError>
     where
         M: Message<Result = Result<R, ApiError>> + Send + 'static,
         R: Send + 'static,
         PaymentActor: Handler<M>,
     {
-        // An actor that stopped between lookup and delivery (shutdown) is
-        // looked up again once. Sending twice is safe even if the first
-        // copy ran: initialize and verify are no-ops on a payment already
-        // moved, and a webhook is deduplicated by its `webhook_events` row.
-        for _ in 0..2 {
-            let (addr, generation) = self.claim(reference)?;
-            let _slot = InFlight {
-                inner: &self.inner,
-                reference,
-                generation,
-            };
-            match addr.send(message()).await {
-                Ok(result) => return result,
-                Err(MailboxError::Closed) => continue,
-                Err(MailboxError::Timeout) => return Err(ApiError::Unavailable("this payment")),
-            }
+        let (addr, generation) = self.claim(reference)?;
+        let _slot = InFlight {
+            inner: &self.inner,
+            reference,
+            generation,
+        };
+        match addr.send(message).await {
+            Ok(result) => result,
+            // The actor stopped (shutdown) and its work may still be running:
+            // not sent again, which could race it. The caller may retry.
+            Err(MailboxError::Closed) => Err(ApiError::Unavailable("the payment service")),
+            Err(MailboxError::Timeout) => Err(ApiError::Unavailable("this payment")),
         }
-        Err(ApiError::Unavailable("the payment service"))
     }
 
     /// Finds or starts the actor and takes an in-flight slot, under the shard lock.

@@ -368,10 +368,15 @@ impl PaymentsApi {
             self.state.cfg.idempotency_lock,
         )
         .await;
-        // A concurrent request took the key meanwhile: it will store its own
-        // answer; this one is still returned to this caller.
-        if let Ok(Reservation::Proceed { .. }) = reserved {
-            idempotency::complete(&txn, client.id, key, status, body).await?;
+        match reserved {
+            Ok(Reservation::Proceed { .. }) => {
+                idempotency::complete(&txn, client.id, key, status, body).await?;
+            }
+            // A concurrent request took the key meanwhile and will store its
+            // own answer; this one is still returned to this caller.
+            Ok(Reservation::Replay { .. })
+            | Err(ApiError::IdempotencyInFlight | ApiError::IdempotencyKeyReused) => {}
+            Err(err) => return Err(err),
         }
         txn.commit().await?;
         Ok(())

@@ -34,7 +34,9 @@ pub struct AmqpQueue {
     pub retry: RetryPolicy,
     /// Making the publishing connection: one task at a time.
     publisher: Arc<Mutex<Option<(Connection, Channel)>>>,
-    /// The channel once made: read per publish without waiting in line.
+    /// The channel once made, read per publish without waiting in line;
+    /// written only under `publisher`. (A lost connection closes its
+    /// channels, so the channel's status speaks for both.)
     ready: Arc<std::sync::Mutex<Option<Channel>>>,
 }
 
@@ -189,8 +191,9 @@ impl AmqpQueue {
     }
 
     async fn forget_publisher(&self) {
+        let mut slot = self.publisher.lock().await;
         *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        *self.publisher.lock().await = None;
+        *slot = None;
     }
 
     /// Publishes and waits for the broker's confirm.

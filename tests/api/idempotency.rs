@@ -174,6 +174,7 @@ async fn a_crashed_requests_key_is_usable_after_its_lock_expires() {
     let app = app_with(&[
         ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "1"),
         ("PAYORCH_PROVIDER_TIMEOUT_MS", "500"),
+        ("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "300"),
     ])
     .await;
     let key = Uuid::new_v4();
@@ -244,42 +245,71 @@ async fn expired_keys_are_purged() {
     );
 }
 
-#[tokio::test]
-async fn a_resumed_initialize_the_provider_refuses_leaves_the_payment_open() {
-    // The first attempt fails at the provider (502, key released). Then the
-    // provider turns out to hold the reference already, as Paystack would
-    // after a first attempt that reached it: it refuses the repeat. That
-    // refusal says nothing about the payment, which must not be failed.
-    let app = TestApp::spawn().await;
+/// A first attempt that failed at the provider (502, key released, payment
+/// `created`), then the provider holding `reference` already.
+async fn resumed_after_a_failure(app: &TestApp, key: &str, request: &Value, held: Value) {
     app.sandbox(
         "faults",
-        json!({"operation": "initialize", "mode": "error", "count": 5}),
+        json!({"operation": "initialize", "mode": "error", "count": 1}),
     )
     .await;
-    let key = Uuid::new_v4().to_string();
-    let mut request = body(2_500);
-    request["reference"] = json!("resumed-ref-1");
-    let first = app.initialize(&request, Some(&key)).await;
+    let first = app.initialize(request, Some(key)).await;
     assert_problem(first, 502, "provider_unavailable").await;
-    app.sandbox(
-        "faults",
-        json!({"operation": "initialize", "mode": "error", "count": 0}),
-    )
-    .await;
     let taken = app
         .http
         .post(app.url("/sandbox/transaction/initialize"))
         .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
-        .json(&json!({"reference": "resumed-ref-1", "amount": 1, "email": "o@t.co"}))
+        .json(&held)
         .send()
         .await
         .unwrap();
     assert_eq!(taken.status(), 200);
+    // Paystack refuses a reference it holds, whatever the terms.
+    app.sandbox(
+        "faults",
+        json!({"operation": "initialize", "mode": "duplicate", "count": 1}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_resumed_initialize_the_provider_already_holds_becomes_pending() {
+    // As if the first attempt reached the provider and only its answer was
+    // lost: the retry's "Duplicate Transaction Reference" must not fail the
+    // payment; the provider's own record of it decides.
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    let mut request = body(2_500);
+    request["reference"] = json!("resumed-ref-held");
+    let held = json!({"reference": "resumed-ref-held", "amount": 2_500, "currency": "NGN",
+                      "email": "ada@example.com"});
+    resumed_after_a_failure(&app, &key, &request, held).await;
 
     let resumed = app.initialize(&request, Some(&key)).await;
-    assert_problem(resumed, 502, "provider_unavailable").await;
-    let read: Value = app.get("/v1/payments/resumed-ref-1").json_body().await;
-    assert_eq!(read["status"], "created");
-    assert!(read["failure_reason"].is_null());
+    assert_eq!(resumed.status(), 201);
+    let payment: Value = resumed.json().await.unwrap();
+    assert_eq!(payment["status"], "pending");
+    assert!(payment["failure_reason"].is_null());
     assert_eq!(app.payment_count().await, 1);
+    assert_eq!(app.sandbox_stats().await["transactions"], 1);
+}
+
+#[tokio::test]
+async fn a_resumed_initialize_refused_for_a_reference_held_on_other_terms_fails() {
+    let app = TestApp::spawn().await;
+    let key = Uuid::new_v4().to_string();
+    let mut request = body(2_500);
+    request["reference"] = json!("resumed-ref-other");
+    let held = json!({"reference": "resumed-ref-other", "amount": 1, "email": "o@t.co"});
+    resumed_after_a_failure(&app, &key, &request, held).await;
+
+    let resumed = app.initialize(&request, Some(&key)).await;
+    assert_problem(resumed, 402, "provider_rejected").await;
+    let read: Value = app.get("/v1/payments/resumed-ref-other").json_body().await;
+    assert_eq!(read["status"], "failed");
+    assert_eq!(read["failure_reason"], "provider_rejected");
+    // The refusal is stored under the key like any 4xx.
+    let replay = app.initialize(&request, Some(&key)).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.status(), 402);
 }

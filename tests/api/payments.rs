@@ -448,6 +448,13 @@ async fn a_provider_that_refuses_our_key_is_502_and_the_payment_stays_open() {
         !problem["detail"].as_str().unwrap().contains("401"),
         "internal causes stay in the log: {problem}"
     );
-    let payments = app.payment_count().await;
-    assert_eq!(payments, 1);
+    assert_eq!(app.payment_count().await, 1);
+    use sea_orm::EntityTrait;
+    let payment = payorch::store::entities::payment::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payment.status, "created");
+    assert_eq!(payment.failure_reason, None);
 }

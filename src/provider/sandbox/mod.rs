@@ -84,6 +84,9 @@ pub enum FaultMode {
     Error,
     /// Hold the request past the client's timeout.
     Hang,
+    /// Answer 400 "Duplicate Transaction Reference", as Paystack does when
+    /// asked to initialize a reference it already holds.
+    Duplicate,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +260,10 @@ async fn fault(sandbox: &Sandbox, operation: Operation) -> Option<Response> {
                 "sandbox: injected hang",
             ))
         }
+        FaultMode::Duplicate => Some(paystack_error(
+            StatusCode::BAD_REQUEST,
+            "Duplicate Transaction Reference",
+        )),
     }
 }
 
@@ -371,7 +378,8 @@ async fn verify(
             "data": data,
         }))
         .into_response(),
-        None => paystack_error(StatusCode::NOT_FOUND, "Transaction reference not found"),
+        // Paystack answers an unknown reference with 400, not 404.
+        None => paystack_error(StatusCode::BAD_REQUEST, "Transaction reference not found"),
     }
 }
 
