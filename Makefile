@@ -14,8 +14,9 @@ help: ## list targets
 run: ## run the API; with nothing configured: SQLite, in-process queue, sandbox provider
 	$(CARGO) run --quiet -- serve
 
-test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ
-	$(CARGO) test --workspace --all-targets --no-fail-fast
+test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (benches are built, not run)
+	$(CARGO) test --workspace --all-targets --no-run
+	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 
 migrate: ## apply database migrations (DATABASE_URL, default the SQLite file)
 	$(CARGO) run --quiet -- migrate

@@ -23,6 +23,10 @@ cleanup() {
   RUN_DIR=run/drill BIN=$BIN bash scripts/workers.sh stop >/dev/null || true
   bash scripts/services.sh >/dev/null || true
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+  # This run's queues, so runs do not pile up in the broker.
+  for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$PREFIX\."); do
+    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  done
   rm -f "$acked"
 }
 trap cleanup EXIT

@@ -149,21 +149,24 @@ async fn a_burst_of_verifies_moves_the_payment_once_and_asks_the_provider_once()
     assert_eq!(app.sandbox_stats().await["verify_calls"], 1);
 }
 
+/// A new payment whose provider reports `outcome` (no webhook sent), as
+/// verify then returns it.
+async fn verified_after(app: &TestApp, amount: i64, mut outcome: Value) -> Value {
+    let payment = app.new_payment(amount).await;
+    let reference = payment["reference"].as_str().unwrap();
+    outcome["notify"] = json!(false);
+    app.sandbox(&format!("transactions/{reference}/outcome"), outcome)
+        .await;
+    app.post(&format!("/v1/payments/{reference}/verify"))
+        .json_body()
+        .await
+}
+
 #[tokio::test]
 async fn an_amount_mismatch_is_flagged_never_credited() {
     let app = TestApp::spawn().await;
-    let payment = app.new_payment(10_000).await;
-    let reference = payment["reference"].as_str().unwrap();
     // The provider reports that less was paid.
-    app.sandbox(
-        &format!("transactions/{reference}/outcome"),
-        json!({"status": "success", "amount": 100, "notify": false}),
-    )
-    .await;
-    let verified: Value = app
-        .post(&format!("/v1/payments/{reference}/verify"))
-        .json_body()
-        .await;
+    let verified = verified_after(&app, 10_000, json!({"status": "success", "amount": 100})).await;
     assert_eq!(verified["status"], "pending");
     assert_eq!(verified["failure_reason"], "amount_mismatch");
     assert!(verified["paid_at"].is_null());
@@ -172,17 +175,12 @@ async fn an_amount_mismatch_is_flagged_never_credited() {
 #[tokio::test]
 async fn a_currency_mismatch_is_flagged_too() {
     let app = TestApp::spawn().await;
-    let payment = app.new_payment(10_000).await;
-    let reference = payment["reference"].as_str().unwrap();
-    app.sandbox(
-        &format!("transactions/{reference}/outcome"),
-        json!({"status": "success", "currency": "USD", "notify": false}),
+    let verified = verified_after(
+        &app,
+        10_000,
+        json!({"status": "success", "currency": "USD"}),
     )
     .await;
-    let verified: Value = app
-        .post(&format!("/v1/payments/{reference}/verify"))
-        .json_body()
-        .await;
     assert_eq!(verified["status"], "pending");
     assert_eq!(verified["failure_reason"], "currency_mismatch");
 }
@@ -377,17 +375,7 @@ async fn verify_leaves_a_payment_the_provider_calls_abandoned_pending() {
     // Paystack says `abandoned` for a checkout nobody has paid yet; the
     // customer may still pay, so a poll must not close the payment.
     let app = TestApp::spawn().await;
-    let payment = app.new_payment(7_000).await;
-    let reference = payment["reference"].as_str().unwrap().to_owned();
-    app.sandbox(
-        &format!("transactions/{reference}/outcome"),
-        json!({"status": "abandoned", "notify": false}),
-    )
-    .await;
-    let verified: Value = app
-        .post(&format!("/v1/payments/{reference}/verify"))
-        .json_body()
-        .await;
+    let verified = verified_after(&app, 7_000, json!({"status": "abandoned"})).await;
     assert_eq!(verified["status"], "pending");
     assert!(verified["failure_reason"].is_null());
 }
