@@ -196,6 +196,7 @@ async fn main() {
     let mut ack_cpu = Vec::new();
 
     let mut acks = Vec::new();
+    let mut drain_cpu = Vec::new();
     let mut drains = Vec::new();
     let mut done = 0i64;
     let mut next_id = 1_000_000i64;
@@ -262,6 +263,8 @@ async fn main() {
         acks.push(ack);
         done += EVENTS as i64;
         let started = Instant::now();
+        let postgres_before = cpu_by_pid("postgres");
+        let broker_before = cpu_by_pid("beam.smp");
         let running: Vec<Payorch> = (0..workers)
             .map(|_| Payorch::spawn(&["worker"], &env))
             .collect();
@@ -273,6 +276,14 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let took = started.elapsed();
+        let per_event = |used: Duration| used.as_micros() as f64 / EVENTS as f64;
+        let worker_cpu: Duration = running.iter().map(|w| cpu_time(w.pid())).sum();
+        drain_cpu.push(format!(
+            "CPU per event, {workers} worker(s), {order}: workers {:.0} µs, PostgreSQL {:.0} µs, RabbitMQ {:.0} µs",
+            per_event(worker_cpu),
+            per_event(cpu_since("postgres", &postgres_before)),
+            per_event(cpu_since("beam.smp", &broker_before)),
+        ));
         drains.push((workers, order, took, EVENTS as f64 / took.as_secs_f64()));
         for worker in running {
             worker.terminate();
@@ -305,6 +316,9 @@ async fn main() {
             took.as_secs_f64(),
             100.0 * rate / pg_tps
         );
+    }
+    for line in &drain_cpu {
+        println!("{line}");
     }
     // Leave no bench queues behind.
     let cfg = payorch::Config::from_lookup(|n| env.get(n).cloned()).unwrap();

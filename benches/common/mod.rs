@@ -326,3 +326,20 @@ impl CpuSample {
             .join(", ")
     }
 }
+
+/// CPU used so far by each process named `name`, by pid.
+pub fn cpu_by_pid(name: &str) -> HashMap<u32, Duration> {
+    pids_named(name)
+        .into_iter()
+        .map(|pid| (pid, cpu_time(pid)))
+        .collect()
+}
+
+/// CPU the processes named `name` used since `before`; processes started
+/// since then count in full (those that ended meanwhile are not seen).
+pub fn cpu_since(name: &str, before: &HashMap<u32, Duration>) -> Duration {
+    cpu_by_pid(name)
+        .into_iter()
+        .map(|(pid, now)| now.saturating_sub(before.get(&pid).copied().unwrap_or_default()))
+        .sum()
+}
