@@ -5,7 +5,7 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    QuerySelect, Select, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -66,14 +66,15 @@ pub async fn find_by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Pa
     payment::Entity::find_by_id(id).one(db).await
 }
 
+fn by_reference(reference: &str) -> Select<payment::Entity> {
+    payment::Entity::find().filter(payment::Column::Reference.eq(reference))
+}
+
 pub async fn find_by_reference(
     db: &impl ConnectionTrait,
     reference: &str,
 ) -> Result<Option<Payment>, DbErr> {
-    payment::Entity::find()
-        .filter(payment::Column::Reference.eq(reference))
-        .one(db)
-        .await
+    by_reference(reference).one(db).await
 }
 
 /// Reads the payment and holds its row lock until `txn` ends (PostgreSQL
@@ -82,11 +83,7 @@ pub async fn lock_by_reference(
     txn: &impl ConnectionTrait,
     reference: &str,
 ) -> Result<Option<Payment>, DbErr> {
-    payment::Entity::find()
-        .filter(payment::Column::Reference.eq(reference))
-        .lock_exclusive()
-        .one(txn)
-        .await
+    by_reference(reference).lock_exclusive().one(txn).await
 }
 
 /// The payment `reference` if `client_id` owns it: another client's payment
@@ -96,8 +93,7 @@ pub async fn find_owned(
     client_id: Uuid,
     reference: &str,
 ) -> Result<Option<Payment>, DbErr> {
-    payment::Entity::find()
-        .filter(payment::Column::Reference.eq(reference))
+    by_reference(reference)
         .filter(payment::Column::ClientId.eq(client_id))
         .one(db)
         .await

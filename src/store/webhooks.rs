@@ -27,22 +27,6 @@ pub async fn insert(
     record: &WebhookRecord,
     outcome: &str,
 ) -> Result<bool, DbErr> {
-    insert_row(db, record, outcome).await
-}
-
-/// Records an event that changes no payment (a type payorch does not act on).
-pub async fn insert_unhandled(
-    db: &impl ConnectionTrait,
-    record: &WebhookRecord,
-) -> Result<bool, DbErr> {
-    insert_row(db, record, "unhandled").await
-}
-
-async fn insert_row(
-    db: &impl ConnectionTrait,
-    record: &WebhookRecord,
-    outcome: &str,
-) -> Result<bool, DbErr> {
     let inserted = webhook_event::Entity::insert(webhook_event::ActiveModel {
         id: Set(Uuid::now_v7()),
         provider: Set(record.provider.clone()),
@@ -62,4 +46,12 @@ async fn insert_row(
     .exec_without_returning(db)
     .await?;
     Ok(inserted == 1)
+}
+
+/// Records an event that changes no payment (a type payorch does not act on).
+pub async fn insert_unhandled(
+    db: &impl ConnectionTrait,
+    record: &WebhookRecord,
+) -> Result<bool, DbErr> {
+    insert(db, record, "unhandled").await
 }
