@@ -3,16 +3,10 @@
 
 mod common;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::*;
-use payorch::{
-    actors::{ActorSystem, Command, PaymentRegistry},
-    payments::PaymentService,
-};
+use payorch::payments::{ActorSettings, PaymentError, Payments};
 
 const ACTORS: usize = 100_000;
 
@@ -30,39 +24,47 @@ async fn main() {
         .unwrap();
     payorch::store::migrate(&conn, &url).await.unwrap();
     let cfg = payorch::Config::from_lookup(|_| None).unwrap();
-    let service = Arc::new(PaymentService {
-        db: conn,
-        provider: payorch::provider::from_config(&cfg, None),
-    });
     let idle = Duration::from_secs(2);
-    let registry = PaymentRegistry::new(service, ActorSystem::start(2).unwrap(), idle, 64);
+    let actors = ActorSettings {
+        idle,
+        mailbox: 64,
+        arbiters: 2,
+    };
+    let payments = Payments::start(
+        conn,
+        payorch::provider::from_config(&cfg, None),
+        actors,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let nobody = uuid::Uuid::nil();
 
     let before = own_rss();
     let started = Instant::now();
     // Each message goes to a payment of its own; no such payment exists, so
     // every actor does one indexed lookup and answers 404.
-    let registry_for_load = registry.clone();
+    let payments_for_load = payments.clone();
     let report = load(
         "verify → new actor each",
         200,
         Duration::from_secs(3600),
         Some(ACTORS),
         move |i| {
-            let registry = registry_for_load.clone();
+            let payments = payments_for_load.clone();
             async move {
                 matches!(
-                    registry.call(&format!("bench-{i}"), Command::Verify).await,
-                    Err(payorch::error::ApiError::NotFound)
+                    payments.verify(nobody, &format!("bench-{i}")).await,
+                    Err(PaymentError::NotFound)
                 )
             }
         },
     )
     .await;
     let created_in = started.elapsed();
-    let peak_actors = registry.len();
+    let peak_actors = payments.live_actors();
     let peak = own_rss();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !registry.is_empty() && Instant::now() < deadline {
+    while payments.live_actors() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Give the arbiters a moment to drop stopped actors' contexts.
@@ -82,7 +84,7 @@ async fn main() {
     println!("| live actors right after | {peak_actors} |");
     println!(
         "| live actors after the idle timeout | {} |",
-        registry.len()
+        payments.live_actors()
     );
     println!("| resident memory before | {before:.0} MiB |");
     println!("| resident memory at the peak | {peak:.0} MiB |");
@@ -90,5 +92,5 @@ async fn main() {
         "| resident memory after eviction | {after:.0} MiB ({:+.0}% vs before) |",
         100.0 * (after - before) / before
     );
-    registry.stop();
+    payments.stop();
 }

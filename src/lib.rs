@@ -1,30 +1,36 @@
 //! payorch — a payment orchestrator.
 //!
 //! Merchant back ends (API clients) initialize and verify payments over HTTP;
-//! payment providers call back with signed webhooks. The pieces:
+//! payment providers call back with signed webhooks. A request travels:
+//!
+//! ```text
+//! http (gate: auth, rate limit) ─▶ payments::Payments ─▶ per-payment actor
+//!                                        ─▶ provider, then one DB transaction
+//! webhook ─▶ webhook::ingest (HMAC, parse once) ─▶ queue ─▶ worker
+//!                                        ─▶ payments::Payments (same path)
+//! ```
 //!
 //! - [`config`]: the one typed [`Config`], read from the environment once.
 //! - [`domain`]: pure types and the payment state machine; no I/O.
-//! - [`http`]: the poem front end — authentication ([`http::auth`]), health,
-//!   and the payment routes; every error leaves as problem+json ([`error`]).
-//! - [`payments`]: create, initialize, verify and apply events, each state
-//!   change version-checked; [`actors`] serialize them per payment;
-//!   [`idempotency`] makes initialize safe to retry.
+//! - [`payments`]: the payment core, one method per operation; it owns the
+//!   transactions, idempotency and the per-payment actors.
+//! - [`http`]: the poem front end — each operation declares its gate
+//!   (authentication, rate limit, body limit); errors leave as problem+json.
+//! - [`webhook`] and [`queue`]: signed ingest onto RabbitMQ or the queue
+//!   table; [`worker`] applies each message through the core.
 //! - [`provider`]: the provider trait, the Paystack client and the built-in
 //!   sandbox provider.
 //! - [`ratelimit`]: per-client limits, one atomic Redis call per check, with a
 //!   local limiter when Redis is away.
 //! - [`store`]: sea-orm on PostgreSQL or SQLite; schema in `migrations/`.
 //!
-//! [`serve`] wires them on a listener the caller owns, so tests bind port 0
-//! and run many isolated instances side by side.
+//! [`serve`] and [`run_worker`] start from the same [`Core`]; `serve` runs on
+//! a listener the caller owns, so tests bind port 0 and run many isolated
+//! instances side by side.
 
-pub mod actors;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod http;
-pub mod idempotency;
 pub mod payments;
 pub mod provider;
 pub mod queue;
@@ -37,13 +43,18 @@ pub mod worker;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use poem::{Server, listener::TcpAcceptor};
+use sea_orm::DatabaseConnection;
 
 pub use config::{Config, ConfigError};
 use http::AppState;
+use payments::{ActorSettings, Payments};
+use queue::WebhookQueue;
 use store::StoreError;
 
 /// How long in-flight requests may take to finish after shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Event loops the payment actors are spread over.
+const ACTOR_ARBITERS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -63,67 +74,106 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// What `serve` and `worker` both run on: the database (migrated), the
+/// payment core and the webhook queue.
+pub struct Core {
+    pub db: DatabaseConnection,
+    pub payments: Payments,
+    pub queue: WebhookQueue,
+}
+
+impl Core {
+    /// Connects, migrates (unless told not to), and starts the payment
+    /// core. `sandbox_base`: where the sandbox provider listens when it is
+    /// mounted on the API's own listener.
+    pub async fn start(
+        cfg: &Config,
+        sandbox_base: Option<reqwest::Url>,
+    ) -> Result<Core, StartupError> {
+        install_crypto_provider();
+        telemetry::metrics();
+        let db = store::connect(cfg).await?;
+        if cfg.auto_migrate {
+            store::migrate(&db, &cfg.database_url).await?;
+        }
+        let payments = Payments::start(
+            db.clone(),
+            provider::from_config(cfg, sandbox_base),
+            ActorSettings {
+                idle: cfg.actor_idle,
+                mailbox: cfg.actor_mailbox,
+                arbiters: ACTOR_ARBITERS,
+            },
+            cfg.idempotency_lock,
+        )
+        .map_err(StartupError::Listen)?;
+        let queue = WebhookQueue::from_config(cfg, &db);
+        Ok(Core {
+            db,
+            payments,
+            queue,
+        })
+    }
+}
+
 /// Runs the HTTP API on `listener` until `shutdown` resolves, then stops
-/// accepting and lets in-flight requests finish.
+/// accepting, lets in-flight requests finish, and (without RabbitMQ) drains
+/// the in-process worker.
 pub async fn serve(
     cfg: Arc<Config>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    install_crypto_provider();
-    telemetry::metrics();
-    let db = store::connect(&cfg).await?;
-    if cfg.auto_migrate {
-        store::migrate(&db, &cfg.database_url).await?;
-    }
     let addr = listener.local_addr().map_err(StartupError::Listen)?;
-    if cfg.is_embedded() {
-        announce_embedded_mode(&db, addr).await?;
-    }
     let mounted_sandbox = mounted_sandbox(&cfg, addr);
-    let provider =
-        provider::from_config(&cfg, mounted_sandbox.as_ref().map(|(_, base)| base.clone()));
-    let service = Arc::new(payments::PaymentService {
-        db: db.clone(),
-        provider,
-    });
-    let actor_system = actors::ActorSystem::start(2).map_err(StartupError::Listen)?;
-    let registry =
-        actors::PaymentRegistry::new(service, actor_system, cfg.actor_idle, cfg.actor_mailbox);
-    let purge = tokio::spawn(purge_idempotency_keys(db.clone()));
-    let queue = queue::WebhookQueue::from_config(&cfg);
-    let in_process_worker = match &queue {
-        queue::WebhookQueue::Memory(memory) => Some(tokio::spawn(worker::run_memory(
-            registry.clone(),
-            memory.clone(),
-            usize::from(cfg.worker_prefetch),
+    let core = Core::start(&cfg, mounted_sandbox.as_ref().map(|(_, base)| base.clone())).await?;
+    if cfg.is_embedded() {
+        announce_embedded_mode(&core.db, addr).await?;
+    }
+    let purge = tokio::spawn(purge_idempotency_keys(core.db.clone()));
+    let (stop_worker, worker_stops) = tokio::sync::oneshot::channel::<()>();
+    let in_process_worker = match &core.queue {
+        WebhookQueue::Table(_) => Some(tokio::spawn(worker::run(
+            core.payments.clone(),
+            core.queue.clone(),
+            cfg.worker_prefetch,
+            async {
+                let _ = worker_stops.await;
+            },
         ))),
-        queue::WebhookQueue::Amqp(_) => None,
+        WebhookQueue::Amqp(_) => None,
     };
     let state = AppState {
         cfg: cfg.clone(),
-        authenticator: http::auth::Authenticator::new(db.clone(), cfg.auth_cache_ttl),
-        limiter: Arc::new(rate_limiter(&cfg)),
-        db,
-        payments: registry.clone(),
+        gatekeeper: http::gate::Gatekeeper::new(
+            http::auth::Authenticator::new(core.db.clone(), cfg.auth_cache_ttl),
+            Arc::new(rate_limiter(&cfg)),
+            cfg.trusted_proxies.clone(),
+        ),
+        db: core.db.clone(),
+        payments: core.payments.clone(),
         webhooks: webhook::ingest::WebhookIngest {
             provider: cfg.provider.as_str(),
             secret: cfg.paystack_secret_key.clone(),
-            queue,
+            queue: core.queue.clone(),
         },
         sandbox: mounted_sandbox.map(|(sandbox, _)| sandbox),
     };
     tracing::info!(%addr, provider = cfg.provider.as_str(), "payorch API listening");
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
-    Server::new_with_acceptor(acceptor)
+    let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(http::app(state), shutdown, Some(SHUTDOWN_GRACE))
         .await
-        .map_err(StartupError::Listen)?;
-    purge.abort();
+        .map_err(StartupError::Listen);
+    // Requests are done: what they queued is drained, or left in the table
+    // for the next start.
+    let _ = stop_worker.send(());
     if let Some(worker) = in_process_worker {
-        worker.abort();
+        let _ = worker.await;
     }
-    registry.stop();
+    purge.abort();
+    core.payments.stop();
+    served?;
     tracing::info!("payorch API stopped");
     Ok(())
 }
@@ -134,26 +184,12 @@ pub async fn run_worker(
     cfg: Arc<Config>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
-    let Some(url) = &cfg.amqp_url else {
+    if cfg.amqp_url.is_none() {
         return Err(StartupError::Config(
             "AMQP_URL is required for `payorch worker`",
         ));
-    };
-    install_crypto_provider();
-    let db = store::connect(&cfg).await?;
-    if cfg.auto_migrate {
-        store::migrate(&db, &cfg.database_url).await?;
     }
-    let service = Arc::new(payments::PaymentService {
-        db,
-        provider: provider::from_config(&cfg, None),
-    });
-    let actor_system = actors::ActorSystem::start(2).map_err(StartupError::Listen)?;
-    let registry =
-        actors::PaymentRegistry::new(service, actor_system, cfg.actor_idle, cfg.actor_mailbox);
-    let queue =
-        queue::amqp::AmqpQueue::new(url.expose(), &cfg.queue_prefix, cfg.retry_policy.clone());
-    telemetry::metrics();
+    let core = Core::start(&cfg, None).await?;
     let metrics_server = match cfg.metrics_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -168,11 +204,17 @@ pub async fn run_worker(
         }
         None => None,
     };
-    worker::run_amqp(registry.clone(), queue, cfg.worker_prefetch, shutdown).await;
+    worker::run(
+        core.payments.clone(),
+        core.queue,
+        cfg.worker_prefetch,
+        shutdown,
+    )
+    .await;
     if let Some(server) = metrics_server {
         server.abort();
     }
-    registry.stop();
+    core.payments.stop();
     Ok(())
 }
 
@@ -248,7 +290,7 @@ async fn purge_idempotency_keys(db: sea_orm::DatabaseConnection) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {
         every.tick().await;
-        match idempotency::purge_expired(&db).await {
+        match payments::idempotency::purge_expired(&db).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
             Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),

@@ -22,7 +22,8 @@ enum Command {
     Sandbox,
     /// Run one webhook worker (needs AMQP_URL).
     Worker,
-    /// Inspect and replay dead-lettered webhooks (needs AMQP_URL).
+    /// Inspect and replay dead-lettered webhooks (RabbitMQ's, or the queue
+    /// table's without AMQP_URL).
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
@@ -109,28 +110,20 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
         }
         Command::Worker => payorch::run_worker(cfg, shutdown_signal()).await?,
         Command::Dlq { action } => {
-            let url = cfg
-                .amqp_url
-                .as_ref()
-                .ok_or("AMQP_URL is required for `payorch dlq`")?;
-            let queue = payorch::queue::amqp::AmqpQueue::new(
-                url.expose(),
-                &cfg.queue_prefix,
-                cfg.retry_policy.clone(),
-            );
+            // RabbitMQ's parking queue, or the queue table without AMQP_URL.
+            let db = store::connect(&cfg).await?;
+            let queue = payorch::queue::WebhookQueue::from_config(&cfg, &db);
             match action {
                 DlqAction::List { limit } => {
                     let parked = queue.dead_letters(limit).await?;
                     for envelope in &parked {
-                        let payorch::queue::QueueMessage::WebhookV1 {
-                            provider,
-                            dedup_key,
-                            received_at,
-                            ..
-                        } = &envelope.message;
+                        let message = &envelope.message;
                         println!(
-                            "{dedup_key}\tprovider={provider}\tattempts={}\treceived={received_at}\treason={}",
+                            "{}\tprovider={}\tattempts={}\treceived={}\treason={}",
+                            message.dedup_key(),
+                            message.provider(),
                             envelope.attempt + 1,
+                            message.received_at(),
                             envelope.reason.as_deref().unwrap_or("-"),
                         );
                     }

@@ -54,3 +54,25 @@ impl DomainError {
         }
     }
 }
+
+/// One wrong field of a request, and why: what a client needs to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DomainError> for FieldError {
+    fn from(err: DomainError) -> FieldError {
+        FieldError::new(err.field(), err.to_string())
+    }
+}

@@ -1,7 +1,7 @@
 //! Who is calling. `Authorization: Bearer <api key>` → the [`ApiClient`], or
 //! a 401 problem+json (`unauthorized`).
 //!
-//! Authentication runs in [`super::gate`], before any route, so requests
+//! Authentication runs in [`super::gate`], before the operation, so requests
 //! without a valid key can be rate limited per IP *before* the key lookup
 //! touches the database. Known-good keys are cached briefly; an unknown key
 //! costs the caller's IP one unit of the `unauthenticated` budget first.
@@ -18,10 +18,8 @@ use poem::Request;
 use poem_openapi::{SecurityScheme, auth::Bearer};
 use sea_orm::DatabaseConnection;
 
-use crate::{
-    error::ApiError,
-    store::api_clients::{self, ApiClient},
-};
+use super::error::ApiError;
+use crate::store::api_clients::{self, ApiClient};
 
 /// At most this many keys are cached; past it the cache starts over.
 const CACHE_CAPACITY: usize = 100_000;

@@ -3,6 +3,13 @@
 //! limit headers (IETF `RateLimit-Policy`/`RateLimit` and the common
 //! `X-RateLimit-*`), and a 429 adds `Retry-After`.
 //!
+//! Each client operation declares its own gate where it declares its path,
+//! with poem-openapi's per-operation `transform` ([`client_operation`],
+//! [`limit_initialize`], [`limit_verify`], …): a route cannot exist without
+//! saying whether it is authenticated and limited, and renaming one cannot
+//! lose its limit. The gate's shared state ([`Gatekeeper`]) comes from the
+//! app's request data.
+//!
 //! Order matters for money and for the database: a request without a valid
 //! key is charged to its IP (`unauthenticated` policy) *before* its key is
 //! looked up, so a flood of bad keys is turned away without queries.
@@ -14,21 +21,70 @@ use std::{
 };
 
 use poem::{
-    Endpoint, IntoResponse, Middleware, Request, Response, Result,
-    http::{HeaderValue, Method, StatusCode},
+    Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Result,
+    http::{HeaderValue, StatusCode},
 };
 
-use super::auth::{Authenticator, KeyCheck, bearer_token};
-use crate::{
+use super::{
+    BodyLimit, MAX_CLIENT_BODY,
+    auth::{Authenticator, KeyCheck, bearer_token},
     error::{ApiError, render_any_error},
+};
+use crate::{
     ratelimit::{Decision, Identity, RateLimiter, Route},
     store::api_clients::ApiClient,
 };
 
-pub struct ClientGate {
+/// What every gate shares: who clients are, how much they may do, and which
+/// IPs spent their budget of bad keys. Put in the app's request data once.
+#[derive(Clone)]
+pub struct Gatekeeper {
     pub authenticator: Authenticator,
     pub limiter: Arc<RateLimiter>,
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    blocked: Arc<BlockedIps>,
+}
+
+impl Gatekeeper {
+    pub fn new(
+        authenticator: Authenticator,
+        limiter: Arc<RateLimiter>,
+        trusted_proxies: Vec<ipnet::IpNet>,
+    ) -> Gatekeeper {
+        Gatekeeper {
+            authenticator,
+            limiter,
+            trusted_proxies: Arc::new(trusted_proxies),
+            blocked: Arc::default(),
+        }
+    }
+}
+
+/// An authenticated client operation with the default body limit, not
+/// rate limited.
+pub fn client_operation<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    ep.with(BodyLimit(MAX_CLIENT_BODY))
+        .with(ClientGate { limit: None })
+}
+
+/// [`client_operation`], limited by the `initialize` policy.
+pub fn limit_initialize<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    limited(ep, Route::Initialize)
+}
+
+/// [`client_operation`], limited by the `verify` policy.
+pub fn limit_verify<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    limited(ep, Route::Verify)
+}
+
+fn limited<E: Endpoint + 'static>(ep: E, route: Route) -> impl Endpoint {
+    ep.with(BodyLimit(MAX_CLIENT_BODY))
+        .with(ClientGate { limit: Some(route) })
+}
+
+/// Authenticates, and rate limits by `limit` when it is set.
+pub struct ClientGate {
+    pub limit: Option<Route>,
 }
 
 impl<E: Endpoint> Middleware<E> for ClientGate {
@@ -37,20 +93,14 @@ impl<E: Endpoint> Middleware<E> for ClientGate {
     fn transform(&self, inner: E) -> Self::Output {
         ClientGateEndpoint {
             inner,
-            blocked: Arc::new(BlockedIps::default()),
-            authenticator: self.authenticator.clone(),
-            limiter: self.limiter.clone(),
-            trusted_proxies: self.trusted_proxies.clone(),
+            limit: self.limit,
         }
     }
 }
 
 pub struct ClientGateEndpoint<E> {
     inner: E,
-    blocked: Arc<BlockedIps>,
-    authenticator: Authenticator,
-    limiter: Arc<RateLimiter>,
-    trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    limit: Option<Route>,
 }
 
 /// IPs that exhausted their `unauthenticated` budget, until it refills:
@@ -90,32 +140,17 @@ impl BlockedIps {
     }
 }
 
-/// The limited route a request is for, if any.
-fn route_of(req: &Request) -> Option<Route> {
-    let path = req.uri().path();
-    if req.method() != Method::POST {
-        return None;
-    }
-    if path == "/v1/payments/initialize" {
-        Some(Route::Initialize)
-    } else if path.starts_with("/v1/payments/") && path.ends_with("/verify") {
-        Some(Route::Verify)
-    } else {
-        None
-    }
-}
-
 impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        if !req.uri().path().starts_with("/v1/payments") {
-            return self.inner.call(req).await.map(IntoResponse::into_response);
-        }
+        let Some(keeper) = req.data::<Gatekeeper>().cloned() else {
+            return Err(ApiError::Internal("the app has no gatekeeper".into()).into());
+        };
         let token = bearer_token(&req).map(str::to_owned);
-        let client = match self.authenticator.precheck(token.as_deref()) {
+        let client = match keeper.authenticator.precheck(token.as_deref()) {
             KeyCheck::Valid(client) => client,
-            check => match self
+            check => match keeper
                 .authenticate_slowly(&req, check, token.as_deref())
                 .await
             {
@@ -125,12 +160,12 @@ impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
         };
         let identity = Identity::Client(client.id);
         req.extensions_mut().insert(client);
-        let decision = match route_of(&req) {
-            Some(route) => self.limiter.check(route, &identity).await,
+        let decision = match self.limit {
+            Some(route) => keeper.limiter.check(route, &identity).await,
             None => None,
         };
         if let Some(decision) = decision.filter(|d| !d.allowed) {
-            return Ok(limited(decision));
+            return Ok(limited_response(decision));
         }
         let mut response = match self.inner.call(req).await {
             Ok(output) => output.into_response(),
@@ -143,7 +178,7 @@ impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
     }
 }
 
-impl<E> ClientGateEndpoint<E> {
+impl Gatekeeper {
     /// A key the cache does not know. An IP that has spent its
     /// `unauthenticated` budget is turned away before any lookup; otherwise
     /// the key is looked up, and a bad one is charged to the IP.
@@ -155,7 +190,7 @@ impl<E> ClientGateEndpoint<E> {
     ) -> Result<ApiClient, Response> {
         let ip = client_ip(req, &self.trusted_proxies);
         if let Some(decision) = self.blocked.get(ip) {
-            return Err(limited(decision));
+            return Err(limited_response(decision));
         }
         if let (KeyCheck::Unknown, Some(token)) = (check, token) {
             match self.authenticator.lookup(token).await {
@@ -171,7 +206,7 @@ impl<E> ClientGateEndpoint<E> {
         match decision {
             Some(decision) if !decision.allowed => {
                 self.blocked.block(ip, decision);
-                Err(limited(decision))
+                Err(limited_response(decision))
             }
             decision => Err(ApiError::Unauthorized.as_response_with(decision)),
         }
@@ -188,7 +223,7 @@ impl ApiError {
     }
 }
 
-fn limited(decision: Decision) -> Response {
+fn limited_response(decision: Decision) -> Response {
     let mut response = ApiError::RateLimited {
         retry_after: decision.retry_after,
     }

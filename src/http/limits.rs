@@ -1,11 +1,13 @@
-//! Request body limits. A declared `Content-Length` over the limit is a 413
-//! before anything is read. Unlike poem's `SizeLimit`, a request without one
-//! (a GET, a chunked upload, any HTTP/2 stream) is not refused: its body is
-//! read up to the limit, and a longer one is a 413 all the same.
+//! Request body limits, declared per operation (see `super::gate`; webhooks
+//! read and limit their raw body themselves). A declared `Content-Length`
+//! over the limit is a 413 before anything is read. Unlike poem's
+//! `SizeLimit`, a request without one (a GET, a chunked upload, any HTTP/2
+//! stream) is not refused: its body is read up to the limit, and a longer
+//! one is a 413 all the same.
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
-use crate::error::{ApiError, Problem};
+use super::error::{ApiError, Problem};
 
 pub struct BodyLimit(pub usize);
 
@@ -35,10 +37,6 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        // Webhook bodies are read (and limited) by their handler.
-        if req.uri().path().starts_with("/v1/webhooks/") {
-            return self.inner.call(req).await.map(IntoResponse::into_response);
-        }
         let declared = req
             .headers()
             .get(poem::http::header::CONTENT_LENGTH)

@@ -1,14 +1,16 @@
 //! The HTTP front end (poem + poem-openapi). Every route is an operation of
 //! one OpenAPI service, so `/openapi.json` and `/docs` are generated from the
-//! code. Errors of any layer leave as problem+json (`crate::error`).
+//! code. Errors of any layer leave as problem+json ([`error`]).
 
 pub mod auth;
+pub mod error;
 pub mod gate;
 pub mod health;
 pub mod limits;
 pub mod observe;
 pub mod payments;
 pub mod problem;
+pub mod requests;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -17,9 +19,10 @@ use poem::{EndpointExt, IntoEndpoint, Route, endpoint::BoxEndpoint};
 use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 
+pub use self::limits::BodyLimit;
+use self::{error::render_any_error, gate::Gatekeeper};
 use crate::{
-    actors::PaymentRegistry, config::Config, error::render_any_error, provider::sandbox::Sandbox,
-    ratelimit::RateLimiter,
+    config::Config, payments::Payments, provider::sandbox::Sandbox, webhook::ingest::WebhookIngest,
 };
 
 /// Largest request body a client endpoint accepts.
@@ -29,11 +32,12 @@ pub const MAX_CLIENT_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub cfg: Arc<Config>,
+    /// For readiness checks; payments are reached through [`Payments`].
     pub db: DatabaseConnection,
-    pub payments: PaymentRegistry,
-    pub limiter: Arc<RateLimiter>,
-    pub authenticator: auth::Authenticator,
-    pub webhooks: crate::webhook::ingest::WebhookIngest,
+    pub payments: Payments,
+    /// Authentication and rate limits, used by each operation's gate.
+    pub gatekeeper: Gatekeeper,
+    pub webhooks: WebhookIngest,
     /// The sandbox provider when it is mounted on this listener at `/sandbox`.
     pub sandbox: Option<Sandbox>,
 }
@@ -74,21 +78,12 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
         .at("/metrics", poem::get(crate::telemetry::render_metrics))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest(
-            "/",
-            service
-                .with(limits::BodyLimit(MAX_CLIENT_BODY))
-                .with(gate::ClientGate {
-                    authenticator: state.authenticator.clone(),
-                    limiter: state.limiter.clone(),
-                    trusted_proxies: Arc::new(state.cfg.trusted_proxies.clone()),
-                }),
-        );
+        .nest("/", service);
     if let Some(sandbox) = &state.sandbox {
         routes = routes.nest("/sandbox", sandbox.routes());
     }
     routes
-        .data(state)
+        .data(state.gatekeeper)
         .catch_all_error(render_any_error)
         .with(observe::Observe)
         .into_endpoint()

@@ -72,7 +72,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let mut response = match self.inner.call(req).instrument(span.clone()).await {
             Ok(output) => output.into_response(),
             Err(err) => {
-                crate::error::render_any_error(err)
+                super::error::render_any_error(err)
                     .instrument(span.clone())
                     .await
             }

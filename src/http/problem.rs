@@ -13,7 +13,7 @@ use poem_openapi::{
     types::Type,
 };
 
-use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use super::error::{ApiError, PROBLEM_JSON, Problem};
 
 /// `application/json` whose bytes were produced (and maybe stored) earlier.
 pub struct StoredJson<T> {

@@ -8,11 +8,8 @@ use poem_openapi::{
     registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef},
 };
 
-use super::{ApiTags, AppState};
-use crate::{
-    error::ApiError,
-    webhook::ingest::{MAX_BODY, Received},
-};
+use super::{ApiTags, AppState, error::ApiError};
+use crate::webhook::ingest::{MAX_BODY, Received};
 
 pub struct WebhooksApi {
     pub state: AppState,

@@ -9,19 +9,22 @@
 //! Messages are persistent; a publish is `Ok` only after the broker's ack.
 //! A broken connection is dropped and made again on the next use.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
+use futures_util::StreamExt;
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    message::Delivery,
     options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
         BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
         QueueBindOptions, QueueDeclareOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
-use tokio::sync::Mutex;
+use tokio::{sync::Mutex, task::JoinSet};
 
-use super::{Envelope, QueueError, QueueMessage, RetryPolicy};
+use super::{Disposition, Envelope, QueueError, QueueMessage, RetryPolicy};
 
 const ROUTING_KEY: &str = "webhook";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -308,6 +311,151 @@ impl AmqpQueue {
     }
 }
 
+impl AmqpQueue {
+    /// Consumes the main queue until `shutdown` (see
+    /// [`super::WebhookQueue::consume`]): bounded prefetch, reconnect with
+    /// backoff, ack only after the handler's outcome is settled. What is
+    /// not acknowledged goes back to the queue for other workers if this
+    /// process dies.
+    pub async fn consume<H, F>(&self, prefetch: u16, shutdown: impl Future<Output = ()>, handle: H)
+    where
+        H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Disposition> + Send + 'static,
+    {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(200);
+        let tag = format!("payorch-worker-{}", uuid::Uuid::new_v4().simple());
+        loop {
+            let (conn, channel) = match self.consumer_channel(prefetch).await {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "worker cannot reach the broker");
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let consumer = channel
+                .basic_consume(
+                    self.names.main.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await;
+            let mut consumer = match consumer {
+                Ok(consumer) => consumer,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot consume; reconnecting");
+                    continue;
+                }
+            };
+            tracing::info!(queue = self.names.main, prefetch, "worker consuming");
+            backoff = Duration::from_millis(200);
+            let mut in_flight = JoinSet::new();
+            let stopping = loop {
+                tokio::select! {
+                    _ = &mut shutdown => break true,
+                    next = consumer.next() => match next {
+                        Some(Ok(delivery)) => {
+                            let queue = self.clone();
+                            let handle = handle.clone();
+                            in_flight.spawn(async move { queue.handle_delivery(delivery, handle).await });
+                        }
+                        Some(Err(err)) => {
+                            tracing::warn!(error = %err, "consumer failed; reconnecting");
+                            break false;
+                        }
+                        None => break false,
+                    },
+                    Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                }
+            };
+            if stopping {
+                tracing::info!(
+                    held = in_flight.len(),
+                    "worker stopping: finishing held messages"
+                );
+                let _ = channel
+                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .await;
+            }
+            while in_flight.join_next().await.is_some() {}
+            let _ = conn.close(200, "worker done".into()).await;
+            if stopping {
+                tracing::info!("worker stopped");
+                return;
+            }
+        }
+    }
+
+    async fn handle_delivery<H, F>(&self, delivery: Delivery, handle: H)
+    where
+        H: Fn(Envelope) -> F,
+        F: Future<Output = Disposition>,
+    {
+        let envelope = match decode(&delivery.data, &delivery.properties) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                // Not ours to read, but not ours to drop either.
+                let foreign = Envelope {
+                    message: QueueMessage::WebhookV1 {
+                        provider: "unknown".into(),
+                        dedup_key: delivery
+                            .properties
+                            .message_id()
+                            .as_ref()
+                            .map(|id| id.to_string())
+                            .unwrap_or_default(),
+                        body: String::from_utf8_lossy(&delivery.data).into_owned(),
+                        received_at: chrono::Utc::now(),
+                        request_id: None,
+                    },
+                    attempt: 0,
+                    reason: Some(reason),
+                };
+                settle(&delivery, self.park(&foreign).await).await;
+                return;
+            }
+        };
+        let next = match handle(envelope.clone()).await {
+            Disposition::Ack => Ok(()),
+            Disposition::Retry(reason) => self.retry(&envelope, &reason).await,
+            Disposition::Park(reason) => {
+                self.park(&Envelope {
+                    reason: Some(reason),
+                    ..envelope
+                })
+                .await
+            }
+        };
+        settle(&delivery, next).await;
+    }
+}
+
+/// Acks once the message's next home is confirmed; otherwise hands it back.
+async fn settle(delivery: &Delivery, next: Result<(), QueueError>) {
+    let result = match next {
+        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not move the message on; returning it to the queue");
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+    };
+    if let Err(err) = result {
+        // The channel is gone: the broker redelivers what was not acked.
+        tracing::warn!(error = %err, "ack failed; the message will be redelivered");
+    }
+}
+
 fn properties(envelope: &Envelope) -> BasicProperties {
     let mut headers = vec![(
         "x-attempt",
@@ -316,8 +464,7 @@ fn properties(envelope: &Envelope) -> BasicProperties {
     if let Some(reason) = &envelope.reason {
         headers.push(("x-reason", text(reason)));
     }
-    let QueueMessage::WebhookV1 { provider, .. } = &envelope.message;
-    headers.push(("x-provider", text(provider)));
+    headers.push(("x-provider", text(envelope.message.provider())));
     BasicProperties::default()
         .with_message_id(envelope.message.dedup_key().into())
         .with_content_type("application/json".into())

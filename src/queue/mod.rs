@@ -1,29 +1,40 @@
-//! The webhook queue: one facade over RabbitMQ ([`amqp`], durable, used
-//! whenever `AMQP_URL` is set) and an in-process queue ([`memory`], the
-//! embedded default: same processing code, not durable across a crash).
+//! The webhook queue: one facade, [`WebhookQueue`], over RabbitMQ ([`amqp`],
+//! used whenever `AMQP_URL` is set) and a table in payorch's own database
+//! ([`table`], the in-process queue otherwise). Both are durable: a message
+//! is published only once the broker confirmed it or its row committed.
+//!
+//! Both sides of the queue go through the facade: [`WebhookQueue::publish`]
+//! (and `park`) on ingest, [`WebhookQueue::consume`] in the worker, with one
+//! contract — the handler's [`Disposition`] acknowledges a message, sends it
+//! to the retry tier for its attempt number (each tier its own delay, so a
+//! long delay never holds up a short one), or parks it for an operator.
+//! After the last tier a message is parked, never dropped.
 //!
 //! A message is a versioned, tagged [`QueueMessage`]; its identity (the
 //! event's dedup key) travels as the AMQP `message_id`, and the attempt
-//! count and reasons as headers. A failed attempt goes to the retry tier for
-//! its attempt number (each tier a queue with its own delay, so a long delay
-//! never holds up a short one) and comes back; after the last tier it is
-//! parked in the dead-letter queue, never dropped.
+//! count and reasons as headers (columns in the table).
 
 pub mod amqp;
-pub mod memory;
+pub mod table;
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    webhook::event::{self, ReceivedWebhook},
+};
 
 /// What travels through the queue.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type")]
 pub enum QueueMessage {
-    /// A provider webhook whose signature was verified on receipt.
+    /// A verified webhook as raw text, read by the consumer: authentic
+    /// bodies payorch could not parse (parked on receipt), and messages
+    /// queued before `webhook.v2` existed.
     #[serde(rename = "webhook.v1")]
     WebhookV1 {
         provider: String,
@@ -35,12 +46,60 @@ pub enum QueueMessage {
         /// The ingest request's id, to follow one event through the logs.
         request_id: Option<String>,
     },
+    /// A verified webhook, parsed once on receipt.
+    #[serde(rename = "webhook.v2")]
+    WebhookV2(ReceivedWebhook),
 }
 
 impl QueueMessage {
     pub fn dedup_key(&self) -> &str {
         match self {
             QueueMessage::WebhookV1 { dedup_key, .. } => dedup_key,
+            QueueMessage::WebhookV2(webhook) => &webhook.event.dedup_key,
+        }
+    }
+
+    pub fn provider(&self) -> &str {
+        match self {
+            QueueMessage::WebhookV1 { provider, .. } => provider,
+            QueueMessage::WebhookV2(webhook) => &webhook.provider,
+        }
+    }
+
+    pub fn received_at(&self) -> DateTime<Utc> {
+        match self {
+            QueueMessage::WebhookV1 { received_at, .. } => *received_at,
+            QueueMessage::WebhookV2(webhook) => webhook.received_at,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            QueueMessage::WebhookV1 { request_id, .. } => request_id.as_deref(),
+            QueueMessage::WebhookV2(webhook) => webhook.request_id.as_deref(),
+        }
+    }
+
+    /// The webhook, parsed (a `webhook.v1` body is parsed here, once).
+    pub fn into_webhook(self) -> Result<ReceivedWebhook, String> {
+        match self {
+            QueueMessage::WebhookV2(webhook) => Ok(webhook),
+            QueueMessage::WebhookV1 {
+                provider,
+                body,
+                received_at,
+                request_id,
+                ..
+            } => {
+                let (event, payload) = event::parse(body.as_bytes())?;
+                Ok(ReceivedWebhook {
+                    provider,
+                    event,
+                    payload,
+                    received_at,
+                    request_id,
+                })
+            }
         }
     }
 }
@@ -55,6 +114,17 @@ pub struct Envelope {
     pub reason: Option<String>,
 }
 
+/// What becomes of a consumed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (applied, a duplicate, or nothing to do): acknowledge.
+    Ack,
+    /// Not now (unknown reference, database trouble): the retry tier.
+    Retry(String),
+    /// Never (unusable): the dead-letter queue, for an operator.
+    Park(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("the broker is unavailable: {0}")]
@@ -63,11 +133,11 @@ pub enum QueueError {
     Timeout,
     #[error("the broker refused the message")]
     Nacked,
-    #[error("the in-process queue is full")]
-    Full,
+    #[error("the queue table: {0}")]
+    Database(#[from] sea_orm::DbErr),
 }
 
-/// Retry tiers and the number of attempts before parking.
+/// Retry tiers: the delay before each further attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub delays: Vec<Duration>,
@@ -78,37 +148,38 @@ impl RetryPolicy {
     pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
         self.delays.get(attempt as usize).copied()
     }
-
-    pub fn max_attempts(&self) -> u32 {
-        self.delays.len() as u32 + 1
-    }
 }
 
-/// Publishing side, chosen once from the configuration.
+/// The queue, its backend chosen once from the configuration.
 #[derive(Clone)]
 pub enum WebhookQueue {
     Amqp(amqp::AmqpQueue),
-    Memory(memory::MemoryQueue),
+    Table(table::TableQueue),
 }
 
 impl WebhookQueue {
-    pub fn from_config(cfg: &Config) -> WebhookQueue {
+    /// RabbitMQ when `AMQP_URL` is set, otherwise the table in `db`.
+    pub fn from_config(cfg: &Config, db: &DatabaseConnection) -> WebhookQueue {
         match &cfg.amqp_url {
             Some(url) => WebhookQueue::Amqp(amqp::AmqpQueue::new(
                 url.expose(),
                 &cfg.queue_prefix,
                 cfg.retry_policy.clone(),
             )),
-            None => WebhookQueue::Memory(memory::MemoryQueue::new(cfg.retry_policy.clone())),
+            None => WebhookQueue::Table(table::TableQueue::new(
+                db.clone(),
+                &cfg.queue_prefix,
+                cfg.retry_policy.clone(),
+            )),
         }
     }
 
     /// Puts a message on the main queue; `Ok` only once it is safe (broker
-    /// confirmed, or the in-process queue took it).
+    /// confirmed, or its row committed).
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), QueueError> {
         match self {
             WebhookQueue::Amqp(queue) => queue.publish(envelope).await,
-            WebhookQueue::Memory(queue) => queue.publish(envelope.clone()),
+            WebhookQueue::Table(queue) => queue.publish(envelope).await,
         }
     }
 
@@ -120,10 +191,39 @@ impl WebhookQueue {
         };
         match self {
             WebhookQueue::Amqp(queue) => queue.park(&parked).await,
-            WebhookQueue::Memory(queue) => {
-                queue.park(parked);
-                Ok(())
-            }
+            WebhookQueue::Table(queue) => queue.park_new(&parked).await,
+        }
+    }
+
+    /// Consumes until `shutdown`, at most `prefetch` messages in hand,
+    /// settling each by what `handle` decides; then stops taking messages,
+    /// finishes those it holds, and returns. A message is acknowledged only
+    /// after its handler returned, so a crash redelivers it.
+    pub async fn consume<H, F>(&self, prefetch: u16, shutdown: impl Future<Output = ()>, handle: H)
+    where
+        H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Disposition> + Send + 'static,
+    {
+        match self {
+            WebhookQueue::Amqp(queue) => queue.consume(prefetch, shutdown, handle).await,
+            WebhookQueue::Table(queue) => queue.consume(prefetch, shutdown, handle).await,
+        }
+    }
+
+    /// Up to `limit` parked messages, without removing them.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<Envelope>, QueueError> {
+        match self {
+            WebhookQueue::Amqp(queue) => queue.dead_letters(limit).await,
+            WebhookQueue::Table(queue) => queue.dead_letters(limit).await,
+        }
+    }
+
+    /// Moves parked messages back to the main queue with a fresh attempt
+    /// count: all of them, or the one whose identity is `only`.
+    pub async fn replay(&self, only: Option<&str>) -> Result<usize, QueueError> {
+        match self {
+            WebhookQueue::Amqp(queue) => queue.replay(only).await,
+            WebhookQueue::Table(queue) => queue.replay(only).await,
         }
     }
 
@@ -131,7 +231,7 @@ impl WebhookQueue {
     pub async fn check(&self) -> Result<(), QueueError> {
         match self {
             WebhookQueue::Amqp(queue) => queue.check().await,
-            WebhookQueue::Memory(_) => Ok(()),
+            WebhookQueue::Table(queue) => queue.check().await,
         }
     }
 }

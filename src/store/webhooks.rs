@@ -6,16 +6,16 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, sea_query::
 use uuid::Uuid;
 
 use super::entities::webhook_event::{self, Column};
-use crate::domain::PaymentEvent;
 
-/// An event ready to be applied to a payment.
+/// A received provider event, as it is kept once processed.
 #[derive(Debug, Clone)]
 pub struct WebhookRecord {
     pub provider: String,
+    /// Its identity: unique per provider.
     pub event_id: String,
     pub event_type: String,
+    /// The payment it is about (empty if it names none).
     pub reference: String,
-    pub event: PaymentEvent,
     pub payload: serde_json::Value,
     pub received_at: DateTime<Utc>,
 }
@@ -31,7 +31,7 @@ pub async fn insert(
         id: Set(Uuid::now_v7()),
         provider: Set(record.provider.clone()),
         event_id: Set(record.event_id.clone()),
-        reference: Set(Some(record.reference.clone())),
+        reference: Set((!record.reference.is_empty()).then(|| record.reference.clone())),
         event_type: Set(record.event_type.clone()),
         payload: Set(record.payload.clone()),
         received_at: Set(record.received_at),
@@ -46,12 +46,4 @@ pub async fn insert(
     .exec_without_returning(db)
     .await?;
     Ok(inserted == 1)
-}
-
-/// Records an event that changes no payment (a type payorch does not act on).
-pub async fn insert_unhandled(
-    db: &impl ConnectionTrait,
-    record: &WebhookRecord,
-) -> Result<bool, DbErr> {
-    insert(db, record, "unhandled").await
 }

@@ -6,11 +6,14 @@
 //! one; Paystack-style events carry none, so it is `{event}:{data.id}` (the
 //! provider's transaction id), or `{event}:{data.reference}` without an id.
 
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Amount, Currency, PaymentEvent};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What payorch reads from an event: its identity, the payment it is about
+/// and the figures the state machine checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderEvent {
     pub event_type: String,
     pub dedup_key: String,
@@ -40,9 +43,17 @@ struct RawData {
 /// Longest event identity stored (the column's width).
 const MAX_KEY: usize = 255;
 
-pub fn parse(body: &[u8]) -> Result<ProviderEvent, String> {
-    let raw: Raw =
+/// Parses a raw body once: the event, and the body as JSON to keep.
+pub fn parse(body: &[u8]) -> Result<(ProviderEvent, serde_json::Value), String> {
+    let payload: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("not a provider event: {e}"))?;
+    let event = from_json(&payload)?;
+    Ok((event, payload))
+}
+
+/// Reads the event out of a body already parsed as JSON.
+pub fn from_json(payload: &serde_json::Value) -> Result<ProviderEvent, String> {
+    let raw = Raw::deserialize(payload).map_err(|e| format!("not a provider event: {e}"))?;
     if raw.event.is_empty() || raw.event.len() > 64 {
         return Err("`event` must be 1 to 64 characters".into());
     }
@@ -70,6 +81,47 @@ pub fn parse(body: &[u8]) -> Result<ProviderEvent, String> {
         amount: raw.data.amount,
         currency: raw.data.currency,
     })
+}
+
+/// A verified webhook, parsed once on receipt: what the worker needs to
+/// apply it travels with it on the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedWebhook {
+    pub provider: String,
+    pub event: ProviderEvent,
+    /// The body as received, kept with the processed event.
+    pub payload: serde_json::Value,
+    pub received_at: DateTime<Utc>,
+    /// The ingest request's id, to follow one event through the logs.
+    pub request_id: Option<String>,
+}
+
+/// What a received webhook asks of payorch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Apply `event` to the payment `reference`.
+    Apply {
+        reference: String,
+        event: PaymentEvent,
+    },
+    /// Record it (once) so it can be seen; no payment changes.
+    Record,
+}
+
+impl ReceivedWebhook {
+    /// What to do with it, or why it cannot be used (then it is parked).
+    pub fn action(&self) -> Result<Action, String> {
+        match self.event.payment_event()? {
+            None => Ok(Action::Record),
+            Some(event) => match &self.event.reference {
+                Some(reference) => Ok(Action::Apply {
+                    reference: reference.clone(),
+                    event,
+                }),
+                None => Err("the event names no payment reference".into()),
+            },
+        }
+    }
 }
 
 impl ProviderEvent {
@@ -105,13 +157,14 @@ mod tests {
 
     #[test]
     fn paystack_events_are_named_by_type_and_transaction() {
-        let event = parse(br#"{"event":"charge.success","data":{"id":302961,"reference":"r-1","amount":500,"currency":"NGN"}}"#).unwrap();
+        let (event, _) = parse(br#"{"event":"charge.success","data":{"id":302961,"reference":"r-1","amount":500,"currency":"NGN"}}"#).unwrap();
         assert_eq!(event.dedup_key, "charge.success:302961");
         assert_eq!(event.reference.as_deref(), Some("r-1"));
-        let by_reference =
+        let (by_reference, _) =
             parse(br#"{"event":"charge.failed","data":{"reference":"r-1"}}"#).unwrap();
         assert_eq!(by_reference.dedup_key, "charge.failed:r-1");
-        let own_id = parse(br#"{"id":"evt_9","event":"charge.failed","data":{"id":1}}"#).unwrap();
+        let (own_id, _) =
+            parse(br#"{"id":"evt_9","event":"charge.failed","data":{"id":1}}"#).unwrap();
         assert_eq!(own_id.dedup_key, "evt_9");
     }
 
@@ -129,9 +182,9 @@ mod tests {
 
     #[test]
     fn charge_events_map_to_the_state_machine() {
+        let event = |body: &[u8]| parse(body).unwrap().0;
         let success =
-            parse(br#"{"event":"charge.success","data":{"id":1,"amount":500,"currency":"NGN"}}"#)
-                .unwrap();
+            event(br#"{"event":"charge.success","data":{"id":1,"amount":500,"currency":"NGN"}}"#);
         assert_eq!(
             success.payment_event().unwrap(),
             Some(PaymentEvent::ChargeSucceeded {
@@ -139,16 +192,15 @@ mod tests {
                 currency: Currency::NGN
             })
         );
-        let failed = parse(br#"{"event":"charge.failed","data":{"id":1}}"#).unwrap();
+        let failed = event(br#"{"event":"charge.failed","data":{"id":1}}"#);
         assert_eq!(
             failed.payment_event().unwrap(),
             Some(PaymentEvent::ChargeFailed)
         );
-        let other = parse(br#"{"event":"transfer.success","data":{"id":1}}"#).unwrap();
+        let other = event(br#"{"event":"transfer.success","data":{"id":1}}"#);
         assert_eq!(other.payment_event().unwrap(), None);
         let bad =
-            parse(br#"{"event":"charge.success","data":{"id":1,"amount":-5,"currency":"NGN"}}"#)
-                .unwrap();
+            event(br#"{"event":"charge.success","data":{"id":1,"amount":-5,"currency":"NGN"}}"#);
         assert!(bad.payment_event().is_err());
     }
 }

@@ -1,14 +1,19 @@
-//! The ingest path of `POST /v1/webhooks/{provider}`: signature, identity,
-//! queue, answer. Nothing else happens here — no database, no provider — so
-//! a burst is acknowledged as fast as the broker confirms.
+//! The ingest path of `POST /v1/webhooks/{provider}`: signature, one parse,
+//! queue, answer. Nothing else happens here — no payment lookup, no
+//! provider — so a burst is acknowledged as fast as the queue confirms.
+//! What the worker needs (identity, reference, figures) is parsed here once
+//! and travels with the message; an authentic body payorch cannot use is
+//! parked on arrival, for an operator.
 
 use chrono::Utc;
 
-use super::{event, signature};
+use super::{
+    event::{self, ReceivedWebhook},
+    signature,
+};
 use crate::{
     config::Secret,
-    error::ApiError,
-    queue::{Envelope, QueueMessage, WebhookQueue},
+    queue::{Envelope, QueueError, QueueMessage, WebhookQueue},
 };
 
 /// Largest webhook body accepted.
@@ -30,6 +35,17 @@ pub enum Received {
     Parked,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no such webhook provider")]
+    UnknownProvider,
+    #[error("the webhook signature is missing or wrong")]
+    InvalidSignature,
+    /// Not safely queued: the provider must retry.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
 impl WebhookIngest {
     pub async fn receive(
         &self,
@@ -37,49 +53,63 @@ impl WebhookIngest {
         signature_header: Option<&str>,
         body: &[u8],
         request_id: Option<String>,
-    ) -> Result<Received, ApiError> {
+    ) -> Result<Received, IngestError> {
         if provider != self.provider {
-            return Err(ApiError::UnknownProvider);
+            return Err(IngestError::UnknownProvider);
         }
         let signed = signature_header
             .is_some_and(|given| signature::verify(self.secret.expose().as_bytes(), body, given));
         if !signed {
             metrics::counter!("payorch_webhooks_rejected_total", "reason" => "signature")
                 .increment(1);
-            return Err(ApiError::InvalidSignature);
+            return Err(IngestError::InvalidSignature);
         }
-        let parsed = event::parse(body);
+        let received_at = Utc::now();
+        let (message, unusable) = match event::parse(body) {
+            Ok((event, payload)) => {
+                let webhook = ReceivedWebhook {
+                    provider: provider.to_owned(),
+                    event,
+                    payload,
+                    received_at,
+                    request_id,
+                };
+                let unusable = webhook.action().err();
+                (QueueMessage::WebhookV2(webhook), unusable)
+            }
+            Err(reason) => (
+                QueueMessage::WebhookV1 {
+                    provider: provider.to_owned(),
+                    dedup_key: format!("unparsable:{}", uuid::Uuid::now_v7()),
+                    body: String::from_utf8_lossy(body).into_owned(),
+                    received_at,
+                    request_id,
+                },
+                Some(format!("unparsable: {reason}")),
+            ),
+        };
         let envelope = Envelope {
-            message: QueueMessage::WebhookV1 {
-                provider: provider.to_owned(),
-                dedup_key: parsed
-                    .as_ref()
-                    .map(|e| e.dedup_key.clone())
-                    .unwrap_or_else(|_| format!("unparsable:{}", uuid::Uuid::now_v7())),
-                body: String::from_utf8_lossy(body).into_owned(),
-                received_at: Utc::now(),
-                request_id,
-            },
+            message,
             attempt: 0,
             reason: None,
         };
-        let queued = match &parsed {
-            Ok(_) => self
+        let queued = match unusable {
+            None => self
                 .queue
                 .publish(&envelope)
                 .await
                 .map(|()| Received::Queued),
-            Err(reason) => {
-                tracing::warn!(reason, "signed webhook could not be parsed; parking it");
+            Some(reason) => {
+                tracing::warn!(reason, "signed webhook cannot be used; parking it");
                 self.queue
-                    .park(&envelope, &format!("unparsable: {reason}"))
+                    .park(&envelope, &reason)
                     .await
                     .map(|()| Received::Parked)
             }
         };
         queued.map_err(|err| {
             tracing::warn!(error = %err, "webhook not queued; the provider will retry");
-            ApiError::Unavailable("the webhook queue")
+            IngestError::Queue(err)
         })
     }
 }

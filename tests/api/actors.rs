@@ -1,23 +1,29 @@
-//! The actor registry: actors leave when idle, and a message that races an
+//! The payment core's actors: they leave when idle, and a message that races an
 //! eviction is still processed, exactly once. Two registries on one
 //! database (two processes) apply one payment's events one at a time.
 
 use std::{sync::Arc, time::Duration};
 
 use payorch::{
-    actors::{ActorSystem, Command, PaymentRegistry},
     config::{SANDBOX_SECRET_KEY, Secret},
     domain::{Amount, Currency, Email, Reference},
-    payments::{NewPaymentRequest, PaymentService},
+    payments::{
+        ActorSettings, Initialized, NewPaymentRequest, PaymentError, Payments, Rendered,
+        WebhookApplied,
+    },
     provider::paystack::PaystackClient,
-    store,
+    store::{self, payments::Payment},
 };
+use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::helpers::{SendJson, TestDb};
 
 struct Fixture {
-    registry: PaymentRegistry,
+    payments: Payments,
+    db: DatabaseConnection,
+    client_id: Uuid,
     provider: Arc<PaystackClient>,
     sandbox: String,
     http: reqwest::Client,
@@ -45,13 +51,12 @@ async fn fixture(idle: Duration) -> Fixture {
         Secret::new(SANDBOX_SECRET_KEY),
         Duration::from_secs(5),
     ));
-    let service = Arc::new(PaymentService {
-        db,
-        provider: provider.clone(),
-    });
-    let registry = PaymentRegistry::new(service, ActorSystem::start(2).unwrap(), idle, 64);
+    let payments = start_payments(db.clone(), provider.clone(), idle);
+    let (client, _) = store::api_clients::create(&db, "c").await.unwrap();
     Fixture {
-        registry,
+        payments,
+        db,
+        client_id: client.id,
         provider,
         sandbox,
         http: reqwest::Client::new(),
@@ -60,10 +65,36 @@ async fn fixture(idle: Duration) -> Fixture {
     }
 }
 
+/// One process's payment core: its own actors, on the given pool.
+fn start_payments(
+    db: DatabaseConnection,
+    provider: Arc<PaystackClient>,
+    idle: Duration,
+) -> Payments {
+    let actors = ActorSettings {
+        idle,
+        mailbox: 64,
+        arbiters: 2,
+    };
+    Payments::start(db, provider, actors, Duration::from_secs(30)).unwrap()
+}
+
+/// The created payment's reference, or the error's words.
+fn reference_or_error(result: Result<Payment, PaymentError>) -> Rendered {
+    match result {
+        Ok(payment) => Rendered {
+            status: 201,
+            body: payment.reference,
+        },
+        Err(err) => Rendered {
+            status: 500,
+            body: err.to_string(),
+        },
+    }
+}
+
 impl Fixture {
     async fn pending_payment(&self) -> String {
-        let service = self.registry.service();
-        let (client, _) = store::api_clients::create(&service.db, "c").await.unwrap();
         let request = NewPaymentRequest {
             reference: Reference::generate(),
             amount: Amount::new(100).unwrap(),
@@ -72,36 +103,33 @@ impl Fixture {
             callback_url: None,
             metadata: None,
         };
-        let payment = service
-            .create(&service.db, client.id, &request)
+        let answer = self
+            .payments
+            .initialize(self.client_id, None, Ok(request), reference_or_error)
             .await
             .unwrap();
-        let payment = self
-            .registry
-            .call(
-                &payment.reference,
-                Command::Initialize {
-                    callback_url: None,
-                    resumed: false,
-                },
-            )
-            .await
-            .unwrap();
+        let Initialized::Fresh(Rendered {
+            status: 201,
+            body: reference,
+        }) = answer
+        else {
+            panic!("not initialized: {answer:?}");
+        };
+        let (payment, _) = self.payments.get(self.client_id, &reference).await.unwrap();
         assert_eq!(payment.status, "pending");
-        payment.reference
+        reference
     }
 
-    /// Another process's registry: its own actors and its own pool, same database.
-    async fn second_process(&self) -> PaymentRegistry {
-        let service = Arc::new(PaymentService {
-            db: self._db.connect().await,
-            provider: self.provider.clone(),
-        });
-        PaymentRegistry::new(
-            service,
-            ActorSystem::start(2).unwrap(),
+    async fn verify(&self, reference: &str) -> Result<Payment, PaymentError> {
+        self.payments.verify(self.client_id, reference).await
+    }
+
+    /// Another process's payment core: its own actors and its own pool, same database.
+    async fn second_process(&self) -> Payments {
+        start_payments(
+            self._db.connect().await,
+            self.provider.clone(),
             Duration::from_secs(60),
-            64,
         )
     }
 
@@ -132,16 +160,15 @@ async fn idle_actors_leave_the_registry() {
     for _ in 0..5 {
         references.push(fixture.pending_payment().await);
     }
-    assert_eq!(fixture.registry.len(), 5);
-    eventually("the registry is empty", || fixture.registry.is_empty()).await;
+    assert_eq!(fixture.payments.live_actors(), 5);
+    eventually("the registry is empty", || {
+        fixture.payments.live_actors() == 0
+    })
+    .await;
     // A payment whose actor left gets a new one on the next message.
-    let payment = fixture
-        .registry
-        .call(&references[0], Command::Verify)
-        .await
-        .unwrap();
+    let payment = fixture.verify(&references[0]).await.unwrap();
     assert_eq!(payment.status, "pending");
-    assert_eq!(fixture.registry.len(), 1);
+    assert_eq!(fixture.payments.live_actors(), 1);
 }
 
 #[tokio::test]
@@ -159,8 +186,7 @@ async fn messages_racing_evictions_are_each_processed_exactly_once() {
             tokio::time::sleep(Duration::from_micros((round % 7) * 300)).await;
         }
         let payment = fixture
-            .registry
-            .call(&reference, Command::Verify)
+            .verify(&reference)
             .await
             .expect("every message is served, whatever the eviction timing");
         assert_eq!(payment.status, "pending");
@@ -173,11 +199,11 @@ async fn messages_racing_evictions_are_each_processed_exactly_once() {
 async fn concurrent_messages_for_one_payment_run_one_at_a_time() {
     let fixture = fixture(Duration::from_secs(60)).await;
     let reference = fixture.pending_payment().await;
-    let calls = (0..40).map(|_| fixture.registry.call(&reference, Command::Verify));
+    let calls = (0..40).map(|_| fixture.verify(&reference));
     for result in futures_util::future::join_all(calls).await {
         assert_eq!(result.unwrap().status, "pending");
     }
-    assert_eq!(fixture.registry.len(), 1);
+    assert_eq!(fixture.payments.live_actors(), 1);
 }
 
 #[tokio::test]
@@ -202,25 +228,29 @@ async fn two_processes_apply_conflicting_events_of_one_payment_one_at_a_time() {
             3 => ("charge.failed", PaymentEvent::ChargeFailed),
             _ => ("charge.pending", PaymentEvent::ChargePending),
         };
-        WebhookRecord {
+        let record = WebhookRecord {
             provider: "sandbox".into(),
             event_id: format!("evt-{i}"),
             event_type: event_type.into(),
             reference: reference.clone(),
-            event,
             payload: serde_json::json!({"i": i}),
             received_at: chrono::Utc::now(),
-        }
+        };
+        (record, event)
     };
     let sends = (0..EVENTS).map(|i| {
-        let registry = if i % 4 < 2 { &fixture.registry } else { &other };
-        registry.apply_webhook(record(i))
+        let payments = if i % 4 < 2 { &fixture.payments } else { &other };
+        let (record, event) = record(i);
+        payments.apply_webhook(record, event)
     });
     for result in futures_util::future::join_all(sends).await {
-        assert!(result.unwrap().is_some(), "every event is new");
+        assert!(
+            matches!(result.unwrap(), WebhookApplied::Applied(..)),
+            "every event is new"
+        );
     }
 
-    let db = &fixture.registry.service().db;
+    let db = &fixture.db;
     let payment = store::payments::find_by_reference(db, &reference)
         .await
         .unwrap()

@@ -72,10 +72,20 @@ async fn unknown_routes_are_problem_json() {
     assert_problem(response, 404, "not_found").await;
     let response = app.get("/v1/nope").send().await.unwrap();
     assert_problem(response, 404, "not_found").await;
-    // Under /v1/payments the key is checked first: no key, no hints.
+    // Gates belong to operations: a path that is no operation is a 404
+    // with or without a key (route shapes are public in /openapi.json), and
+    // costs no key lookup.
     let response = app
         .http
         .get(app.url("/v1/payments/a/b/c"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 404, "not_found").await;
+    // An operation's own path still checks the key first.
+    let response = app
+        .http
+        .get(app.url("/v1/payments/some-reference"))
         .send()
         .await
         .unwrap();

@@ -170,7 +170,7 @@ async fn a_4xx_is_stored_and_replayed() {
 
 #[tokio::test]
 async fn a_crashed_requests_key_is_usable_after_its_lock_expires() {
-    use payorch::{domain::IdempotencyKey, idempotency};
+    use payorch::{domain::IdempotencyKey, payments::idempotency};
     let app = app_with(&[
         ("PAYORCH_IDEMPOTENCY_LOCK_SECS", "1"),
         ("PAYORCH_PROVIDER_TIMEOUT_MS", "500"),
@@ -233,7 +233,9 @@ async fn expired_keys_are_purged() {
     .await
     .unwrap();
     assert_eq!(
-        payorch::idempotency::purge_expired(&app.db).await.unwrap(),
+        payorch::payments::idempotency::purge_expired(&app.db)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(

@@ -6,10 +6,12 @@ mod helpers;
 
 mod actors;
 mod cli;
+mod gate;
 mod health;
 mod idempotency;
 mod migrations;
 mod observability;
 mod payments;
+mod queue;
 mod ratelimit;
 mod webhooks;

@@ -1,6 +1,6 @@
 //! Request ids and metrics.
 
-use payorch::{config::SANDBOX_SECRET_KEY, queue::QueueMessage, webhook::signature};
+use payorch::{config::SANDBOX_SECRET_KEY, webhook::signature};
 
 use crate::{helpers::TestApp, webhooks::Pipeline};
 
@@ -85,6 +85,5 @@ async fn a_webhook_carries_its_request_id_into_the_queue() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let parked = pipeline.queue.dead_letters(1).await.unwrap();
-    let QueueMessage::WebhookV1 { request_id, .. } = &parked[0].message;
-    assert_eq!(request_id.as_deref(), Some("provider-delivery-42"));
+    assert_eq!(parked[0].message.request_id(), Some("provider-delivery-42"));
 }

@@ -22,9 +22,8 @@ use super::{
     payment::{Command, Envelope, PaymentActor, WebhookEnvelope},
 };
 use crate::{
-    domain::Outcome,
-    error::ApiError,
-    payments::PaymentService,
+    domain::PaymentEvent,
+    payments::{PaymentError, WebhookApplied, service::PaymentService},
     store::{payments::Payment, webhooks::WebhookRecord},
 };
 
@@ -85,7 +84,7 @@ impl Drop for InFlight<'_> {
 
 impl PaymentRegistry {
     /// Must be called inside the tokio runtime the work should run on.
-    pub fn new(
+    pub(crate) fn new(
         service: Arc<PaymentService>,
         system: ActorSystem,
         idle: Duration,
@@ -104,37 +103,30 @@ impl PaymentRegistry {
         }
     }
 
-    pub fn service(&self) -> &Arc<PaymentService> {
-        &self.inner.service
-    }
-
     /// Live actors in this process.
     pub fn len(&self) -> usize {
         self.inner.actors.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.inner.actors.is_empty()
-    }
-
     /// Sends `command` to the payment's actor and waits for its answer. A
     /// full mailbox is a 503 with `Retry-After`, never an unbounded queue.
-    pub async fn call(&self, reference: &str, command: Command) -> Result<Payment, ApiError> {
+    pub async fn call(&self, reference: &str, command: Command) -> Result<Payment, PaymentError> {
         self.send(reference, Envelope(command)).await
     }
 
-    /// Applies a webhook through the payment's actor; `Ok(None)`: a duplicate.
+    /// Applies a webhook through the payment's actor.
     pub async fn apply_webhook(
         &self,
         record: WebhookRecord,
-    ) -> Result<Option<(Payment, Outcome)>, ApiError> {
+        event: PaymentEvent,
+    ) -> Result<WebhookApplied, PaymentError> {
         let reference = record.reference.clone();
-        self.send(&reference, WebhookEnvelope(record)).await
+        self.send(&reference, WebhookEnvelope(record, event)).await
     }
 
-    async fn send<M, R>(&self, reference: &str, message: M) -> Result<R, ApiError>
+    async fn send<M, R>(&self, reference: &str, message: M) -> Result<R, PaymentError>
     where
-        M: Message<Result = Result<R, ApiError>> + Send + 'static,
+        M: Message<Result = Result<R, PaymentError>> + Send + 'static,
         R: Send + 'static,
         PaymentActor: Handler<M>,
     {
@@ -148,13 +140,13 @@ impl PaymentRegistry {
             Ok(result) => result,
             // The actor stopped (shutdown) and its work may still be running:
             // not sent again, which could race it. The caller may retry.
-            Err(MailboxError::Closed) => Err(ApiError::Unavailable("the payment service")),
-            Err(MailboxError::Timeout) => Err(ApiError::Unavailable("this payment")),
+            Err(MailboxError::Closed) => Err(PaymentError::Unavailable("the payment service")),
+            Err(MailboxError::Timeout) => Err(PaymentError::Unavailable("this payment")),
         }
     }
 
     /// Finds or starts the actor and takes an in-flight slot, under the shard lock.
-    fn claim(&self, reference: &str) -> Result<(Addr<PaymentActor>, u64), ApiError> {
+    fn claim(&self, reference: &str) -> Result<(Addr<PaymentActor>, u64), PaymentError> {
         let inner = &self.inner;
         let mut entry = inner.actors.entry(reference.to_owned()).or_insert_with(|| {
             let generation = inner.generations.fetch_add(1, Ordering::Relaxed);
@@ -175,7 +167,7 @@ impl PaymentRegistry {
             }
         });
         if entry.in_flight >= inner.mailbox {
-            return Err(ApiError::Busy);
+            return Err(PaymentError::Busy);
         }
         entry.in_flight += 1;
         Ok((entry.addr.clone(), entry.generation))

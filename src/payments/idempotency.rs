@@ -23,9 +23,9 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::{PaymentError, Rendered};
 use crate::{
     domain::IdempotencyKey,
-    error::ApiError,
     store::entities::idempotency_key::{self, Column},
 };
 
@@ -95,7 +95,7 @@ pub async fn reserve(
     key: IdempotencyKey,
     fingerprint: &str,
     lock: Duration,
-) -> Result<Reservation, ApiError> {
+) -> Result<Reservation, PaymentError> {
     let now = Utc::now();
     let locked_until = now + lock;
     let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
@@ -123,9 +123,11 @@ pub async fn reserve(
     let existing = idempotency_key::Entity::find_by_id((client_id, key.as_uuid()))
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::Internal("idempotency key vanished after a conflict".into()))?;
+        .ok_or_else(|| {
+            PaymentError::Internal("idempotency key vanished after a conflict".into())
+        })?;
     if existing.request_hash != fingerprint {
-        return Err(ApiError::IdempotencyKeyReused);
+        return Err(PaymentError::IdempotencyKeyReused);
     }
     if existing.state == COMPLETED {
         return Ok(Reservation::Replay {
@@ -152,7 +154,7 @@ pub async fn reserve(
             payment_id: existing.payment_id,
         })
     } else {
-        Err(ApiError::IdempotencyInFlight)
+        Err(PaymentError::IdempotencyInFlight)
     }
 }
 
@@ -177,13 +179,18 @@ pub async fn complete(
     db: &impl ConnectionTrait,
     client_id: Uuid,
     key: IdempotencyKey,
-    status: u16,
-    body: &str,
+    response: &Rendered,
 ) -> Result<(), DbErr> {
     idempotency_key::Entity::update_many()
         .col_expr(Column::State, Expr::value(COMPLETED))
-        .col_expr(Column::ResponseStatus, Expr::value(Some(i32::from(status))))
-        .col_expr(Column::ResponseBody, Expr::value(Some(body.to_owned())))
+        .col_expr(
+            Column::ResponseStatus,
+            Expr::value(Some(i32::from(response.status))),
+        )
+        .col_expr(
+            Column::ResponseBody,
+            Expr::value(Some(response.body.clone())),
+        )
         .col_expr(
             Column::LockedUntil,
             Expr::value(None::<chrono::DateTime<Utc>>),

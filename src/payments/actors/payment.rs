@@ -10,11 +10,12 @@ use actix::{
     WrapFuture,
 };
 
+use uuid::Uuid;
+
 use super::registry::RegistryInner;
 use crate::{
-    domain::Outcome,
-    error::ApiError,
-    payments::PaymentService,
+    domain::PaymentEvent,
+    payments::{PaymentError, WebhookApplied, service::PaymentService},
     store::{payments::Payment, webhooks::WebhookRecord},
 };
 
@@ -27,21 +28,22 @@ pub enum Command {
         callback_url: Option<String>,
         resumed: bool,
     },
-    /// Ask the provider and apply what it reports.
-    Verify,
+    /// Ask the provider and apply what it reports, for the client that
+    /// owns the payment.
+    Verify { client_id: Uuid },
 }
 
 pub(super) struct Envelope(pub Command);
 
 impl Message for Envelope {
-    type Result = Result<Payment, ApiError>;
+    type Result = Result<Payment, PaymentError>;
 }
 
 /// Apply a provider webhook (`None` in the reply: a duplicate).
-pub(super) struct WebhookEnvelope(pub WebhookRecord);
+pub(super) struct WebhookEnvelope(pub WebhookRecord, pub PaymentEvent);
 
 impl Message for WebhookEnvelope {
-    type Result = Result<Option<(Payment, Outcome)>, ApiError>;
+    type Result = Result<WebhookApplied, PaymentError>;
 }
 
 pub struct PaymentActor {
@@ -81,17 +83,21 @@ impl Actor for PaymentActor {
 impl PaymentActor {
     /// Runs `work` on the tokio runtime and answers once it is done, holding
     /// the mailbox meanwhile: the next message starts only after this one.
-    fn serialize<T, F, Fut>(&mut self, work: F) -> AtomicResponse<Self, Result<T, ApiError>>
+    fn serialize<T, F, Fut>(&mut self, work: F) -> AtomicResponse<Self, Result<T, PaymentError>>
     where
         T: Send + 'static,
         F: FnOnce(std::sync::Arc<PaymentService>, String) -> Fut,
-        Fut: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, PaymentError>> + Send + 'static,
     {
         self.last_active = Instant::now();
         let Some(registry) = self.registry.upgrade() else {
             return AtomicResponse::new(Box::pin(
-                async { Err(ApiError::Unavailable("the payment service (shutting down)")) }
-                    .into_actor(self),
+                async {
+                    Err(PaymentError::Unavailable(
+                        "the payment service (shutting down)",
+                    ))
+                }
+                .into_actor(self),
             ));
         };
         let task = registry
@@ -100,7 +106,9 @@ impl PaymentActor {
         AtomicResponse::new(Box::pin(
             async move {
                 task.await.unwrap_or_else(|err| {
-                    Err(ApiError::Internal(format!("payment task failed: {err}")))
+                    Err(PaymentError::Internal(format!(
+                        "payment task failed: {err}"
+                    )))
                 })
             }
             .into_actor(self)
@@ -113,7 +121,7 @@ impl PaymentActor {
 }
 
 impl Handler<Envelope> for PaymentActor {
-    type Result = AtomicResponse<Self, Result<Payment, ApiError>>;
+    type Result = AtomicResponse<Self, Result<Payment, PaymentError>>;
 
     fn handle(&mut self, Envelope(command): Envelope, _ctx: &mut Self::Context) -> Self::Result {
         self.serialize(|service, reference| async move {
@@ -123,23 +131,23 @@ impl Handler<Envelope> for PaymentActor {
                     resumed,
                 } => {
                     service
-                        .initialize_at_provider(&reference, callback_url, resumed)
+                        .open_at_provider(&reference, callback_url, resumed)
                         .await
                 }
-                Command::Verify => service.verify(&reference).await,
+                Command::Verify { client_id } => service.verify(client_id, &reference).await,
             }
         })
     }
 }
 
 impl Handler<WebhookEnvelope> for PaymentActor {
-    type Result = AtomicResponse<Self, Result<Option<(Payment, Outcome)>, ApiError>>;
+    type Result = AtomicResponse<Self, Result<WebhookApplied, PaymentError>>;
 
     fn handle(
         &mut self,
-        WebhookEnvelope(record): WebhookEnvelope,
+        WebhookEnvelope(record, event): WebhookEnvelope,
         _ctx: &mut Self::Context,
     ) -> Self::Result {
-        self.serialize(|service, _| async move { service.apply_webhook(&record).await })
+        self.serialize(|service, _| async move { service.apply_webhook(&record, event).await })
     }
 }

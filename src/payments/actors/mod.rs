@@ -15,6 +15,6 @@ mod payment;
 mod registry;
 mod system;
 
-pub use payment::{Command, PaymentActor};
+pub use payment::Command;
 pub use registry::PaymentRegistry;
 pub use system::ActorSystem;

@@ -1,13 +1,19 @@
-//! The one error type of the HTTP API and its problem+json rendering
-//! (RFC 9457). Every error carries a stable `code` that client developers
-//! match on; anything unexpected becomes an opaque 500 whose cause goes to the
-//! log, never to the client.
+//! The error type of the HTTP API and its problem+json rendering (RFC 9457).
+//! Every error carries a stable `code` that client developers match on;
+//! anything unexpected becomes an opaque 500 whose cause goes to the log,
+//! never to the client. The core's [`PaymentError`] and the ingest's
+//! [`IngestError`] become HTTP errors here, and only here.
 
 use std::time::Duration;
 
 use poem::{Response, error::ResponseError, http::StatusCode};
 use poem_openapi::Object;
 use sea_orm::DbErr;
+
+use crate::{
+    domain::FieldError, payments::PaymentError, provider::ProviderError,
+    webhook::ingest::IngestError,
+};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -26,13 +32,23 @@ pub struct Problem {
     /// For `validation_failed`: every field that was wrong, and why.
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub errors: Option<Vec<FieldError>>,
+    pub errors: Option<Vec<InvalidField>>,
 }
 
+/// One wrong field of a request, and why.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct FieldError {
+pub struct InvalidField {
     pub field: String,
     pub message: String,
+}
+
+impl From<&FieldError> for InvalidField {
+    fn from(err: &FieldError) -> InvalidField {
+        InvalidField {
+            field: err.field.clone(),
+            message: err.message.clone(),
+        }
+    }
 }
 
 impl Problem {
@@ -143,7 +159,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let mut problem = Problem::new(self.status(), self.code(), self.to_string());
         if let ApiError::Validation { errors } = self {
-            problem.errors = Some(errors.clone());
+            problem.errors = Some(errors.iter().map(InvalidField::from).collect());
         }
         problem
     }
@@ -177,23 +193,47 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<DbErr> for ApiError {
-    /// Connection trouble is a fast 503 (the client may retry); anything else
-    /// is a bug or a broken invariant and stays opaque.
-    fn from(err: DbErr) -> Self {
+impl From<PaymentError> for ApiError {
+    fn from(err: PaymentError) -> Self {
         match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                tracing::warn!(error = %err, "database unavailable");
-                ApiError::Unavailable("the database")
+            PaymentError::NotFound => ApiError::NotFound,
+            // Not echoed: whether another client uses a reference is not
+            // this one's business.
+            PaymentError::ReferenceTaken => {
+                ApiError::Conflict("this reference is already in use".into())
             }
-            // SQLite (embedded mode) has one writer; a write that waited out
-            // its busy timeout is load, not a bug.
-            other if other.to_string().contains("database is locked") => {
-                tracing::warn!(error = %other, "database busy");
-                ApiError::Unavailable("the database")
+            PaymentError::Invalid(errors) => ApiError::Validation { errors },
+            PaymentError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            PaymentError::IdempotencyInFlight => ApiError::IdempotencyInFlight,
+            PaymentError::Provider(ProviderError::Rejected(message)) => {
+                ApiError::ProviderRejected(message)
             }
-            other => ApiError::Internal(format!("database: {other}")),
+            PaymentError::Provider(ProviderError::Unavailable(message)) => {
+                ApiError::ProviderUnavailable(message)
+            }
+            PaymentError::Provider(ProviderError::Timeout) => ApiError::ProviderTimeout,
+            PaymentError::Busy => ApiError::Busy,
+            PaymentError::Unavailable(what) => ApiError::Unavailable(what),
+            PaymentError::Internal(cause) => ApiError::Internal(cause),
         }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::UnknownProvider => ApiError::UnknownProvider,
+            IngestError::InvalidSignature => ApiError::InvalidSignature,
+            IngestError::Queue(_) => ApiError::Unavailable("the webhook queue"),
+        }
+    }
+}
+
+impl From<DbErr> for ApiError {
+    /// Classified as the core does: connection trouble is a fast 503 (the
+    /// client may retry); anything else stays opaque.
+    fn from(err: DbErr) -> Self {
+        PaymentError::from(err).into()
     }
 }
 

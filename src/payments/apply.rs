@@ -1,0 +1,294 @@
+//! Applying an event to a payment: the pure state machine decides, and the
+//! result is written in one transaction — the payment row (version-checked),
+//! its audit row and, for a webhook, the event's dedup row.
+//!
+//! Across processes the database arbitrates. On PostgreSQL the row is read
+//! `FOR UPDATE`, so workers holding events of one payment queue on the lock
+//! instead of failing each other's version check. SQLite has no row locks,
+//! and a transaction that reads before it writes fails outright if another
+//! connection wrote in between: there the payment is read first and the
+//! version check alone decides, retried on conflict.
+//!
+//! [`decide`] is the whole decision, free of I/O; [`write`] persists one.
+
+use sea_orm::{DatabaseTransaction, DbBackend, TransactionTrait};
+
+use super::{PaymentError, WebhookApplied, service::PaymentService};
+use crate::{
+    domain::{Amount, Currency, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, transition},
+    store::{
+        payments::{self, Changes, Payment},
+        webhooks::{self, WebhookRecord},
+    },
+};
+
+/// How often a version conflict is retried before giving up (503).
+const CONFLICT_RETRIES: usize = 8;
+
+/// What caused an event, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Initialize,
+    Verify,
+    Webhook,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Initialize => "initialize",
+            Source::Verify => "verify",
+            Source::Webhook => "webhook",
+        }
+    }
+}
+
+/// An event to apply, with the fields that go with it if it is applied.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub event: PaymentEvent,
+    pub source: Source,
+    /// Set along with an applied status (a checkout link, a failure reason).
+    pub fields: Changes,
+}
+
+impl Change {
+    pub fn new(event: PaymentEvent, source: Source) -> Change {
+        Change {
+            event,
+            source,
+            fields: Changes::default(),
+        }
+    }
+}
+
+/// What one event does to one payment, decided before anything is written.
+#[derive(Debug)]
+struct Decision {
+    outcome: Outcome,
+    /// The row update, if any. A delivered event that changes nothing on a
+    /// row read without its lock still bumps the version, which proves the
+    /// status the audit row describes was current when it was written.
+    update: Option<Changes>,
+    to: PaymentStatus,
+    cause: String,
+    /// Nothing worth a write: a poll that found nothing new.
+    unchanged: bool,
+}
+
+/// The whole decision for `change` on `current`. `locked`: the row was read
+/// under its lock; `delivered`: the event is a webhook (every one of those
+/// gets an audit row, so every event can be traced).
+fn decide(
+    current: &Payment,
+    change: &Change,
+    locked: bool,
+    delivered: bool,
+) -> Result<Decision, PaymentError> {
+    let status = status_of(current)?;
+    let amount = Amount::new(current.amount).map_err(corrupt)?;
+    let currency = Currency::parse(&current.currency).map_err(corrupt)?;
+    let outcome = transition(status, amount, currency, &change.event);
+    let cause = |verdict: &str| {
+        let base = format!("{}:{}", change.source.as_str(), change.event.name());
+        if verdict.is_empty() {
+            base
+        } else {
+            format!("{base}:{verdict}")
+        }
+    };
+    let proof = (!locked).then(Changes::default);
+    let decision = match outcome {
+        Outcome::Applied { to } => {
+            let mut fields = change.fields.clone();
+            fields.status = Some(to);
+            fields.paid = to == PaymentStatus::Succeeded;
+            Decision {
+                outcome,
+                update: Some(fields),
+                to,
+                cause: cause(""),
+                unchanged: false,
+            }
+        }
+        Outcome::Flagged(reason) => {
+            tracing::warn!(
+                reference = current.reference,
+                reason = reason.as_str(),
+                "payment flagged"
+            );
+            Decision {
+                outcome,
+                update: Some(Changes {
+                    failure_reason: Some(reason.as_str().to_owned()),
+                    ..Changes::default()
+                }),
+                to: status,
+                cause: cause(&format!("flagged_{}", reason.as_str())),
+                unchanged: false,
+            }
+        }
+        Outcome::Ignored(IgnoreReason::Duplicate) if !delivered => Decision {
+            outcome,
+            update: None,
+            to: status,
+            cause: String::new(),
+            unchanged: true,
+        },
+        Outcome::Ignored(reason) => Decision {
+            outcome,
+            update: proof,
+            to: status,
+            cause: cause(&format!("ignored_{}", reason.as_str())),
+            unchanged: false,
+        },
+        Outcome::Rejected(reason) => Decision {
+            outcome,
+            update: proof,
+            to: status,
+            cause: cause(&format!("rejected_{}", reason.as_str())),
+            unchanged: false,
+        },
+    };
+    Ok(decision)
+}
+
+/// Writes `decision` in `txn`: the row update and the audit row. `None`:
+/// the row moved on since it was read (version conflict).
+async fn write(
+    txn: &DatabaseTransaction,
+    current: &Payment,
+    decision: &Decision,
+    event_id: Option<&str>,
+) -> Result<Option<Payment>, PaymentError> {
+    let updated = match &decision.update {
+        Some(changes) => match payments::update_versioned(txn, current, changes).await? {
+            Some(updated) => updated,
+            None => return Ok(None),
+        },
+        None => current.clone(),
+    };
+    payments::record_transition(
+        txn,
+        current.id,
+        &current.status,
+        decision.to.as_str(),
+        &decision.cause,
+        event_id,
+    )
+    .await?;
+    Ok(Some(updated))
+}
+
+impl PaymentService {
+    /// Applies `change` to `payment`, which the caller has just read:
+    /// version-checked, retried on conflict with the row re-read (locked
+    /// where the database has row locks). Returns the payment after the
+    /// change and what the state machine decided.
+    pub(super) async fn apply(
+        &self,
+        payment: Payment,
+        change: Change,
+    ) -> Result<(Payment, Outcome), PaymentError> {
+        let reference = payment.reference.clone();
+        let mut read = Some(payment);
+        for _ in 0..CONFLICT_RETRIES {
+            let (txn, current, locked) = match read.take() {
+                Some(current) => (self.db.begin().await?, current, false),
+                None => self.begin_with(&reference).await?,
+            };
+            let decision = decide(&current, &change, locked, false)?;
+            if decision.unchanged {
+                txn.rollback().await?;
+                return Ok((current, decision.outcome));
+            }
+            match write(&txn, &current, &decision, None).await? {
+                Some(updated) => {
+                    txn.commit().await?;
+                    return Ok((updated, decision.outcome));
+                }
+                None => txn.rollback().await?,
+            }
+        }
+        Err(too_contended())
+    }
+
+    /// Applies a provider webhook in one transaction: its dedup row (unique
+    /// per provider and event identity, carrying the outcome), the state
+    /// change and its audit row.
+    pub(super) async fn apply_webhook(
+        &self,
+        record: &WebhookRecord,
+        event: PaymentEvent,
+    ) -> Result<WebhookApplied, PaymentError> {
+        let change = Change::new(event, Source::Webhook);
+        for _ in 0..CONFLICT_RETRIES {
+            let (txn, current, locked) = self.begin_with(&record.reference).await?;
+            let decision = decide(&current, &change, locked, true)?;
+            if !webhooks::insert(&txn, record, &outcome_label(&decision.outcome)).await? {
+                txn.rollback().await?;
+                return Ok(WebhookApplied::Duplicate);
+            }
+            match write(&txn, &current, &decision, Some(&record.event_id)).await? {
+                Some(updated) => {
+                    txn.commit().await?;
+                    return Ok(WebhookApplied::Applied(Box::new(updated), decision.outcome));
+                }
+                None => txn.rollback().await?,
+            }
+        }
+        Err(too_contended())
+    }
+
+    /// A transaction and the payment as it stands in it; `true` if its row
+    /// is locked until the transaction ends (see the module docs).
+    async fn begin_with(
+        &self,
+        reference: &str,
+    ) -> Result<(DatabaseTransaction, Payment, bool), PaymentError> {
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            let txn = self.db.begin().await?;
+            let payment = payments::lock_by_reference(&txn, reference)
+                .await?
+                .ok_or(PaymentError::NotFound)?;
+            Ok((txn, payment, true))
+        } else {
+            let payment = self.load(reference).await?;
+            Ok((self.db.begin().await?, payment, false))
+        }
+    }
+
+    pub(super) async fn load(&self, reference: &str) -> Result<Payment, PaymentError> {
+        payments::find_by_reference(&self.db, reference)
+            .await?
+            .ok_or(PaymentError::NotFound)
+    }
+}
+
+fn too_contended() -> PaymentError {
+    PaymentError::Unavailable("this payment (too many concurrent changes)")
+}
+
+/// How an event ended, for `webhook_events.outcome`.
+pub fn outcome_label(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Applied { to } => format!("applied:{}", to.as_str()),
+        Outcome::Ignored(reason) => format!("ignored:{}", reason.as_str()),
+        Outcome::Flagged(reason) => format!("flagged:{}", reason.as_str()),
+        Outcome::Rejected(reason) => format!("rejected:{}", reason.as_str()),
+    }
+}
+
+pub(super) fn status_of(payment: &Payment) -> Result<PaymentStatus, PaymentError> {
+    PaymentStatus::parse(&payment.status).ok_or_else(|| {
+        PaymentError::Internal(format!(
+            "payment {} has status {:?}",
+            payment.id, payment.status
+        ))
+    })
+}
+
+/// A stored row that no longer parses: a bug or a hand edit, never the client's fault.
+pub(super) fn corrupt(err: crate::domain::DomainError) -> PaymentError {
+    PaymentError::Internal(format!("stored payment is invalid: {err}"))
+}

@@ -1,0 +1,453 @@
+//! The payment core: the one entry point for every operation on a payment.
+//!
+//! [`Payments`] has one method per operation — [`Payments::initialize`]
+//! (create, with its Idempotency-Key, and open the provider transaction),
+//! [`Payments::verify`], [`Payments::get`], [`Payments::apply_webhook`] —
+//! and owns what each needs: its database transactions and its per-payment
+//! serialization. HTTP handlers and the webhook worker each make one call
+//! and map a [`PaymentError`] at their edge (problem+json, or retry/park).
+//!
+//! Inside, a request follows one path:
+//!
+//! ```text
+//! Payments::initialize ─▶ idempotency::reserve + insert payment (one txn)
+//!        │                                   (a replay returns here)
+//!        ├─▶ actors: the payment's PaymentActor ─▶ service: provider call,
+//!        │     then apply::… (state machine + version-checked update
+//!        │     + audit row, one txn)
+//!        └─▶ idempotency::complete (the response, stored for replays)
+//! Payments::verify / apply_webhook ─▶ actors ─▶ service ─▶ apply
+//! ```
+//!
+//! [`actors`] serializes the state changes of one payment inside this
+//! process; across processes the database does (row locks and the version
+//! check, see [`apply`]).
+
+mod actors;
+mod apply;
+pub mod idempotency;
+mod service;
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use uuid::Uuid;
+
+use self::{
+    actors::{ActorSystem, Command, PaymentRegistry},
+    idempotency::Reservation,
+    service::PaymentService,
+};
+use crate::{
+    domain::{
+        Amount, Currency, Email, FieldError, IdempotencyKey, Outcome, PaymentEvent, Reference,
+    },
+    provider::{PaymentProvider, ProviderError},
+    store::{
+        payments::{self as store, Payment, Transition},
+        webhooks::{self, WebhookRecord},
+    },
+};
+
+pub use self::apply::outcome_label;
+
+/// A validated request to take a payment.
+#[derive(Debug, Clone)]
+pub struct NewPaymentRequest {
+    pub reference: Reference,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub email: Email,
+    pub callback_url: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Why an operation on a payment did not succeed. The HTTP layer maps it to
+/// problem+json; the worker to retry or park.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("no such payment")]
+    NotFound,
+    #[error("this reference is already in use")]
+    ReferenceTaken,
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInFlight,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// This payment's mailbox is full.
+    #[error("this payment is handling too many requests at once")]
+    Busy,
+    /// A dependency or this process cannot serve it now; a retry may.
+    #[error("{0} is temporarily unavailable")]
+    Unavailable(&'static str),
+    /// A bug or a broken invariant; the detail is for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PaymentError {
+    /// Whether the same request would fail the same way again, so its answer
+    /// may be stored under an Idempotency-Key and replayed.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            PaymentError::Invalid(_)
+                | PaymentError::ReferenceTaken
+                | PaymentError::Provider(ProviderError::Rejected(_))
+        )
+    }
+}
+
+impl From<DbErr> for PaymentError {
+    /// Connection trouble (and SQLite's single writer being busy) is
+    /// transient; anything else is a bug or a broken invariant.
+    fn from(err: DbErr) -> Self {
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                PaymentError::Unavailable("the database")
+            }
+            other if other.to_string().contains("database is locked") => {
+                tracing::warn!(error = %other, "database busy");
+                PaymentError::Unavailable("the database")
+            }
+            other => PaymentError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+/// A response as it is sent and, under an Idempotency-Key, stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub status: u16,
+    pub body: String,
+}
+
+/// How the caller renders an initialize outcome: the core stores exactly
+/// these bytes, so a replay is byte for byte what the first answer was.
+pub type Render = fn(Result<Payment, PaymentError>) -> Rendered;
+
+/// An initialize's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Initialized {
+    /// Produced by this request.
+    Fresh(Rendered),
+    /// Stored by an earlier request with the same Idempotency-Key.
+    Replayed(Rendered),
+}
+
+/// An Idempotency-Key and the fingerprint of the request that carried it.
+#[derive(Debug, Clone)]
+pub struct Idempotent {
+    pub key: IdempotencyKey,
+    pub fingerprint: String,
+}
+
+/// What became of a provider webhook.
+#[derive(Debug, Clone)]
+pub enum WebhookApplied {
+    /// Processed now: the payment after it and what the state machine decided.
+    Applied(Box<Payment>, Outcome),
+    /// Processed before; nothing changed.
+    Duplicate,
+}
+
+/// How the per-payment actors are run.
+#[derive(Debug, Clone, Copy)]
+pub struct ActorSettings {
+    /// An actor idle this long leaves the registry.
+    pub idle: Duration,
+    /// Messages one payment may have waiting before callers get `Busy`.
+    pub mailbox: usize,
+    /// Event loops the actors are spread over.
+    pub arbiters: usize,
+}
+
+/// The payment core. Cheap to clone.
+#[derive(Clone)]
+pub struct Payments {
+    db: DatabaseConnection,
+    /// The connector new payments are opened with.
+    provider: &'static str,
+    registry: PaymentRegistry,
+    /// How long a started Idempotency-Key is held before a retry may take it over.
+    idempotency_lock: Duration,
+}
+
+impl Payments {
+    /// Starts the actor system. Call inside the tokio runtime that should
+    /// do the work.
+    pub fn start(
+        db: DatabaseConnection,
+        provider: Arc<dyn PaymentProvider>,
+        actors: ActorSettings,
+        idempotency_lock: Duration,
+    ) -> std::io::Result<Payments> {
+        let provider_name = provider.name();
+        let service = Arc::new(PaymentService {
+            db: db.clone(),
+            provider,
+        });
+        let system = ActorSystem::start(actors.arbiters)?;
+        Ok(Payments {
+            db,
+            provider: provider_name,
+            registry: PaymentRegistry::new(service, system, actors.idle, actors.mailbox),
+            idempotency_lock,
+        })
+    }
+
+    /// Creates a payment for `client_id` and opens its provider transaction.
+    ///
+    /// `request` is the parsed body, or what was wrong with it: with a key,
+    /// even a wrong request is stored and replayed. Without a key every
+    /// call is a new payment. With one: the key and the payment are created
+    /// in one transaction; the provider is called outside it; the answer is
+    /// stored unless it is not [final](PaymentError::is_final), in which
+    /// case the key is released for the client's retry, which then finishes
+    /// the same payment.
+    pub async fn initialize(
+        &self,
+        client_id: Uuid,
+        idempotent: Option<Idempotent>,
+        request: Result<NewPaymentRequest, Vec<FieldError>>,
+        render: Render,
+    ) -> Result<Initialized, PaymentError> {
+        let Some(idempotent) = idempotent else {
+            let request = request.map_err(PaymentError::Invalid)?;
+            let payment = self.create(client_id, &request).await?;
+            let payment = self
+                .open_at_provider(&payment.reference, request.callback_url, false)
+                .await?;
+            return Ok(Initialized::Fresh(render(Ok(payment))));
+        };
+        let key = idempotent.key;
+        let txn = self.db.begin().await?;
+        let reservation = idempotency::reserve(
+            &txn,
+            client_id,
+            key,
+            &idempotent.fingerprint,
+            self.idempotency_lock,
+        )
+        .await;
+        let reservation = match reservation {
+            Ok(reservation) => reservation,
+            Err(err) => {
+                count_idempotency(match err {
+                    PaymentError::IdempotencyInFlight => "in_flight",
+                    PaymentError::IdempotencyKeyReused => "reused",
+                    _ => "error",
+                });
+                return Err(err);
+            }
+        };
+        let earlier_payment = match reservation {
+            Reservation::Replay { status, body } => {
+                txn.commit().await?;
+                count_idempotency("replayed");
+                return Ok(Initialized::Replayed(Rendered { status, body }));
+            }
+            Reservation::Proceed { payment_id } => payment_id,
+        };
+        let (reference, callback_url, resumed) = match (earlier_payment, request) {
+            // An earlier attempt created the payment and then crashed or
+            // failed with a 5xx: finish that payment, never a second one.
+            (Some(payment_id), request) => {
+                let payment = store::find_by_id(&txn, payment_id).await?.ok_or_else(|| {
+                    PaymentError::Internal("an idempotency key names a missing payment".into())
+                })?;
+                let callback_url = request.ok().and_then(|r| r.callback_url);
+                (payment.reference, callback_url, true)
+            }
+            (None, Err(errors)) => {
+                let rendered = render(Err(PaymentError::Invalid(errors)));
+                idempotency::complete(&txn, client_id, key, &rendered).await?;
+                txn.commit().await?;
+                return Ok(Initialized::Fresh(rendered));
+            }
+            (None, Ok(request)) => {
+                match insert_payment(&txn, client_id, &request, self.provider).await {
+                    Ok(payment) => {
+                        idempotency::attach_payment(&txn, client_id, key, payment.id).await?;
+                        (payment.reference, request.callback_url, false)
+                    }
+                    Err(err) if err.is_final() => {
+                        // The failed insert may have aborted the transaction:
+                        // the answer is stored in a fresh one.
+                        drop(txn);
+                        let rendered = render(Err(err));
+                        self.settle_key(client_id, &idempotent, &rendered).await?;
+                        return Ok(Initialized::Fresh(rendered));
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        txn.commit().await?;
+
+        let result = self
+            .open_at_provider(&reference, callback_url, resumed)
+            .await;
+        match result {
+            Err(err) if !err.is_final() => {
+                idempotency::release(&self.db, client_id, key).await?;
+                Err(err)
+            }
+            result => {
+                let rendered = render(result);
+                idempotency::complete(&self.db, client_id, key, &rendered).await?;
+                Ok(Initialized::Fresh(rendered))
+            }
+        }
+    }
+
+    /// Asks the provider about `client_id`'s payment and applies what it
+    /// reports. A payment in a final state is returned without asking.
+    pub async fn verify(&self, client_id: Uuid, reference: &str) -> Result<Payment, PaymentError> {
+        self.registry
+            .call(reference, Command::Verify { client_id })
+            .await
+    }
+
+    /// `client_id`'s payment with its audit trail, oldest first.
+    pub async fn get(
+        &self,
+        client_id: Uuid,
+        reference: &str,
+    ) -> Result<(Payment, Vec<Transition>), PaymentError> {
+        let payment = store::find_owned(&self.db, client_id, reference)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        let transitions = store::transitions(&self.db, payment.id).await?;
+        Ok((payment, transitions))
+    }
+
+    /// Applies a provider webhook through the payment's actor, exactly once
+    /// per event identity. `NotFound`: no such payment (yet).
+    pub async fn apply_webhook(
+        &self,
+        record: WebhookRecord,
+        event: PaymentEvent,
+    ) -> Result<WebhookApplied, PaymentError> {
+        self.registry.apply_webhook(record, event).await
+    }
+
+    /// Records, once, an authentic event payorch does not act on (so it can
+    /// be seen); no payment changes. `false`: recorded before.
+    pub async fn record_unhandled(&self, record: &WebhookRecord) -> Result<bool, PaymentError> {
+        Ok(webhooks::insert(&self.db, record, "unhandled").await?)
+    }
+
+    /// Live payment actors in this process.
+    pub fn live_actors(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Stops every actor (shutdown).
+    pub fn stop(&self) {
+        self.registry.stop();
+    }
+
+    /// Inserts a `created` payment on its own.
+    async fn create(
+        &self,
+        client_id: Uuid,
+        request: &NewPaymentRequest,
+    ) -> Result<Payment, PaymentError> {
+        let txn = self.db.begin().await?;
+        let payment = insert_payment(&txn, client_id, request, self.provider).await?;
+        txn.commit().await?;
+        Ok(payment)
+    }
+
+    /// Opens the provider transaction through the payment's actor.
+    async fn open_at_provider(
+        &self,
+        reference: &str,
+        callback_url: Option<String>,
+        resumed: bool,
+    ) -> Result<Payment, PaymentError> {
+        let command = Command::Initialize {
+            callback_url,
+            resumed,
+        };
+        self.registry.call(reference, command).await
+    }
+
+    /// Stores a final answer under a key whose reserving transaction was lost.
+    async fn settle_key(
+        &self,
+        client_id: Uuid,
+        idempotent: &Idempotent,
+        rendered: &Rendered,
+    ) -> Result<(), PaymentError> {
+        let txn = self.db.begin().await?;
+        let reserved = idempotency::reserve(
+            &txn,
+            client_id,
+            idempotent.key,
+            &idempotent.fingerprint,
+            self.idempotency_lock,
+        )
+        .await;
+        match reserved {
+            Ok(Reservation::Proceed { .. }) => {
+                idempotency::complete(&txn, client_id, idempotent.key, rendered).await?;
+            }
+            // A concurrent request took the key meanwhile and will store its
+            // own answer; this one is still returned to this caller.
+            Ok(Reservation::Replay { .. })
+            | Err(PaymentError::IdempotencyInFlight | PaymentError::IdempotencyKeyReused) => {}
+            Err(err) => return Err(err),
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Inserts a `created` payment (and its first audit row) in `txn`. No
+/// look-before-insert: the unique index decides, in one statement.
+async fn insert_payment(
+    txn: &impl sea_orm::ConnectionTrait,
+    client_id: Uuid,
+    request: &NewPaymentRequest,
+    provider: &str,
+) -> Result<Payment, PaymentError> {
+    store::insert(
+        txn,
+        store::NewPayment {
+            client_id,
+            reference: &request.reference,
+            provider,
+            amount: request.amount,
+            currency: request.currency,
+            email: &request.email,
+            metadata: request.metadata.clone(),
+        },
+    )
+    .await
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            // Lost a race with another request for the same reference.
+            PaymentError::ReferenceTaken
+        } else {
+            err.into()
+        }
+    })
+}
+
+fn count_idempotency(result: &'static str) {
+    metrics::counter!("payorch_idempotency_total", "result" => result).increment(1);
+}
+
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

@@ -1,0 +1,373 @@
+//! The in-process queue: rows of `queued_messages` in payorch's own database
+//! (SQLite in embedded mode, or PostgreSQL without RabbitMQ). Publishing is
+//! one committed insert, so an acknowledged webhook survives a stop or a
+//! crash; a consumer leases rows, hands them to its handler, and deletes,
+//! delays or parks each by the handler's [`Disposition`].
+//!
+//! Consumers wake when this process publishes, and otherwise look again
+//! every [`POLL`] (for retries coming due, and rows other processes wrote):
+//! no hot loop. On PostgreSQL several processes share the table
+//! (`FOR UPDATE SKIP LOCKED`); a lease that is not settled in [`LEASE`] —
+//! its process died — is taken by the next consumer. A SQLite file belongs
+//! to one process, so there the leases left by a crash are released at
+//! start.
+
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
+use tokio::{sync::Notify, task::JoinSet};
+
+use super::{Disposition, Envelope, QueueError, QueueMessage, RetryPolicy};
+
+/// How long a consumer holds a message before another may take it.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// How often an idle consumer looks for due retries and others' rows.
+pub const POLL: Duration = Duration::from_millis(500);
+
+const READY: &str = "ready";
+const PARKED: &str = "parked";
+
+#[derive(Clone)]
+pub struct TableQueue {
+    db: DatabaseConnection,
+    /// The queue's name in the table: `{prefix}.webhooks`.
+    name: String,
+    pub retry: RetryPolicy,
+    /// Wakes this process's consumer when this process publishes.
+    published: Arc<Notify>,
+}
+
+/// A leased message: its row and what it carries.
+struct Leased {
+    id: i64,
+    envelope: Envelope,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl TableQueue {
+    pub fn new(db: DatabaseConnection, prefix: &str, retry: RetryPolicy) -> TableQueue {
+        TableQueue {
+            db,
+            name: format!("{prefix}.webhooks"),
+            retry,
+            published: Arc::new(Notify::new()),
+        }
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// `sql` with `$n` placeholders, as this database spells them (SQLite:
+    /// `?n`, which may repeat like PostgreSQL's `$n`).
+    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        let backend = self.backend();
+        let sql = match backend {
+            DbBackend::Postgres => sql.to_owned(),
+            _ => sql.replace('$', "?"),
+        };
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+
+    async fn insert(&self, envelope: &Envelope, state: &str) -> Result<(), QueueError> {
+        let body = serde_json::to_string(&envelope.message).expect("a queue message serializes");
+        let now = now_ms();
+        self.db
+            .execute_raw(self.statement(
+                "INSERT INTO queued_messages \
+                 (queue, message_id, body, attempt, reason, state, available_at_ms, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                vec![
+                    self.name.clone().into(),
+                    envelope.message.dedup_key().to_owned().into(),
+                    body.into(),
+                    (envelope.attempt as i32).into(),
+                    envelope.reason.clone().into(),
+                    state.into(),
+                    now.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a message for the consumers; `Ok` once its row committed.
+    pub async fn publish(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        self.insert(envelope, READY).await?;
+        self.published.notify_one();
+        Ok(())
+    }
+
+    /// Stores a message straight in the parked state (unusable on receipt).
+    pub async fn park_new(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        self.insert(envelope, PARKED).await
+    }
+
+    /// Leases up to `limit` ready messages, oldest first.
+    async fn lease(&self, limit: usize) -> Result<Vec<Leased>, QueueError> {
+        let now = now_ms();
+        let skip_locked = match self.backend() {
+            DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+            _ => "",
+        };
+        let sql = format!(
+            "UPDATE queued_messages SET leased_until_ms = $1 WHERE id IN (\
+             SELECT id FROM queued_messages WHERE queue = $2 AND state = '{READY}' \
+             AND available_at_ms <= $3 AND (leased_until_ms IS NULL OR leased_until_ms < $3) \
+             ORDER BY id LIMIT $4{skip_locked}) \
+             RETURNING id, body, attempt, reason"
+        );
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                &sql,
+                vec![
+                    (now + millis(LEASE)).into(),
+                    self.name.clone().into(),
+                    now.into(),
+                    (limit as i64).into(),
+                ],
+            ))
+            .await?;
+        let mut leased = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("", "id")?;
+            let body: String = row.try_get("", "body")?;
+            let attempt: i32 = row.try_get("", "attempt")?;
+            let reason: Option<String> = row.try_get("", "reason")?;
+            let message = match serde_json::from_str::<QueueMessage>(&body) {
+                Ok(message) => message,
+                Err(err) => {
+                    // Not ours to read, but not ours to drop either.
+                    tracing::warn!(id, error = %err, "unreadable queued message; parking it");
+                    self.settle(id, &Disposition::Park(format!("unreadable: {err}")), 0)
+                        .await?;
+                    continue;
+                }
+            };
+            leased.push(Leased {
+                id,
+                envelope: Envelope {
+                    message,
+                    attempt: attempt.max(0) as u32,
+                    reason,
+                },
+            });
+        }
+        leased.sort_by_key(|l| l.id);
+        Ok(leased)
+    }
+
+    /// Deletes, delays or parks a leased message.
+    async fn settle(
+        &self,
+        id: i64,
+        disposition: &Disposition,
+        attempt: u32,
+    ) -> Result<(), QueueError> {
+        let statement = match disposition {
+            Disposition::Ack => {
+                self.statement("DELETE FROM queued_messages WHERE id = $1", vec![id.into()])
+            }
+            Disposition::Retry(reason) => match self.retry.delay_after(attempt) {
+                Some(delay) => self.statement(
+                    "UPDATE queued_messages SET attempt = $1, reason = $2, \
+                     available_at_ms = $3, leased_until_ms = NULL WHERE id = $4",
+                    vec![
+                        (attempt as i32 + 1).into(),
+                        reason.clone().into(),
+                        (now_ms() + millis(delay)).into(),
+                        id.into(),
+                    ],
+                ),
+                None => self.park_statement(id, reason),
+            },
+            Disposition::Park(reason) => self.park_statement(id, reason),
+        };
+        self.db.execute_raw(statement).await?;
+        Ok(())
+    }
+
+    fn park_statement(&self, id: i64, reason: &str) -> Statement {
+        tracing::warn!(id, reason, "webhook parked in the queue table");
+        self.statement(
+            &format!(
+                "UPDATE queued_messages SET state = '{PARKED}', reason = $1, \
+                 leased_until_ms = NULL WHERE id = $2"
+            ),
+            vec![reason.to_owned().into(), id.into()],
+        )
+    }
+
+    /// Releases every lease (SQLite at start: the file has one process, so
+    /// a lease still held is a crashed run's).
+    async fn release_stale_leases(&self) -> Result<(), QueueError> {
+        if self.backend() != DbBackend::Postgres {
+            self.db
+                .execute_raw(self.statement(
+                    "UPDATE queued_messages SET leased_until_ms = NULL WHERE queue = $1",
+                    vec![self.name.clone().into()],
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Consumes until `shutdown`; then takes no new work but drains what is
+    /// ready (within [`DRAIN_LIMIT`]), finishes what it holds, and returns.
+    /// What is left stays in the table for the next start.
+    pub async fn consume<H, F>(&self, prefetch: u16, shutdown: impl Future<Output = ()>, handle: H)
+    where
+        H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Disposition> + Send + 'static,
+    {
+        tokio::pin!(shutdown);
+        if let Err(err) = self.release_stale_leases().await {
+            tracing::warn!(error = %err, "could not release stale queue leases");
+        }
+        let capacity = usize::from(prefetch.max(1));
+        let mut in_flight = JoinSet::new();
+        let mut draining_since: Option<tokio::time::Instant> = None;
+        tracing::info!(queue = self.name, prefetch, "in-process worker consuming");
+        loop {
+            let room = capacity - in_flight.len();
+            let leased = if room > 0 {
+                match self.lease(room).await {
+                    Ok(leased) => leased,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the queue table; retrying");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let got = leased.len();
+            for Leased { id, envelope } in leased {
+                let queue = self.clone();
+                let handle = handle.clone();
+                in_flight.spawn(async move {
+                    let attempt = envelope.attempt;
+                    let disposition = handle(envelope).await;
+                    if let Err(err) = queue.settle(id, &disposition, attempt).await {
+                        // The lease runs out and the message comes back.
+                        tracing::warn!(id, error = %err, "could not settle a queued message");
+                    }
+                });
+            }
+            if let Some(since) = draining_since {
+                let out_of_time = since.elapsed() >= DRAIN_LIMIT;
+                if (got == 0 || out_of_time) && in_flight.is_empty() {
+                    tracing::info!("in-process worker stopped");
+                    return;
+                }
+                if got == 0 || out_of_time {
+                    in_flight.join_next().await;
+                }
+                continue;
+            }
+            if got > 0 && in_flight.len() < capacity {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!(held = in_flight.len(), "in-process worker draining");
+                    draining_since = Some(tokio::time::Instant::now());
+                }
+                _ = self.published.notified() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Up to `limit` parked messages, oldest first.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<Envelope>, QueueError> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                &format!(
+                    "SELECT body, attempt, reason FROM queued_messages \
+                     WHERE queue = $1 AND state = '{PARKED}' ORDER BY id LIMIT $2"
+                ),
+                vec![self.name.clone().into(), (limit as i64).into()],
+            ))
+            .await?;
+        let mut parked = Vec::with_capacity(rows.len());
+        for row in rows {
+            let body: String = row.try_get("", "body")?;
+            let attempt: i32 = row.try_get("", "attempt")?;
+            let Ok(message) = serde_json::from_str(&body) else {
+                continue;
+            };
+            parked.push(Envelope {
+                message,
+                attempt: attempt.max(0) as u32,
+                reason: row.try_get("", "reason")?,
+            });
+        }
+        Ok(parked)
+    }
+
+    /// Makes parked messages ready again with a fresh attempt count.
+    pub async fn replay(&self, only: Option<&str>) -> Result<usize, QueueError> {
+        let mut sql = format!(
+            "UPDATE queued_messages SET state = '{READY}', attempt = 0, reason = NULL, \
+             available_at_ms = $1, leased_until_ms = NULL WHERE queue = $2 AND state = '{PARKED}'"
+        );
+        let mut values: Vec<Value> = vec![now_ms().into(), self.name.clone().into()];
+        if let Some(id) = only {
+            sql.push_str(" AND message_id = $3");
+            values.push(id.to_owned().into());
+        }
+        let result = self.db.execute_raw(self.statement(&sql, values)).await?;
+        self.published.notify_one();
+        Ok(result.rows_affected() as usize)
+    }
+
+    /// Messages waiting (ready or retrying) and parked.
+    pub async fn depths(&self) -> Result<(u64, u64), QueueError> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT state, COUNT(*) AS n FROM queued_messages WHERE queue = $1 GROUP BY state",
+                vec![self.name.clone().into()],
+            ))
+            .await?;
+        let (mut waiting, mut parked) = (0, 0);
+        for row in rows {
+            let state: String = row.try_get("", "state")?;
+            let n: i64 = row.try_get("", "n")?;
+            if state == PARKED {
+                parked = n as u64;
+            } else {
+                waiting = n as u64;
+            }
+        }
+        Ok((waiting, parked))
+    }
+
+    pub async fn check(&self) -> Result<(), QueueError> {
+        self.db.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// How long a stopping consumer keeps taking ready messages before it
+/// leaves the rest for the next start.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);

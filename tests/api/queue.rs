@@ -1,0 +1,340 @@
+//! The in-process queue (a table in payorch's database) on PostgreSQL and
+//! SQLite: order, retries, parking, replay, draining on shutdown — and that
+//! `serve` without RabbitMQ loses no acknowledged webhook when it is
+//! stopped, or killed, before applying them.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use payorch::{
+    config::SANDBOX_SECRET_KEY,
+    queue::{Disposition, Envelope, QueueMessage, RetryPolicy, table::TableQueue},
+    store,
+    webhook::{event, signature},
+};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::helpers::{TestDb, payorch_command, random_name};
+
+async fn queue_on(db: &TestDb, delays_ms: &[u64]) -> TableQueue {
+    crate::helpers::init_logs();
+    let conn = db.connect().await;
+    store::migrate(&conn, &db.url.parse().unwrap())
+        .await
+        .unwrap();
+    let retry = RetryPolicy {
+        delays: delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect(),
+    };
+    TableQueue::new(conn, &random_name("q"), retry)
+}
+
+fn envelope(key: &str) -> Envelope {
+    let body = json!({"event": "charge.failed", "data": {"reference": key}});
+    let (event, payload) = event::parse(body.to_string().as_bytes()).unwrap();
+    Envelope {
+        message: QueueMessage::WebhookV2(event::ReceivedWebhook {
+            provider: "sandbox".into(),
+            event,
+            payload,
+            received_at: chrono::Utc::now(),
+            request_id: None,
+        }),
+        attempt: 0,
+        reason: None,
+    }
+}
+
+/// What a consumer saw: (dedup key, attempt, reason).
+type Seen = Arc<Mutex<Vec<(String, u32, Option<String>)>>>;
+
+/// Consumes until `until` messages were handled, deciding each with `decide`.
+async fn consume_until(
+    queue: &TableQueue,
+    until: usize,
+    decide: impl Fn(&Envelope) -> Disposition + Clone + Send + Sync + 'static,
+) -> Vec<(String, u32, Option<String>)> {
+    let seen: Seen = Arc::default();
+    let (done, finished) = oneshot::channel::<()>();
+    let done = Arc::new(Mutex::new(Some(done)));
+    let handler_seen = seen.clone();
+    let consuming = queue.consume(
+        8,
+        async {
+            let _ = finished.await;
+        },
+        move |envelope| {
+            let (seen, done, decide) = (handler_seen.clone(), done.clone(), decide.clone());
+            async move {
+                let disposition = decide(&envelope);
+                let mut seen = seen.lock().unwrap();
+                seen.push((
+                    envelope.message.dedup_key().to_owned(),
+                    envelope.attempt,
+                    envelope.reason.clone(),
+                ));
+                if seen.len() == until
+                    && let Some(done) = done.lock().unwrap().take()
+                {
+                    let _ = done.send(());
+                }
+                disposition
+            }
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(20), consuming)
+        .await
+        .expect("the consumer handled what it was given and stopped");
+    seen.lock().unwrap().clone()
+}
+
+async fn order_and_ack(db: TestDb) {
+    let queue = queue_on(&db, &[]).await;
+    for i in 0..20 {
+        queue.publish(&envelope(&format!("r{i:02}"))).await.unwrap();
+    }
+    let seen = consume_until(&queue, 20, |_| Disposition::Ack).await;
+    let mut keys: Vec<_> = seen.iter().map(|(key, ..)| key.clone()).collect();
+    keys.sort();
+    let expected: Vec<_> = (0..20).map(|i| format!("charge.failed:r{i:02}")).collect();
+    assert_eq!(keys, expected, "each message exactly once");
+    assert_eq!(queue.depths().await.unwrap(), (0, 0), "acked rows are gone");
+}
+
+#[tokio::test]
+async fn every_published_message_is_consumed_once_and_acked_on_postgres() {
+    order_and_ack(TestDb::postgres().await).await;
+}
+
+#[tokio::test]
+async fn every_published_message_is_consumed_once_and_acked_on_sqlite() {
+    order_and_ack(TestDb::sqlite()).await;
+}
+
+async fn retry_park_replay(db: TestDb) {
+    let queue = queue_on(&db, &[20, 20]).await;
+    queue.publish(&envelope("late")).await.unwrap();
+    let seen = consume_until(&queue, 3, |e| {
+        Disposition::Retry(format!("try {}", e.attempt))
+    })
+    .await;
+    let attempts: Vec<_> = seen.iter().map(|(_, a, r)| (*a, r.clone())).collect();
+    assert_eq!(
+        attempts,
+        vec![
+            (0, None),
+            (1, Some("try 0".into())),
+            (2, Some("try 1".into()))
+        ]
+    );
+    // After the last tier it is parked with its reason, not dropped.
+    assert_eq!(queue.depths().await.unwrap(), (0, 1));
+    let parked = queue.dead_letters(10).await.unwrap();
+    assert_eq!(parked[0].reason.as_deref(), Some("try 2"));
+    assert_eq!(parked[0].attempt, 2);
+    // An operator replays it: fresh attempts, consumed again.
+    assert_eq!(queue.replay(Some("charge.failed:late")).await.unwrap(), 1);
+    let seen = consume_until(&queue, 1, |_| Disposition::Ack).await;
+    assert_eq!(seen[0].1, 0);
+    assert_eq!(queue.depths().await.unwrap(), (0, 0));
+}
+
+#[tokio::test]
+async fn retries_come_back_then_park_and_replay_restarts_them_on_postgres() {
+    retry_park_replay(TestDb::postgres().await).await;
+}
+
+#[tokio::test]
+async fn retries_come_back_then_park_and_replay_restarts_them_on_sqlite() {
+    retry_park_replay(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_stopping_consumer_drains_what_is_ready() {
+    let db = TestDb::sqlite();
+    let queue = queue_on(&db, &[]).await;
+    for i in 0..50 {
+        queue.publish(&envelope(&format!("d{i}"))).await.unwrap();
+    }
+    let handled = Arc::new(Mutex::new(0));
+    let counter = handled.clone();
+    // Shutdown is asked for before the first message is taken.
+    let consuming = queue.consume(4, async {}, move |_| {
+        let counter = counter.clone();
+        async move {
+            *counter.lock().unwrap() += 1;
+            Disposition::Ack
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), consuming)
+        .await
+        .unwrap();
+    assert_eq!(*handled.lock().unwrap(), 50);
+    assert_eq!(queue.depths().await.unwrap(), (0, 0));
+}
+
+/// `payorch serve` in embedded mode in `dir`, once it answers.
+struct Embedded {
+    child: Child,
+    addr: String,
+}
+
+/// Sixty quick retries: the events keep coming back long after the restart.
+fn quick_retries() -> String {
+    vec!["250"; 60].join(",")
+}
+
+impl Embedded {
+    fn start(dir: &std::path::Path, addr: &str) -> (Embedded, Option<String>) {
+        let mut child = payorch_command()
+            .arg("serve")
+            .current_dir(dir)
+            .env("PAYORCH_HTTP_ADDR", addr)
+            .env("PAYORCH_RATE_LIMITS", crate::helpers::GENEROUS_LIMITS)
+            .env("PAYORCH_WEBHOOK_RETRY_DELAYS_MS", quick_retries())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut key = None;
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "serve exited");
+            if let Some((_, printed)) = line.split_once("dev API key (shown once, stored hashed): ")
+            {
+                key = Some(printed.trim().to_owned());
+            }
+            if line.contains("API clients exist") || key.is_some() {
+                break;
+            }
+        }
+        // Logs go to stdout too: keep reading so the pipe never fills.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        (
+            Embedded {
+                child,
+                addr: addr.to_owned(),
+            },
+            key,
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "serve did not exit on {signal}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Webhooks acknowledged while their payments do not exist yet wait in the
+/// queue (retrying); `serve` is stopped with `signal` meanwhile. After a
+/// restart the payments are created and every webhook is applied.
+async fn acknowledged_webhooks_survive(signal: &str) {
+    payorch::install_crypto_provider();
+    let dir = std::env::temp_dir().join(random_name("payorch_restart"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    // No pooled connection may outlive the first process.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    const EVENTS: usize = 20;
+    let reference = |i: usize| format!("restart{}{i}", signal.trim_start_matches('-'));
+
+    let (mut first, key) = Embedded::start(&dir, &addr);
+    let key = key.expect("a first start prints a dev key");
+    for i in 0..EVENTS {
+        let body = json!({"event": "charge.success", "data": {
+            "id": 9_000 + i, "reference": reference(i), "amount": 1_500,
+            "currency": "NGN", "status": "success"}})
+        .to_string();
+        let response = http
+            .post(first.url("/v1/webhooks/sandbox"))
+            .header(
+                "x-paystack-signature",
+                signature::sign(SANDBOX_SECRET_KEY.as_bytes(), body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "acknowledged");
+    }
+    first.signal(signal);
+
+    let (second, _) = Embedded::start(&dir, &addr);
+    for i in 0..EVENTS {
+        let response = http
+            .post(second.url("/v1/payments/initialize"))
+            .bearer_auth(&key)
+            .json(&json!({"amount": 1_500, "currency": "NGN",
+                "email": "ada@example.com", "reference": reference(i)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..EVENTS {
+        loop {
+            let payment: serde_json::Value = http
+                .get(second.url(&format!("/v1/payments/{}", reference(i))))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if payment["status"] == "succeeded" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook {i} was acknowledged but never applied: {payment}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn embedded_serve_stopped_with_sigterm_loses_no_acknowledged_webhook() {
+    acknowledged_webhooks_survive("-TERM").await;
+}
+
+#[tokio::test]
+async fn embedded_serve_killed_loses_no_acknowledged_webhook() {
+    acknowledged_webhooks_survive("-KILL").await;
+}
