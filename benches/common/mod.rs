@@ -66,12 +66,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The payorch binary the bench runs: this build, or the one named by
+/// `PAYORCH_BENCH_BIN` (another commit's build, for a side-by-side run).
+pub fn payorch_bin() -> String {
+    std::env::var("PAYORCH_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_payorch").into())
+}
+
 /// `payorch <args>` with `env`, as a child process.
 pub struct Payorch(pub Child);
 
 impl Payorch {
     pub fn spawn(args: &[&str], env: &HashMap<String, String>) -> Payorch {
-        let child = Command::new(env!("CARGO_BIN_EXE_payorch"))
+        let child = Command::new(payorch_bin())
             .args(args)
             .envs(env)
             .env("RUST_LOG", "warn")
@@ -82,7 +88,7 @@ impl Payorch {
     }
 
     pub fn run(args: &[&str], env: &HashMap<String, String>) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_payorch"))
+        let output = Command::new(payorch_bin())
             .args(args)
             .envs(env)
             .output()

@@ -1,6 +1,17 @@
 //! Liveness, readiness and the generated API description.
 
-use std::sync::Arc;
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use payorch::config::SANDBOX_SECRET_KEY;
+use serde_json::json;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
 
 use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
 
@@ -117,4 +128,127 @@ async fn shutdown_finishes_cleanly() {
     app.shutdown()
         .await
         .expect("serve returns Ok after shutdown");
+}
+
+/// A relay to `provider` that passes each request on at once but holds
+/// every answer until `true` is sent: a provider that is slow for exactly
+/// as long as a test needs. (The sandbox's own faults fail a call or hang
+/// it past the client's timeout; none answers late but well.)
+async fn holding_relay(provider: SocketAddr) -> (SocketAddr, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release, released) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let mut released = released.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(provider).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = inbound.into_split();
+                let (mut from_provider, mut to_provider) = outbound.into_split();
+                let requests = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_provider).await;
+                });
+                let go = released.wait_for(|go| *go).await.is_ok();
+                if go {
+                    let _ = tokio::io::copy(&mut from_provider, &mut to_client).await;
+                }
+                requests.abort();
+            });
+        }
+    });
+    (addr, release)
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_at_the_provider_finish() {
+    // A sandbox of its own behind the relay: the app's mounted sandbox would
+    // answer on the app's listener, which shutdown closes.
+    let sandbox_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = sandbox_listener.local_addr().unwrap();
+    let defaults = Arc::new(payorch::Config::from_lookup(|_| None).unwrap());
+    tokio::spawn(payorch::serve_sandbox(
+        defaults,
+        sandbox_listener,
+        std::future::pending(),
+    ));
+    let (relay, release) = holding_relay(sandbox).await;
+
+    // Kept here so the database outlives the app and can be read after it.
+    let test_db = Arc::new(TestDb::postgres().await);
+    let mut env = test_env(&test_db);
+    env.insert("PAYSTACK_BASE_URL".into(), format!("http://{relay}"));
+    let app = TestApp::spawn_with(test_db.clone(), env).await;
+    let addr = app.addr;
+    let db = app.db.clone();
+
+    let (http, base) = app.clone_http();
+    let key = app.api_key.clone();
+    let in_flight = tokio::spawn(async move {
+        let response = http
+            .post(format!("{base}/v1/payments/initialize"))
+            .bearer_auth(&key)
+            .json(&json!({"amount": 4_200, "currency": "NGN", "email": "ada@example.com"}))
+            .send()
+            .await
+            .expect("the in-flight request is answered");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.expect("a JSON answer");
+        (status, body)
+    });
+
+    // Asked straight, not through the relay, which would hold the answer.
+    let stats_url = format!("http://{sandbox}/_control/stats");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = app
+            .http
+            .get(&stats_url)
+            .bearer_auth(SANDBOX_SECRET_KEY)
+            .json_body()
+            .await;
+        if stats["initialize_calls"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "initialize never reached the provider: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!in_flight.is_finished(), "the provider's answer is held");
+
+    let (stopped, ()) = tokio::join!(app.shutdown(), async {
+        // The listener closes when shutdown begins: only then may the
+        // provider answer, so the request surely ends during the shutdown.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(addr).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the app still accepts connections after shutdown was asked for"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        release.send_replace(true);
+    });
+    stopped.expect("serve returns Ok after shutdown");
+
+    let (status, payment) = in_flight.await.unwrap();
+    assert_eq!(status, 201, "{payment}");
+    assert_eq!(payment["status"], "pending");
+    assert!(payment["authorization_url"].is_string(), "{payment}");
+    let refused = TcpStream::connect(addr)
+        .await
+        .expect_err("nothing listens after shutdown");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+
+    use sea_orm::EntityTrait;
+    let stored = payorch::store::entities::payment::Entity::find()
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].reference, payment["reference"].as_str().unwrap());
+    assert_eq!(stored[0].status, "pending");
 }

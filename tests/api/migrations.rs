@@ -5,12 +5,14 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::helpers::TestDb;
 
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 7] = [
     "api_clients",
     "payments",
     "payment_transitions",
     "idempotency_keys",
     "webhook_events",
+    "queued_messages",
+    "refunds",
 ];
 
 async fn table_exists(db: &DatabaseConnection, table: &str) -> bool {
@@ -59,29 +61,39 @@ async fn migrations_go_up_down_and_up_on_sqlite() {
     up_down_up(&test_db.connect().await).await;
 }
 
-/// Inserting the same row twice must fail on a unique constraint.
-async fn second_insert_fails<A>(db: &DatabaseConnection, row: A)
-where
-    A: sea_orm::ActiveModelTrait + sea_orm::ActiveModelBehavior + Clone + Send,
+/// `first` goes in; `second` — another primary key, the same value in the
+/// unique column under test — is refused as a unique violation, and only
+/// as that.
+async fn second_insert_violates_uniqueness<A>(
+    db: &DatabaseConnection,
+    what: &str,
+    first: A,
+    second: A,
+) where
+    A: sea_orm::ActiveModelTrait + sea_orm::ActiveModelBehavior + Send,
     <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
 {
     use sea_orm::EntityTrait;
-    A::Entity::insert(row.clone())
+    A::Entity::insert(first)
         .exec_without_returning(db)
         .await
-        .expect("first insert");
+        .unwrap_or_else(|err| panic!("{what}: first insert: {err}"));
+    let err = A::Entity::insert(second)
+        .exec_without_returning(db)
+        .await
+        .expect_err(what);
     assert!(
-        A::Entity::insert(row)
-            .exec_without_returning(db)
-            .await
-            .is_err(),
-        "the second insert must violate a unique constraint"
+        matches!(
+            err.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ),
+        "{what}: not a unique violation: {err}"
     );
 }
 
 #[tokio::test]
 async fn unique_constraints_hold_on_both_databases() {
-    use payorch::store::entities::{idempotency_key, payment, webhook_event};
+    use payorch::store::entities::{api_client, idempotency_key, payment, webhook_event};
     use sea_orm::ActiveValue::Set;
 
     for test_db in [TestDb::postgres().await, TestDb::sqlite()] {
@@ -89,47 +101,56 @@ async fn unique_constraints_hold_on_both_databases() {
         Migrator::up(&db, None).await.unwrap();
         let (client, _) = payorch::store::api_clients::create(&db, "c").await.unwrap();
         let now = chrono::Utc::now();
-        second_insert_fails(
-            &db,
-            payment::ActiveModel {
-                id: Set(uuid::Uuid::now_v7()),
-                client_id: Set(client.id),
-                reference: Set("ref-1".into()),
-                provider: Set("sandbox".into()),
-                amount: Set(100),
-                currency: Set("NGN".into()),
-                email: Set("a@b.co".into()),
-                status: Set("created".into()),
-                failure_reason: Set(None),
-                authorization_url: Set(None),
-                access_code: Set(None),
-                metadata: Set(None),
-                version: Set(0),
-                created_at: Set(now),
-                updated_at: Set(now),
-                paid_at: Set(None),
-            },
-        )
-        .await;
-        second_insert_fails(
-            &db,
-            idempotency_key::ActiveModel {
-                client_id: Set(client.id),
-                key: Set(uuid::Uuid::new_v4()),
-                request_hash: Set("h".into()),
-                state: Set("started".into()),
-                payment_id: Set(None),
-                response_status: Set(None),
-                response_body: Set(None),
-                created_at: Set(now),
-                locked_until: Set(None),
-            },
-        )
-        .await;
-        // A different row id, the same (provider, event_id): still a duplicate.
-        let event = |id| webhook_event::ActiveModel {
+        let payment = |id| payment::ActiveModel {
             id: Set(id),
+            client_id: Set(client.id),
+            reference: Set("ref-1".into()),
             provider: Set("sandbox".into()),
+            amount: Set(100),
+            currency: Set("NGN".into()),
+            email: Set("a@b.co".into()),
+            status: Set("created".into()),
+            failure_reason: Set(None),
+            authorization_url: Set(None),
+            access_code: Set(None),
+            metadata: Set(None),
+            version: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            paid_at: Set(None),
+            refunded_amount: Set(0),
+            checked_at: Set(None),
+        };
+        second_insert_violates_uniqueness(
+            &db,
+            "payments.reference",
+            payment(uuid::Uuid::now_v7()),
+            payment(uuid::Uuid::now_v7()),
+        )
+        .await;
+        let key = uuid::Uuid::new_v4();
+        let idempotency_key = |hash: &str| idempotency_key::ActiveModel {
+            client_id: Set(client.id),
+            key: Set(key),
+            request_hash: Set(hash.into()),
+            state: Set("started".into()),
+            payment_id: Set(None),
+            refund_id: Set(None),
+            response_status: Set(None),
+            response_body: Set(None),
+            created_at: Set(now),
+            locked_until: Set(None),
+        };
+        second_insert_violates_uniqueness(
+            &db,
+            "idempotency_keys (client_id, key)",
+            idempotency_key("first"),
+            idempotency_key("second"),
+        )
+        .await;
+        let event = |id, provider: &str| webhook_event::ActiveModel {
+            id: Set(id),
+            provider: Set(provider.to_owned()),
             event_id: Set("charge.success:1".into()),
             reference: Set(None),
             event_type: Set("charge.success".into()),
@@ -138,17 +159,36 @@ async fn unique_constraints_hold_on_both_databases() {
             processed_at: Set(None),
             outcome: Set(None),
         };
-        use sea_orm::EntityTrait;
-        webhook_event::Entity::insert(event(uuid::Uuid::now_v7()))
-            .exec_without_returning(&db)
-            .await
-            .unwrap();
-        assert!(
-            webhook_event::Entity::insert(event(uuid::Uuid::now_v7()))
+        second_insert_violates_uniqueness(
+            &db,
+            "webhook_events (provider, event_id)",
+            event(uuid::Uuid::now_v7(), "sandbox"),
+            event(uuid::Uuid::now_v7(), "sandbox"),
+        )
+        .await;
+        // The pair is unique, not the event id alone: another provider may
+        // use the same id.
+        {
+            use sea_orm::EntityTrait;
+            webhook_event::Entity::insert(event(uuid::Uuid::now_v7(), "paystack"))
                 .exec_without_returning(&db)
                 .await
-                .is_err()
-        );
+                .expect("the same event id from another provider");
+        }
+        let api_client = |id| api_client::ActiveModel {
+            id: Set(id),
+            name: Set("twin".into()),
+            key_hash: Set("same-hash".into()),
+            created_at: Set(now),
+            disabled_at: Set(None),
+        };
+        second_insert_violates_uniqueness(
+            &db,
+            "api_clients.key_hash",
+            api_client(uuid::Uuid::now_v7()),
+            api_client(uuid::Uuid::now_v7()),
+        )
+        .await;
     }
 }
 

@@ -34,13 +34,7 @@ async fn a_sane_request_id_is_echoed_and_a_missing_or_odd_one_replaced() {
 async fn metrics_count_requests_by_route_template() {
     let app = TestApp::spawn().await;
     let payment = app.new_payment(100).await;
-    app.get(&format!(
-        "/v1/payments/{}",
-        payment["reference"].as_str().unwrap()
-    ))
-    .send()
-    .await
-    .unwrap();
+    app.payment(payment["reference"].as_str().unwrap()).await;
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(

@@ -50,10 +50,7 @@ async fn full_flow(app: &TestApp) {
     assert_eq!(verified["status"], "succeeded");
     assert!(verified["paid_at"].is_string());
 
-    let read: Value = app
-        .get(&format!("/v1/payments/{reference}"))
-        .json_body()
-        .await;
+    let read = app.payment(reference).await;
     // The checkout's webhook and the verify race; whichever comes first
     // moves the payment, the other is recorded as a duplicate.
     let moves: Vec<(String, String)> = read["transitions"]
@@ -135,10 +132,7 @@ async fn a_burst_of_verifies_moves_the_payment_once_and_asks_the_provider_once()
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["status"], "succeeded");
     }
-    let read: Value = app
-        .get(&format!("/v1/payments/{reference}"))
-        .json_body()
-        .await;
+    let read = app.payment(&reference).await;
     let into_succeeded = read["transitions"]
         .as_array()
         .unwrap()
@@ -217,88 +211,96 @@ async fn a_client_reference_is_kept_and_cannot_be_reused() {
     assert_eq!(app.payment_count().await, 1);
 }
 
+/// A refused initialize leaves nothing behind: no payment, no provider call.
+async fn assert_nothing_stored(app: &TestApp) {
+    assert_eq!(app.payment_count().await, 0);
+    assert_eq!(app.sandbox_stats().await["initialize_calls"], 0);
+}
+
+/// The `field` of each entry of a 422's `errors`, in order.
+fn named_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors list in {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
-async fn bad_input_is_a_4xx_problem_and_nothing_is_stored() {
+async fn each_invalid_field_is_a_422_naming_it_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
+    let valid = |extra: Value| {
+        let mut body = json!({"amount": 100, "currency": "NGN", "email": "a@b.co"});
+        for (field, value) in extra.as_object().unwrap() {
+            body[field] = value.clone();
+        }
+        body
+    };
     let big_metadata = json!({"blob": "x".repeat(9 * 1024)});
-    for (body, status, code) in [
-        (body(0), 422, "validation_failed"),
-        (body(-5), 422, "validation_failed"),
-        (body(10_000_000_000_001), 422, "validation_failed"),
-        (
-            json!({"amount": 100, "currency": "XYZ", "email": "a@b.co"}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"amount": 100, "currency": "NGN", "email": "nope"}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "metadata": big_metadata}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "metadata": [1]}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "reference": "has space"}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"amount": 100, "currency": "NGN", "email": "a@b.co", "callback_url": "ftp://x"}),
-            422,
-            "validation_failed",
-        ),
-        (
-            json!({"amount": "100", "currency": "NGN", "email": "a@b.co"}),
-            400,
-            "bad_request",
-        ),
-        (
-            json!({"currency": "NGN", "email": "a@b.co"}),
-            400,
-            "bad_request",
-        ),
+    for (body, field) in [
+        (body(0), "amount"),
+        (body(-5), "amount"),
+        (body(10_000_000_000_001), "amount"),
+        (valid(json!({"currency": "XYZ"})), "currency"),
+        (valid(json!({"email": "nope"})), "email"),
+        (valid(json!({"metadata": big_metadata})), "metadata"),
+        (valid(json!({"metadata": [1]})), "metadata"),
+        (valid(json!({"reference": "has space"})), "reference"),
+        (valid(json!({"callback_url": "ftp://x"})), "callback_url"),
     ] {
         let response = app.initialize(&body, None).await;
-        assert_problem(response, status, code).await;
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(named_fields(&problem), [field], "{body}");
     }
+    assert_nothing_stored(&app).await;
+}
 
-    // Every invalid field is named.
+#[tokio::test]
+async fn every_invalid_field_is_named_in_one_422_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
     let response = app
         .initialize(&json!({"amount": 0, "currency": "ngn", "email": "x"}), None)
         .await;
     let problem = assert_problem(response, 422, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["amount", "currency", "email"]);
+    assert_eq!(named_fields(&problem), ["amount", "currency", "email"]);
+    assert_nothing_stored(&app).await;
+}
 
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_is_a_400_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    for body in [
+        json!({"amount": "100", "currency": "NGN", "email": "a@b.co"}),
+        json!({"currency": "NGN", "email": "a@b.co"}),
+    ] {
+        let response = app.initialize(&body, None).await;
+        assert_problem(response, 400, "bad_request").await;
+    }
+    // A number no i64 holds cannot be an amount of any size.
     let beyond_i64 = app
-        .post("/v1/payments/initialize")
-        .header("content-type", "application/json")
-        .body(r#"{"amount": 99999999999999999999, "currency": "NGN", "email": "a@b.co"}"#)
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/v1/payments/initialize",
+            r#"{"amount": 99999999999999999999, "currency": "NGN", "email": "a@b.co"}"#,
+        )
+        .await;
     assert_problem(beyond_i64, 400, "bad_request").await;
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
     let malformed = app
-        .post("/v1/payments/initialize")
-        .header("content-type", "application/json")
-        .body("{\"amount\": 1,")
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/payments/initialize", "{\"amount\": 1,")
+        .await;
     assert_problem(malformed, 400, "bad_request").await;
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_415_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
     let wrong_type = app
         .post("/v1/payments/initialize")
         .header("content-type", "text/plain")
@@ -307,17 +309,20 @@ async fn bad_input_is_a_4xx_problem_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_problem(wrong_type, 415, "unsupported_media_type").await;
-    let huge = app
-        .post("/v1/payments/initialize")
-        .header("content-type", "application/json")
-        .body(format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024)))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(huge, 413, "payload_too_large").await;
+    assert_nothing_stored(&app).await;
+}
 
-    assert_eq!(app.payment_count().await, 0);
-    assert_eq!(app.sandbox_stats().await["initialize_calls"], 0);
+#[tokio::test]
+async fn an_oversized_body_is_a_413_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let huge = app
+        .post_raw(
+            "/v1/payments/initialize",
+            &format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024)),
+        )
+        .await;
+    assert_problem(huge, 413, "payload_too_large").await;
+    assert_nothing_stored(&app).await;
 }
 
 #[tokio::test]
@@ -365,7 +370,7 @@ async fn a_provider_that_rejects_fails_the_payment_with_402() {
         .unwrap();
     let response = app.initialize(&request, None).await;
     assert_problem(response, 402, "provider_rejected").await;
-    let read: Value = app.get("/v1/payments/dup-at-provider").json_body().await;
+    let read = app.payment("dup-at-provider").await;
     assert_eq!(read["status"], "failed");
     assert_eq!(read["failure_reason"], "provider_rejected");
 }

@@ -13,7 +13,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
+use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
 
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -164,11 +164,7 @@ async fn one_event_delivered_ten_times_is_applied_once() {
         assert_eq!(response.status(), 200);
     }
     pipeline.processed(1, Duration::from_secs(30)).await;
-    let read: Value = pipeline
-        .app
-        .get(&format!("/v1/payments/{reference}"))
-        .json_body()
-        .await;
+    let read = pipeline.app.payment(reference).await;
     assert_eq!(read["status"], "succeeded");
     let from_webhooks = read["transitions"]
         .as_array()
@@ -220,10 +216,7 @@ async fn embedded_mode_processes_webhooks_in_process() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let read: Value = app
-        .get(&format!("/v1/payments/{reference}"))
-        .json_body()
-        .await;
+    let read = app.payment(reference).await;
     assert_eq!(read["status"], "succeeded");
 }
 
@@ -241,13 +234,9 @@ async fn the_checkout_announces_itself_by_webhook() {
         .await
         .unwrap();
     pipeline.processed(1, Duration::from_secs(30)).await;
-    let read: Value = pipeline
+    let read = pipeline
         .app
-        .get(&format!(
-            "/v1/payments/{}",
-            payment["reference"].as_str().unwrap()
-        ))
-        .json_body()
+        .payment(payment["reference"].as_str().unwrap())
         .await;
     assert_eq!(read["status"], "failed");
 }
@@ -333,11 +322,7 @@ async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
     assert!(output.status.success(), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("1 message(s) replayed"));
     pipeline.processed(1, Duration::from_secs(30)).await;
-    let read: Value = pipeline
-        .app
-        .get("/v1/payments/late-ref-1")
-        .json_body()
-        .await;
+    let read = pipeline.app.payment("late-ref-1").await;
     assert_eq!(read["status"], "succeeded");
     assert_eq!(pipeline.depth(".dead").await, 0);
 }
