@@ -3,9 +3,11 @@ CARGO ?= cargo
 BIN := target/debug/payorch
 RUN_DIR ?= run
 N ?= 2
+BENCH ?= api
+ROUNDS ?= 2
 
 
-.PHONY: bench-api bench-webhooks bench-actors load drill coverage
+.PHONY: bench-api bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
 .PHONY: help run test migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
@@ -48,6 +50,12 @@ bench-api: services ## API latency at 100 connections (release build), limiter o
 
 bench-webhooks: services ## webhook ack rate vs the broker's own, drain with 1/2/4 workers vs pgbench
 	$(CARGO) bench --bench webhooks
+
+bench-reconcile: services ## payorch reconcile over 10,000 stale payments: payments/s, provider calls per payment, beside the sandbox's verify rate
+	$(CARGO) bench --bench reconcile
+
+bench-compare: services ## the same bench for BASELINE=<other build's payorch> and this tree, alternating: make bench-compare BENCH=api
+	BASELINE=$(BASELINE) bash scripts/bench-compare.sh $(BENCH) $(ROUNDS)
 
 bench-actors: services ## 100,000 actors created and idle-evicted; resident memory before, at peak, after
 	$(CARGO) bench --bench actors

@@ -160,6 +160,19 @@ pub struct Config {
     pub retry_policy: crate::queue::RetryPolicy,
     /// Unacknowledged messages one worker holds at most.
     pub worker_prefetch: u16,
+    /// Reconciliation: payments pending (and refunds pending) longer than
+    /// this are asked about at the provider.
+    pub reconcile_after: Duration,
+    /// A payment pending longer than this, and not paid at the provider,
+    /// is abandoned.
+    pub abandon_after: Duration,
+    /// How often a worker runs a reconciliation sweep.
+    pub reconcile_every: Duration,
+    /// Processed provider webhooks are kept this long.
+    pub webhook_retention: Duration,
+    /// The sandbox settles a refund this long after it is asked for;
+    /// `None` (0): only when a test settles it.
+    pub sandbox_refund_settle: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +308,20 @@ impl Config {
                     .collect(),
             },
             worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "32")?,
+            reconcile_after: Duration::from_secs(env.or("PAYORCH_RECONCILE_AFTER_S", "900")?),
+            abandon_after: Duration::from_secs(env.or("PAYORCH_ABANDON_AFTER_S", "86400")?),
+            reconcile_every: Duration::from_secs(
+                env.or::<u64>("PAYORCH_RECONCILE_EVERY_S", "60")?.max(1),
+            ),
+            webhook_retention: Duration::from_secs(
+                86_400 * env.or::<u64>("PAYORCH_WEBHOOK_RETENTION_DAYS", "30")?,
+            ),
+            sandbox_refund_settle: match env
+                .or::<u64>("PAYORCH_SANDBOX_REFUND_SETTLE_MS", "1000")?
+            {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
         })
     }
 

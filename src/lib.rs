@@ -66,6 +66,8 @@ pub enum StartupError {
     Database(#[from] sea_orm::DbErr),
     #[error("{0}")]
     Config(&'static str),
+    #[error("reconciliation failed: {0}")]
+    Reconcile(String),
 }
 
 /// Chooses rustls' `ring` backend for every TLS client (provider API,
@@ -130,17 +132,27 @@ pub async fn serve(
     if cfg.is_embedded() {
         announce_embedded_mode(&core.db, addr).await?;
     }
-    let purge = tokio::spawn(purge_idempotency_keys(core.db.clone()));
-    let (stop_worker, worker_stops) = tokio::sync::oneshot::channel::<()>();
+    let purge = tokio::spawn(purge_regularly(core.db.clone(), cfg.webhook_retention));
+    let (stop_worker, worker_stops) = tokio::sync::watch::channel(false);
+    let stopped = |mut stops: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stops.wait_for(|stop| *stop).await;
+    };
+    // Without RabbitMQ there is no `payorch worker`: serve does its work.
     let in_process_worker = match &core.queue {
-        WebhookQueue::Table(_) => Some(tokio::spawn(worker::run(
-            core.payments.clone(),
-            core.queue.clone(),
-            cfg.worker_prefetch,
-            async {
-                let _ = worker_stops.await;
-            },
-        ))),
+        WebhookQueue::Table(_) => Some((
+            tokio::spawn(worker::run(
+                core.payments.clone(),
+                core.queue.clone(),
+                cfg.worker_prefetch,
+                stopped(worker_stops.clone()),
+            )),
+            tokio::spawn(payments::reconcile::run_sweeper(
+                core.payments.clone(),
+                sweep(&cfg),
+                cfg.reconcile_every,
+                stopped(worker_stops.clone()),
+            )),
+        )),
         WebhookQueue::Amqp(_) => None,
     };
     let state = AppState {
@@ -167,9 +179,10 @@ pub async fn serve(
         .map_err(StartupError::Listen);
     // Requests are done: what they queued is drained, or left in the table
     // for the next start.
-    let _ = stop_worker.send(());
-    if let Some(worker) = in_process_worker {
+    let _ = stop_worker.send(true);
+    if let Some((worker, sweeper)) = in_process_worker {
         let _ = worker.await;
+        let _ = sweeper.await;
     }
     purge.abort();
     core.payments.stop();
@@ -204,6 +217,17 @@ pub async fn run_worker(
         }
         None => None,
     };
+    let (stop, stops) = tokio::sync::watch::channel(false);
+    let purge = tokio::spawn(purge_regularly(core.db.clone(), cfg.webhook_retention));
+    let sweeper = tokio::spawn(payments::reconcile::run_sweeper(
+        core.payments.clone(),
+        sweep(&cfg),
+        cfg.reconcile_every,
+        async move {
+            let mut stops = stops;
+            let _ = stops.wait_for(|stop| *stop).await;
+        },
+    ));
     worker::run(
         core.payments.clone(),
         core.queue,
@@ -211,6 +235,9 @@ pub async fn run_worker(
         shutdown,
     )
     .await;
+    let _ = stop.send(true);
+    let _ = sweeper.await;
+    purge.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -234,7 +261,8 @@ pub async fn serve_sandbox(
                 .map(|u| u.to_string())
                 .unwrap_or_else(|| config::DEFAULT_SANDBOX_WEBHOOK_URL.into()),
         ),
-    );
+    )
+    .with_refund_settle(cfg.sandbox_refund_settle);
     tracing::info!(%addr, "sandbox provider listening");
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
     Server::new_with_acceptor(acceptor)
@@ -269,7 +297,8 @@ fn mounted_sandbox(
         cfg.paystack_secret_key.clone(),
         base.as_str(),
         Some(webhook_url),
-    );
+    )
+    .with_refund_settle(cfg.sandbox_refund_settle);
     Some((sandbox, base))
 }
 
@@ -285,15 +314,40 @@ fn rate_limiter(cfg: &Config) -> ratelimit::RateLimiter {
     ratelimit::RateLimiter::new(cfg.rate_limits.clone(), shared)
 }
 
-/// Deletes idempotency keys past their 24 h, every ten minutes.
-async fn purge_idempotency_keys(db: sea_orm::DatabaseConnection) {
-    let mut every = tokio::time::interval(Duration::from_secs(600));
+/// The reconciliation thresholds from the configuration.
+pub fn sweep(cfg: &Config) -> payments::Sweep {
+    payments::Sweep {
+        after: cfg.reconcile_after,
+        abandon_after: cfg.abandon_after,
+    }
+}
+
+/// One reconciliation pass and one retention purge (`payorch reconcile`,
+/// for cron): returns what changed.
+pub async fn reconcile_once(cfg: Arc<Config>) -> Result<payments::SweepReport, StartupError> {
+    let core = Core::start(&cfg, None).await?;
+    let report = core
+        .payments
+        .reconcile(sweep(&cfg))
+        .await
+        .map_err(|err| StartupError::Reconcile(err.to_string()))?;
+    payments::reconcile::purge(&core.db, cfg.webhook_retention).await?;
+    core.payments.stop();
+    Ok(report)
+}
+
+/// The retention purge (idempotency keys past 24 h, processed webhook
+/// events past their retention), every ten minutes from ten minutes after
+/// start.
+async fn purge_regularly(db: sea_orm::DatabaseConnection, webhook_retention: Duration) {
+    const EVERY: Duration = Duration::from_secs(600);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     loop {
         every.tick().await;
-        match payments::idempotency::purge_expired(&db).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
-            Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
+        match payments::reconcile::purge(&db, webhook_retention).await {
+            Ok((0, 0)) => {}
+            Ok((keys, events)) => tracing::info!(keys, events, "retention purge"),
+            Err(err) => tracing::warn!(error = %err, "retention purge failed"),
         }
     }
 }

@@ -20,8 +20,12 @@ enum Command {
     Migrate,
     /// Run the built-in sandbox provider on PAYORCH_SANDBOX_ADDR.
     Sandbox,
-    /// Run one webhook worker (needs AMQP_URL).
+    /// Run one webhook worker (needs AMQP_URL); it also sweeps stale
+    /// payments and refunds and purges old data.
     Worker,
+    /// One reconciliation pass (payments and refunds pending too long) and
+    /// one retention purge, then exit (for cron). Prints what changed.
+    Reconcile,
     /// Inspect and replay dead-lettered webhooks (RabbitMQ's, or the queue
     /// table's without AMQP_URL).
     Dlq {
@@ -109,6 +113,18 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
             payorch::serve_sandbox(cfg, listener, shutdown_signal()).await?;
         }
         Command::Worker => payorch::run_worker(cfg, shutdown_signal()).await?,
+        Command::Reconcile => {
+            let report = payorch::reconcile_once(cfg).await?;
+            for (what, from, to) in &report.changed {
+                println!("{what}\t{from} -> {to}");
+            }
+            println!(
+                "{} checked, {} changed, {} failed",
+                report.checked,
+                report.changed.len(),
+                report.errors
+            );
+        }
         Command::Dlq { action } => {
             // RabbitMQ's parking queue, or the queue table without AMQP_URL.
             let db = store::connect(&cfg).await?;

@@ -68,11 +68,24 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
         event_id: webhook.event.dedup_key,
         event_type: webhook.event.event_type,
         reference: webhook.event.reference.unwrap_or_default(),
-        payload: webhook.payload,
+        payload: webhook.payload.to_value(),
         received_at: webhook.received_at,
     };
     let (reference, event) = match action {
         Action::Apply { reference, event } => (reference, event),
+        Action::Refund {
+            reference,
+            notice,
+            report,
+        } => {
+            return match payments.apply_refund_webhook(record, notice, report).await {
+                Ok(_) => Disposition::Ack,
+                Err(PaymentError::NotFound) => {
+                    Disposition::Retry(format!("no payment {reference} yet"))
+                }
+                Err(err) => Disposition::Retry(err.to_string()),
+            };
+        }
         Action::Record => {
             return match payments.record_unhandled(&record).await {
                 Ok(_) => Disposition::Ack,

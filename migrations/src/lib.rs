@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial_schema;
 mod m20261129_000001_queued_messages;
+mod m20261129_000002_refunds;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_initial_schema::Migration),
             Box::new(m20261129_000001_queued_messages::Migration),
+            Box::new(m20261129_000002_refunds::Migration),
         ]
     }
 }

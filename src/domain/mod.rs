@@ -16,12 +16,14 @@
 pub mod ids;
 pub mod money;
 pub mod payment;
+pub mod refund;
 
 pub use ids::{Email, IdempotencyKey, Reference};
 pub use money::{Amount, Currency};
 pub use payment::{
     FlagReason, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, RejectReason, transition,
 };
+pub use refund::{RefundRefusal, RefundReport, RefundStatus};
 
 /// Why raw input could not become a domain value.
 ///

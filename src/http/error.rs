@@ -93,6 +93,8 @@ pub enum ApiError {
     InvalidSignature,
     #[error("{0}")]
     Conflict(String),
+    #[error("only a succeeded payment can be refunded")]
+    NotRefundable,
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry later")]
@@ -124,7 +126,9 @@ impl ApiError {
             }
             ApiError::NotFound | ApiError::UnknownProvider => StatusCode::NOT_FOUND,
             ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
-            ApiError::Conflict(_) | ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::IdempotencyInFlight | ApiError::NotRefundable => {
+                StatusCode::CONFLICT
+            }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ProviderRejected(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -144,6 +148,7 @@ impl ApiError {
             ApiError::UnknownProvider => "unknown_provider",
             ApiError::InvalidSignature => "invalid_signature",
             ApiError::Conflict(_) => "conflict",
+            ApiError::NotRefundable => "payment_not_refundable",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -202,6 +207,7 @@ impl From<PaymentError> for ApiError {
             PaymentError::ReferenceTaken => {
                 ApiError::Conflict("this reference is already in use".into())
             }
+            PaymentError::NotRefundable => ApiError::NotRefundable,
             PaymentError::Invalid(errors) => ApiError::Validation { errors },
             PaymentError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             PaymentError::IdempotencyInFlight => ApiError::IdempotencyInFlight,

@@ -77,6 +77,11 @@ pub fn limit_verify<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
     limited(ep, Route::Verify)
 }
 
+/// [`client_operation`], limited by the `refund` policy.
+pub fn limit_refund<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    limited(ep, Route::Refund)
+}
+
 fn limited<E: Endpoint + 'static>(ep: E, route: Route) -> impl Endpoint {
     ep.with(BodyLimit(MAX_CLIENT_BODY))
         .with(ClientGate { limit: Some(route) })

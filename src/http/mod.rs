@@ -10,6 +10,7 @@ pub mod limits;
 pub mod observe;
 pub mod payments;
 pub mod problem;
+pub mod refunds;
 pub mod requests;
 pub mod webhooks;
 
@@ -62,6 +63,9 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
             payments::PaymentsApi {
                 state: state.clone(),
             },
+            refunds::RefundsApi {
+                state: state.clone(),
+            },
             webhooks::WebhooksApi {
                 state: state.clone(),
             },
@@ -70,7 +74,7 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
         env!("CARGO_PKG_VERSION"),
     )
     .description(
-        "Payment orchestrator: initialize and verify payments, receive provider webhooks.",
+        "Payment orchestrator: initialize, verify and refund payments, receive provider webhooks.",
     );
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();

@@ -1,6 +1,8 @@
 //! `POST /v1/payments/initialize`, `POST /v1/payments/{reference}/verify`,
-//! `GET /v1/payments/{reference}`: thin handlers that parse, authorize and
-//! hand the payment to its actor.
+//! `GET /v1/payments/{reference}`: thin handlers. Each operation's gate
+//! (declared with its path) has authenticated and rate limited the request;
+//! the handler parses the body, makes one call to the payment core
+//! ([`crate::payments::Payments`]) and maps its error to problem+json.
 
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
@@ -18,7 +20,7 @@ use super::{
 };
 use crate::{
     domain::IdempotencyKey,
-    payments::{Idempotent, Initialized, PaymentError, Rendered, idempotency},
+    payments::{Answer, Idempotent, PaymentError, Rendered, idempotency},
     store::payments::{Payment, Transition},
 };
 
@@ -45,6 +47,9 @@ pub struct PaymentView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// The sum of this payment's refunds that have not failed (pending ones
+    /// included), in minor units.
+    pub refunded_amount: i64,
     /// The audit trail, oldest first (GET only).
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +83,7 @@ impl PaymentView {
             created_at: payment.created_at,
             updated_at: payment.updated_at,
             paid_at: payment.paid_at,
+            refunded_amount: payment.refunded_amount,
             transitions: transitions.map(|rows| {
                 rows.into_iter()
                     .map(|t| TransitionView {
@@ -92,7 +98,7 @@ impl PaymentView {
         }
     }
 
-    fn to_json(&self) -> String {
+    pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a payment view serializes")
     }
 }
@@ -156,8 +162,8 @@ impl PaymentsApi {
             .initialize(auth.0.id, idempotent, validate(&body.0), render_initialize)
             .await?;
         Ok(match answer {
-            Initialized::Fresh(rendered) => respond(rendered, false),
-            Initialized::Replayed(rendered) => respond(rendered, true),
+            Answer::Fresh(rendered) => respond(rendered, false),
+            Answer::Replayed(rendered) => respond(rendered, true),
         })
     }
 

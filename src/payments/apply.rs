@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// How often a version conflict is retried before giving up (503).
-const CONFLICT_RETRIES: usize = 8;
+pub(super) const CONFLICT_RETRIES: usize = 8;
 
 /// What caused an event, for the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +31,20 @@ pub enum Source {
     Initialize,
     Verify,
     Webhook,
+    /// The provider's answer to a refund request.
+    Refund,
+    /// A reconciliation sweep asked the provider.
+    Reconcile,
 }
 
 impl Source {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Source::Initialize => "initialize",
             Source::Verify => "verify",
             Source::Webhook => "webhook",
+            Source::Refund => "refund",
+            Source::Reconcile => "reconcile",
         }
     }
 }
@@ -64,8 +70,8 @@ impl Change {
 
 /// What one event does to one payment, decided before anything is written.
 #[derive(Debug)]
-struct Decision {
-    outcome: Outcome,
+pub(super) struct Decision {
+    pub(super) outcome: Outcome,
     /// The row update, if any. A delivered event that changes nothing on a
     /// row read without its lock still bumps the version, which proves the
     /// status the audit row describes was current when it was written.
@@ -79,7 +85,7 @@ struct Decision {
 /// The whole decision for `change` on `current`. `locked`: the row was read
 /// under its lock; `delivered`: the event is a webhook (every one of those
 /// gets an audit row, so every event can be traced).
-fn decide(
+pub(super) fn decide(
     current: &Payment,
     change: &Change,
     locked: bool,
@@ -155,7 +161,7 @@ fn decide(
 
 /// Writes `decision` in `txn`: the row update and the audit row. `None`:
 /// the row moved on since it was read (version conflict).
-async fn write(
+pub(super) async fn write(
     txn: &DatabaseTransaction,
     current: &Payment,
     decision: &Decision,
@@ -242,7 +248,7 @@ impl PaymentService {
 
     /// A transaction and the payment as it stands in it; `true` if its row
     /// is locked until the transaction ends (see the module docs).
-    async fn begin_with(
+    pub(super) async fn begin_with(
         &self,
         reference: &str,
     ) -> Result<(DatabaseTransaction, Payment, bool), PaymentError> {
@@ -265,7 +271,7 @@ impl PaymentService {
     }
 }
 
-fn too_contended() -> PaymentError {
+pub(super) fn too_contended() -> PaymentError {
     PaymentError::Unavailable("this payment (too many concurrent changes)")
 }
 

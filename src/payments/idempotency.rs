@@ -38,9 +38,12 @@ const COMPLETED: &str = "completed";
 /// What the caller should do with a request that carries a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// Do the work. `payment_id`: the payment an earlier, unfinished attempt
-    /// created — finish that one instead of creating another.
-    Proceed { payment_id: Option<Uuid> },
+    /// Do the work. `payment_id` / `refund_id`: what an earlier, unfinished
+    /// attempt created — finish that one instead of creating another.
+    Proceed {
+        payment_id: Option<Uuid>,
+        refund_id: Option<Uuid>,
+    },
     /// Answer with what the first request answered.
     Replay { status: u16, body: String },
 }
@@ -104,6 +107,7 @@ pub async fn reserve(
         request_hash: Set(fingerprint.to_owned()),
         state: Set(STARTED.to_owned()),
         payment_id: Set(None),
+        refund_id: Set(None),
         response_status: Set(None),
         response_body: Set(None),
         created_at: Set(now),
@@ -117,7 +121,10 @@ pub async fn reserve(
     .exec_without_returning(db)
     .await?;
     if inserted == 1 {
-        return Ok(Reservation::Proceed { payment_id: None });
+        return Ok(Reservation::Proceed {
+            payment_id: None,
+            refund_id: None,
+        });
     }
 
     let existing = idempotency_key::Entity::find_by_id((client_id, key.as_uuid()))
@@ -152,6 +159,7 @@ pub async fn reserve(
     if taken.rows_affected == 1 {
         Ok(Reservation::Proceed {
             payment_id: existing.payment_id,
+            refund_id: existing.refund_id,
         })
     } else {
         Err(PaymentError::IdempotencyInFlight)
@@ -167,6 +175,22 @@ pub async fn attach_payment(
 ) -> Result<(), DbErr> {
     idempotency_key::Entity::update_many()
         .col_expr(Column::PaymentId, Expr::value(Some(payment_id)))
+        .filter(Column::ClientId.eq(client_id))
+        .filter(Column::Key.eq(key.as_uuid()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Remembers which refund this key's request created.
+pub async fn attach_refund(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    key: IdempotencyKey,
+    refund_id: Uuid,
+) -> Result<(), DbErr> {
+    idempotency_key::Entity::update_many()
+        .col_expr(Column::RefundId, Expr::value(Some(refund_id)))
         .filter(Column::ClientId.eq(client_id))
         .filter(Column::Key.eq(key.as_uuid()))
         .exec(db)
@@ -219,16 +243,6 @@ pub async fn release(
         .exec(db)
         .await?;
     Ok(())
-}
-
-/// Deletes keys older than [`RETENTION`]; returns how many went.
-pub async fn purge_expired(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
-    let cutoff = Utc::now() - RETENTION;
-    let result = idempotency_key::Entity::delete_many()
-        .filter(Column::CreatedAt.lt(cutoff))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@
 mod actors;
 mod apply;
 pub mod idempotency;
+pub mod reconcile;
+mod refunds;
 mod service;
 
 use std::{sync::Arc, time::Duration};
@@ -41,15 +43,22 @@ use self::{
 use crate::{
     domain::{
         Amount, Currency, Email, FieldError, IdempotencyKey, Outcome, PaymentEvent, Reference,
+        RefundReport,
     },
     provider::{PaymentProvider, ProviderError},
     store::{
         payments::{self as store, Payment, Transition},
+        refunds::Refund,
         webhooks::{self, WebhookRecord},
     },
+    webhook::event::RefundNotice,
 };
 
-pub use self::apply::outcome_label;
+pub use self::{
+    apply::outcome_label,
+    reconcile::{Sweep, SweepReport},
+    refunds::NewRefundRequest,
+};
 
 /// A validated request to take a payment.
 #[derive(Debug, Clone)]
@@ -70,6 +79,9 @@ pub enum PaymentError {
     NotFound,
     #[error("this reference is already in use")]
     ReferenceTaken,
+    /// Only a succeeded payment can be refunded.
+    #[error("only a succeeded payment can be refunded")]
+    NotRefundable,
     #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
     #[error("this Idempotency-Key was used with a different request body")]
@@ -97,6 +109,7 @@ impl PaymentError {
             self,
             PaymentError::Invalid(_)
                 | PaymentError::ReferenceTaken
+                | PaymentError::NotRefundable
                 | PaymentError::Provider(ProviderError::Rejected(_))
         )
     }
@@ -120,20 +133,18 @@ impl From<DbErr> for PaymentError {
     }
 }
 
-/// A response as it is sent and, under an Idempotency-Key, stored.
+/// A response as it is sent and, under an Idempotency-Key, stored: the
+/// caller renders an outcome (its `render` argument) and the core stores
+/// exactly these bytes, so a replay is byte for byte the first answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub status: u16,
     pub body: String,
 }
 
-/// How the caller renders an initialize outcome: the core stores exactly
-/// these bytes, so a replay is byte for byte what the first answer was.
-pub type Render = fn(Result<Payment, PaymentError>) -> Rendered;
-
-/// An initialize's answer.
+/// The answer to a request that may carry an Idempotency-Key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Initialized {
+pub enum Answer {
     /// Produced by this request.
     Fresh(Rendered),
     /// Stored by an earlier request with the same Idempotency-Key.
@@ -215,15 +226,15 @@ impl Payments {
         client_id: Uuid,
         idempotent: Option<Idempotent>,
         request: Result<NewPaymentRequest, Vec<FieldError>>,
-        render: Render,
-    ) -> Result<Initialized, PaymentError> {
+        render: impl Fn(Result<Payment, PaymentError>) -> Rendered + Send,
+    ) -> Result<Answer, PaymentError> {
         let Some(idempotent) = idempotent else {
             let request = request.map_err(PaymentError::Invalid)?;
             let payment = self.create(client_id, &request).await?;
             let payment = self
                 .open_at_provider(&payment.reference, request.callback_url, false)
                 .await?;
-            return Ok(Initialized::Fresh(render(Ok(payment))));
+            return Ok(Answer::Fresh(render(Ok(payment))));
         };
         let key = idempotent.key;
         let txn = self.db.begin().await?;
@@ -250,9 +261,9 @@ impl Payments {
             Reservation::Replay { status, body } => {
                 txn.commit().await?;
                 count_idempotency("replayed");
-                return Ok(Initialized::Replayed(Rendered { status, body }));
+                return Ok(Answer::Replayed(Rendered { status, body }));
             }
-            Reservation::Proceed { payment_id } => payment_id,
+            Reservation::Proceed { payment_id, .. } => payment_id,
         };
         let (reference, callback_url, resumed) = match (earlier_payment, request) {
             // An earlier attempt created the payment and then crashed or
@@ -268,7 +279,7 @@ impl Payments {
                 let rendered = render(Err(PaymentError::Invalid(errors)));
                 idempotency::complete(&txn, client_id, key, &rendered).await?;
                 txn.commit().await?;
-                return Ok(Initialized::Fresh(rendered));
+                return Ok(Answer::Fresh(rendered));
             }
             (None, Ok(request)) => {
                 match insert_payment(&txn, client_id, &request, self.provider).await {
@@ -282,7 +293,7 @@ impl Payments {
                         drop(txn);
                         let rendered = render(Err(err));
                         self.settle_key(client_id, &idempotent, &rendered).await?;
-                        return Ok(Initialized::Fresh(rendered));
+                        return Ok(Answer::Fresh(rendered));
                     }
                     Err(err) => return Err(err),
                 }
@@ -301,9 +312,115 @@ impl Payments {
             result => {
                 let rendered = render(result);
                 idempotency::complete(&self.db, client_id, key, &rendered).await?;
-                Ok(Initialized::Fresh(rendered))
+                Ok(Answer::Fresh(rendered))
             }
         }
+    }
+
+    /// Refunds `client_id`'s payment `reference` (all that is left, or
+    /// `request.amount`): the refund is created pending and its amount
+    /// promised in one transaction — with its Idempotency-Key, as for
+    /// initialize — then sent to the provider through the payment's actor.
+    /// A provider that does not answer leaves it pending for
+    /// reconciliation (still a 201); one that refuses fails it.
+    pub async fn refund(
+        &self,
+        client_id: Uuid,
+        reference: &str,
+        idempotent: Option<Idempotent>,
+        request: Result<NewRefundRequest, Vec<FieldError>>,
+        render: impl Fn(Result<Refund, PaymentError>) -> Rendered + Send,
+    ) -> Result<Answer, PaymentError> {
+        let Some(idempotent) = idempotent else {
+            let request = request.map_err(PaymentError::Invalid)?;
+            let txn = self.db.begin().await?;
+            let refund = refunds::create(&txn, client_id, reference, &request).await?;
+            txn.commit().await?;
+            let refund = self.send_refund(reference, refund.id).await?;
+            return Ok(Answer::Fresh(render(Ok(refund))));
+        };
+        let key = idempotent.key;
+        let txn = self.db.begin().await?;
+        let reservation = idempotency::reserve(
+            &txn,
+            client_id,
+            key,
+            &idempotent.fingerprint,
+            self.idempotency_lock,
+        )
+        .await?;
+        let earlier_refund = match reservation {
+            Reservation::Replay { status, body } => {
+                txn.commit().await?;
+                count_idempotency("replayed");
+                return Ok(Answer::Replayed(Rendered { status, body }));
+            }
+            Reservation::Proceed { refund_id, .. } => refund_id,
+        };
+        let refund_id = match (earlier_refund, request) {
+            // An earlier attempt created it: finish that one (it is sent at
+            // most once whatever happens here).
+            (Some(refund_id), _) => refund_id,
+            (None, Err(errors)) => {
+                let rendered = render(Err(PaymentError::Invalid(errors)));
+                idempotency::complete(&txn, client_id, key, &rendered).await?;
+                txn.commit().await?;
+                return Ok(Answer::Fresh(rendered));
+            }
+            (None, Ok(request)) => {
+                match refunds::create(&txn, client_id, reference, &request).await {
+                    Ok(refund) => {
+                        idempotency::attach_refund(&txn, client_id, key, refund.id).await?;
+                        refund.id
+                    }
+                    Err(err) if err.is_final() => {
+                        drop(txn);
+                        let rendered = render(Err(err));
+                        self.settle_key(client_id, &idempotent, &rendered).await?;
+                        return Ok(Answer::Fresh(rendered));
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        txn.commit().await?;
+        match self.send_refund(reference, refund_id).await {
+            Err(err) if !err.is_final() => {
+                idempotency::release(&self.db, client_id, key).await?;
+                Err(err)
+            }
+            result => {
+                let rendered = render(result);
+                idempotency::complete(&self.db, client_id, key, &rendered).await?;
+                Ok(Answer::Fresh(rendered))
+            }
+        }
+    }
+
+    /// `client_id`'s refunds of its payment `reference`, oldest first.
+    pub async fn refunds(
+        &self,
+        client_id: Uuid,
+        reference: &str,
+    ) -> Result<Vec<Refund>, PaymentError> {
+        refunds::list(&self.db, client_id, reference).await
+    }
+
+    /// Settles the refund a provider's refund webhook names, exactly once
+    /// per event. `false`: a duplicate, or a refund payorch did not make.
+    pub async fn apply_refund_webhook(
+        &self,
+        record: WebhookRecord,
+        notice: RefundNotice,
+        report: RefundReport,
+    ) -> Result<bool, PaymentError> {
+        self.registry
+            .apply_refund_webhook(record, notice, report)
+            .await
+    }
+
+    async fn send_refund(&self, reference: &str, refund_id: Uuid) -> Result<Refund, PaymentError> {
+        self.registry.send_refund(reference, refund_id).await
     }
 
     /// Asks the provider about `client_id`'s payment and applies what it

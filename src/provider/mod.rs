@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use uuid::Uuid;
+
 use crate::{
     config::{Config, ProviderKind},
-    domain::{Amount, Currency, Email, PaymentEvent, Reference},
+    domain::{Amount, Currency, Email, PaymentEvent, Reference, RefundReport},
 };
 
 /// What payorch asks a provider to start.
@@ -68,6 +70,38 @@ impl ChargeReport {
     }
 }
 
+/// A refund payorch asks the provider to make.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    /// payorch's own refund id: sent along (Paystack's `merchant_note`) so
+    /// the refund can be found again if its answer is lost.
+    pub refund_id: Uuid,
+    /// The payment's reference at the provider.
+    pub reference: Reference,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub reason: Option<String>,
+}
+
+/// A refund as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRefund {
+    pub provider_refund_id: String,
+    pub report: RefundReport,
+}
+
+impl ProviderRefund {
+    /// Paystack's refund status words.
+    pub fn report_of(status: &str) -> RefundReport {
+        match status {
+            "processed" => RefundReport::Processed,
+            "failed" => RefundReport::Failed,
+            // pending, processing, needs-attention: not settled yet.
+            _ => RefundReport::Pending,
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderError {
     /// The provider understood and refused (its 400 or 422): retrying will
@@ -94,6 +128,20 @@ pub trait PaymentProvider: Send + Sync + 'static {
 
     /// Asks for the current state of a transaction.
     async fn verify(&self, reference: &Reference) -> Result<ChargeReport, ProviderError>;
+
+    /// Asks for a refund. Never repeated by the client once the request may
+    /// have reached the provider: a lost answer is found with
+    /// [`Self::find_refund`], never by asking twice.
+    async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError>;
+
+    /// The provider's refund for payorch's `refund_id` on the transaction
+    /// `reference` (by the provider's id when known); `None` if it has none.
+    async fn find_refund(
+        &self,
+        reference: &Reference,
+        refund_id: Uuid,
+        provider_refund_id: Option<&str>,
+    ) -> Result<Option<ProviderRefund>, ProviderError>;
 }
 
 /// The provider `cfg` selects. `sandbox_base` is where the sandbox listens

@@ -15,7 +15,12 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ChargeReport, Checkout, InitializeRequest, PaymentProvider, ProviderError};
+use uuid::Uuid;
+
+use super::{
+    ChargeReport, Checkout, InitializeRequest, PaymentProvider, ProviderError, ProviderRefund,
+    RefundRequest,
+};
 use crate::{config::Secret, domain::Reference};
 
 const ATTEMPTS: u32 = 3;
@@ -42,6 +47,28 @@ struct Envelope<T> {
 struct InitializeData {
     authorization_url: String,
     access_code: String,
+}
+
+/// A refund in Paystack's shape (`POST /refund`, `GET /refund/{id}`,
+/// `GET /refund?transaction=`).
+#[derive(Deserialize)]
+struct RefundData {
+    id: serde_json::Value,
+    status: String,
+    #[serde(default)]
+    merchant_note: Option<String>,
+}
+
+impl RefundData {
+    fn into_refund(self) -> ProviderRefund {
+        ProviderRefund {
+            provider_refund_id: match self.id {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            },
+            report: ProviderRefund::report_of(&self.status),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -265,5 +292,63 @@ impl PaymentProvider for PaystackClient {
             currency: data.currency,
             gateway_response: data.gateway_response,
         })
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
+        let url = self.base.join("refund").expect("static path");
+        let mut body = json!({
+            "transaction": request.reference.as_str(),
+            "amount": request.amount.get(),
+            "currency": request.currency.as_str(),
+            "merchant_note": request.refund_id.to_string(),
+        });
+        if let Some(reason) = &request.reason {
+            body["customer_note"] = json!(reason);
+        }
+        let started = Instant::now();
+        // Like initialize: retried only while nothing was sent.
+        let result = self
+            .call(false, || self.http.post(url.clone()).json(&body))
+            .await;
+        observe("refund", started, &result);
+        let data: RefundData = result?;
+        Ok(data.into_refund())
+    }
+
+    async fn find_refund(
+        &self,
+        reference: &Reference,
+        refund_id: Uuid,
+        provider_refund_id: Option<&str>,
+    ) -> Result<Option<ProviderRefund>, ProviderError> {
+        let started = Instant::now();
+        let result = match provider_refund_id {
+            Some(id) => {
+                let url = self
+                    .base
+                    .join("refund/")
+                    .and_then(|u| u.join(id))
+                    .map_err(|e| ProviderError::Unavailable(format!("refund id: {e}")))?;
+                self.call::<RefundData>(true, || self.http.get(url.clone()))
+                    .await
+                    .map(|data| Some(data.into_refund()))
+            }
+            None => {
+                let mut url = self.base.join("refund").expect("static path");
+                url.query_pairs_mut()
+                    .append_pair("transaction", reference.as_str());
+                let ours = refund_id.to_string();
+                self.call::<Vec<RefundData>>(true, || self.http.get(url.clone()))
+                    .await
+                    .map(|refunds| {
+                        refunds
+                            .into_iter()
+                            .find(|r| r.merchant_note.as_deref() == Some(ours.as_str()))
+                            .map(RefundData::into_refund)
+                    })
+            }
+        };
+        observe("find_refund", started, &result);
+        result
     }
 }

@@ -1,5 +1,5 @@
 //! Rate-limit policies as configured by `PAYORCH_RATE_LIMITS`
-//! (`initialize=5/60,verify=10/60,unauthenticated=30/60`): a limit of
+//! (`initialize=5/60,verify=10/60,refund=5/60,unauthenticated=30/60`): a limit of
 //! requests per window of seconds, per limited route.
 
 use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
@@ -9,17 +9,24 @@ use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
 pub enum Route {
     Initialize,
     Verify,
+    Refund,
     /// Requests without a valid API key, limited per IP before any database work.
     Unauthenticated,
 }
 
 impl Route {
-    pub const ALL: [Route; 3] = [Route::Initialize, Route::Verify, Route::Unauthenticated];
+    pub const ALL: [Route; 4] = [
+        Route::Initialize,
+        Route::Verify,
+        Route::Refund,
+        Route::Unauthenticated,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Initialize => "initialize",
             Route::Verify => "verify",
+            Route::Refund => "refund",
             Route::Unauthenticated => "unauthenticated",
         }
     }
@@ -47,7 +54,8 @@ impl fmt::Display for RateLimitPolicy {
 pub struct RateLimits(BTreeMap<Route, RateLimitPolicy>);
 
 impl RateLimits {
-    pub const DEFAULT: &'static str = "initialize=5/60,verify=10/60,unauthenticated=30/60";
+    pub const DEFAULT: &'static str =
+        "initialize=5/60,verify=10/60,refund=5/60,unauthenticated=30/60";
 
     pub fn get(&self, route: Route) -> Option<RateLimitPolicy> {
         self.0.get(&route).copied()
@@ -76,7 +84,9 @@ impl FromStr for RateLimits {
                 .split_once('=')
                 .ok_or_else(|| format!("`{entry}` is not ROUTE=LIMIT/SECONDS"))?;
             let route = Route::parse(name.trim()).ok_or_else(|| {
-                format!("unknown route `{name}` (known: initialize, verify, unauthenticated)")
+                format!(
+                    "unknown route `{name}` (known: initialize, verify, refund, unauthenticated)"
+                )
             })?;
             let (limit, window) = rule
                 .split_once('/')
@@ -120,6 +130,7 @@ mod tests {
         let limits = RateLimits::default();
         assert_eq!(limits.get(Route::Initialize).unwrap().to_string(), "5/60");
         assert_eq!(limits.get(Route::Verify).unwrap().to_string(), "10/60");
+        assert_eq!(limits.get(Route::Refund).unwrap().to_string(), "5/60");
         assert_eq!(
             limits.get(Route::Unauthenticated).unwrap().to_string(),
             "30/60"
@@ -141,7 +152,7 @@ mod tests {
             "initialize=5/x",
             "initialize=0/60",
             "initialize=5/0",
-            "refund=5/60",
+            "refunds=5/60",
             "initialize=5/60,initialize=6/60",
             "initialize",
         ] {

@@ -4,6 +4,7 @@
 pub mod api_clients;
 pub mod entities;
 pub mod payments;
+pub mod refunds;
 pub mod webhooks;
 
 use std::time::Duration;

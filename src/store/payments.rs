@@ -46,6 +46,8 @@ pub async fn insert(db: &impl ConnectionTrait, new: NewPayment<'_>) -> Result<Pa
         created_at: now,
         updated_at: now,
         paid_at: None,
+        refunded_amount: 0,
+        checked_at: None,
     };
     payment::Entity::insert(payment::ActiveModel::from(model.clone()))
         .exec_without_returning(db)

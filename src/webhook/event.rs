@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Amount, Currency, PaymentEvent};
+use crate::domain::{Amount, Currency, PaymentEvent, RefundReport};
 
 /// What payorch reads from an event: its identity, the payment it is about
 /// and the figures the state machine checks.
@@ -21,6 +21,17 @@ pub struct ProviderEvent {
     pub transaction_id: Option<i64>,
     pub amount: Option<i64>,
     pub currency: Option<String>,
+    /// For refund events: which refund it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundNotice>,
+}
+
+/// Which refund a refund event names: the provider's id for it, and
+/// payorch's own id as sent along with it (`merchant_note`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundNotice {
+    pub provider_refund_id: Option<String>,
+    pub merchant_note: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +47,9 @@ struct Raw {
 struct RawData {
     id: Option<i64>,
     reference: Option<String>,
+    /// Refund events name the refunded transaction so.
+    transaction_reference: Option<String>,
+    merchant_note: Option<String>,
     amount: Option<i64>,
     currency: Option<String>,
 }
@@ -43,17 +57,34 @@ struct RawData {
 /// Longest event identity stored (the column's width).
 const MAX_KEY: usize = 255;
 
-/// Parses a raw body once: the event, and the body as JSON to keep.
-pub fn parse(body: &[u8]) -> Result<(ProviderEvent, serde_json::Value), String> {
-    let payload: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("not a provider event: {e}"))?;
-    let event = from_json(&payload)?;
-    Ok((event, payload))
+/// The body as received, JSON text not taken apart: it travels on the
+/// queue as text (the ack path builds no JSON tree) and becomes a value
+/// only when the worker stores it with the processed event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(String);
+
+impl RawJson {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// As a JSON value, for storage.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
 }
 
-/// Reads the event out of a body already parsed as JSON.
-pub fn from_json(payload: &serde_json::Value) -> Result<ProviderEvent, String> {
-    let raw = Raw::deserialize(payload).map_err(|e| format!("not a provider event: {e}"))?;
+/// Parses a raw body once into the event; the body is kept as it came.
+pub fn parse(body: &[u8]) -> Result<(ProviderEvent, RawJson), String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("not a provider event: {e}"))?;
+    let event = from_json(text)?;
+    Ok((event, RawJson(text.to_owned())))
+}
+
+/// Reads the event out of a JSON body.
+fn from_json(text: &str) -> Result<ProviderEvent, String> {
+    let raw: Raw = serde_json::from_str(text).map_err(|e| format!("not a provider event: {e}"))?;
     if raw.event.is_empty() || raw.event.len() > 64 {
         return Err("`event` must be 1 to 64 characters".into());
     }
@@ -62,7 +93,12 @@ pub fn from_json(payload: &serde_json::Value) -> Result<ProviderEvent, String> {
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     });
-    let dedup_key = match (own_id, raw.data.id, &raw.data.reference) {
+    let reference = raw
+        .data
+        .reference
+        .as_ref()
+        .or(raw.data.transaction_reference.as_ref());
+    let dedup_key = match (own_id, raw.data.id, reference) {
         (Some(id), _, _) => id,
         (None, Some(id), _) => format!("{}:{id}", raw.event),
         (None, None, Some(reference)) => format!("{}:{reference}", raw.event),
@@ -73,13 +109,18 @@ pub fn from_json(payload: &serde_json::Value) -> Result<ProviderEvent, String> {
     if dedup_key.len() > MAX_KEY {
         return Err("the event identity is too long".into());
     }
+    let refund = raw.event.starts_with("refund.").then(|| RefundNotice {
+        provider_refund_id: raw.data.id.map(|id| id.to_string()),
+        merchant_note: raw.data.merchant_note.clone(),
+    });
     Ok(ProviderEvent {
         event_type: raw.event,
         dedup_key,
-        reference: raw.data.reference,
+        reference: raw.data.reference.or(raw.data.transaction_reference),
         transaction_id: raw.data.id,
         amount: raw.data.amount,
         currency: raw.data.currency,
+        refund,
     })
 }
 
@@ -90,7 +131,7 @@ pub struct ReceivedWebhook {
     pub provider: String,
     pub event: ProviderEvent,
     /// The body as received, kept with the processed event.
-    pub payload: serde_json::Value,
+    pub payload: RawJson,
     pub received_at: DateTime<Utc>,
     /// The ingest request's id, to follow one event through the logs.
     pub request_id: Option<String>,
@@ -104,6 +145,12 @@ pub enum Action {
         reference: String,
         event: PaymentEvent,
     },
+    /// Settle a refund of the payment `reference` as `report` says.
+    Refund {
+        reference: String,
+        notice: RefundNotice,
+        report: RefundReport,
+    },
     /// Record it (once) so it can be seen; no payment changes.
     Record,
 }
@@ -111,6 +158,23 @@ pub enum Action {
 impl ReceivedWebhook {
     /// What to do with it, or why it cannot be used (then it is parked).
     pub fn action(&self) -> Result<Action, String> {
+        if let Some(notice) = &self.event.refund {
+            let report = match self.event.event_type.as_str() {
+                "refund.processed" => RefundReport::Processed,
+                "refund.failed" => RefundReport::Failed,
+                _ => return Ok(Action::Record),
+            };
+            let reference = self
+                .event
+                .reference
+                .clone()
+                .ok_or("the refund event names no transaction reference")?;
+            return Ok(Action::Refund {
+                reference,
+                notice: notice.clone(),
+                report,
+            });
+        }
         match self.event.payment_event()? {
             None => Ok(Action::Record),
             Some(event) => match &self.event.reference {
@@ -145,7 +209,6 @@ impl ProviderEvent {
             }
             "charge.failed" => Ok(Some(PaymentEvent::ChargeFailed)),
             "charge.abandoned" => Ok(Some(PaymentEvent::ChargeAbandoned)),
-            "refund.processed" => Ok(Some(PaymentEvent::Refunded)),
             _ => Ok(None),
         }
     }

@@ -1,6 +1,7 @@
-//! Provider webhooks: verify the signature over the raw body, parse just
-//! enough to name the event, queue it, answer. Processing happens in the
-//! worker (`crate::worker`), deduplicated by event identity.
+//! Provider webhooks: verify the signature over the raw body, parse it once
+//! into what the worker needs, queue it, answer. Processing happens in the
+//! worker (`crate::worker`), through the payment core, deduplicated by
+//! event identity.
 
 pub mod event;
 pub mod ingest;

@@ -8,8 +8,7 @@ use payorch::{
     config::{SANDBOX_SECRET_KEY, Secret},
     domain::{Amount, Currency, Email, Reference},
     payments::{
-        ActorSettings, Initialized, NewPaymentRequest, PaymentError, Payments, Rendered,
-        WebhookApplied,
+        ActorSettings, Answer, NewPaymentRequest, PaymentError, Payments, Rendered, WebhookApplied,
     },
     provider::paystack::PaystackClient,
     store::{self, payments::Payment},
@@ -108,7 +107,7 @@ impl Fixture {
             .initialize(self.client_id, None, Ok(request), reference_or_error)
             .await
             .unwrap();
-        let Initialized::Fresh(Rendered {
+        let Answer::Fresh(Rendered {
             status: 201,
             body: reference,
         }) = answer

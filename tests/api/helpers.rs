@@ -136,6 +136,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// Secret key of a client created for the test.
     pub api_key: String,
+    /// The app's database, for processes a test starts beside it.
+    pub database_url: String,
     pub client_id: Uuid,
     stop: Option<oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<Result<(), payorch::StartupError>>>,
@@ -181,6 +183,7 @@ impl TestApp {
                 .unwrap(),
             db,
             api_key,
+            database_url: test_db.url.clone(),
             client_id: client.id,
             stop: Some(stop),
             server: Some(server),
@@ -281,6 +284,28 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), 201);
         response.json().await.unwrap()
+    }
+
+    /// `GET /v1/payments/{reference}` (asserting 200): the payment with its
+    /// transitions.
+    pub async fn payment(&self, reference: &str) -> serde_json::Value {
+        let response = self
+            .get(&format!("/v1/payments/{reference}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {reference}");
+        response.json().await.unwrap()
+    }
+
+    /// POSTs `body` exactly as given, as JSON, with the test's key.
+    pub async fn post_raw(&self, path: &str, body: &str) -> reqwest::Response {
+        self.post(path)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn payment_count(&self) -> u64 {

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
+use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
 
 fn body(amount: i64) -> Value {
     json!({"amount": amount, "currency": "NGN", "email": "ada@example.com", "metadata": {"cart": 7}})
@@ -224,6 +224,7 @@ async fn expired_keys_are_purged() {
         request_hash: Set("h".into()),
         state: Set("completed".into()),
         payment_id: Set(None),
+        refund_id: Set(None),
         response_status: Set(Some(201)),
         response_body: Set(Some("{}".into())),
         created_at: Set(old),
@@ -232,12 +233,11 @@ async fn expired_keys_are_purged() {
     .exec_without_returning(&app.db)
     .await
     .unwrap();
-    assert_eq!(
-        payorch::payments::idempotency::purge_expired(&app.db)
+    let (keys, _) =
+        payorch::payments::reconcile::purge(&app.db, std::time::Duration::from_secs(86_400))
             .await
-            .unwrap(),
-        1
-    );
+            .unwrap();
+    assert_eq!(keys, 1);
     assert_eq!(
         idempotency_key::Entity::find()
             .count(&app.db)
@@ -307,7 +307,7 @@ async fn a_resumed_initialize_refused_for_a_reference_held_on_other_terms_fails(
 
     let resumed = app.initialize(&request, Some(&key)).await;
     assert_problem(resumed, 402, "provider_rejected").await;
-    let read: Value = app.get("/v1/payments/resumed-ref-other").json_body().await;
+    let read = app.payment("resumed-ref-other").await;
     assert_eq!(read["status"], "failed");
     assert_eq!(read["failure_reason"], "provider_rejected");
     // The refusal is stored under the key like any 4xx.

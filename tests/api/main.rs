@@ -14,4 +14,6 @@ mod observability;
 mod payments;
 mod queue;
 mod ratelimit;
+mod reconcile;
+mod refunds;
 mod webhooks;

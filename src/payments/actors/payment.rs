@@ -14,9 +14,11 @@ use uuid::Uuid;
 
 use super::registry::RegistryInner;
 use crate::{
-    domain::PaymentEvent,
+    domain::{PaymentEvent, RefundReport},
     payments::{PaymentError, WebhookApplied, service::PaymentService},
+    store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
+    webhook::event::RefundNotice,
 };
 
 /// What can be asked of a payment.
@@ -31,6 +33,31 @@ pub enum Command {
     /// Ask the provider and apply what it reports, for the client that
     /// owns the payment.
     Verify { client_id: Uuid },
+    /// A reconciliation sweep's verify; `abandon`: a payment not paid at
+    /// the provider is abandoned.
+    Reconcile { abandon: bool },
+}
+
+/// What can be asked about one of the payment's refunds.
+#[derive(Debug, Clone)]
+pub enum RefundCommand {
+    /// Send it to the provider, unless it was sent before.
+    Send,
+    /// Find out what became of it (reconciliation).
+    Reconcile,
+}
+
+pub(super) struct RefundEnvelope(pub Uuid, pub RefundCommand);
+
+impl Message for RefundEnvelope {
+    type Result = Result<Refund, PaymentError>;
+}
+
+/// Apply a provider's refund webhook (`false` in the reply: nothing to do).
+pub(super) struct RefundWebhookEnvelope(pub WebhookRecord, pub RefundNotice, pub RefundReport);
+
+impl Message for RefundWebhookEnvelope {
+    type Result = Result<bool, PaymentError>;
 }
 
 pub(super) struct Envelope(pub Command);
@@ -135,6 +162,7 @@ impl Handler<Envelope> for PaymentActor {
                         .await
                 }
                 Command::Verify { client_id } => service.verify(client_id, &reference).await,
+                Command::Reconcile { abandon } => service.reconcile(&reference, abandon).await,
             }
         })
     }
@@ -149,5 +177,36 @@ impl Handler<WebhookEnvelope> for PaymentActor {
         _ctx: &mut Self::Context,
     ) -> Self::Result {
         self.serialize(|service, _| async move { service.apply_webhook(&record, event).await })
+    }
+}
+
+impl Handler<RefundEnvelope> for PaymentActor {
+    type Result = AtomicResponse<Self, Result<Refund, PaymentError>>;
+
+    fn handle(
+        &mut self,
+        RefundEnvelope(refund_id, command): RefundEnvelope,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.serialize(|service, _| async move {
+            match command {
+                RefundCommand::Send => service.send_refund(refund_id).await,
+                RefundCommand::Reconcile => service.reconcile_refund(refund_id).await,
+            }
+        })
+    }
+}
+
+impl Handler<RefundWebhookEnvelope> for PaymentActor {
+    type Result = AtomicResponse<Self, Result<bool, PaymentError>>;
+
+    fn handle(
+        &mut self,
+        RefundWebhookEnvelope(record, notice, report): RefundWebhookEnvelope,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.serialize(|service, _| async move {
+            service.apply_refund_webhook(&record, &notice, report).await
+        })
     }
 }

@@ -17,14 +17,21 @@ use std::{
 use actix::{Actor, Addr, Handler, MailboxError, Message};
 use dashmap::DashMap;
 
+use uuid::Uuid;
+
 use super::{
     ActorSystem,
-    payment::{Command, Envelope, PaymentActor, WebhookEnvelope},
+    payment::{
+        Command, Envelope, PaymentActor, RefundCommand, RefundEnvelope, RefundWebhookEnvelope,
+        WebhookEnvelope,
+    },
 };
 use crate::{
-    domain::PaymentEvent,
+    domain::{PaymentEvent, RefundReport},
     payments::{PaymentError, WebhookApplied, service::PaymentService},
+    store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
+    webhook::event::RefundNotice,
 };
 
 struct Entry {
@@ -122,6 +129,42 @@ impl PaymentRegistry {
     ) -> Result<WebhookApplied, PaymentError> {
         let reference = record.reference.clone();
         self.send(&reference, WebhookEnvelope(record, event)).await
+    }
+
+    /// Sends the refund to the provider through the payment's actor (at
+    /// most once per refund).
+    pub async fn send_refund(
+        &self,
+        reference: &str,
+        refund_id: Uuid,
+    ) -> Result<Refund, PaymentError> {
+        self.send(reference, RefundEnvelope(refund_id, RefundCommand::Send))
+            .await
+    }
+
+    /// Finds out what became of a pending refund, through the payment's actor.
+    pub async fn reconcile_refund(
+        &self,
+        reference: &str,
+        refund_id: Uuid,
+    ) -> Result<Refund, PaymentError> {
+        self.send(
+            reference,
+            RefundEnvelope(refund_id, RefundCommand::Reconcile),
+        )
+        .await
+    }
+
+    /// Applies a refund webhook through the payment's actor.
+    pub async fn apply_refund_webhook(
+        &self,
+        record: WebhookRecord,
+        notice: RefundNotice,
+        report: RefundReport,
+    ) -> Result<bool, PaymentError> {
+        let reference = record.reference.clone();
+        self.send(&reference, RefundWebhookEnvelope(record, notice, report))
+            .await
     }
 
     async fn send<M, R>(&self, reference: &str, message: M) -> Result<R, PaymentError>

@@ -6,14 +6,19 @@
 //!   reference (same parameters → the same transaction).
 //! - `GET /checkout/{access_code}`: a page where a person clicks Pay or
 //!   Decline; the form posts `outcome=success|failed` back to the same path.
+//! - `POST /refund`, `GET /refund/{id}`, `GET /refund?transaction=`:
+//!   Paystack's refunds. A refund is `pending` until it settles — after
+//!   the configured delay, or when a test settles it — and is then
+//!   announced with a signed `refund.processed` / `refund.failed` webhook.
 //! - `/_control/…`: hooks for tests — force an outcome (and the amount the
-//!   provider will report), make the next N calls fail with 500 or hang,
-//!   and count what was asked.
+//!   provider will report), settle a refund, make the next N calls fail
+//!   with 500 or hang, and count what was asked.
 //!
 //! State is in memory, bounded by [`MAX_TRANSACTIONS`].
 
 mod burst;
 mod checkout;
+mod refunds;
 mod webhooks;
 
 use std::{
@@ -51,6 +56,9 @@ struct Inner {
     webhooks: Option<webhooks::WebhookSender>,
     /// Where the sandbox is reachable from a browser: checkout links start here.
     public_base: String,
+    /// Refunds settle as processed this long after they are asked for;
+    /// `None`: only when a test settles them.
+    refund_settle: Option<Duration>,
     state: Mutex<State>,
 }
 
@@ -59,6 +67,7 @@ struct State {
     transactions: HashMap<String, Transaction>,
     by_access_code: HashMap<String, String>,
     next_id: i64,
+    refunds: HashMap<i64, refunds::SandboxRefund>,
     faults: HashMap<Operation, Fault>,
     stats: Stats,
 }
@@ -68,6 +77,10 @@ pub struct Stats {
     pub initialize_calls: u64,
     pub verify_calls: u64,
     pub transactions: u64,
+    #[serde(default)]
+    pub refund_calls: u64,
+    #[serde(default)]
+    pub refund_lookups: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -75,6 +88,7 @@ pub struct Stats {
 pub enum Operation {
     Initialize,
     Verify,
+    Refund,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -152,12 +166,22 @@ impl Sandbox {
                 webhooks: webhook_url.map(|url| webhooks::WebhookSender::new(url, secret.clone())),
                 secret,
                 public_base: public_base.into().trim_end_matches('/').to_owned(),
+                refund_settle: Some(refunds::DEFAULT_SETTLE),
                 state: Mutex::new(State {
                     next_id: 1_000_000,
                     ..State::default()
                 }),
             }),
         }
+    }
+
+    /// Refunds settle after `settle`, or only by control call (`None`).
+    /// Call before the sandbox is shared.
+    pub fn with_refund_settle(mut self, settle: Option<Duration>) -> Sandbox {
+        Arc::get_mut(&mut self.inner)
+            .expect("the sandbox is configured before it is shared")
+            .refund_settle = settle;
+        self
     }
 
     pub fn stats(&self) -> Stats {
@@ -197,6 +221,9 @@ impl Sandbox {
                 "/checkout/:access_code",
                 poem::get(checkout::page).post(checkout::submit),
             )
+            .at("/refund", poem::post(refunds::create).get(refunds::list))
+            .at("/refund/:id", poem::get(refunds::fetch))
+            .at("/_control/refunds/:id/outcome", poem::post(refunds::force))
             .at("/_control/faults", poem::post(set_fault))
             .at(
                 "/_control/transactions/:reference/outcome",

@@ -10,6 +10,8 @@ pub struct Model {
     pub request_hash: String,
     pub state: String,
     pub payment_id: Option<Uuid>,
+    /// The refund this key's request created, for a refund request.
+    pub refund_id: Option<Uuid>,
     pub response_status: Option<i32>,
     pub response_body: Option<String>,
     pub created_at: DateTimeUtc,

@@ -5,4 +5,5 @@ pub mod api_client;
 pub mod idempotency_key;
 pub mod payment;
 pub mod payment_transition;
+pub mod refund;
 pub mod webhook_event;

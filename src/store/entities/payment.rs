@@ -22,6 +22,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub paid_at: Option<DateTimeUtc>,
+    /// The sum of this payment's refunds that have not failed; never above
+    /// `amount` (checked in the statement that raises it).
+    pub refunded_amount: i64,
+    /// When a reconciliation sweep last asked the provider about it.
+    pub checked_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

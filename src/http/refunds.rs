@@ -1,0 +1,191 @@
+//! `POST /v1/payments/{reference}/refunds`, `GET /v1/payments/{reference}/refunds`:
+//! money back to the customer. Like initialize, a refund may carry an
+//! `Idempotency-Key`, and its answer is stored and replayed.
+
+use chrono::{DateTime, Utc};
+use poem::http::StatusCode;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, param::Path, payload::Json};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    ApiTags, AppState,
+    auth::ClientAuth,
+    error::ApiError,
+    gate::{client_operation, limit_refund},
+    problem::{ProblemJson, StoredJson},
+    requests::{RefundBody, validate_refund},
+};
+use crate::{
+    domain::IdempotencyKey,
+    payments::{Answer, Idempotent, PaymentError, Rendered, idempotency},
+    store::refunds::Refund,
+};
+
+pub struct RefundsApi {
+    pub state: AppState,
+}
+
+/// A refund as clients see it.
+#[derive(Debug, Object, Serialize)]
+pub struct RefundView {
+    pub id: Uuid,
+    pub payment_reference: String,
+    /// Minor units.
+    pub amount: i64,
+    pub currency: String,
+    /// pending, succeeded or failed.
+    pub status: String,
+    pub reason: Option<String>,
+    /// Why it failed (`provider_rejected`, `provider_failed`…).
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RefundView {
+    fn new(refund: Refund, payment_reference: &str) -> RefundView {
+        RefundView {
+            id: refund.id,
+            payment_reference: payment_reference.to_owned(),
+            amount: refund.amount,
+            currency: refund.currency,
+            status: refund.status,
+            reason: refund.reason,
+            failure_reason: refund.failure_reason,
+            created_at: refund.created_at,
+            updated_at: refund.updated_at,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum RefundResponse {
+    /// Created (pending, or already settled). With `Idempotent-Replayed:
+    /// true`, the stored response of an earlier request with the same key.
+    #[oai(status = 201)]
+    Created(
+        StoredJson<RefundView>,
+        /// `true` when replayed from an earlier request with this key.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<String>,
+    ),
+    /// An error stored under the Idempotency-Key (a 4xx), replayed or first sent.
+    StoredError(
+        StatusCode,
+        ProblemJson,
+        #[oai(header = "Idempotent-Replayed")] Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum RefundList {
+    /// The payment's refunds, oldest first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<RefundView>>),
+}
+
+#[OpenApi(prefix_path = "/v1/payments", tag = "ApiTags::Payments")]
+impl RefundsApi {
+    /// Refund a payment.
+    ///
+    /// Refunds all that is left of a succeeded payment, or `amount`. The
+    /// refund is `pending` until the provider settles it; the refunds of a
+    /// payment never add up to more than it. 409 `payment_not_refundable`
+    /// unless the payment succeeded; 422 for an amount above what is left.
+    /// Send an `Idempotency-Key` (a UUID) to retry safely.
+    #[oai(
+        path = "/:reference/refunds",
+        method = "post",
+        transform = "limit_refund"
+    )]
+    async fn create(
+        &self,
+        auth: ClientAuth,
+        reference: Path<String>,
+        /// A UUID naming this attempt; retries reuse it.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: Json<RefundBody>,
+    ) -> Result<RefundResponse, ApiError> {
+        let idempotent = match idempotency_key.0 {
+            Some(raw) => Some(Idempotent {
+                key: IdempotencyKey::parse(raw.trim())
+                    .map_err(|err| ApiError::BadRequest(err.to_string()))?,
+                fingerprint: idempotency::fingerprint(
+                    &format!("refund:{}", reference.0),
+                    &serde_json::to_value(&body.0).expect("a request body serializes"),
+                ),
+            }),
+            None => None,
+        };
+        let render = |result| render_refund(result, &reference.0);
+        let answer = self
+            .state
+            .payments
+            .refund(
+                auth.0.id,
+                &reference.0,
+                idempotent,
+                validate_refund(&body.0),
+                render,
+            )
+            .await?;
+        Ok(match answer {
+            Answer::Fresh(rendered) => respond(rendered, false),
+            Answer::Replayed(rendered) => respond(rendered, true),
+        })
+    }
+
+    /// List a payment's refunds.
+    #[oai(
+        path = "/:reference/refunds",
+        method = "get",
+        transform = "client_operation"
+    )]
+    async fn list(
+        &self,
+        auth: ClientAuth,
+        reference: Path<String>,
+    ) -> Result<RefundList, ApiError> {
+        let refunds = self.state.payments.refunds(auth.0.id, &reference.0).await?;
+        Ok(RefundList::Ok(Json(
+            refunds
+                .into_iter()
+                .map(|refund| RefundView::new(refund, &reference.0))
+                .collect(),
+        )))
+    }
+}
+
+/// What a refund request answers, as sent and as stored under its key.
+fn render_refund(result: Result<Refund, PaymentError>, reference: &str) -> Rendered {
+    match result {
+        Ok(refund) => {
+            let view = RefundView::new(refund, reference);
+            Rendered {
+                status: 201,
+                body: serde_json::to_string(&view).expect("a refund view serializes"),
+            }
+        }
+        Err(err) => {
+            let problem = ApiError::from(err).problem();
+            Rendered {
+                status: problem.status,
+                body: problem.to_json(),
+            }
+        }
+    }
+}
+
+fn respond(rendered: Rendered, replayed: bool) -> RefundResponse {
+    let replayed = replayed.then(|| "true".into());
+    match rendered.status {
+        201 => RefundResponse::Created(StoredJson::new(rendered.body), replayed),
+        status => RefundResponse::StoredError(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ProblemJson(rendered.body),
+            replayed,
+        ),
+    }
+}

@@ -1,0 +1,342 @@
+//! Reconciliation: payments (and refunds) still pending after
+//! `PAYORCH_RECONCILE_AFTER_S`, because their webhook never came, are
+//! asked about at the provider and updated; a payment pending past
+//! `PAYORCH_ABANDON_AFTER_S` that the provider says is not paid becomes
+//! `abandoned`. And retention: old idempotency keys and processed webhook
+//! events are purged in small batches; the audit trail never is.
+//!
+//! Many workers share a sweep without asking about a payment twice: a
+//! batch is claimed in one transaction (`FOR UPDATE SKIP LOCKED`), which
+//! stamps each payment's `checked_at`; a payment is claimed again only
+//! after [`RECHECK`] (or the reconcile threshold, if longer). Work goes
+//! through the payment's actor like any other change, a few payments at a
+//! time ([`CONCURRENCY`]), so a sweep never crowds out webhook processing.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::{StreamExt, stream};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType},
+};
+use uuid::Uuid;
+
+use super::{PaymentError, Payments, actors::Command, apply::Source, service::PaymentService};
+use crate::{
+    domain::{PaymentEvent, PaymentStatus, Reference},
+    provider::ProviderError,
+    store::{
+        entities::{idempotency_key, payment, webhook_event},
+        payments::Payment,
+        refunds,
+    },
+};
+
+/// The shortest time between two sweeps asking about one payment.
+pub const RECHECK: Duration = Duration::from_secs(300);
+/// Payments (or refunds) claimed per transaction.
+pub const BATCH: u64 = 100;
+/// Provider calls one sweeper has in flight at once.
+pub const CONCURRENCY: usize = 4;
+/// Rows deleted per retention statement.
+pub const PURGE_BATCH: u64 = 1_000;
+
+/// What a sweep is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Sweep {
+    /// Pending longer than this: ask the provider.
+    pub after: Duration,
+    /// Pending longer than this and not paid: abandon.
+    pub abandon_after: Duration,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Payments and refunds asked about.
+    pub checked: usize,
+    /// `(what, from, to)` for each that changed: `payment <reference>` or
+    /// `refund <id>`.
+    pub changed: Vec<(String, String, String)>,
+    /// Failures (logged; the item is asked about again next time).
+    pub errors: usize,
+}
+
+impl Payments {
+    /// One pass over everything stale now: claims batches until none is
+    /// left, and returns what changed.
+    pub async fn reconcile(&self, sweep: Sweep) -> Result<SweepReport, PaymentError> {
+        let mut report = SweepReport::default();
+        loop {
+            let claimed = claim_payments(&self.db, sweep.after).await?;
+            if claimed.is_empty() {
+                break;
+            }
+            let now = Utc::now();
+            let outcomes: Vec<_> = stream::iter(claimed)
+                .map(|payment| {
+                    let abandon = now - payment.created_at
+                        >= chrono::Duration::from_std(sweep.abandon_after)
+                            .unwrap_or(chrono::Duration::MAX);
+                    async move {
+                        let result = self
+                            .registry
+                            .call(&payment.reference, Command::Reconcile { abandon })
+                            .await;
+                        (payment, result)
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+            for (before, result) in outcomes {
+                report.checked += 1;
+                count("payment", "checked");
+                match result {
+                    Ok(after) if after.status != before.status => {
+                        count("payment", "changed");
+                        report.changed.push((
+                            format!("payment {}", before.reference),
+                            before.status,
+                            after.status,
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        count("payment", "error");
+                        tracing::warn!(reference = before.reference, error = %err, "reconciling a payment failed");
+                        report.errors += 1;
+                    }
+                }
+            }
+        }
+        loop {
+            let claimed = self.claim_refunds(sweep.after).await?;
+            if claimed.is_empty() {
+                break;
+            }
+            let outcomes: Vec<_> = stream::iter(claimed)
+                .map(|(reference, refund)| async move {
+                    let result = self.registry.reconcile_refund(&reference, refund.id).await;
+                    (refund, result)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+            for (before, result) in outcomes {
+                report.checked += 1;
+                count("refund", "checked");
+                match result {
+                    Ok(after) if after.status != before.status => {
+                        count("refund", "changed");
+                        report.changed.push((
+                            format!("refund {}", before.id),
+                            before.status,
+                            after.status,
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        count("refund", "error");
+                        tracing::warn!(refund = %before.id, error = %err, "reconciling a refund failed");
+                        report.errors += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stale pending refunds with their payment's reference.
+    async fn claim_refunds(
+        &self,
+        after: Duration,
+    ) -> Result<Vec<(String, refunds::Refund)>, PaymentError> {
+        let before = Utc::now() - chrono::Duration::from_std(after).unwrap_or_default();
+        let txn = self.db.begin().await?;
+        let claimed = refunds::claim_stale(&txn, before, BATCH).await?;
+        txn.commit().await?;
+        let mut with_reference = Vec::with_capacity(claimed.len());
+        for refund in claimed {
+            if let Some(payment) =
+                crate::store::payments::find_by_id(&self.db, refund.payment_id).await?
+            {
+                with_reference.push((payment.reference, refund));
+            }
+        }
+        Ok(with_reference)
+    }
+}
+
+fn count(kind: &'static str, result: &'static str) {
+    metrics::counter!("payorch_reconcile_total", "kind" => kind, "result" => result).increment(1);
+}
+
+/// Claims up to [`BATCH`] payments pending since before `after` ago and
+/// not asked about within [`RECHECK`], stamping `checked_at`, in one
+/// transaction.
+async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<Payment>, DbErr> {
+    let now = Utc::now();
+    let created_before = now - chrono::Duration::from_std(after).unwrap_or_default();
+    let checked_before = now - chrono::Duration::from_std(after.max(RECHECK)).unwrap_or_default();
+    let txn = db.begin().await?;
+    let ids: Vec<Uuid> = payment::Entity::find()
+        .select_only()
+        .column(payment::Column::Id)
+        .filter(payment::Column::Status.eq(PaymentStatus::Pending.as_str()))
+        .filter(payment::Column::CreatedAt.lte(created_before))
+        .filter(
+            payment::Column::CheckedAt
+                .is_null()
+                .or(payment::Column::CheckedAt.lt(checked_before)),
+        )
+        .order_by_asc(payment::Column::CreatedAt)
+        .limit(BATCH)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if ids.is_empty() {
+        txn.commit().await?;
+        return Ok(Vec::new());
+    }
+    payment::Entity::update_many()
+        .col_expr(payment::Column::CheckedAt, Expr::value(Some(now)))
+        .filter(payment::Column::Id.is_in(ids.clone()))
+        .exec(&txn)
+        .await?;
+    let claimed = payment::Entity::find()
+        .filter(payment::Column::Id.is_in(ids))
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(claimed)
+}
+
+impl PaymentService {
+    /// Asks the provider about a pending payment and applies what it says;
+    /// `abandon`: one the provider does not call paid (or failed) is
+    /// abandoned. Anything but a pending payment is returned as it is.
+    pub(super) async fn reconcile(
+        &self,
+        reference: &str,
+        abandon: bool,
+    ) -> Result<Payment, PaymentError> {
+        let payment = self.load(reference).await?;
+        if payment.status != PaymentStatus::Pending.as_str() {
+            return Ok(payment);
+        }
+        let reference = Reference::parse(reference).map_err(super::apply::corrupt)?;
+        let event = match self.provider.verify(&reference).await {
+            Ok(report) => report.event()?,
+            // The provider holds no such transaction: nobody paid it.
+            Err(ProviderError::Rejected(_)) => PaymentEvent::ChargePending,
+            Err(err) => return Err(err.into()),
+        };
+        let event = match event {
+            PaymentEvent::ChargePending if abandon => PaymentEvent::ChargeAbandoned,
+            PaymentEvent::ChargePending => return Ok(payment),
+            event => event,
+        };
+        let change = super::apply::Change::new(event, Source::Reconcile);
+        Ok(self.apply(payment, change).await?.0)
+    }
+}
+
+/// Deletes idempotency keys older than their retention and processed
+/// webhook events older than `webhook_retention`, [`PURGE_BATCH`] rows per
+/// statement so no statement holds locks for long. Returns (keys, events).
+pub async fn purge(
+    db: &DatabaseConnection,
+    webhook_retention: Duration,
+) -> Result<(u64, u64), DbErr> {
+    let now = Utc::now();
+    let key_cutoff =
+        now - chrono::Duration::from_std(super::idempotency::RETENTION).unwrap_or_default();
+    let mut keys = 0;
+    loop {
+        let batch: Vec<(Uuid, Uuid)> = idempotency_key::Entity::find()
+            .select_only()
+            .column(idempotency_key::Column::ClientId)
+            .column(idempotency_key::Column::Key)
+            .filter(idempotency_key::Column::CreatedAt.lt(key_cutoff))
+            .limit(PURGE_BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut any = sea_orm::Condition::any();
+        for (client_id, key) in &batch {
+            any = any.add(
+                idempotency_key::Column::ClientId
+                    .eq(*client_id)
+                    .and(idempotency_key::Column::Key.eq(*key)),
+            );
+        }
+        keys += idempotency_key::Entity::delete_many()
+            .filter(any)
+            .exec(db)
+            .await?
+            .rows_affected;
+        if (batch.len() as u64) < PURGE_BATCH {
+            break;
+        }
+    }
+    let event_cutoff = now - chrono::Duration::from_std(webhook_retention).unwrap_or_default();
+    let mut events = 0;
+    loop {
+        let batch: Vec<Uuid> = webhook_event::Entity::find()
+            .select_only()
+            .column(webhook_event::Column::Id)
+            .filter(webhook_event::Column::ProcessedAt.lt(event_cutoff))
+            .limit(PURGE_BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        let n = batch.len() as u64;
+        events += webhook_event::Entity::delete_many()
+            .filter(webhook_event::Column::Id.is_in(batch))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if n < PURGE_BATCH {
+            break;
+        }
+    }
+    Ok((keys, events))
+}
+
+/// Runs a sweep every `every` until `shutdown` (a worker's background duty).
+pub async fn run_sweeper(
+    payments: Payments,
+    sweep: Sweep,
+    every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticks.tick() => {}
+        }
+        match payments.reconcile(sweep).await {
+            Ok(report) if !report.changed.is_empty() || report.errors > 0 => tracing::info!(
+                checked = report.checked,
+                changed = report.changed.len(),
+                errors = report.errors,
+                "reconciliation sweep"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "reconciliation sweep failed"),
+        }
+    }
+}

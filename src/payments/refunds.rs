@@ -1,0 +1,372 @@
+//! Refunds inside the payment core. Creating one promises its amount in
+//! the same statement that checks the bound ([`refunds::promise`]), so the
+//! refunds of a payment never add up past its amount, across processes.
+//! Sending one to the provider happens in the payment's actor and at most
+//! once per refund (`unsent → sending → sent`): an answer lost on the way
+//! back leaves the refund pending for reconciliation, which looks the
+//! refund up at the provider instead of asking again.
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use uuid::Uuid;
+
+use super::{
+    PaymentError,
+    apply::{CONFLICT_RETRIES, Change, Source, corrupt, decide, status_of, too_contended, write},
+    service::PaymentService,
+};
+use crate::{
+    domain::{
+        Amount, Currency, FieldError, PaymentEvent, Reference, RefundRefusal, RefundReport,
+        RefundStatus, refund,
+    },
+    provider::{ProviderError, RefundRequest},
+    store::{
+        payments::{self, Payment},
+        refunds::{self, NewRefund, Refund, SENDING, SENT, UNSENT},
+        webhooks::{self, WebhookRecord},
+    },
+    webhook::event::RefundNotice,
+};
+
+/// A validated request for a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefundRequest {
+    /// Minor units; `None`: everything that is left.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Creates a pending refund of `client_id`'s payment `reference` in `txn`,
+/// promising its amount; refused (final errors) when the payment is not
+/// refundable or not for that much.
+pub(super) async fn create(
+    txn: &DatabaseTransaction,
+    client_id: Uuid,
+    reference: &str,
+    request: &NewRefundRequest,
+) -> Result<Refund, PaymentError> {
+    let payment = payments::find_owned(txn, client_id, reference)
+        .await?
+        .ok_or(PaymentError::NotFound)?;
+    let amount = grantable(&payment, request)?;
+    if !refunds::promise(txn, payment.id, amount).await? {
+        // Another refund or a state change got there first: judge again
+        // on what the row says now.
+        let now = payments::find_by_id(txn, payment.id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        grantable(&now, request)?;
+        return Err(too_contended());
+    }
+    Ok(refunds::insert(
+        txn,
+        NewRefund {
+            payment_id: payment.id,
+            client_id,
+            amount,
+            currency: &payment.currency,
+            reason: request.reason.clone(),
+        },
+    )
+    .await?)
+}
+
+/// The amount a refund of `payment` may have, or why none.
+fn grantable(payment: &Payment, request: &NewRefundRequest) -> Result<Amount, PaymentError> {
+    let status = status_of(payment)?;
+    let amount = Amount::new(payment.amount).map_err(corrupt)?;
+    refund::refund_amount(status, amount, payment.refunded_amount, request.amount).map_err(
+        |refusal| match refusal {
+            RefundRefusal::NotRefundable => PaymentError::NotRefundable,
+            RefundRefusal::NotPositive => PaymentError::Invalid(vec![FieldError::new(
+                "amount",
+                "must be a whole number of minor units above 0",
+            )]),
+            RefundRefusal::OverRemaining { left } => PaymentError::Invalid(vec![FieldError::new(
+                "amount",
+                format!("at most {left} is left to refund"),
+            )]),
+        },
+    )
+}
+
+impl PaymentService {
+    /// Asks the provider for the refund `refund_id`, once: a refund already
+    /// sent (or being sent) is returned as it is.
+    pub(super) async fn send_refund(&self, refund_id: Uuid) -> Result<Refund, PaymentError> {
+        let refund = self.refund(refund_id).await?;
+        if refund.dispatch != UNSENT
+            || !refunds::mark_dispatch(&self.db, refund_id, UNSENT, SENDING, None).await?
+        {
+            return self.refund(refund_id).await;
+        }
+        let payment = self.payment_of(&refund).await?;
+        let request = RefundRequest {
+            refund_id,
+            reference: Reference::parse(&payment.reference).map_err(corrupt)?,
+            amount: Amount::new(refund.amount).map_err(corrupt)?,
+            currency: Currency::parse(&refund.currency).map_err(corrupt)?,
+            reason: refund.reason.clone(),
+        };
+        match self.provider.refund(&request).await {
+            Ok(answer) => {
+                refunds::mark_dispatch(
+                    &self.db,
+                    refund_id,
+                    SENDING,
+                    SENT,
+                    Some(&answer.provider_refund_id),
+                )
+                .await?;
+                self.settle_refund(&payment.reference, refund_id, answer.report, Source::Refund)
+                    .await
+            }
+            Err(ProviderError::Rejected(message)) => {
+                refunds::mark_dispatch(&self.db, refund_id, SENDING, SENT, None).await?;
+                self.settle_refund(
+                    &payment.reference,
+                    refund_id,
+                    RefundReport::Failed,
+                    Source::Refund,
+                )
+                .await?;
+                Err(ProviderError::Rejected(message).into())
+            }
+            Err(err) => {
+                // It may or may not have arrived: never sent again, found
+                // by reconciliation instead.
+                tracing::warn!(%refund_id, error = %err, "refund answer lost; left pending");
+                self.refund(refund_id).await
+            }
+        }
+    }
+
+    /// Applies what the provider reports of a refund (see [`Self::settle_refund_with`]).
+    pub(super) async fn settle_refund(
+        &self,
+        reference: &str,
+        refund_id: Uuid,
+        report: RefundReport,
+        source: Source,
+    ) -> Result<Refund, PaymentError> {
+        self.settle_refund_with(reference, refund_id, report, source, None)
+            .await?;
+        self.refund(refund_id).await
+    }
+
+    /// A refund webhook: the refund it names settled, exactly once per
+    /// event. `Ok(false)`: a duplicate, or a refund payorch did not make
+    /// (recorded, nothing changed).
+    pub(super) async fn apply_refund_webhook(
+        &self,
+        record: &WebhookRecord,
+        notice: &RefundNotice,
+        report: RefundReport,
+    ) -> Result<bool, PaymentError> {
+        let ours = notice
+            .merchant_note
+            .as_deref()
+            .and_then(|note| Uuid::parse_str(note).ok());
+        let found =
+            refunds::find_reported(&self.db, notice.provider_refund_id.as_deref(), ours).await?;
+        let Some(refund) = found else {
+            tracing::warn!(
+                reference = record.reference,
+                "refund event for a refund payorch did not make; recorded, not applied"
+            );
+            return Ok(webhooks::insert(&self.db, record, "ignored:unknown_refund").await?);
+        };
+        self.settle_refund_with(
+            &record.reference,
+            refund.id,
+            report,
+            Source::Webhook,
+            Some(record),
+        )
+        .await
+    }
+
+    /// In one transaction: the refund settled as `report` says (once), a
+    /// failed refund's amount released, the audit row, and — when the
+    /// succeeded refunds now cover the payment — `succeeded → refunded`
+    /// through the state machine; with `webhook`, its dedup row too.
+    /// `Ok(false)`: the webhook was processed before.
+    async fn settle_refund_with(
+        &self,
+        reference: &str,
+        refund_id: Uuid,
+        report: RefundReport,
+        source: Source,
+        webhook: Option<&WebhookRecord>,
+    ) -> Result<bool, PaymentError> {
+        let event_id = webhook.map(|record| record.event_id.as_str());
+        for _ in 0..CONFLICT_RETRIES {
+            let (txn, payment, locked) = self.begin_with(reference).await?;
+            let refund = refunds::find(&txn, refund_id)
+                .await?
+                .filter(|r| r.payment_id == payment.id)
+                .ok_or(PaymentError::NotFound)?;
+            let status = RefundStatus::parse(&refund.status)
+                .ok_or_else(|| PaymentError::Internal(format!("refund {refund_id} status")))?;
+            let next = refund::settle(status, report);
+            let label = match next {
+                Some(to) => format!("refund:{}", to.as_str()),
+                None => "ignored:refund_settled".to_owned(),
+            };
+            if let Some(record) = webhook
+                && !webhooks::insert(&txn, record, &label).await?
+            {
+                txn.rollback().await?;
+                return Ok(false);
+            }
+            let Some(to) = next else {
+                txn.commit().await?;
+                return Ok(true);
+            };
+            let failure = (to == RefundStatus::Failed).then_some(match source {
+                Source::Refund => "provider_rejected",
+                Source::Reconcile => "provider_failed_or_not_received",
+                _ => "provider_failed",
+            });
+            if !refunds::settle(&txn, refund_id, to, failure).await? {
+                // Settled meanwhile by another attempt: decide again.
+                txn.rollback().await?;
+                continue;
+            }
+            if to == RefundStatus::Failed {
+                refunds::release(&txn, payment.id, refund.amount).await?;
+            }
+            let cause = format!("{}:refund_{}", source.as_str(), to.as_str());
+            if !self
+                .record_refund_change(&txn, &payment, locked, source, &cause, event_id, to)
+                .await?
+            {
+                txn.rollback().await?;
+                continue;
+            }
+            txn.commit().await?;
+            return Ok(true);
+        }
+        Err(too_contended())
+    }
+
+    /// The payment's side of a settled refund: `refunded` when the
+    /// succeeded refunds cover it, otherwise an audit row. `false`: the
+    /// payment moved on since it was read (retry).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_refund_change(
+        &self,
+        txn: &DatabaseTransaction,
+        payment: &Payment,
+        locked: bool,
+        source: Source,
+        cause: &str,
+        event_id: Option<&str>,
+        to: RefundStatus,
+    ) -> Result<bool, PaymentError> {
+        let covered = to == RefundStatus::Succeeded
+            && refunds::succeeded_total(txn, payment.id).await? >= payment.amount;
+        if covered {
+            let decision = decide(
+                payment,
+                &Change::new(PaymentEvent::Refunded, source),
+                locked,
+                true,
+            )?;
+            return Ok(write(txn, payment, &decision, event_id).await?.is_some());
+        }
+        payments::record_transition(
+            txn,
+            payment.id,
+            &payment.status,
+            &payment.status,
+            cause,
+            event_id,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Finds out what became of a pending refund: sends one never sent,
+    /// looks up one sent; one that was being sent and is unknown to the
+    /// provider never arrived, and fails (its amount is released).
+    pub(super) async fn reconcile_refund(&self, refund_id: Uuid) -> Result<Refund, PaymentError> {
+        let refund = self.refund(refund_id).await?;
+        if refund.status != RefundStatus::Pending.as_str() {
+            return Ok(refund);
+        }
+        if refund.dispatch == UNSENT {
+            return match self.send_refund(refund_id).await {
+                Err(PaymentError::Provider(ProviderError::Rejected(_))) => {
+                    self.refund(refund_id).await
+                }
+                other => other,
+            };
+        }
+        let payment = self.payment_of(&refund).await?;
+        let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
+        let found = self
+            .provider
+            .find_refund(&reference, refund_id, refund.provider_refund_id.as_deref())
+            .await?;
+        match found {
+            Some(found) => {
+                if refund.dispatch == SENDING {
+                    refunds::mark_dispatch(
+                        &self.db,
+                        refund_id,
+                        SENDING,
+                        SENT,
+                        Some(&found.provider_refund_id),
+                    )
+                    .await?;
+                }
+                self.settle_refund(
+                    &payment.reference,
+                    refund_id,
+                    found.report,
+                    Source::Reconcile,
+                )
+                .await
+            }
+            None if refund.dispatch == SENDING => {
+                tracing::warn!(%refund_id, "refund never reached the provider; failing it");
+                self.settle_refund(
+                    &payment.reference,
+                    refund_id,
+                    RefundReport::Failed,
+                    Source::Reconcile,
+                )
+                .await
+            }
+            None => {
+                tracing::warn!(%refund_id, "the provider has no record of a sent refund; left for an operator");
+                Ok(refund)
+            }
+        }
+    }
+
+    async fn refund(&self, refund_id: Uuid) -> Result<Refund, PaymentError> {
+        refunds::find(&self.db, refund_id)
+            .await?
+            .ok_or(PaymentError::NotFound)
+    }
+
+    async fn payment_of(&self, refund: &Refund) -> Result<Payment, PaymentError> {
+        payments::find_by_id(&self.db, refund.payment_id)
+            .await?
+            .ok_or_else(|| PaymentError::Internal(format!("refund {} has no payment", refund.id)))
+    }
+}
+
+/// A client's refunds of its payment `reference`, oldest first.
+pub(super) async fn list(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    reference: &str,
+) -> Result<Vec<Refund>, PaymentError> {
+    let payment = payments::find_owned(db, client_id, reference)
+        .await?
+        .ok_or(PaymentError::NotFound)?;
+    Ok(refunds::for_payment(db, payment.id).await?)
+}
