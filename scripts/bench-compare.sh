@@ -3,6 +3,9 @@
 # them so both meet the same machine state: BASELINE (another commit's
 # release binary, e.g. built in a git worktree) and this tree's build. Both
 # binaries are copied first, so editing the tree meanwhile changes nothing.
+# Build the baseline with a target directory of its own: cargo names a
+# workspace member's artifacts without their path, so two checkouts sharing
+# one target directory overwrite each other's crates.
 #   BASELINE=/tmp/payorch-before bash scripts/bench-compare.sh api
 set -euo pipefail
 bench=${1:?usage: BASELINE=path bench-compare.sh api or webhooks, then rounds}

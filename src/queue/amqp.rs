@@ -13,7 +13,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -199,7 +199,11 @@ impl AmqpQueue {
         *slot = None;
     }
 
-    /// Publishes and waits for the broker's confirm.
+    /// Publishes and waits for the broker's confirm. Published `mandatory`:
+    /// the broker confirms a message it could not route to any queue (a
+    /// deleted queue, a broken binding) too, but hands it back first — that
+    /// is a failure, not a delivery. The publisher is then dropped, so the
+    /// next publish reconnects and declares the topology again.
     async fn send(
         &self,
         exchange: &str,
@@ -213,7 +217,10 @@ impl AmqpQueue {
                 .basic_publish(
                     exchange.into(),
                     routing_key.into(),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &payload,
                     properties(envelope),
                 )
@@ -222,7 +229,17 @@ impl AmqpQueue {
         })
         .await;
         match result {
-            Ok(Ok(confirmation)) if confirmation.is_ack() => Ok(()),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => {
+                tracing::warn!(
+                    exchange,
+                    routing_key,
+                    "the broker could not route the message; declaring the topology again"
+                );
+                metrics::counter!("payorch_queue_unroutable_total").increment(1);
+                self.forget_publisher().await;
+                Err(QueueError::Unroutable)
+            }
             Ok(Ok(_)) => Err(QueueError::Nacked),
             Ok(Err(err)) => {
                 self.forget_publisher().await;

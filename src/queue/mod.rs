@@ -133,6 +133,8 @@ pub enum QueueError {
     Timeout,
     #[error("the broker refused the message")]
     Nacked,
+    #[error("the broker could not route the message to a queue")]
+    Unroutable,
     #[error("the queue table: {0}")]
     Database(#[from] sea_orm::DbErr),
 }

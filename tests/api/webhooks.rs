@@ -523,3 +523,54 @@ async fn a_broker_outage_is_503_and_every_acknowledged_event_is_processed() {
         assert_eq!(status == 1, was_acknowledged, "payment {i}");
     }
 }
+
+/// Deletes one of the pipeline's queues behind payorch's back, as an
+/// operator might.
+async fn delete_queue(name: &str) {
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .queue_delete(name.into(), lapin::options::QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let _ = conn.close(200, "deleted".into()).await;
+}
+
+#[tokio::test]
+async fn a_publish_nothing_can_route_is_a_503_never_an_acknowledgement() {
+    let pipeline = Pipeline::start(0, &[]).await;
+    // A first event declares the topology; then the main queue goes.
+    let first = charge("charge.success", 71, "unroutable-1", 1_000);
+    assert_eq!(pipeline.post(&first).await.status(), 200);
+    delete_queue(&pipeline.queue.names().main).await;
+
+    let lost = charge("charge.success", 72, "unroutable-2", 1_000);
+    let refused = pipeline.post(&lost).await;
+    assert_eq!(refused.status(), 503, "the broker had no queue for it");
+    assert!(refused.headers().contains_key("retry-after"));
+    // The refusal declared the topology again: the provider's retry lands.
+    let retried = pipeline.post(&lost).await;
+    assert_eq!(retried.status(), 200);
+    assert_eq!(pipeline.depth(".webhooks").await, 1, "only the retried event");
+}
+
+#[tokio::test]
+async fn parking_into_a_deleted_dead_letter_queue_is_a_503_too() {
+    let pipeline = Pipeline::start(0, &[]).await;
+    assert_eq!(
+        pipeline
+            .post(&charge("charge.success", 81, "dead-1", 1_000))
+            .await
+            .status(),
+        200
+    );
+    delete_queue(&pipeline.queue.names().dead).await;
+    let unreadable = b"{\"not\": \"an event\"}";
+    assert_eq!(pipeline.post(unreadable).await.status(), 503);
+    let retried = pipeline.post(unreadable).await;
+    assert_eq!(retried.status(), 200);
+    assert_eq!(retried.json::<Value>().await.unwrap()["status"], "parked");
+    assert_eq!(pipeline.depth(".webhooks.dead").await, 1);
+}
