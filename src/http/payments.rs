@@ -16,11 +16,10 @@ use super::{
     error::ApiError,
     gate::{client_operation, limit_initialize, limit_verify},
     problem::{ProblemJson, StoredJson},
-    requests::{InitializeBody, validate},
+    requests::{InitializeBody, idempotent, validate},
 };
 use crate::{
-    domain::IdempotencyKey,
-    payments::{Answer, Idempotent, PaymentError, Rendered, idempotency},
+    payments::{Answer, PaymentError, Rendered},
     store::payments::{Payment, Transition},
 };
 
@@ -145,17 +144,7 @@ impl PaymentsApi {
         idempotency_key: Header<Option<String>>,
         body: Json<InitializeBody>,
     ) -> Result<InitializeResponse, ApiError> {
-        let idempotent = match idempotency_key.0 {
-            Some(raw) => Some(Idempotent {
-                key: IdempotencyKey::parse(raw.trim())
-                    .map_err(|err| ApiError::BadRequest(err.to_string()))?,
-                fingerprint: idempotency::fingerprint(
-                    "initialize",
-                    &serde_json::to_value(&body.0).expect("a request body serializes"),
-                ),
-            }),
-            None => None,
-        };
+        let idempotent = idempotent(idempotency_key.0, "initialize", &body.0)?;
         let answer = self
             .state
             .payments

@@ -14,11 +14,10 @@ use super::{
     error::ApiError,
     gate::{client_operation, limit_refund},
     problem::{ProblemJson, StoredJson},
-    requests::{RefundBody, validate_refund},
+    requests::{RefundBody, idempotent, validate_refund},
 };
 use crate::{
-    domain::IdempotencyKey,
-    payments::{Answer, Idempotent, PaymentError, Rendered, idempotency},
+    payments::{Answer, PaymentError, Rendered},
     store::refunds::Refund,
 };
 
@@ -108,17 +107,8 @@ impl RefundsApi {
         idempotency_key: Header<Option<String>>,
         body: Json<RefundBody>,
     ) -> Result<RefundResponse, ApiError> {
-        let idempotent = match idempotency_key.0 {
-            Some(raw) => Some(Idempotent {
-                key: IdempotencyKey::parse(raw.trim())
-                    .map_err(|err| ApiError::BadRequest(err.to_string()))?,
-                fingerprint: idempotency::fingerprint(
-                    &format!("refund:{}", reference.0),
-                    &serde_json::to_value(&body.0).expect("a request body serializes"),
-                ),
-            }),
-            None => None,
-        };
+        let operation = format!("refund:{}", reference.0);
+        let idempotent = idempotent(idempotency_key.0, &operation, &body.0)?;
         let render = |result| render_refund(result, &reference.0);
         let answer = self
             .state

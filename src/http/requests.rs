@@ -5,10 +5,30 @@
 use poem_openapi::Object;
 use serde::Serialize;
 
+use super::error::ApiError;
 use crate::{
-    domain::{Amount, Currency, DomainError, Email, FieldError, Reference},
-    payments::{NewPaymentRequest, NewRefundRequest},
+    domain::{Amount, Currency, DomainError, Email, FieldError, IdempotencyKey, Reference},
+    payments::{Idempotent, NewPaymentRequest, NewRefundRequest, idempotency},
 };
+
+/// The `Idempotency-Key` header (a UUID, else 400) with the fingerprint of
+/// the request it names: `operation` and the body, canonicalized.
+pub fn idempotent(
+    header: Option<String>,
+    operation: &str,
+    body: &impl Serialize,
+) -> Result<Option<Idempotent>, ApiError> {
+    let Some(raw) = header else {
+        return Ok(None);
+    };
+    let key =
+        IdempotencyKey::parse(raw.trim()).map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    let body = serde_json::to_value(body).expect("a request body serializes");
+    Ok(Some(Idempotent {
+        key,
+        fingerprint: idempotency::fingerprint(operation, &body),
+    }))
+}
 
 /// Largest accepted `metadata`, serialized.
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;

@@ -151,6 +151,17 @@ pub enum Answer {
     Replayed(Rendered),
 }
 
+/// What reserving a key decided.
+enum Claimed {
+    /// Answer with what the first request answered.
+    Replay(Answer),
+    /// Go on; finish what an earlier attempt created, if anything.
+    Proceed {
+        payment_id: Option<Uuid>,
+        refund_id: Option<Uuid>,
+    },
+}
+
 /// An Idempotency-Key and the fingerprint of the request that carried it.
 #[derive(Debug, Clone)]
 pub struct Idempotent {
@@ -238,32 +249,9 @@ impl Payments {
         };
         let key = idempotent.key;
         let txn = self.db.begin().await?;
-        let reservation = idempotency::reserve(
-            &txn,
-            client_id,
-            key,
-            &idempotent.fingerprint,
-            self.idempotency_lock,
-        )
-        .await;
-        let reservation = match reservation {
-            Ok(reservation) => reservation,
-            Err(err) => {
-                count_idempotency(match err {
-                    PaymentError::IdempotencyInFlight => "in_flight",
-                    PaymentError::IdempotencyKeyReused => "reused",
-                    _ => "error",
-                });
-                return Err(err);
-            }
-        };
-        let earlier_payment = match reservation {
-            Reservation::Replay { status, body } => {
-                txn.commit().await?;
-                count_idempotency("replayed");
-                return Ok(Answer::Replayed(Rendered { status, body }));
-            }
-            Reservation::Proceed { payment_id, .. } => payment_id,
+        let earlier_payment = match self.claim_key(&txn, client_id, &idempotent).await? {
+            Claimed::Replay(answer) => return Ok(answer),
+            Claimed::Proceed { payment_id, .. } => payment_id,
         };
         let (reference, callback_url, resumed) = match (earlier_payment, request) {
             // An earlier attempt created the payment and then crashed or
@@ -304,17 +292,7 @@ impl Payments {
         let result = self
             .open_at_provider(&reference, callback_url, resumed)
             .await;
-        match result {
-            Err(err) if !err.is_final() => {
-                idempotency::release(&self.db, client_id, key).await?;
-                Err(err)
-            }
-            result => {
-                let rendered = render(result);
-                idempotency::complete(&self.db, client_id, key, &rendered).await?;
-                Ok(Answer::Fresh(rendered))
-            }
-        }
+        self.store_outcome(client_id, key, result, render).await
     }
 
     /// Refunds `client_id`'s payment `reference` (all that is left, or
@@ -341,21 +319,9 @@ impl Payments {
         };
         let key = idempotent.key;
         let txn = self.db.begin().await?;
-        let reservation = idempotency::reserve(
-            &txn,
-            client_id,
-            key,
-            &idempotent.fingerprint,
-            self.idempotency_lock,
-        )
-        .await?;
-        let earlier_refund = match reservation {
-            Reservation::Replay { status, body } => {
-                txn.commit().await?;
-                count_idempotency("replayed");
-                return Ok(Answer::Replayed(Rendered { status, body }));
-            }
-            Reservation::Proceed { refund_id, .. } => refund_id,
+        let earlier_refund = match self.claim_key(&txn, client_id, &idempotent).await? {
+            Claimed::Replay(answer) => return Ok(answer),
+            Claimed::Proceed { refund_id, .. } => refund_id,
         };
         let refund_id = match (earlier_refund, request) {
             // An earlier attempt created it: finish that one (it is sent at
@@ -384,7 +350,58 @@ impl Payments {
             }
         };
         txn.commit().await?;
-        match self.send_refund(reference, refund_id).await {
+        let result = self.send_refund(reference, refund_id).await;
+        self.store_outcome(client_id, key, result, render).await
+    }
+
+    /// Reserves `idempotent`'s key in `txn` (nothing is written for a
+    /// replay, so the caller may drop `txn` then), counting the outcome.
+    async fn claim_key(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        client_id: Uuid,
+        idempotent: &Idempotent,
+    ) -> Result<Claimed, PaymentError> {
+        let reservation = idempotency::reserve(
+            txn,
+            client_id,
+            idempotent.key,
+            &idempotent.fingerprint,
+            self.idempotency_lock,
+        )
+        .await
+        .inspect_err(|err| {
+            count_idempotency(match err {
+                PaymentError::IdempotencyInFlight => "in_flight",
+                PaymentError::IdempotencyKeyReused => "reused",
+                _ => "error",
+            })
+        })?;
+        Ok(match reservation {
+            Reservation::Replay { status, body } => {
+                count_idempotency("replayed");
+                Claimed::Replay(Answer::Replayed(Rendered { status, body }))
+            }
+            Reservation::Proceed {
+                payment_id,
+                refund_id,
+            } => Claimed::Proceed {
+                payment_id,
+                refund_id,
+            },
+        })
+    }
+
+    /// Stores a final outcome under the key, for replays; a transient
+    /// failure releases the key instead, so the client's retry goes on.
+    async fn store_outcome<T>(
+        &self,
+        client_id: Uuid,
+        key: IdempotencyKey,
+        result: Result<T, PaymentError>,
+        render: impl Fn(Result<T, PaymentError>) -> Rendered,
+    ) -> Result<Answer, PaymentError> {
+        match result {
             Err(err) if !err.is_final() => {
                 idempotency::release(&self.db, client_id, key).await?;
                 Err(err)

@@ -69,82 +69,42 @@ impl Payments {
     /// left, and returns what changed.
     pub async fn reconcile(&self, sweep: Sweep) -> Result<SweepReport, PaymentError> {
         let mut report = SweepReport::default();
+        let abandon_after =
+            chrono::Duration::from_std(sweep.abandon_after).unwrap_or(chrono::Duration::MAX);
         loop {
             let claimed = claim_payments(&self.db, sweep.after).await?;
             if claimed.is_empty() {
                 break;
             }
             let now = Utc::now();
-            let outcomes: Vec<_> = stream::iter(claimed)
-                .map(|payment| {
-                    let abandon = now - payment.created_at
-                        >= chrono::Duration::from_std(sweep.abandon_after)
-                            .unwrap_or(chrono::Duration::MAX);
-                    async move {
-                        let result = self
-                            .registry
-                            .call(&payment.reference, Command::Reconcile { abandon })
-                            .await;
-                        (payment, result)
-                    }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-            for (before, result) in outcomes {
-                report.checked += 1;
-                count("payment", "checked");
-                match result {
-                    Ok(after) if after.status != before.status => {
-                        count("payment", "changed");
-                        report.changed.push((
-                            format!("payment {}", before.reference),
-                            before.status,
-                            after.status,
-                        ));
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        count("payment", "error");
-                        tracing::warn!(reference = before.reference, error = %err, "reconciling a payment failed");
-                        report.errors += 1;
-                    }
+            let checks = claimed.into_iter().map(|payment| async move {
+                let abandon = now - payment.created_at >= abandon_after;
+                let after = self
+                    .registry
+                    .call(&payment.reference, Command::Reconcile { abandon })
+                    .await;
+                Checked {
+                    what: format!("payment {}", payment.reference),
+                    before: payment.status,
+                    after: after.map(|p| p.status),
                 }
-            }
+            });
+            report.add("payment", checks).await;
         }
         loop {
             let claimed = self.claim_refunds(sweep.after).await?;
             if claimed.is_empty() {
                 break;
             }
-            let outcomes: Vec<_> = stream::iter(claimed)
-                .map(|(reference, refund)| async move {
-                    let result = self.registry.reconcile_refund(&reference, refund.id).await;
-                    (refund, result)
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-            for (before, result) in outcomes {
-                report.checked += 1;
-                count("refund", "checked");
-                match result {
-                    Ok(after) if after.status != before.status => {
-                        count("refund", "changed");
-                        report.changed.push((
-                            format!("refund {}", before.id),
-                            before.status,
-                            after.status,
-                        ));
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        count("refund", "error");
-                        tracing::warn!(refund = %before.id, error = %err, "reconciling a refund failed");
-                        report.errors += 1;
-                    }
+            let checks = claimed.into_iter().map(|(reference, refund)| async move {
+                let after = self.registry.reconcile_refund(&reference, refund.id).await;
+                Checked {
+                    what: format!("refund {}", refund.id),
+                    before: refund.status,
+                    after: after.map(|r| r.status),
                 }
-            }
+            });
+            report.add("refund", checks).await;
         }
         Ok(report)
     }
@@ -167,6 +127,48 @@ impl Payments {
             }
         }
         Ok(with_reference)
+    }
+}
+
+/// One item a sweep asked about: its status before and after (or why not).
+struct Checked {
+    what: String,
+    before: String,
+    after: Result<String, PaymentError>,
+}
+
+impl SweepReport {
+    /// Runs `checks`, [`CONCURRENCY`] at a time, and records what they found.
+    async fn add(
+        &mut self,
+        kind: &'static str,
+        checks: impl Iterator<Item = impl std::future::Future<Output = Checked>>,
+    ) {
+        let results: Vec<Checked> = stream::iter(checks)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for Checked {
+            what,
+            before,
+            after,
+        } in results
+        {
+            self.checked += 1;
+            count(kind, "checked");
+            match after {
+                Ok(after) if after != before => {
+                    count(kind, "changed");
+                    self.changed.push((what, before, after));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    count(kind, "error");
+                    tracing::warn!(item = what, error = %err, "reconciliation failed");
+                    self.errors += 1;
+                }
+            }
+        }
     }
 }
 
