@@ -20,6 +20,9 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process's Prometheus recorder, installed on first use.
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -34,6 +37,17 @@ pub fn metrics() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Another recorder may exist (an embedding program's); ours still renders.
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples are folded in by upkeep; without it they pile
+        // up in a process nobody scrapes (a worker without a listener).
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("payorch-metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                }
+            });
         handle
     })
 }

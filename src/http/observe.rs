@@ -36,6 +36,23 @@ fn sane(id: &str) -> bool {
 }
 
 /// The route template of a path, so metrics do not grow a series per payment.
+/// The method as a metric label: a method HTTP defines, or `other` — a
+/// label taken from the request as sent would let anyone create series
+/// without end.
+pub fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 pub fn route_template(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -46,6 +63,7 @@ pub fn route_template(path: &str) -> &'static str {
         ["docs", ..] => "/docs",
         ["v1", "payments", "initialize"] => "/v1/payments/initialize",
         ["v1", "payments", _, "verify"] => "/v1/payments/{reference}/verify",
+        ["v1", "payments", _, "refunds"] => "/v1/payments/{reference}/refunds",
         ["v1", "payments", _] => "/v1/payments/{reference}",
         ["v1", "webhooks", _] => "/v1/webhooks/{provider}",
         ["sandbox", ..] => "/sandbox",
@@ -65,7 +83,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             .filter(|id| sane(id))
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let method = req.method().as_str().to_owned();
+        let method = method_label(req.method());
         let route = route_template(req.uri().path());
         req.extensions_mut().insert(RequestId(id.clone()));
         let span = tracing::info_span!("request", request_id = %id, %method, route);
@@ -84,7 +102,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let elapsed = started.elapsed();
         let labels = [
             ("route", route.to_owned()),
-            ("method", method),
+            ("method", method.to_owned()),
             ("status", status.to_string()),
         ];
         metrics::counter!("payorch_http_requests_total", &labels).increment(1);
@@ -140,7 +158,21 @@ mod tests {
             route_template("/v1/webhooks/sandbox"),
             "/v1/webhooks/{provider}"
         );
+        assert_eq!(
+            route_template("/v1/payments/po-123/refunds"),
+            "/v1/payments/{reference}/refunds"
+        );
         assert_eq!(route_template("/sandbox/checkout/ac_1"), "/sandbox");
         assert_eq!(route_template("/wp-admin"), "other");
+    }
+
+    #[test]
+    fn methods_outside_http_are_one_label() {
+        use poem::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        for made_up in ["M1", "M100000", "BREW"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{made_up}");
+        }
     }
 }

@@ -127,10 +127,19 @@ impl RateLimiter {
 }
 
 /// Closed: use Redis. Open: decide locally until `until`, then let one
-/// request probe. Transitions are logged once each, not per request.
-#[derive(Default)]
+/// request probe. A probe that never reports back (its request was
+/// dropped mid-call) expires after `interval` and another request probes:
+/// the breaker cannot stay open for good. Transitions are logged once
+/// each, not per request.
 struct Breaker {
     state: Mutex<BreakerState>,
+    interval: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker::with_interval(PROBE_INTERVAL)
+    }
 }
 
 #[derive(Default)]
@@ -140,10 +149,20 @@ enum BreakerState {
     Open {
         until: Instant,
     },
-    Probing,
+    /// One request is asking Redis; another may ask after `until`.
+    Probing {
+        until: Instant,
+    },
 }
 
 impl Breaker {
+    fn with_interval(interval: Duration) -> Breaker {
+        Breaker {
+            state: Mutex::default(),
+            interval,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -152,8 +171,12 @@ impl Breaker {
         let mut state = self.lock();
         match *state {
             BreakerState::Closed => true,
-            BreakerState::Open { until } if Instant::now() >= until => {
-                *state = BreakerState::Probing;
+            BreakerState::Open { until } | BreakerState::Probing { until }
+                if Instant::now() >= until =>
+            {
+                *state = BreakerState::Probing {
+                    until: Instant::now() + self.interval,
+                };
                 true
             }
             _ => false,
@@ -178,7 +201,45 @@ impl Breaker {
                 .increment(1);
         }
         *state = BreakerState::Open {
-            until: Instant::now() + PROBE_INTERVAL,
+            until: Instant::now() + self.interval,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> redis::LimiterError {
+        redis::LimiterError::Timeout(Duration::from_millis(50))
+    }
+
+    #[test]
+    fn a_failure_opens_the_breaker_until_the_interval_passes() {
+        let breaker = Breaker::with_interval(Duration::from_millis(20));
+        assert!(breaker.should_try());
+        breaker.failed(&failure());
+        assert!(!breaker.should_try(), "open: decide locally");
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(breaker.should_try(), "one probe");
+        assert!(!breaker.should_try(), "only one probe at a time");
+        breaker.succeeded();
+        assert!(breaker.should_try(), "closed again");
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_back_expires() {
+        let breaker = Breaker::with_interval(Duration::from_millis(20));
+        breaker.failed(&failure());
+        std::thread::sleep(Duration::from_millis(25));
+        // The probing request is dropped mid-call: neither succeeded() nor
+        // failed() is ever called.
+        assert!(breaker.should_try());
+        assert!(!breaker.should_try());
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(
+            breaker.should_try(),
+            "the stale probe expired; Redis is asked again"
+        );
     }
 }
