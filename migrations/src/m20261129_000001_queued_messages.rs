@@ -31,7 +31,8 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(QueuedMessages::Table)
                     .col(pk_auto(QueuedMessages::Id).big_integer())
-                    .col(string_len(QueuedMessages::Queue, 64))
+                    // `{prefix}.webhooks`, with a prefix of up to 64 characters.
+                    .col(string_len(QueuedMessages::Queue, 128))
                     .col(string_len(QueuedMessages::MessageId, 255))
                     .col(text(QueuedMessages::Body))
                     .col(integer(QueuedMessages::Attempt).default(0))

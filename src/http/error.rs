@@ -243,6 +243,73 @@ impl From<DbErr> for ApiError {
     }
 }
 
+/// Every problem `code` payorch answers with, and its status: one of each
+/// [`ApiError`] and the codes [`render_any_error`] gives poem's own errors.
+/// docs/api.md's error table must list each (a test checks).
+pub fn catalogue() -> Vec<(&'static str, u16)> {
+    let every_error = [
+        ApiError::Unauthorized,
+        ApiError::BadRequest(String::new()),
+        ApiError::Validation { errors: Vec::new() },
+        ApiError::NotFound,
+        ApiError::UnknownProvider,
+        ApiError::InvalidSignature,
+        ApiError::Conflict(String::new()),
+        ApiError::NotRefundable,
+        ApiError::IdempotencyKeyReused,
+        ApiError::IdempotencyInFlight,
+        ApiError::RateLimited {
+            retry_after: Duration::ZERO,
+        },
+        ApiError::ProviderRejected(String::new()),
+        ApiError::ProviderUnavailable(String::new()),
+        ApiError::ProviderTimeout,
+        ApiError::Unavailable(""),
+        ApiError::Busy,
+        ApiError::Internal(String::new()),
+    ];
+    // No wildcard: a new variant does not compile until it is listed above.
+    for error in &every_error {
+        match error {
+            ApiError::Unauthorized
+            | ApiError::BadRequest(_)
+            | ApiError::Validation { .. }
+            | ApiError::NotFound
+            | ApiError::UnknownProvider
+            | ApiError::InvalidSignature
+            | ApiError::Conflict(_)
+            | ApiError::NotRefundable
+            | ApiError::IdempotencyKeyReused
+            | ApiError::IdempotencyInFlight
+            | ApiError::RateLimited { .. }
+            | ApiError::ProviderRejected(_)
+            | ApiError::ProviderUnavailable(_)
+            | ApiError::ProviderTimeout
+            | ApiError::Unavailable(_)
+            | ApiError::Busy
+            | ApiError::Internal(_) => {}
+        }
+    }
+    let mut codes: Vec<_> = every_error
+        .iter()
+        .map(|e| (e.code(), e.status().as_u16()))
+        .collect();
+    codes.extend(
+        POEM_CODES
+            .iter()
+            .map(|(status, code)| (*code, status.as_u16())),
+    );
+    codes
+}
+
+/// The codes of errors poem raises before a handler runs.
+const POEM_CODES: [(StatusCode, &str); 4] = [
+    (StatusCode::NOT_FOUND, "not_found"),
+    (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+];
+
 /// Turns any error poem or poem-openapi raise (bad JSON, missing header, a
 /// failed security check) into problem+json with a stable code.
 pub async fn render_any_error(err: poem::Error) -> Response {
@@ -253,14 +320,11 @@ pub async fn render_any_error(err: poem::Error) -> Response {
         return ApiError::Unauthorized.as_response();
     }
     let status = err.status();
-    let code = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        s if s.is_client_error() => "bad_request",
-        _ => "internal_error",
+    let code = match POEM_CODES.iter().find(|(known, _)| *known == status) {
+        Some((_, code)) => *code,
+        None if status == StatusCode::UNAUTHORIZED => "unauthorized",
+        None if status.is_client_error() => "bad_request",
+        None => "internal_error",
     };
     let detail = if status.is_server_error() {
         tracing::error!(error = %err, "unhandled error");
@@ -269,4 +333,21 @@ pub async fn render_any_error(err: poem::Error) -> Response {
         err.to_string()
     };
     Problem::new(status, code, detail).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_in_the_documented_error_table() {
+        let docs = include_str!("../../docs/api.md");
+        for (code, status) in catalogue() {
+            let row = format!("| `{code}` | {status} |");
+            assert!(
+                docs.contains(&row),
+                "docs/api.md's error table has no row starting `{row}`"
+            );
+        }
+    }
 }

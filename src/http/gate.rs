@@ -193,7 +193,7 @@ impl Gatekeeper {
         check: KeyCheck,
         token: Option<&str>,
     ) -> Result<ApiClient, Response> {
-        let ip = client_ip(req, &self.trusted_proxies);
+        let ip = crate::ratelimit::network_of(client_ip(req, &self.trusted_proxies));
         if let Some(decision) = self.blocked.get(ip) {
             return Err(limited_response(decision));
         }

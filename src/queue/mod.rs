@@ -200,12 +200,29 @@ impl WebhookQueue {
     /// Consumes until `shutdown`, at most `prefetch` messages in hand,
     /// settling each by what `handle` decides; then stops taking messages,
     /// finishes those it holds, and returns. A message is acknowledged only
-    /// after its handler returned, so a crash redelivers it.
+    /// after its handler returned, so a crash redelivers it; a handler that
+    /// panics sends its message to the retry tier (and so, in the end, to
+    /// the dead letters) instead of holding it forever.
     pub async fn consume<H, F>(&self, prefetch: u16, shutdown: impl Future<Output = ()>, handle: H)
     where
         H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Disposition> + Send + 'static,
     {
+        let handle = move |envelope: Envelope| {
+            use futures_util::FutureExt;
+            let key = envelope.message.dedup_key().to_owned();
+            std::panic::AssertUnwindSafe(handle(envelope))
+                .catch_unwind()
+                .map(move |outcome| {
+                    outcome.unwrap_or_else(|_| {
+                        tracing::error!(
+                            dedup_key = key,
+                            "webhook handling panicked; retrying it later"
+                        );
+                        Disposition::Retry("handling panicked".into())
+                    })
+                })
+        };
         match self {
             WebhookQueue::Amqp(queue) => queue.consume(prefetch, shutdown, handle).await,
             WebhookQueue::Table(queue) => queue.consume(prefetch, shutdown, handle).await,

@@ -245,7 +245,13 @@ impl TableQueue {
         let mut draining_since: Option<tokio::time::Instant> = None;
         tracing::info!(queue = self.name, prefetch, "in-process worker consuming");
         loop {
-            let room = capacity - in_flight.len();
+            let out_of_time = draining_since.is_some_and(|since| since.elapsed() >= DRAIN_LIMIT);
+            // A stopping consumer past its drain time takes nothing new.
+            let room = if out_of_time {
+                0
+            } else {
+                capacity - in_flight.len()
+            };
             let leased = if room > 0 {
                 match self.lease(room).await {
                     Ok(leased) => leased,
@@ -270,8 +276,7 @@ impl TableQueue {
                     }
                 });
             }
-            if let Some(since) = draining_since {
-                let out_of_time = since.elapsed() >= DRAIN_LIMIT;
+            if draining_since.is_some() {
                 if (got == 0 || out_of_time) && in_flight.is_empty() {
                     tracing::info!("in-process worker stopped");
                     return;

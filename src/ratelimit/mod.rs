@@ -59,7 +59,26 @@ impl Backend {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
     Client(uuid::Uuid),
+    /// A caller without a valid key, by its network ([`network_of`]).
     Ip(std::net::IpAddr),
+}
+
+/// The network an address is limited as: an IPv4 address alone (also when
+/// written as IPv4-mapped IPv6), an IPv6 address by its /64 — one host
+/// usually holds a whole /64, so limiting per /128 would let it rotate
+/// through 2^64 identities.
+pub fn network_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 impl Identity {
@@ -212,6 +231,26 @@ mod tests {
 
     fn failure() -> redis::LimiterError {
         redis::LimiterError::Timeout(Duration::from_millis(50))
+    }
+
+    #[test]
+    fn ipv6_callers_are_limited_per_64_and_ipv4_per_address() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            network_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            network_of(ip("2001:db8:1:2::1")),
+            network_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            "one /64, one budget"
+        );
+        assert_ne!(
+            network_of(ip("2001:db8:1:2::1")),
+            network_of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(network_of(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(network_of(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
     }
 
     #[test]

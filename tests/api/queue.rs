@@ -338,3 +338,47 @@ async fn embedded_serve_stopped_with_sigterm_loses_no_acknowledged_webhook() {
 async fn embedded_serve_killed_loses_no_acknowledged_webhook() {
     acknowledged_webhooks_survive("-KILL").await;
 }
+
+#[tokio::test]
+async fn a_handler_that_panics_sends_its_message_to_the_retry_tier() {
+    let db = TestDb::sqlite();
+    let queue = queue_on(&db, &[10]).await;
+    let facade = payorch::queue::WebhookQueue::Table(queue.clone());
+    facade.publish(&envelope("boom")).await.unwrap();
+    let seen: Seen = Arc::default();
+    let (done, finished) = oneshot::channel::<()>();
+    let done = Arc::new(Mutex::new(Some(done)));
+    let handler_seen = seen.clone();
+    let consuming = facade.consume(
+        4,
+        async {
+            let _ = finished.await;
+        },
+        move |envelope| {
+            let (seen, done) = (handler_seen.clone(), done.clone());
+            async move {
+                let attempt = envelope.attempt;
+                seen.lock().unwrap().push((
+                    envelope.message.dedup_key().to_owned(),
+                    attempt,
+                    envelope.reason.clone(),
+                ));
+                if attempt == 0 {
+                    panic!("a bug in the handler");
+                }
+                if let Some(done) = done.lock().unwrap().take() {
+                    let _ = done.send(());
+                }
+                Disposition::Ack
+            }
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(20), consuming)
+        .await
+        .expect("the panicked message came back and was handled");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].1, 1, "a second attempt");
+    assert_eq!(seen[1].2.as_deref(), Some("handling panicked"));
+    assert_eq!(queue.depths().await.unwrap(), (0, 0));
+}

@@ -553,7 +553,11 @@ async fn a_publish_nothing_can_route_is_a_503_never_an_acknowledgement() {
     // The refusal declared the topology again: the provider's retry lands.
     let retried = pipeline.post(&lost).await;
     assert_eq!(retried.status(), 200);
-    assert_eq!(pipeline.depth(".webhooks").await, 1, "only the retried event");
+    assert_eq!(
+        pipeline.depth(".webhooks").await,
+        1,
+        "only the retried event"
+    );
 }
 
 #[tokio::test]
