@@ -37,6 +37,7 @@ pub fn metrics() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Another recorder may exist (an embedding program's); ours still renders.
         let _ = metrics::set_global_recorder(recorder);
+        register_known_series();
         // Histogram samples are folded in by upkeep; without it they pile
         // up in a process nobody scrapes (a worker without a listener).
         let upkeep = handle.clone();
@@ -50,6 +51,47 @@ pub fn metrics() -> &'static PrometheusHandle {
             });
         handle
     })
+}
+
+/// Every counter whose labels are a fixed set starts at zero, so alert
+/// rules and dashboards see the series before the first event (a rate over
+/// a series that does not exist yet is no rate at all).
+fn register_known_series() {
+    use crate::ratelimit::Route;
+    for result in ["applied", "duplicate", "retried", "parked"] {
+        metrics::counter!("payorch_webhooks_processed_total", "result" => result).increment(0);
+    }
+    for status in ["queued", "parked"] {
+        metrics::counter!("payorch_webhooks_received_total", "status" => status).increment(0);
+    }
+    metrics::counter!("payorch_webhooks_rejected_total", "reason" => "signature").increment(0);
+    for result in ["replayed", "in_flight", "reused", "error"] {
+        metrics::counter!("payorch_idempotency_total", "result" => result).increment(0);
+    }
+    for route in Route::ALL {
+        for decision in ["allowed", "limited"] {
+            for backend in ["redis", "local"] {
+                metrics::counter!(
+                    "payorch_ratelimit_decisions_total",
+                    "route" => route.as_str(),
+                    "decision" => decision,
+                    "backend" => backend,
+                )
+                .increment(0);
+            }
+        }
+    }
+    for to in ["redis", "local"] {
+        metrics::counter!("payorch_ratelimit_backend_switches_total", "to" => to).increment(0);
+    }
+    metrics::counter!("payorch_ratelimit_fallback_total").increment(0);
+    metrics::counter!("payorch_queue_unroutable_total").increment(0);
+    for kind in ["payment", "refund"] {
+        for result in ["checked", "changed", "error"] {
+            metrics::counter!("payorch_reconcile_total", "kind" => kind, "result" => result)
+                .increment(0);
+        }
+    }
 }
 
 /// `GET /metrics`: the Prometheus text format.

@@ -108,6 +108,24 @@ async fn openapi_and_docs_are_served() {
     let app = TestApp::spawn().await;
     let spec: serde_json::Value = app.http.get(app.url("/openapi.json")).json_body().await;
     assert!(spec["paths"]["/healthz"]["get"].is_object());
+    // Every client operation is in the generated document, refunds too,
+    // each with its real 201 schema.
+    let refunds = &spec["paths"]["/v1/payments/{reference}/refunds"];
+    assert!(
+        refunds["post"].is_object() && refunds["get"].is_object(),
+        "{spec}"
+    );
+    assert_eq!(
+        refunds["post"]["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RefundView"
+    );
+    for path in [
+        "/v1/payments/initialize",
+        "/v1/payments/{reference}/verify",
+        "/v1/payments/{reference}",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} missing");
+    }
     let docs = app.http.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));

@@ -58,6 +58,17 @@ async fn metrics_count_requests_by_route_template() {
         !text.contains(payment["reference"].as_str().unwrap()),
         "no per-payment series"
     );
+    // Series with a fixed label set exist before their first event.
+    let refund_errors = text.lines().find(|line| {
+        line.starts_with("payorch_reconcile_total{")
+            && line.contains("kind=\"refund\"")
+            && line.contains("result=\"error\"")
+    });
+    assert!(
+        refund_errors.is_some(),
+        "refund reconcile errors not registered"
+    );
+    assert!(text.contains("payorch_queue_unroutable_total"));
 }
 
 #[tokio::test]
