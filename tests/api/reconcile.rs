@@ -224,3 +224,61 @@ async fn retention_purges_old_keys_and_events_but_never_the_audit_trail() {
         "the audit trail is kept"
     );
 }
+
+#[tokio::test]
+async fn a_worker_sweeps_on_its_own() {
+    let app = app().await;
+    let paid = app.new_payment(1_200).await;
+    let reference = paid["reference"].as_str().unwrap().to_owned();
+    let settled = app
+        .sandbox(
+            &format!("transactions/{reference}/outcome"),
+            json!({"status": "success", "notify": false}),
+        )
+        .await;
+    assert_eq!(settled.status(), 200);
+
+    // A `payorch worker` beside the app, sweeping every second.
+    let prefix = crate::helpers::random_name("q");
+    let env = std::collections::HashMap::from([
+        ("DATABASE_URL".to_owned(), app.database_url.clone()),
+        ("AMQP_URL".to_owned(), crate::webhooks::AMQP.to_owned()),
+        ("PAYORCH_QUEUE_PREFIX".to_owned(), prefix),
+        ("PAYSTACK_BASE_URL".to_owned(), app.url("/sandbox/")),
+        ("PAYORCH_RECONCILE_AFTER_S".to_owned(), "0".to_owned()),
+        ("PAYORCH_RECONCILE_EVERY_S".to_owned(), "1".to_owned()),
+    ]);
+    let cfg = Arc::new(crate::helpers::config_from(&env));
+    let queue = payorch::queue::amqp::AmqpQueue::new(
+        crate::webhooks::AMQP,
+        &cfg.queue_prefix,
+        cfg.retry_policy.clone(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(payorch::run_worker(cfg, async {
+        let _ = stopped.await;
+    }));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let payment = loop {
+        let payment = app.payment(&reference).await;
+        if payment["status"] == "succeeded" {
+            break payment;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never swept: {payment}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let last = payment["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["cause"], "reconcile:charge_succeeded");
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    queue.delete_topology().await.unwrap();
+}
