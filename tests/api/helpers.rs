@@ -107,14 +107,16 @@ impl Drop for TestDb {
 /// rate-limit tests set their own.
 pub const GENEROUS_LIMITS: &str = "initialize=100000/60,verify=100000/60,unauthenticated=100000/60";
 
-/// Environment for a test app: isolated prefixes, generous limits,
-/// everything else default.
+/// Environment for a test app: isolated prefixes, generous limits, a
+/// small connection pool (two suites running side by side must stay under
+/// PostgreSQL's 100 connections), everything else default.
 pub fn test_env(db: &TestDb) -> HashMap<String, String> {
     HashMap::from([
         ("DATABASE_URL".into(), db.url.clone()),
         ("PAYORCH_RATE_LIMITS".into(), GENEROUS_LIMITS.into()),
         ("PAYORCH_QUEUE_PREFIX".into(), random_name("q")),
         ("PAYORCH_REDIS_PREFIX".into(), random_name("r")),
+        ("PAYORCH_DB_MAX_CONNECTIONS".into(), "5".into()),
     ])
 }
 
