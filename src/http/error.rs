@@ -225,6 +225,27 @@ impl From<PaymentError> for ApiError {
     }
 }
 
+/// A core outcome as it is sent and, under an Idempotency-Key, stored:
+/// `201` with `view` of the value, or the error's problem+json.
+pub fn created_or_problem<T>(
+    result: Result<T, PaymentError>,
+    view: impl FnOnce(T) -> String,
+) -> crate::payments::Rendered {
+    match result {
+        Ok(value) => crate::payments::Rendered {
+            status: 201,
+            body: view(value),
+        },
+        Err(err) => {
+            let problem = ApiError::from(err).problem();
+            crate::payments::Rendered {
+                status: problem.status,
+                body: problem.to_json(),
+            }
+        }
+    }
+}
+
 impl From<IngestError> for ApiError {
     fn from(err: IngestError) -> Self {
         match err {

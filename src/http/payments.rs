@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{
     ApiTags, AppState,
     auth::ClientAuth,
-    error::ApiError,
+    error::{ApiError, created_or_problem},
     gate::{client_operation, limit_initialize, limit_verify},
     problem::{ProblemJson, StoredJson},
     requests::{InitializeBody, idempotent, validate},
@@ -192,19 +192,7 @@ impl PaymentsApi {
 /// What initialize answers, as sent and as stored under its key: the
 /// payment, or a problem.
 fn render_initialize(result: Result<Payment, PaymentError>) -> Rendered {
-    match result {
-        Ok(payment) => Rendered {
-            status: 201,
-            body: PaymentView::new(payment, None).to_json(),
-        },
-        Err(err) => {
-            let problem = ApiError::from(err).problem();
-            Rendered {
-                status: problem.status,
-                body: problem.to_json(),
-            }
-        }
-    }
+    created_or_problem(result, |payment| PaymentView::new(payment, None).to_json())
 }
 
 fn respond(rendered: Rendered, replayed: bool) -> InitializeResponse {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{
     ApiTags, AppState,
     auth::ClientAuth,
-    error::ApiError,
+    error::{ApiError, created_or_problem},
     gate::{client_operation, limit_refund},
     problem::{ProblemJson, StoredJson},
     requests::{RefundBody, idempotent, validate_refund},
@@ -150,22 +150,10 @@ impl RefundsApi {
 
 /// What a refund request answers, as sent and as stored under its key.
 fn render_refund(result: Result<Refund, PaymentError>, reference: &str) -> Rendered {
-    match result {
-        Ok(refund) => {
-            let view = RefundView::new(refund, reference);
-            Rendered {
-                status: 201,
-                body: serde_json::to_string(&view).expect("a refund view serializes"),
-            }
-        }
-        Err(err) => {
-            let problem = ApiError::from(err).problem();
-            Rendered {
-                status: problem.status,
-                body: problem.to_json(),
-            }
-        }
-    }
+    created_or_problem(result, |refund| {
+        serde_json::to_string(&RefundView::new(refund, reference))
+            .expect("a refund view serializes")
+    })
 }
 
 fn respond(rendered: Rendered, replayed: bool) -> RefundResponse {

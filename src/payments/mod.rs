@@ -263,25 +263,20 @@ impl Payments {
                 let callback_url = request.ok().and_then(|r| r.callback_url);
                 (payment.reference, callback_url, true)
             }
-            (None, Err(errors)) => {
-                let rendered = render(Err(PaymentError::Invalid(errors)));
-                idempotency::complete(&txn, client_id, key, &rendered).await?;
-                txn.commit().await?;
-                return Ok(Answer::Fresh(rendered));
-            }
-            (None, Ok(request)) => {
-                match insert_payment(&txn, client_id, &request, self.provider).await {
-                    Ok(payment) => {
+            (None, request) => {
+                let created = match request {
+                    Ok(request) => insert_payment(&txn, client_id, &request, self.provider)
+                        .await
+                        .map(|payment| (payment, request.callback_url)),
+                    Err(errors) => Err(PaymentError::Invalid(errors)),
+                };
+                match created {
+                    Ok((payment, callback_url)) => {
                         idempotency::attach_payment(&txn, client_id, key, payment.id).await?;
-                        (payment.reference, request.callback_url, false)
+                        (payment.reference, callback_url, false)
                     }
                     Err(err) if err.is_final() => {
-                        // The failed insert may have aborted the transaction:
-                        // the answer is stored in a fresh one.
-                        drop(txn);
-                        let rendered = render(Err(err));
-                        self.settle_key(client_id, &idempotent, &rendered).await?;
-                        return Ok(Answer::Fresh(rendered));
+                        return self.refuse(txn, client_id, &idempotent, err, &render).await;
                     }
                     Err(err) => return Err(err),
                 }
@@ -327,23 +322,18 @@ impl Payments {
             // An earlier attempt created it: finish that one (it is sent at
             // most once whatever happens here).
             (Some(refund_id), _) => refund_id,
-            (None, Err(errors)) => {
-                let rendered = render(Err(PaymentError::Invalid(errors)));
-                idempotency::complete(&txn, client_id, key, &rendered).await?;
-                txn.commit().await?;
-                return Ok(Answer::Fresh(rendered));
-            }
-            (None, Ok(request)) => {
-                match refunds::create(&txn, client_id, reference, &request).await {
+            (None, request) => {
+                let created = match request {
+                    Ok(request) => refunds::create(&txn, client_id, reference, &request).await,
+                    Err(errors) => Err(PaymentError::Invalid(errors)),
+                };
+                match created {
                     Ok(refund) => {
                         idempotency::attach_refund(&txn, client_id, key, refund.id).await?;
                         refund.id
                     }
                     Err(err) if err.is_final() => {
-                        drop(txn);
-                        let rendered = render(Err(err));
-                        self.settle_key(client_id, &idempotent, &rendered).await?;
-                        return Ok(Answer::Fresh(rendered));
+                        return self.refuse(txn, client_id, &idempotent, err, &render).await;
                     }
                     Err(err) => return Err(err),
                 }
@@ -352,6 +342,23 @@ impl Payments {
         txn.commit().await?;
         let result = self.send_refund(reference, refund_id).await;
         self.store_outcome(client_id, key, result, render).await
+    }
+
+    /// A final refusal before anything was created, stored under the key
+    /// for replays. The refused statement may have aborted `txn`, so the
+    /// answer is stored in a fresh transaction.
+    async fn refuse<T>(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        client_id: Uuid,
+        idempotent: &Idempotent,
+        err: PaymentError,
+        render: impl Fn(Result<T, PaymentError>) -> Rendered,
+    ) -> Result<Answer, PaymentError> {
+        drop(txn);
+        let rendered = render(Err(err));
+        self.settle_key(client_id, idempotent, &rendered).await?;
+        Ok(Answer::Fresh(rendered))
     }
 
     /// Reserves `idempotent`'s key in `txn` (nothing is written for a
