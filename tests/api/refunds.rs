@@ -316,3 +316,66 @@ async fn a_lost_provider_answer_leaves_the_refund_pending_and_reconciliation_nev
     assert_eq!(app.payment(&reference).await["refunded_amount"], 0);
     assert_eq!(app.sandbox_stats().await["refund_calls"], 1, "never resent");
 }
+
+#[tokio::test]
+async fn a_refund_webhook_delivered_again_changes_nothing() {
+    use payorch::webhook::signature;
+    use sea_orm::ConnectionTrait;
+    let app = app_with(&[]).await;
+    let reference = succeeded_payment(&app, 8_000).await;
+    assert_eq!(
+        refund(&app, &reference, json!({"amount": 3_000}), None)
+            .await
+            .status(),
+        201
+    );
+    settle_at_sandbox(&app, &reference, "processed").await;
+    until_settled(&app, &reference).await;
+    let before = app.payment(&reference).await;
+
+    // The provider delivers the same event again, byte for byte.
+    let settled = &sandbox_refunds(&app, &reference).await[0];
+    let body = json!({"event": "refund.processed", "data": settled}).to_string();
+    let again = app
+        .http
+        .post(app.url("/v1/webhooks/sandbox"))
+        .header(
+            "x-paystack-signature",
+            signature::sign(SANDBOX_SECRET_KEY.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    // Wait until the in-process worker has taken it off the queue table.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting = app
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                app.db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM queued_messages",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        if waiting == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never processed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after = app.payment(&reference).await;
+    assert_eq!(
+        after["transitions"], before["transitions"],
+        "no second audit row"
+    );
+    assert_eq!(after["refunded_amount"], 3_000);
+    assert_eq!(after["status"], "succeeded");
+    let stored = refunds(&app, &reference).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["status"], "succeeded");
+}
