@@ -32,7 +32,11 @@ async fn main() {
     };
     let payments = Payments::start(
         conn,
-        payorch::provider::from_config(&cfg, None),
+        payorch::provider::from_config(
+            &cfg,
+            payorch::config::Secret::new(payorch::config::SANDBOX_SECRET_KEY),
+            None,
+        ),
         actors,
         Duration::from_secs(30),
     )

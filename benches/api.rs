@@ -25,6 +25,11 @@ async fn start(db: &BenchDb, limits: &str, redis: bool) -> (Payorch, String, Vec
     let port = free_port();
     let mut env = HashMap::from([
         ("DATABASE_URL".to_string(), db.url.clone()),
+        ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
+        (
+            "PAYSTACK_SECRET_KEY".to_string(),
+            payorch::config::SANDBOX_SECRET_KEY.to_string(),
+        ),
         ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
         ("PAYORCH_RATE_LIMITS".to_string(), limits.to_string()),
         ("PAYORCH_REDIS_PREFIX".to_string(), name("bench")),

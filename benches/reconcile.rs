@@ -31,6 +31,11 @@ async fn main() {
     let base = format!("http://127.0.0.1:{port}");
     let env = HashMap::from([
         ("DATABASE_URL".to_string(), db.url.clone()),
+        ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
+        (
+            "PAYSTACK_SECRET_KEY".to_string(),
+            payorch::config::SANDBOX_SECRET_KEY.to_string(),
+        ),
         ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
         (
             "PAYORCH_RATE_LIMITS".to_string(),

@@ -171,6 +171,11 @@ async fn main() {
     let port = free_port();
     let env = HashMap::from([
         ("DATABASE_URL".to_string(), db.url.clone()),
+        ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
+        (
+            "PAYSTACK_SECRET_KEY".to_string(),
+            payorch::config::SANDBOX_SECRET_KEY.to_string(),
+        ),
         ("AMQP_URL".to_string(), AMQP.to_string()),
         ("PAYORCH_QUEUE_PREFIX".to_string(), prefix.clone()),
         ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),

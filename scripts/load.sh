@@ -19,6 +19,7 @@ BIN=target/release/payorch
 
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $DB"
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB REDIS_URL=redis://127.0.0.1:6379 \
+  PAYORCH_PROVIDER=sandbox PAYSTACK_SECRET_KEY=sk_test_payorch_sandbox \
   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f PAYORCH_QUEUE_PREFIX=$PREFIX PAYORCH_REDIS_PREFIX=$PREFIX \
   PAYORCH_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=warn \
   PAYORCH_RATE_LIMITS="initialize=600/60,verify=1200/60,unauthenticated=600/60"

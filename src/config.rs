@@ -34,7 +34,9 @@ impl fmt::Debug for Secret {
 /// Where `payorch sandbox` posts webhooks unless told otherwise.
 pub const DEFAULT_SANDBOX_WEBHOOK_URL: &str = "http://127.0.0.1:8080/v1/webhooks/sandbox";
 
-/// The secret key the built-in sandbox provider accepts and signs with.
+/// A well-known sandbox key for tests and scripts, which configure it
+/// themselves (`PAYSTACK_SECRET_KEY`). Nothing uses it by default: without a
+/// configured key the sandbox uses one generated for the installation.
 pub const SANDBOX_SECRET_KEY: &str = "sk_test_payorch_sandbox";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,9 +125,13 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     pub amqp_url: Option<Secret>,
     pub provider: ProviderKind,
+    /// `PAYORCH_PROVIDER` was set (see [`Config::check_provider_named`]).
+    pub provider_named: bool,
     /// `None`: the sandbox mounted on the API's own listener at `/sandbox`.
     pub paystack_base_url: Option<Url>,
-    pub paystack_secret_key: Secret,
+    /// `None` only with the sandbox: the installation's generated key
+    /// ([`crate::store::settings::sandbox_secret`]).
+    pub paystack_secret_key: Option<Secret>,
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpNet>,
     pub queue_prefix: String,
@@ -191,6 +197,7 @@ impl Config {
     /// Reads configuration through `lookup`, so tests can pass their own values.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = Env(&lookup);
+        let provider_named = env.raw("PAYORCH_PROVIDER").is_some();
         let provider = match env.raw("PAYORCH_PROVIDER").as_deref() {
             None | Some("sandbox") => ProviderKind::Sandbox,
             Some("paystack") => ProviderKind::Paystack,
@@ -209,7 +216,7 @@ impl Config {
             });
         }
         let paystack_secret_key = match env.raw("PAYSTACK_SECRET_KEY") {
-            Some(key) if !key.is_empty() => Secret(key),
+            Some(key) if !key.is_empty() => Some(Secret(key)),
             Some(_) => {
                 return Err(ConfigError {
                     var: "PAYSTACK_SECRET_KEY",
@@ -222,7 +229,7 @@ impl Config {
                     message: "required when PAYORCH_PROVIDER=paystack".into(),
                 });
             }
-            None => Secret(SANDBOX_SECRET_KEY.into()),
+            None => None,
         };
         let log_format = match env.raw("PAYORCH_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -268,12 +275,13 @@ impl Config {
             });
         }
 
-        Ok(Config {
+        let cfg = Config {
             http_addr: env.or("PAYORCH_HTTP_ADDR", "127.0.0.1:8080")?,
             database_url: env.or("DATABASE_URL", "sqlite://payorch.db?mode=rwc")?,
             redis_url: redis_url.map(Secret),
             amqp_url: amqp_url.map(Secret),
             provider,
+            provider_named,
             paystack_base_url,
             paystack_secret_key,
             rate_limits: env.or("PAYORCH_RATE_LIMITS", RateLimits::DEFAULT)?,
@@ -322,6 +330,23 @@ impl Config {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
+        };
+        Ok(cfg)
+    }
+
+    /// A deployment with real infrastructure that forgot to name its
+    /// provider must not quietly take payments in the sandbox: `serve`,
+    /// `worker`, `reconcile` and `sandbox` refuse to start (management
+    /// commands such as `migrate` do not call a provider and need not say).
+    pub fn check_provider_named(&self) -> Result<(), ConfigError> {
+        if self.provider_named || self.is_embedded() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            var: "PAYORCH_PROVIDER",
+            message: "must be set when PostgreSQL, Redis or RabbitMQ is configured: \
+                      `paystack`, or `sandbox` for a test installation"
+                .into(),
         })
     }
 
@@ -423,10 +448,14 @@ mod tests {
     fn nothing_configured_is_the_embedded_mode() {
         let cfg = config(&[]).unwrap();
         assert!(cfg.is_embedded());
+        cfg.check_provider_named().unwrap();
         assert_eq!(cfg.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.database_url.expose(), "sqlite://payorch.db?mode=rwc");
         assert_eq!(cfg.provider, ProviderKind::Sandbox);
-        assert_eq!(cfg.paystack_secret_key.expose(), SANDBOX_SECRET_KEY);
+        assert!(
+            cfg.paystack_secret_key.is_none(),
+            "no constant key: the installation generates one"
+        );
         assert_eq!(cfg.queue_prefix, "payorch");
         assert_eq!(cfg.redis_prefix, "payorch");
         assert_eq!(cfg.sandbox_addr.to_string(), "127.0.0.1:8090");
@@ -436,10 +465,32 @@ mod tests {
 
     #[test]
     fn each_outside_system_is_chosen_on_its_own() {
-        let cfg = config(&[("REDIS_URL", "redis://127.0.0.1:6379")]).unwrap();
+        let cfg = config(&[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("PAYORCH_PROVIDER", "sandbox"),
+        ])
+        .unwrap();
         assert!(cfg.database_url.is_sqlite());
         assert!(cfg.redis_url.is_some() && cfg.amqp_url.is_none());
         assert!(!cfg.is_embedded());
+    }
+
+    #[test]
+    fn outside_embedded_mode_the_provider_must_be_named() {
+        for system in [
+            ("DATABASE_URL", "postgres://db.internal/pay"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        ] {
+            let err = config(&[system])
+                .unwrap()
+                .check_provider_named()
+                .unwrap_err();
+            assert_eq!(err.var, "PAYORCH_PROVIDER", "{system:?}");
+            let cfg = config(&[system, ("PAYORCH_PROVIDER", "sandbox")]).unwrap();
+            assert_eq!(cfg.provider, ProviderKind::Sandbox);
+            cfg.check_provider_named().unwrap();
+        }
     }
 
     #[test]
@@ -496,6 +547,7 @@ mod tests {
         let cfg = config(&[
             ("PAYSTACK_SECRET_KEY", "sk_live_very_secret"),
             ("DATABASE_URL", "postgres://u:hunter2@db.internal:6543/pay"),
+            ("PAYORCH_PROVIDER", "sandbox"),
         ])
         .unwrap();
         let printed = format!("{cfg:?}");

@@ -68,6 +68,8 @@ pub enum StartupError {
     Config(&'static str),
     #[error("reconciliation failed: {0}")]
     Reconcile(String),
+    #[error(transparent)]
+    Configuration(#[from] config::ConfigError),
 }
 
 /// Chooses rustls' `ring` backend for every TLS client (provider API,
@@ -80,6 +82,8 @@ pub fn install_crypto_provider() {
 /// payment core and the webhook queue.
 pub struct Core {
     pub db: DatabaseConnection,
+    /// The provider's secret key: configured, or the sandbox's generated one.
+    pub provider_secret: config::Secret,
     pub payments: Payments,
     pub queue: WebhookQueue,
 }
@@ -94,13 +98,15 @@ impl Core {
     ) -> Result<Core, StartupError> {
         install_crypto_provider();
         telemetry::metrics();
+        cfg.check_provider_named()?;
         let db = store::connect(cfg).await?;
         if cfg.auto_migrate {
             store::migrate(&db, &cfg.database_url).await?;
         }
+        let provider_secret = provider_secret(cfg, &db).await?;
         let payments = Payments::start(
             db.clone(),
-            provider::from_config(cfg, sandbox_base),
+            provider::from_config(cfg, provider_secret.clone(), sandbox_base),
             ActorSettings {
                 idle: cfg.actor_idle,
                 mailbox: cfg.actor_mailbox,
@@ -112,6 +118,7 @@ impl Core {
         let queue = WebhookQueue::from_config(cfg, &db);
         Ok(Core {
             db,
+            provider_secret,
             payments,
             queue,
         })
@@ -127,8 +134,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     let addr = listener.local_addr().map_err(StartupError::Listen)?;
-    let mounted_sandbox = mounted_sandbox(&cfg, addr);
-    let core = Core::start(&cfg, mounted_sandbox.as_ref().map(|(_, base)| base.clone())).await?;
+    let sandbox_base = mounted_sandbox_base(&cfg, addr);
+    let core = Core::start(&cfg, sandbox_base.clone()).await?;
+    let mounted_sandbox = sandbox_base.map(|base| mounted_sandbox(&cfg, &core, base));
     if cfg.is_embedded() {
         announce_embedded_mode(&core.db, addr).await?;
     }
@@ -166,10 +174,10 @@ pub async fn serve(
         payments: core.payments.clone(),
         webhooks: webhook::ingest::WebhookIngest {
             provider: cfg.provider.as_str(),
-            secret: cfg.paystack_secret_key.clone(),
+            secret: core.provider_secret.clone(),
             queue: core.queue.clone(),
         },
-        sandbox: mounted_sandbox.map(|(sandbox, _)| sandbox),
+        sandbox: mounted_sandbox,
     };
     tracing::info!(%addr, provider = cfg.provider.as_str(), "payorch API listening");
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
@@ -252,8 +260,18 @@ pub async fn serve_sandbox(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     let addr = listener.local_addr().map_err(StartupError::Listen)?;
+    let secret = match &cfg.paystack_secret_key {
+        Some(secret) => secret.clone(),
+        None => {
+            let db = store::connect(&cfg).await?;
+            if cfg.auto_migrate {
+                store::migrate(&db, &cfg.database_url).await?;
+            }
+            provider_secret(&cfg, &db).await?
+        }
+    };
     let sandbox = provider::sandbox::Sandbox::new(
-        cfg.paystack_secret_key.clone(),
+        secret,
         format!("http://{addr}"),
         Some(
             cfg.sandbox_webhook_url
@@ -272,34 +290,62 @@ pub async fn serve_sandbox(
 }
 
 /// With the sandbox provider and no `PAYSTACK_BASE_URL`, the sandbox lives
-/// on the API's own listener at `/sandbox`.
-fn mounted_sandbox(
-    cfg: &Config,
-    addr: std::net::SocketAddr,
-) -> Option<(provider::sandbox::Sandbox, reqwest::Url)> {
+/// on the API's own listener at `/sandbox`: its base URL.
+fn mounted_sandbox_base(cfg: &Config, addr: std::net::SocketAddr) -> Option<reqwest::Url> {
     if cfg.provider != config::ProviderKind::Sandbox || cfg.paystack_base_url.is_some() {
         return None;
     }
-    let host = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
-    };
-    let base: reqwest::Url = format!("http://{host}/sandbox/")
-        .parse()
-        .expect("a socket address makes a URL");
+    let host = sandbox_host(addr);
+    Some(
+        format!("http://{host}/sandbox/")
+            .parse()
+            .expect("a socket address makes a URL"),
+    )
+}
+
+/// The sandbox mounted at `base`, posting its webhooks to this API.
+fn mounted_sandbox(cfg: &Config, core: &Core, base: reqwest::Url) -> provider::sandbox::Sandbox {
     let webhook_url = cfg
         .sandbox_webhook_url
         .as_ref()
         .map(|u| u.to_string())
-        .unwrap_or_else(|| format!("http://{host}/v1/webhooks/sandbox"));
-    let sandbox = provider::sandbox::Sandbox::new(
-        cfg.paystack_secret_key.clone(),
+        .unwrap_or_else(|| {
+            let host = base.host_str().unwrap_or("127.0.0.1");
+            let port = base.port().unwrap_or(80);
+            format!("http://{host}:{port}/v1/webhooks/sandbox")
+        });
+    provider::sandbox::Sandbox::new(
+        core.provider_secret.clone(),
         base.as_str(),
         Some(webhook_url),
     )
-    .with_refund_settle(cfg.sandbox_refund_settle);
-    Some((sandbox, base))
+    .with_refund_settle(cfg.sandbox_refund_settle)
+}
+
+fn sandbox_host(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// The provider's key: the configured one, or (sandbox only) the one this
+/// installation generated and stored.
+async fn provider_secret(
+    cfg: &Config,
+    db: &DatabaseConnection,
+) -> Result<config::Secret, StartupError> {
+    match &cfg.paystack_secret_key {
+        Some(secret) => Ok(secret.clone()),
+        None => {
+            let secret = store::settings::sandbox_secret(db).await?;
+            tracing::info!(
+                "sandbox provider with this installation's generated key (PAYSTACK_SECRET_KEY unset)"
+            );
+            Ok(secret)
+        }
+    }
 }
 
 /// The shared limiter when Redis is configured, the local one otherwise.

@@ -70,7 +70,17 @@ enum ApikeyAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::from_env() {
+    let calls_a_provider = matches!(
+        cli.command,
+        Command::Serve | Command::Sandbox | Command::Worker | Command::Reconcile
+    );
+    let cfg = Config::from_env().and_then(|cfg| {
+        if calls_a_provider {
+            cfg.check_provider_named()?;
+        }
+        Ok(cfg)
+    });
+    let cfg = match cfg {
         Ok(cfg) => Arc::new(cfg),
         Err(err) => {
             eprintln!("payorch: {err}");

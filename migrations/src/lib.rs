@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_initial_schema;
 mod m20261129_000001_queued_messages;
 mod m20261129_000002_refunds;
+mod m20261130_000001_installation_settings;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_initial_schema::Migration),
             Box::new(m20261129_000001_queued_messages::Migration),
             Box::new(m20261129_000002_refunds::Migration),
+            Box::new(m20261130_000001_installation_settings::Migration),
         ]
     }
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::{
-    config::{Config, ProviderKind},
+    config::{Config, ProviderKind, Secret},
     domain::{Amount, Currency, Email, PaymentEvent, Reference, RefundReport},
 };
 
@@ -144,9 +144,13 @@ pub trait PaymentProvider: Send + Sync + 'static {
     ) -> Result<Option<ProviderRefund>, ProviderError>;
 }
 
-/// The provider `cfg` selects. `sandbox_base` is where the sandbox listens
-/// when it is mounted on the API's own listener.
-pub fn from_config(cfg: &Config, sandbox_base: Option<reqwest::Url>) -> Arc<dyn PaymentProvider> {
+/// The provider `cfg` selects, calling it with `secret`. `sandbox_base` is
+/// where the sandbox listens when it is mounted on the API's own listener.
+pub fn from_config(
+    cfg: &Config,
+    secret: Secret,
+    sandbox_base: Option<reqwest::Url>,
+) -> Arc<dyn PaymentProvider> {
     let name = cfg.provider.as_str();
     let base = match (&cfg.paystack_base_url, cfg.provider) {
         (Some(url), _) => url.clone(),
@@ -160,7 +164,7 @@ pub fn from_config(cfg: &Config, sandbox_base: Option<reqwest::Url>) -> Arc<dyn 
     Arc::new(paystack::PaystackClient::new(
         name,
         base,
-        cfg.paystack_secret_key.clone(),
+        secret,
         cfg.provider_timeout,
     ))
 }

@@ -5,6 +5,7 @@ pub mod api_clients;
 pub mod entities;
 pub mod payments;
 pub mod refunds;
+pub mod settings;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -40,7 +40,7 @@ async fn fixture(idle: Duration) -> Fixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sandbox = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let cfg = Arc::new(payorch::Config::from_lookup(|_| None).unwrap());
+    let cfg = crate::helpers::sandbox_config();
     tokio::spawn(payorch::serve_sandbox(cfg, listener, async {
         let _ = stopped.await;
     }));

@@ -37,6 +37,20 @@ fn a_bad_value_stops_startup_naming_the_variable_with_status_2() {
 }
 
 #[test]
+fn with_outside_systems_the_provider_must_be_named() {
+    for command in ["serve", "worker", "reconcile", "sandbox"] {
+        let output = payorch()
+            .arg(command)
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains("PAYORCH_PROVIDER"), "{command}: {stderr}");
+    }
+}
+
+#[test]
 fn usage_errors_come_from_clap() {
     for args in [
         &["frobnicate"][..],

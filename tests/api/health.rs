@@ -185,7 +185,7 @@ async fn shutdown_lets_a_request_at_the_provider_finish() {
     // answer on the app's listener, which shutdown closes.
     let sandbox_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sandbox = sandbox_listener.local_addr().unwrap();
-    let defaults = Arc::new(payorch::Config::from_lookup(|_| None).unwrap());
+    let defaults = crate::helpers::sandbox_config();
     tokio::spawn(payorch::serve_sandbox(
         defaults,
         sandbox_listener,

@@ -117,7 +117,24 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
         ("PAYORCH_QUEUE_PREFIX".into(), random_name("q")),
         ("PAYORCH_REDIS_PREFIX".into(), random_name("r")),
         ("PAYORCH_DB_MAX_CONNECTIONS".into(), "5".into()),
+        // Outside embedded mode the provider is named, and tests sign their
+        // webhooks with the well-known test key.
+        ("PAYORCH_PROVIDER".into(), "sandbox".into()),
+        (
+            "PAYSTACK_SECRET_KEY".into(),
+            payorch::config::SANDBOX_SECRET_KEY.into(),
+        ),
     ])
+}
+
+/// Defaults but the well-known test key, for a standalone sandbox.
+pub fn sandbox_config() -> Arc<Config> {
+    Arc::new(
+        Config::from_lookup(|name| {
+            (name == "PAYSTACK_SECRET_KEY").then(|| payorch::config::SANDBOX_SECRET_KEY.into())
+        })
+        .expect("the sandbox's test configuration is valid"),
+    )
 }
 
 pub fn config_from(env: &HashMap<String, String>) -> Config {
@@ -431,13 +448,15 @@ impl Drop for TcpProxy {
     }
 }
 
-/// The payorch binary with an empty environment but `PATH` (and, under
-/// `make coverage`, where to write its profile), so only what a test sets counts.
+/// The payorch binary with an empty environment but `PATH` and the
+/// well-known test key the tests sign with (and, under `make coverage`,
+/// where to write its profile), so only what a test sets counts.
 pub fn payorch_command() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_payorch"));
     command
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PAYSTACK_SECRET_KEY", payorch::config::SANDBOX_SECRET_KEY);
     if let Ok(profile) = std::env::var("LLVM_PROFILE_FILE") {
         command.env("LLVM_PROFILE_FILE", profile);
     }

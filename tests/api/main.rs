@@ -9,6 +9,7 @@ mod cli;
 mod gate;
 mod health;
 mod idempotency;
+mod installation;
 mod migrations;
 mod observability;
 mod payments;

@@ -421,7 +421,7 @@ async fn a_provider_that_refuses_our_key_is_502_and_the_payment_stays_open() {
     // payment's fate: it must not fail the payment.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sandbox = format!("http://{}", listener.local_addr().unwrap());
-    let defaults = Arc::new(payorch::Config::from_lookup(|_| None).unwrap());
+    let defaults = crate::helpers::sandbox_config();
     tokio::spawn(payorch::serve_sandbox(
         defaults,
         listener,

@@ -22,6 +22,7 @@ fn reconcile(app: &TestApp, abandon_after_s: &str) -> std::process::Child {
     payorch_command()
         .arg("reconcile")
         .env("DATABASE_URL", &app.database_url)
+        .env("PAYORCH_PROVIDER", "sandbox")
         .env("PAYSTACK_BASE_URL", app.url("/sandbox/"))
         .env("PAYORCH_RECONCILE_AFTER_S", "0")
         .env("PAYORCH_ABANDON_AFTER_S", abandon_after_s)
@@ -245,6 +246,11 @@ async fn a_worker_sweeps_on_its_own() {
         ("AMQP_URL".to_owned(), crate::webhooks::AMQP.to_owned()),
         ("PAYORCH_QUEUE_PREFIX".to_owned(), prefix),
         ("PAYSTACK_BASE_URL".to_owned(), app.url("/sandbox/")),
+        ("PAYORCH_PROVIDER".to_owned(), "sandbox".to_owned()),
+        (
+            "PAYSTACK_SECRET_KEY".to_owned(),
+            payorch::config::SANDBOX_SECRET_KEY.to_owned(),
+        ),
         ("PAYORCH_RECONCILE_AFTER_S".to_owned(), "0".to_owned()),
         ("PAYORCH_RECONCILE_EVERY_S".to_owned(), "1".to_owned()),
     ]);

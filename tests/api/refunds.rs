@@ -301,6 +301,7 @@ async fn a_lost_provider_answer_leaves_the_refund_pending_and_reconciliation_nev
     sweeper
         .arg("reconcile")
         .env("DATABASE_URL", &app.database_url)
+        .env("PAYORCH_PROVIDER", "sandbox")
         .env("PAYSTACK_BASE_URL", app.url("/sandbox/"))
         .env("PAYORCH_RECONCILE_AFTER_S", "0");
     // Off the test's runtime, which serves the app and its sandbox meanwhile.
