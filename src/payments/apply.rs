@@ -11,7 +11,7 @@
 //!
 //! [`decide`] is the whole decision, free of I/O; [`write`] persists one.
 
-use sea_orm::{DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_orm::{DatabaseTransaction, DbBackend};
 
 use super::{PaymentError, WebhookApplied, service::PaymentService};
 use crate::{
@@ -200,7 +200,7 @@ impl PaymentService {
         let mut read = Some(payment);
         for _ in 0..CONFLICT_RETRIES {
             let (txn, current, locked) = match read.take() {
-                Some(current) => (self.db.begin().await?, current, false),
+                Some(current) => (crate::store::begin_write(&self.db).await?, current, false),
                 None => self.begin_with(&reference).await?,
             };
             let decision = decide(&current, &change, locked, false)?;
@@ -253,14 +253,14 @@ impl PaymentService {
         reference: &str,
     ) -> Result<(DatabaseTransaction, Payment, bool), PaymentError> {
         if self.db.get_database_backend() == DbBackend::Postgres {
-            let txn = self.db.begin().await?;
+            let txn = crate::store::begin_write(&self.db).await?;
             let payment = payments::lock_by_reference(&txn, reference)
                 .await?
                 .ok_or(PaymentError::NotFound)?;
             Ok((txn, payment, true))
         } else {
             let payment = self.load(reference).await?;
-            Ok((self.db.begin().await?, payment, false))
+            Ok((crate::store::begin_write(&self.db).await?, payment, false))
         }
     }
 

@@ -32,7 +32,7 @@ mod service;
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 use uuid::Uuid;
 
 use self::{
@@ -248,7 +248,7 @@ impl Payments {
             return Ok(Answer::Fresh(render(Ok(payment))));
         };
         let key = idempotent.key;
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let earlier_payment = match self.claim_key(&txn, client_id, &idempotent).await? {
             Claimed::Replay(answer) => return Ok(answer),
             Claimed::Proceed { payment_id, .. } => payment_id,
@@ -306,14 +306,14 @@ impl Payments {
     ) -> Result<Answer, PaymentError> {
         let Some(idempotent) = idempotent else {
             let request = request.map_err(PaymentError::Invalid)?;
-            let txn = self.db.begin().await?;
+            let txn = crate::store::begin_write(&self.db).await?;
             let refund = refunds::create(&txn, client_id, reference, &request).await?;
             txn.commit().await?;
             let refund = self.send_refund(reference, refund.id).await?;
             return Ok(Answer::Fresh(render(Ok(refund))));
         };
         let key = idempotent.key;
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let earlier_refund = match self.claim_key(&txn, client_id, &idempotent).await? {
             Claimed::Replay(answer) => return Ok(answer),
             Claimed::Proceed { refund_id, .. } => refund_id,
@@ -500,7 +500,7 @@ impl Payments {
         client_id: Uuid,
         request: &NewPaymentRequest,
     ) -> Result<Payment, PaymentError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let payment = insert_payment(&txn, client_id, request, self.provider).await?;
         txn.commit().await?;
         Ok(payment)
@@ -527,7 +527,7 @@ impl Payments {
         idempotent: &Idempotent,
         rendered: &Rendered,
     ) -> Result<(), PaymentError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let reserved = idempotency::reserve(
             &txn,
             client_id,

@@ -18,7 +18,6 @@ use chrono::Utc;
 use futures_util::{StreamExt, stream};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use uuid::Uuid;
@@ -115,7 +114,7 @@ impl Payments {
         after: Duration,
     ) -> Result<Vec<(String, refunds::Refund)>, PaymentError> {
         let before = Utc::now() - chrono::Duration::from_std(after).unwrap_or_default();
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let claimed = refunds::claim_stale(&txn, before, BATCH).await?;
         txn.commit().await?;
         let mut with_reference = Vec::with_capacity(claimed.len());
@@ -183,7 +182,7 @@ async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<
     let now = Utc::now();
     let created_before = now - chrono::Duration::from_std(after).unwrap_or_default();
     let checked_before = now - chrono::Duration::from_std(after.max(RECHECK)).unwrap_or_default();
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let ids: Vec<Uuid> = payment::Entity::find()
         .select_only()
         .column(payment::Column::Id)

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use crate::config::{Config, DatabaseUrl};
@@ -23,6 +24,18 @@ pub enum StoreError {
     Connect { location: String, source: DbErr },
     #[error("migrating the database at {location} failed: {source}")]
     Migrate { location: String, source: DbErr },
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// at once (`BEGIN IMMEDIATE`), waiting out the busy timeout: a deferred
+/// transaction that read first and then writes fails at once with "database
+/// is locked" when another writer committed meanwhile. PostgreSQL ignores it.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// Opens the pool. Every acquire is bounded by `db_acquire_timeout` so a
