@@ -8,6 +8,7 @@ pub mod gate;
 pub mod health;
 pub mod limits;
 pub mod observe;
+mod openapi;
 pub mod payments;
 pub mod problem;
 pub mod refunds;
@@ -76,7 +77,12 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
     .description(
         "Payment orchestrator: initialize, verify and refund payments, receive provider webhooks.",
     );
-    let spec = service.spec_endpoint();
+    let spec = openapi::complete(&service.spec());
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(spec.clone())
+    });
     let docs = service.swagger_ui();
     let mut routes = Route::new()
         .at("/metrics", poem::get(crate::telemetry::render_metrics))

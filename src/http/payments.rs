@@ -38,13 +38,18 @@ pub struct PaymentView {
     pub currency: String,
     pub email: String,
     pub provider: String,
+    #[oai(nullable)]
     pub authorization_url: Option<String>,
+    #[oai(nullable)]
     pub access_code: Option<String>,
+    #[oai(nullable)]
     pub metadata: Option<serde_json::Value>,
     /// Why a payment failed or was flagged (e.g. `amount_mismatch`).
+    #[oai(nullable)]
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub paid_at: Option<DateTime<Utc>>,
     /// The sum of this payment's refunds that have not failed (pending ones
     /// included), in minor units.
@@ -61,6 +66,7 @@ pub struct TransitionView {
     pub to_status: String,
     /// What caused it: `verify:charge_succeeded`, `webhook:charge_failed:ignored_late`…
     pub cause: String,
+    #[oai(nullable)]
     pub event_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }

@@ -35,8 +35,10 @@ pub struct RefundView {
     pub currency: String,
     /// pending, succeeded or failed.
     pub status: String,
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// Why it failed (`provider_rejected`, `provider_failed`…).
+    #[oai(nullable)]
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

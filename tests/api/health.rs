@@ -126,6 +126,24 @@ async fn openapi_and_docs_are_served() {
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }
+    // Completed beyond the derive: the validation rules, as schema only,
+    // and links from a created payment or refund to the operations on it.
+    let initialize = &spec["components"]["schemas"]["InitializeBody"]["properties"];
+    assert_eq!(
+        initialize["currency"]["enum"].as_array().map(Vec::len),
+        Some(8)
+    );
+    assert_eq!(initialize["amount"]["maximum"], 10_000_000_000_000_i64);
+    assert_eq!(initialize["reference"]["maxLength"], 100);
+    let created = &spec["paths"]["/v1/payments/initialize"]["post"]["responses"]["201"];
+    assert_eq!(
+        created["links"]["GetPayment"]["operationRef"],
+        "#/paths/~1v1~1payments~1{reference}/get"
+    );
+    assert_eq!(
+        refunds["post"]["responses"]["201"]["links"]["VerifyPayment"]["parameters"]["reference"],
+        "$response.body#/payment_reference"
+    );
     let docs = app.http.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));

@@ -1,0 +1,138 @@
+//! The OpenAPI document as served: poem-openapi's, completed with what its
+//! derive cannot say.
+//!
+//! - The rules `requests.rs` applies, as schema only: declared as poem
+//!   validators they would make poem answer a wrong value with its own 400,
+//!   instead of the documented 422 that lists every wrong field at once.
+//! - Links from a created payment or refund to the operations on it, so a
+//!   client generator (and schemathesis' stateful tests) can follow them.
+
+use serde_json::{Value, json};
+
+use super::requests::{MAX_CALLBACK_URL, MAX_REFUND_REASON};
+use crate::domain::{Amount, Currency, Email, Reference};
+
+/// `spec`, poem-openapi's JSON document, completed.
+pub fn complete(spec: &str) -> String {
+    let mut doc: Value = serde_json::from_str(spec).expect("poem-openapi writes JSON");
+    constrain(&mut doc);
+    link(&mut doc);
+    serde_json::to_string(&doc).expect("a JSON value serializes")
+}
+
+/// A UUID in hyphenated form, as `IdempotencyKey::parse` takes it.
+const UUID: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// A host name label.
+const LABEL: &str = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+
+fn constrain(doc: &mut Value) {
+    let currencies: Vec<&str> = Currency::ALL.iter().map(|c| c.as_str()).collect();
+    let initialize = "/components/schemas/InitializeBody/properties";
+    let refund = "/components/schemas/RefundBody/properties";
+    for (field, rules) in [
+        (
+            format!("{initialize}/amount"),
+            json!({"minimum": 1, "maximum": Amount::MAX}),
+        ),
+        (
+            format!("{initialize}/currency"),
+            json!({"enum": currencies}),
+        ),
+        (
+            format!("{initialize}/email"),
+            // What `Email::parse` takes, in printable ASCII.
+            json!({
+                "pattern": format!("^[!-?A-~]{{1,{}}}@{LABEL}(\\.{LABEL})+$", Email::MAX_LOCAL_LEN),
+                "maxLength": Email::MAX_LEN,
+            }),
+        ),
+        (
+            format!("{initialize}/reference"),
+            json!({
+                "pattern": format!("^[A-Za-z0-9][A-Za-z0-9.=-]{{0,{}}}$", Reference::MAX_LEN - 1),
+                "maxLength": Reference::MAX_LEN,
+            }),
+        ),
+        (
+            format!("{initialize}/callback_url"),
+            json!({
+                "pattern": format!("^https?://{LABEL}(\\.{LABEL})*(:[0-9]{{1,4}})?(/[A-Za-z0-9._~%-]*)*$"),
+                "maxLength": MAX_CALLBACK_URL,
+            }),
+        ),
+        (format!("{initialize}/metadata"), json!({"type": "object"})),
+        (
+            format!("{refund}/amount"),
+            json!({"minimum": 1, "maximum": Amount::MAX}),
+        ),
+        (
+            format!("{refund}/reason"),
+            json!({"maxLength": MAX_REFUND_REASON}),
+        ),
+    ] {
+        match doc.pointer_mut(&field) {
+            Some(schema) => merge(schema, rules),
+            None => tracing::warn!(field, "OpenAPI document: no such schema to constrain"),
+        }
+    }
+
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for (_, op) in operation.iter_mut() {
+                let Some(parameters) = op.get_mut("parameters").and_then(Value::as_array_mut)
+                else {
+                    continue;
+                };
+                for parameter in parameters {
+                    if parameter["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("idempotency-key"))
+                    {
+                        merge(
+                            &mut parameter["schema"],
+                            json!({"format": "uuid", "pattern": UUID}),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn link(doc: &mut Value) {
+    let operation = |path: &str, method: &str| {
+        format!(
+            "#/paths/{}/{method}",
+            path.replace('~', "~0").replace('/', "~1")
+        )
+    };
+    let on_payment = |field: &str| {
+        let parameters = json!({"reference": format!("$response.body#/{field}")});
+        json!({
+            "GetPayment": {"operationRef": operation("/v1/payments/{reference}", "get"), "parameters": parameters},
+            "VerifyPayment": {"operationRef": operation("/v1/payments/{reference}/verify", "post"), "parameters": parameters},
+            "ListRefunds": {"operationRef": operation("/v1/payments/{reference}/refunds", "get"), "parameters": parameters},
+            "CreateRefund": {"operationRef": operation("/v1/payments/{reference}/refunds", "post"), "parameters": parameters},
+        })
+    };
+    for (path, field) in [
+        ("/v1/payments/initialize", "reference"),
+        ("/v1/payments/{reference}/refunds", "payment_reference"),
+    ] {
+        let pointer = format!(
+            "/paths/{}/post/responses/201",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        if let Some(Value::Object(created)) = doc.pointer_mut(&pointer) {
+            created.insert("links".into(), on_payment(field));
+        }
+    }
+}
+
+/// Adds `extra`'s keys to the object `schema`.
+fn merge(schema: &mut Value, extra: Value) {
+    if let (Some(schema), Value::Object(extra)) = (schema.as_object_mut(), extra) {
+        schema.extend(extra);
+    }
+}
