@@ -8,7 +8,7 @@ ROUNDS ?= 2
 
 
 .PHONY: bench-api bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
-.PHONY: help run test migrate lint fmt services build workers workers-status workers-stop
+.PHONY: help run test schema-test browser-test migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,9 +16,17 @@ help: ## list targets
 run: ## run the API; with nothing configured: SQLite, in-process queue, sandbox provider
 	$(CARGO) run --quiet -- serve
 
-test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (benches are built, not run)
+test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (benches are built, not run), then the checkout page in Chromium and schemathesis
 	$(CARGO) test --workspace --all-targets --no-run
 	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
+	BIN=$(BIN) bash scripts/browser-test.sh
+	BIN=$(BIN) bash scripts/schemathesis.sh
+
+schema-test: ## schemathesis against the API's own OpenAPI document (embedded mode, $(BIN); ~20 s); installs .venv-schema when missing
+	BIN=$(BIN) bash scripts/schemathesis.sh
+
+browser-test: ## the sandbox checkout page in Chromium (Playwright) against $(BIN); installs Chromium and .venv-browser when missing
+	BIN=$(BIN) bash scripts/browser-test.sh
 
 migrate: ## apply database migrations (DATABASE_URL, default the SQLite file)
 	$(CARGO) run --quiet -- migrate

@@ -27,7 +27,7 @@ async fn full_flow(app: &TestApp) {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("NGN 1500.75"), "{page}");
+    assert!(page.contains("NGN 1,500.75"), "{page}");
     assert!(page.contains(r#"value="success""#) && page.contains(r#"value="failed""#));
     // The person clicks Pay: the form posts outcome=success.
     let paid = app

@@ -1,10 +1,12 @@
 //! The checkout page a person sees: the amount, Pay and Decline. The form
-//! posts `outcome=success` or `outcome=failed` (a contract) to the same path.
+//! posts `outcome=success` or `outcome=failed` (a contract) to the same path;
+//! then, like Paystack, the customer goes back to the merchant's
+//! `callback_url` with `?trxref=<reference>&reference=<reference>`.
 
 use poem::{
     IntoResponse, Response, handler,
     http::StatusCode,
-    web::{Data, Form, Html, Path},
+    web::{Data, Form, Html, Path, Redirect},
 };
 use serde::Deserialize;
 
@@ -82,6 +84,16 @@ pub async fn submit(
         )
             .into_response();
     };
+    if let Some(mut back) = tx
+        .callback_url
+        .as_deref()
+        .and_then(|url| reqwest::Url::parse(url).ok())
+    {
+        back.query_pairs_mut()
+            .append_pair("trxref", &tx.reference)
+            .append_pair("reference", &tx.reference);
+        return Redirect::see_other(back).into_response();
+    }
     let verdict = if tx.status == "success" {
         "Payment approved"
     } else {
@@ -97,21 +109,35 @@ pub async fn submit(
     .into_response()
 }
 
-/// `150075` NGN → `NGN 1500.75`; a currency payorch does not know shows minor units.
+/// `150075` NGN → `NGN 1,500.75`; a currency payorch does not know shows
+/// minor units.
 fn display_amount(minor: i64, currency: &str) -> String {
     match Currency::parse(currency).map(|c| c.minor_unit_exponent()) {
-        Ok(0) => format!("{currency} {minor}"),
+        Ok(0) => format!("{currency} {}", grouped(minor)),
         Ok(exp) => {
             let unit = 10i64.pow(exp);
             format!(
                 "{currency} {}.{:0width$}",
-                minor / unit,
+                grouped(minor / unit),
                 minor % unit,
                 width = exp as usize
             )
         }
         Err(_) => format!("{currency} {minor} (minor units)"),
     }
+}
+
+/// `1500` → `1,500`.
+fn grouped(major: i64) -> String {
+    let digits = major.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 fn escape(text: &str) -> String {
@@ -144,9 +170,11 @@ mod tests {
 
     #[test]
     fn amounts_display_with_the_currency_exponent() {
-        assert_eq!(display_amount(150075, "NGN"), "NGN 1500.75");
+        assert_eq!(display_amount(150075, "NGN"), "NGN 1,500.75");
         assert_eq!(display_amount(5, "USD"), "USD 0.05");
-        assert_eq!(display_amount(5000, "XOF"), "XOF 5000");
+        assert_eq!(display_amount(5000, "XOF"), "XOF 5,000");
+        assert_eq!(display_amount(12_345_678_900, "NGN"), "NGN 123,456,789.00");
+        assert_eq!(display_amount(999, "XOF"), "XOF 999");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   Paystack's shapes, bearer secret key. Initialize is idempotent per
 //!   reference (same parameters → the same transaction).
 //! - `GET /checkout/{access_code}`: a page where a person clicks Pay or
-//!   Decline; the form posts `outcome=success|failed` back to the same path.
+//!   Decline; the form posts `outcome=success|failed` back to the same path,
+//!   which redirects to the initialize's `callback_url` when it had one.
 //! - `POST /refund`, `GET /refund/{id}`, `GET /refund?transaction=`:
 //!   Paystack's refunds. A refund is `pending` until it settles — after
 //!   the configured delay, or when a test settles it — and is then
@@ -125,6 +126,9 @@ struct Transaction {
     /// What verify and webhooks report, when a test forces a different amount.
     reported_amount: Option<i64>,
     reported_currency: Option<String>,
+    /// Where the checkout sends the customer once they decided, as Paystack
+    /// does (with `?trxref=…&reference=…`).
+    callback_url: Option<String>,
 }
 
 impl Transaction {
@@ -300,6 +304,7 @@ struct InitializeBody {
     amount: serde_json::Value,
     currency: Option<String>,
     email: String,
+    callback_url: Option<String>,
 }
 
 #[handler]
@@ -357,6 +362,7 @@ async fn initialize(
         gateway_response: "Pending".into(),
         reported_amount: None,
         reported_currency: None,
+        callback_url: body.callback_url,
     };
     state
         .by_access_code
