@@ -65,7 +65,7 @@ fn register_known_series() {
         metrics::counter!("payorch_webhooks_received_total", "status" => status).increment(0);
     }
     metrics::counter!("payorch_webhooks_rejected_total", "reason" => "signature").increment(0);
-    for result in ["replayed", "in_flight", "reused", "error"] {
+    for result in ["replayed", "in_flight", "reused", "error", "stale_owner"] {
         metrics::counter!("payorch_idempotency_total", "result" => result).increment(0);
     }
     for route in Route::ALL {

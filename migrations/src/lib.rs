@@ -9,6 +9,7 @@ mod m20261128_000001_initial_schema;
 mod m20261129_000001_queued_messages;
 mod m20261129_000002_refunds;
 mod m20261130_000001_installation_settings;
+mod m20261130_000002_idempotency_owner;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_queued_messages::Migration),
             Box::new(m20261129_000002_refunds::Migration),
             Box::new(m20261130_000001_installation_settings::Migration),
+            Box::new(m20261130_000002_idempotency_owner::Migration),
         ]
     }
 }

@@ -10,14 +10,20 @@
 //!   after that a retry takes the key over and finishes *the same payment*
 //!   (the key remembers it), so no second payment or provider transaction;
 //! - a 4xx outcome is stored and replayed; a 5xx is not: the key is
-//!   [`release`]d so the client's retry proceeds at once.
+//!   [`release`]d so the client's retry proceeds at once;
+//! - fenced: each reservation gets an owner token ([`Claim`]), and only the
+//!   current owner may [`attach_payment`], [`complete`] or [`release`]. A
+//!   request that outlived its lock finds the key taken over: its writes
+//!   change nothing, and are logged and counted (`stale_owner`);
+//! - lock times come from the database's clock (PostgreSQL's `now()`), so
+//!   API hosts with skewed clocks agree on when a lock expires.
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use sha2::{Digest, Sha256};
@@ -35,12 +41,23 @@ pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 const STARTED: &str = "started";
 const COMPLETED: &str = "completed";
 
+/// A key this request holds: its writes to the key must name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub client_id: Uuid,
+    pub key: IdempotencyKey,
+    /// Fresh for every reservation and takeover.
+    pub owner: Uuid,
+}
+
 /// What the caller should do with a request that carries a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// Do the work. `payment_id` / `refund_id`: what an earlier, unfinished
-    /// attempt created — finish that one instead of creating another.
+    /// Do the work, holding `claim`. `payment_id` / `refund_id`: what an
+    /// earlier, unfinished attempt created — finish that one instead of
+    /// creating another.
     Proceed {
+        claim: Claim,
         payment_id: Option<Uuid>,
         refund_id: Option<Uuid>,
     },
@@ -99,8 +116,13 @@ pub async fn reserve(
     fingerprint: &str,
     lock: Duration,
 ) -> Result<Reservation, PaymentError> {
-    let now = Utc::now();
+    let now = database_now(db).await?;
     let locked_until = now + lock;
+    let claim = Claim {
+        client_id,
+        key,
+        owner: Uuid::new_v4(),
+    };
     let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
         client_id: Set(client_id),
         key: Set(key.as_uuid()),
@@ -112,6 +134,7 @@ pub async fn reserve(
         response_body: Set(None),
         created_at: Set(now),
         locked_until: Set(Some(locked_until)),
+        owner: Set(Some(claim.owner)),
     })
     .on_conflict(
         OnConflict::columns([Column::ClientId, Column::Key])
@@ -122,6 +145,7 @@ pub async fn reserve(
     .await?;
     if inserted == 1 {
         return Ok(Reservation::Proceed {
+            claim,
             payment_id: None,
             refund_id: None,
         });
@@ -146,6 +170,7 @@ pub async fn reserve(
     // Taking it over is a compare-and-set, so only one retry wins.
     let taken = idempotency_key::Entity::update_many()
         .col_expr(Column::LockedUntil, Expr::value(Some(locked_until)))
+        .col_expr(Column::Owner, Expr::value(Some(claim.owner)))
         .filter(Column::ClientId.eq(client_id))
         .filter(Column::Key.eq(key.as_uuid()))
         .filter(Column::State.eq(STARTED))
@@ -158,6 +183,7 @@ pub async fn reserve(
         .await?;
     if taken.rows_affected == 1 {
         Ok(Reservation::Proceed {
+            claim,
             payment_id: existing.payment_id,
             refund_id: existing.refund_id,
         })
@@ -166,46 +192,80 @@ pub async fn reserve(
     }
 }
 
+/// The database's clock (PostgreSQL), or this host's (SQLite: one host).
+async fn database_now(db: &impl ConnectionTrait) -> Result<DateTime<Utc>, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(Utc::now());
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT now() AS now",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("now()".into()))?;
+    row.try_get("", "now")
+}
+
+/// Rows of `claim`'s key that it still owns.
+fn owned_by(
+    update: sea_orm::UpdateMany<idempotency_key::Entity>,
+    claim: &Claim,
+) -> sea_orm::UpdateMany<idempotency_key::Entity> {
+    update
+        .filter(Column::ClientId.eq(claim.client_id))
+        .filter(Column::Key.eq(claim.key.as_uuid()))
+        .filter(Column::Owner.eq(claim.owner))
+}
+
+/// `true` if the write landed; otherwise the key was taken over by a retry
+/// after this request's lock expired: logged and counted, nothing changed.
+fn fenced(rows_affected: u64, claim: &Claim, write: &'static str) -> bool {
+    if rows_affected == 1 {
+        return true;
+    }
+    tracing::warn!(
+        client_id = %claim.client_id,
+        write,
+        "a request outlived its Idempotency-Key lock and a retry took the key over; \
+         its {write} changed nothing"
+    );
+    metrics::counter!("payorch_idempotency_total", "result" => "stale_owner").increment(1);
+    false
+}
+
 /// Remembers which payment this key's request created.
 pub async fn attach_payment(
     db: &impl ConnectionTrait,
-    client_id: Uuid,
-    key: IdempotencyKey,
+    claim: &Claim,
     payment_id: Uuid,
-) -> Result<(), DbErr> {
-    idempotency_key::Entity::update_many()
-        .col_expr(Column::PaymentId, Expr::value(Some(payment_id)))
-        .filter(Column::ClientId.eq(client_id))
-        .filter(Column::Key.eq(key.as_uuid()))
-        .exec(db)
-        .await?;
-    Ok(())
+) -> Result<bool, DbErr> {
+    let update = idempotency_key::Entity::update_many()
+        .col_expr(Column::PaymentId, Expr::value(Some(payment_id)));
+    let done = owned_by(update, claim).exec(db).await?;
+    Ok(fenced(done.rows_affected, claim, "attach_payment"))
 }
 
 /// Remembers which refund this key's request created.
 pub async fn attach_refund(
     db: &impl ConnectionTrait,
-    client_id: Uuid,
-    key: IdempotencyKey,
+    claim: &Claim,
     refund_id: Uuid,
-) -> Result<(), DbErr> {
-    idempotency_key::Entity::update_many()
-        .col_expr(Column::RefundId, Expr::value(Some(refund_id)))
-        .filter(Column::ClientId.eq(client_id))
-        .filter(Column::Key.eq(key.as_uuid()))
-        .exec(db)
-        .await?;
-    Ok(())
+) -> Result<bool, DbErr> {
+    let update = idempotency_key::Entity::update_many()
+        .col_expr(Column::RefundId, Expr::value(Some(refund_id)));
+    let done = owned_by(update, claim).exec(db).await?;
+    Ok(fenced(done.rows_affected, claim, "attach_refund"))
 }
 
 /// Stores the final response; later requests with the key replay it.
+/// `false`: this request no longer owns the key (see [`fenced`]).
 pub async fn complete(
     db: &impl ConnectionTrait,
-    client_id: Uuid,
-    key: IdempotencyKey,
+    claim: &Claim,
     response: &Rendered,
-) -> Result<(), DbErr> {
-    idempotency_key::Entity::update_many()
+) -> Result<bool, DbErr> {
+    let update = idempotency_key::Entity::update_many()
         .col_expr(Column::State, Expr::value(COMPLETED))
         .col_expr(
             Column::ResponseStatus,
@@ -215,34 +275,25 @@ pub async fn complete(
             Column::ResponseBody,
             Expr::value(Some(response.body.clone())),
         )
-        .col_expr(
-            Column::LockedUntil,
-            Expr::value(None::<chrono::DateTime<Utc>>),
-        )
-        .filter(Column::ClientId.eq(client_id))
-        .filter(Column::Key.eq(key.as_uuid()))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// Unlocks a key whose request failed with a 5xx, so a retry may proceed.
-pub async fn release(
-    db: &impl ConnectionTrait,
-    client_id: Uuid,
-    key: IdempotencyKey,
-) -> Result<(), DbErr> {
-    idempotency_key::Entity::update_many()
-        .col_expr(
-            Column::LockedUntil,
-            Expr::value(None::<chrono::DateTime<Utc>>),
-        )
-        .filter(Column::ClientId.eq(client_id))
-        .filter(Column::Key.eq(key.as_uuid()))
+        .col_expr(Column::LockedUntil, Expr::value(None::<DateTime<Utc>>));
+    let done = owned_by(update, claim)
         .filter(Column::State.eq(STARTED))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(fenced(done.rows_affected, claim, "complete"))
+}
+
+/// Unlocks a key whose request failed with a 5xx, so a retry may proceed.
+/// `false`: this request no longer owns the key, whose new owner's lock
+/// stays.
+pub async fn release(db: &impl ConnectionTrait, claim: &Claim) -> Result<bool, DbErr> {
+    let update = idempotency_key::Entity::update_many()
+        .col_expr(Column::LockedUntil, Expr::value(None::<DateTime<Utc>>));
+    let done = owned_by(update, claim)
+        .filter(Column::State.eq(STARTED))
+        .exec(db)
+        .await?;
+    Ok(fenced(done.rows_affected, claim, "release"))
 }
 
 #[cfg(test)]

@@ -155,8 +155,10 @@ pub enum Answer {
 enum Claimed {
     /// Answer with what the first request answered.
     Replay(Answer),
-    /// Go on; finish what an earlier attempt created, if anything.
+    /// Go on, holding `claim`; finish what an earlier attempt created, if
+    /// anything.
     Proceed {
+        claim: idempotency::Claim,
         payment_id: Option<Uuid>,
         refund_id: Option<Uuid>,
     },
@@ -247,11 +249,12 @@ impl Payments {
                 .await?;
             return Ok(Answer::Fresh(render(Ok(payment))));
         };
-        let key = idempotent.key;
         let txn = crate::store::begin_write(&self.db).await?;
-        let earlier_payment = match self.claim_key(&txn, client_id, &idempotent).await? {
+        let (claim, earlier_payment) = match self.claim_key(&txn, client_id, &idempotent).await? {
             Claimed::Replay(answer) => return Ok(answer),
-            Claimed::Proceed { payment_id, .. } => payment_id,
+            Claimed::Proceed {
+                claim, payment_id, ..
+            } => (claim, payment_id),
         };
         let (reference, callback_url, resumed) = match (earlier_payment, request) {
             // An earlier attempt created the payment and then crashed or
@@ -272,7 +275,7 @@ impl Payments {
                 };
                 match created {
                     Ok((payment, callback_url)) => {
-                        idempotency::attach_payment(&txn, client_id, key, payment.id).await?;
+                        idempotency::attach_payment(&txn, &claim, payment.id).await?;
                         (payment.reference, callback_url, false)
                     }
                     Err(err) if err.is_final() => {
@@ -287,7 +290,7 @@ impl Payments {
         let result = self
             .open_at_provider(&reference, callback_url, resumed)
             .await;
-        self.store_outcome(client_id, key, result, render).await
+        self.store_outcome(&claim, result, render).await
     }
 
     /// Refunds `client_id`'s payment `reference` (all that is left, or
@@ -312,11 +315,12 @@ impl Payments {
             let refund = self.send_refund(reference, refund.id).await?;
             return Ok(Answer::Fresh(render(Ok(refund))));
         };
-        let key = idempotent.key;
         let txn = crate::store::begin_write(&self.db).await?;
-        let earlier_refund = match self.claim_key(&txn, client_id, &idempotent).await? {
+        let (claim, earlier_refund) = match self.claim_key(&txn, client_id, &idempotent).await? {
             Claimed::Replay(answer) => return Ok(answer),
-            Claimed::Proceed { refund_id, .. } => refund_id,
+            Claimed::Proceed {
+                claim, refund_id, ..
+            } => (claim, refund_id),
         };
         let refund_id = match (earlier_refund, request) {
             // An earlier attempt created it: finish that one (it is sent at
@@ -329,7 +333,7 @@ impl Payments {
                 };
                 match created {
                     Ok(refund) => {
-                        idempotency::attach_refund(&txn, client_id, key, refund.id).await?;
+                        idempotency::attach_refund(&txn, &claim, refund.id).await?;
                         refund.id
                     }
                     Err(err) if err.is_final() => {
@@ -341,7 +345,7 @@ impl Payments {
         };
         txn.commit().await?;
         let result = self.send_refund(reference, refund_id).await;
-        self.store_outcome(client_id, key, result, render).await
+        self.store_outcome(&claim, result, render).await
     }
 
     /// A final refusal before anything was created, stored under the key
@@ -390,9 +394,11 @@ impl Payments {
                 Claimed::Replay(Answer::Replayed(Rendered { status, body }))
             }
             Reservation::Proceed {
+                claim,
                 payment_id,
                 refund_id,
             } => Claimed::Proceed {
+                claim,
                 payment_id,
                 refund_id,
             },
@@ -401,21 +407,22 @@ impl Payments {
 
     /// Stores a final outcome under the key, for replays; a transient
     /// failure releases the key instead, so the client's retry goes on.
+    /// A request that no longer owns the key (a retry took it over) stores
+    /// nothing and still answers its own caller.
     async fn store_outcome<T>(
         &self,
-        client_id: Uuid,
-        key: IdempotencyKey,
+        claim: &idempotency::Claim,
         result: Result<T, PaymentError>,
         render: impl Fn(Result<T, PaymentError>) -> Rendered,
     ) -> Result<Answer, PaymentError> {
         match result {
             Err(err) if !err.is_final() => {
-                idempotency::release(&self.db, client_id, key).await?;
+                idempotency::release(&self.db, claim).await?;
                 Err(err)
             }
             result => {
                 let rendered = render(result);
-                idempotency::complete(&self.db, client_id, key, &rendered).await?;
+                idempotency::complete(&self.db, claim, &rendered).await?;
                 Ok(Answer::Fresh(rendered))
             }
         }
@@ -537,8 +544,8 @@ impl Payments {
         )
         .await;
         match reserved {
-            Ok(Reservation::Proceed { .. }) => {
-                idempotency::complete(&txn, client_id, idempotent.key, rendered).await?;
+            Ok(Reservation::Proceed { claim, .. }) => {
+                idempotency::complete(&txn, &claim, rendered).await?;
             }
             // A concurrent request took the key meanwhile and will store its
             // own answer; this one is still returned to this caller.

@@ -1,17 +1,13 @@
 //! Liveness, readiness and the generated API description.
 
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use payorch::config::SANDBOX_SECRET_KEY;
 use serde_json::json;
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::watch,
-};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
 
@@ -166,37 +162,6 @@ async fn shutdown_finishes_cleanly() {
         .expect("serve returns Ok after shutdown");
 }
 
-/// A relay to `provider` that passes each request on at once but holds
-/// every answer until `true` is sent: a provider that is slow for exactly
-/// as long as a test needs. (The sandbox's own faults fail a call or hang
-/// it past the client's timeout; none answers late but well.)
-async fn holding_relay(provider: SocketAddr) -> (SocketAddr, watch::Sender<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (release, released) = watch::channel(false);
-    tokio::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            let mut released = released.clone();
-            tokio::spawn(async move {
-                let Ok(outbound) = TcpStream::connect(provider).await else {
-                    return;
-                };
-                let (mut from_client, mut to_client) = inbound.into_split();
-                let (mut from_provider, mut to_provider) = outbound.into_split();
-                let requests = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut from_client, &mut to_provider).await;
-                });
-                let go = released.wait_for(|go| *go).await.is_ok();
-                if go {
-                    let _ = tokio::io::copy(&mut from_provider, &mut to_client).await;
-                }
-                requests.abort();
-            });
-        }
-    });
-    (addr, release)
-}
-
 #[tokio::test]
 async fn shutdown_lets_a_request_at_the_provider_finish() {
     // A sandbox of its own behind the relay: the app's mounted sandbox would
@@ -209,7 +174,7 @@ async fn shutdown_lets_a_request_at_the_provider_finish() {
         sandbox_listener,
         std::future::pending(),
     ));
-    let (relay, release) = holding_relay(sandbox).await;
+    let (relay, release) = crate::helpers::holding_relay(sandbox).await;
 
     // Kept here so the database outlives the app and can be read after it.
     let test_db = Arc::new(TestDb::postgres().await);

@@ -462,3 +462,36 @@ pub fn payorch_command() -> std::process::Command {
     }
     command
 }
+
+/// A relay to `provider` that passes each request on at once but holds
+/// every answer until `true` is sent: a provider that is slow for exactly
+/// as long as a test needs. (The sandbox's own faults fail a call or hang
+/// it past the client's timeout; none answers late but well.)
+pub async fn holding_relay(
+    provider: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release, released) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let mut released = released.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(provider).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = inbound.into_split();
+                let (mut from_provider, mut to_provider) = outbound.into_split();
+                let requests = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_provider).await;
+                });
+                let go = released.wait_for(|go| *go).await.is_ok();
+                if go {
+                    let _ = tokio::io::copy(&mut from_provider, &mut to_client).await;
+                }
+                requests.abort();
+            });
+        }
+    });
+    (addr, release)
+}

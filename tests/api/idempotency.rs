@@ -229,6 +229,7 @@ async fn expired_keys_are_purged() {
         response_body: Set(Some("{}".into())),
         created_at: Set(old),
         locked_until: Set(None),
+        owner: Set(None),
     })
     .exec_without_returning(&app.db)
     .await
@@ -314,4 +315,204 @@ async fn a_resumed_initialize_refused_for_a_reference_held_on_other_terms_fails(
     let replay = app.initialize(&request, Some(&key)).await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(replay.status(), 402);
+}
+
+/// Fencing: a first request held at the provider past its key's lock; a
+/// retry takes the key over and finishes; then the first finishes too. The
+/// key keeps the retry's answer, the provider holds one transaction, and
+/// the stale completion is counted.
+#[tokio::test]
+async fn a_request_that_outlived_its_key_lock_cannot_overwrite_the_retry() {
+    use payorch::{
+        config::{SANDBOX_SECRET_KEY, Secret},
+        domain::{Amount, Currency, Email, IdempotencyKey, Reference},
+        payments::{
+            ActorSettings, Answer, Idempotent, NewPaymentRequest, PaymentError, Payments, Rendered,
+        },
+        provider::paystack::PaystackClient,
+        store::payments::Payment,
+    };
+    use std::time::{Duration, Instant};
+
+    crate::helpers::init_logs();
+    let test_db = TestDb::postgres().await;
+    let db = test_db.connect().await;
+    payorch::store::migrate(&db, &test_db.url.parse().unwrap())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = listener.local_addr().unwrap();
+    tokio::spawn(payorch::serve_sandbox(
+        crate::helpers::sandbox_config(),
+        listener,
+        std::future::pending(),
+    ));
+    let (relay, release) = crate::helpers::holding_relay(sandbox).await;
+    let lock = Duration::from_millis(300);
+    // Two API processes: the first reaches the provider through the relay.
+    let process = |base: std::net::SocketAddr| {
+        let provider = Arc::new(PaystackClient::new(
+            "sandbox",
+            format!("http://{base}").parse().unwrap(),
+            Secret::new(SANDBOX_SECRET_KEY),
+            Duration::from_secs(30),
+        ));
+        let actors = ActorSettings {
+            idle: Duration::from_secs(30),
+            mailbox: 64,
+            arbiters: 1,
+        };
+        Payments::start(db.clone(), provider, actors, lock).unwrap()
+    };
+    let (slow, quick) = (process(relay), process(sandbox));
+    let (client, _) = payorch::store::api_clients::create(&db, "c").await.unwrap();
+    let idempotent = Idempotent {
+        key: IdempotencyKey::parse(&Uuid::new_v4().to_string()).unwrap(),
+        fingerprint: "the same request".into(),
+    };
+    let request = NewPaymentRequest {
+        reference: Reference::parse("fenced-1").unwrap(),
+        amount: Amount::new(700).unwrap(),
+        currency: Currency::NGN,
+        email: Email::parse("a@b.co").unwrap(),
+        callback_url: None,
+        metadata: None,
+    };
+    let answered_by = |who: &'static str| {
+        move |result: Result<Payment, PaymentError>| Rendered {
+            status: 201,
+            body: format!("{who}:{}", result.map(|p| p.status).unwrap_or_default()),
+        }
+    };
+    let stats = || async {
+        reqwest::Client::new()
+            .get(format!("http://{sandbox}/_control/stats"))
+            .bearer_auth(SANDBOX_SECRET_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let stale_before = stale_completions();
+
+    let first = tokio::spawn({
+        let (slow, idempotent, request) = (slow.clone(), idempotent.clone(), request.clone());
+        async move {
+            slow.initialize(
+                client.id,
+                Some(idempotent),
+                Ok(request),
+                answered_by("first"),
+            )
+            .await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats().await["initialize_calls"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first request never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past the lock, a retry takes the key over and finishes the payment.
+    let retry = loop {
+        match quick
+            .initialize(
+                client.id,
+                Some(idempotent.clone()),
+                Ok(request.clone()),
+                answered_by("retry"),
+            )
+            .await
+        {
+            Err(PaymentError::IdempotencyInFlight) => {
+                assert!(Instant::now() < deadline, "the lock never expired");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Answer::Fresh(rendered)) => break rendered,
+            other => panic!("the retry: {other:?}"),
+        }
+    };
+    assert_eq!(retry.body, "retry:pending");
+
+    // The first request gets its provider answer now, and answers its own
+    // caller, but the key is no longer its to complete.
+    release.send(true).unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert!(matches!(first, Answer::Fresh(_)), "{first:?}");
+
+    let replay = quick
+        .initialize(
+            client.id,
+            Some(idempotent),
+            Ok(request),
+            answered_by("replay"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        replay,
+        Answer::Replayed(retry),
+        "the key keeps the retry's answer"
+    );
+    assert_eq!(stats().await["transactions"], 1, "one provider transaction");
+    assert!(
+        stale_completions() > stale_before,
+        "the stale completion is counted"
+    );
+}
+
+/// `payorch_idempotency_total{result="stale_owner"}` in this process.
+fn stale_completions() -> f64 {
+    payorch::telemetry::metrics()
+        .render()
+        .lines()
+        .find(|line| line.starts_with("payorch_idempotency_total{result=\"stale_owner\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A stale owner's release does not unlock the key for the new owner's
+/// retries; the new owner's does.
+#[tokio::test]
+async fn a_stale_release_leaves_the_new_owners_lock() {
+    use payorch::{
+        domain::IdempotencyKey,
+        payments::{
+            PaymentError,
+            idempotency::{self, Reservation},
+        },
+    };
+    use std::time::Duration;
+
+    let test_db = TestDb::postgres().await;
+    let db = test_db.connect().await;
+    payorch::store::migrate(&db, &test_db.url.parse().unwrap())
+        .await
+        .unwrap();
+    let (client, _) = payorch::store::api_clients::create(&db, "c").await.unwrap();
+    let key = IdempotencyKey::parse(&Uuid::new_v4().to_string()).unwrap();
+    let reserve =
+        |lock_ms| idempotency::reserve(&db, client.id, key, "f", Duration::from_millis(lock_ms));
+    let Ok(Reservation::Proceed { claim: stale, .. }) = reserve(1).await else {
+        panic!("the first reservation proceeds");
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await; // past a 1 ms lock
+    let Ok(Reservation::Proceed { claim: owner, .. }) = reserve(60_000).await else {
+        panic!("the takeover proceeds");
+    };
+    assert_ne!(stale.owner, owner.owner);
+    assert!(!idempotency::release(&db, &stale).await.unwrap());
+    assert!(matches!(
+        reserve(60_000).await,
+        Err(PaymentError::IdempotencyInFlight)
+    ));
+    assert!(idempotency::release(&db, &owner).await.unwrap());
+    assert!(matches!(
+        reserve(60_000).await,
+        Ok(Reservation::Proceed { .. })
+    ));
 }

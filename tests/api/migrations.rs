@@ -140,6 +140,7 @@ async fn unique_constraints_hold_on_both_databases() {
             response_body: Set(None),
             created_at: Set(now),
             locked_until: Set(None),
+            owner: Set(None),
         };
         second_insert_violates_uniqueness(
             &db,

@@ -193,6 +193,7 @@ async fn retention_purges_old_keys_and_events_but_never_the_audit_trail() {
             response_body: Set(Some("{}".into())),
             created_at: Set(at),
             locked_until: Set(None),
+            owner: Set(None),
         })
         .exec(&db)
         .await

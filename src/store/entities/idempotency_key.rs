@@ -16,6 +16,9 @@ pub struct Model {
     pub response_body: Option<String>,
     pub created_at: DateTimeUtc,
     pub locked_until: Option<DateTimeUtc>,
+    /// The token of the request that holds the key now; only it may attach,
+    /// complete or release the key.
+    pub owner: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
