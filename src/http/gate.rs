@@ -82,6 +82,52 @@ pub fn limit_refund<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
     limited(ep, Route::Refund)
 }
 
+/// Provider webhooks: limited per IP by the `webhook` policy before the
+/// body is read or its signature checked (the body limit is the ingest's).
+pub fn limit_webhook<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    ep.with(WebhookGate)
+}
+
+pub struct WebhookGate;
+
+impl<E: Endpoint> Middleware<E> for WebhookGate {
+    type Output = WebhookGateEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        WebhookGateEndpoint { inner }
+    }
+}
+
+pub struct WebhookGateEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for WebhookGateEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        let Some(keeper) = req.data::<Gatekeeper>().cloned() else {
+            return Err(ApiError::Internal("the app has no gatekeeper".into()).into());
+        };
+        let ip = crate::ratelimit::network_of(client_ip(&req, &keeper.trusted_proxies));
+        let decision = keeper
+            .limiter
+            .check(Route::Webhook, &Identity::Ip(ip))
+            .await;
+        if let Some(decision) = decision.filter(|d| !d.allowed) {
+            return Ok(limited_response(decision));
+        }
+        let mut response = match self.inner.call(req).await {
+            Ok(output) => output.into_response(),
+            Err(err) => render_any_error(err).await,
+        };
+        if let Some(decision) = decision {
+            add_headers(&mut response, &decision);
+        }
+        Ok(response)
+    }
+}
+
 fn limited<E: Endpoint + 'static>(ep: E, route: Route) -> impl Endpoint {
     ep.with(BodyLimit(MAX_CLIENT_BODY))
         .with(ClientGate { limit: Some(route) })
@@ -109,38 +155,74 @@ pub struct ClientGateEndpoint<E> {
 }
 
 /// IPs that exhausted their `unauthenticated` budget, until it refills:
-/// their requests with unknown keys are refused without a lookup.
+/// their requests with unknown keys are refused, after at most
+/// [`LOOKUPS_WHILE_BLOCKED`] lookups.
 #[derive(Default)]
-struct BlockedIps(dashmap::DashMap<IpAddr, (Instant, Decision)>);
+struct BlockedIps(dashmap::DashMap<IpAddr, Block>);
+
+#[derive(Clone, Copy)]
+struct Block {
+    until: Instant,
+    decision: Decision,
+    lookups_left: u32,
+}
 
 /// More blocked IPs than this and expired entries are swept first.
 const BLOCKED_CAPACITY: usize = 100_000;
 
+/// Unknown keys a blocked IP may still have looked up, per block: a valid
+/// client behind a NAT whose address someone else's bad keys got blocked is
+/// still served (its key is then cached), while a flood of bad keys from
+/// that address costs at most this many queries until the block ends.
+const LOOKUPS_WHILE_BLOCKED: u32 = 5;
+
+/// What a blocked IP's request may do.
+enum Blocked {
+    No,
+    /// Blocked, but one lookup of its key may be made.
+    LookUp(Decision),
+    Refused(Decision),
+}
+
 impl BlockedIps {
-    fn get(&self, ip: IpAddr) -> Option<Decision> {
-        let entry = self.0.get(&ip)?;
-        let (until, decision) = *entry;
-        drop(entry);
+    /// Whether `ip` is blocked; a request that `wants_lookup` spends one of
+    /// the block's lookups when any is left.
+    fn check(&self, ip: IpAddr, wants_lookup: bool) -> Blocked {
+        let Some(mut entry) = self.0.get_mut(&ip) else {
+            return Blocked::No;
+        };
         let now = Instant::now();
-        if now < until {
-            Some(Decision {
-                retry_after: until - now,
-                ..decision
-            })
+        if now >= entry.until {
+            drop(entry);
+            self.0.remove_if(&ip, |_, block| now >= block.until);
+            return Blocked::No;
+        }
+        let decision = Decision {
+            retry_after: entry.until - now,
+            ..entry.decision
+        };
+        if wants_lookup && entry.lookups_left > 0 {
+            entry.lookups_left -= 1;
+            Blocked::LookUp(decision)
         } else {
-            self.0.remove(&ip);
-            None
+            Blocked::Refused(decision)
         }
     }
 
     fn block(&self, ip: IpAddr, decision: Decision) {
         if self.0.len() >= BLOCKED_CAPACITY {
             let now = Instant::now();
-            self.0.retain(|_, (until, _)| *until > now);
+            self.0.retain(|_, block| block.until > now);
         }
         if self.0.len() < BLOCKED_CAPACITY {
-            self.0
-                .insert(ip, (Instant::now() + decision.retry_after, decision));
+            self.0.insert(
+                ip,
+                Block {
+                    until: Instant::now() + decision.retry_after,
+                    decision,
+                    lookups_left: LOOKUPS_WHILE_BLOCKED,
+                },
+            );
         }
     }
 }
@@ -184,9 +266,10 @@ impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
 }
 
 impl Gatekeeper {
-    /// A key the cache does not know. An IP that has spent its
-    /// `unauthenticated` budget is turned away before any lookup; otherwise
-    /// the key is looked up, and a bad one is charged to the IP.
+    /// A key the cache does not know (or none, or a malformed one): the
+    /// key is looked up, and a bad one is charged to the IP. An IP that has
+    /// spent its `unauthenticated` budget is turned away, after at most
+    /// [`LOOKUPS_WHILE_BLOCKED`] lookups while the block lasts.
     async fn authenticate_slowly(
         &self,
         req: &Request,
@@ -194,15 +277,24 @@ impl Gatekeeper {
         token: Option<&str>,
     ) -> Result<ApiClient, Response> {
         let ip = crate::ratelimit::network_of(client_ip(req, &self.trusted_proxies));
-        if let Some(decision) = self.blocked.get(ip) {
-            return Err(limited_response(decision));
-        }
-        if let (KeyCheck::Unknown, Some(token)) = (check, token) {
+        let lookup = match (check, token) {
+            (KeyCheck::Unknown, Some(token)) => Some(token),
+            _ => None,
+        };
+        let blocked = match self.blocked.check(ip, lookup.is_some()) {
+            Blocked::Refused(decision) => return Err(limited_response(decision)),
+            blocked => blocked,
+        };
+        if let Some(token) = lookup {
             match self.authenticator.lookup(token).await {
                 Ok(Some(client)) => return Ok(client),
                 Ok(None) => {}
                 Err(err) => return Err(err.as_response_with(None)),
             }
+        }
+        if let Blocked::LookUp(decision) = blocked {
+            // Still blocked: already charged, refused again.
+            return Err(limited_response(decision));
         }
         let decision = self
             .limiter

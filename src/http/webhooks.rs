@@ -8,7 +8,7 @@ use poem_openapi::{
     registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef},
 };
 
-use super::{ApiTags, AppState, error::ApiError};
+use super::{ApiTags, AppState, error::ApiError, gate::limit_webhook};
 use crate::webhook::ingest::{MAX_BODY, Received};
 
 pub struct WebhooksApi {
@@ -92,7 +92,11 @@ impl WebhooksApi {
     /// the secret key) and answers 200 only once the event is safely queued.
     /// 401 on a bad signature, 413 beyond 256 KiB, 503 (retry) when the
     /// queue is unavailable.
-    #[oai(path = "/v1/webhooks/:provider", method = "post")]
+    #[oai(
+        path = "/v1/webhooks/:provider",
+        method = "post",
+        transform = "limit_webhook"
+    )]
     async fn receive(
         &self,
         provider: Path<String>,

@@ -12,14 +12,19 @@ pub enum Route {
     Refund,
     /// Requests without a valid API key, limited per IP before any database work.
     Unauthenticated,
+    /// Provider webhooks, per IP, before the signature is checked: generous,
+    /// so a provider's burst passes, while a flood of forged bodies costs
+    /// little HMAC work.
+    Webhook,
 }
 
 impl Route {
-    pub const ALL: [Route; 4] = [
+    pub const ALL: [Route; 5] = [
         Route::Initialize,
         Route::Verify,
         Route::Refund,
         Route::Unauthenticated,
+        Route::Webhook,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +33,7 @@ impl Route {
             Route::Verify => "verify",
             Route::Refund => "refund",
             Route::Unauthenticated => "unauthenticated",
+            Route::Webhook => "webhook",
         }
     }
 
@@ -55,7 +61,7 @@ pub struct RateLimits(BTreeMap<Route, RateLimitPolicy>);
 
 impl RateLimits {
     pub const DEFAULT: &'static str =
-        "initialize=5/60,verify=10/60,refund=5/60,unauthenticated=30/60";
+        "initialize=5/60,verify=10/60,refund=5/60,unauthenticated=30/60,webhook=12000/60";
 
     pub fn get(&self, route: Route) -> Option<RateLimitPolicy> {
         self.0.get(&route).copied()
@@ -85,7 +91,7 @@ impl FromStr for RateLimits {
                 .ok_or_else(|| format!("`{entry}` is not ROUTE=LIMIT/SECONDS"))?;
             let route = Route::parse(name.trim()).ok_or_else(|| {
                 format!(
-                    "unknown route `{name}` (known: initialize, verify, refund, unauthenticated)"
+                    "unknown route `{name}` (known: initialize, verify, refund, unauthenticated, webhook)"
                 )
             })?;
             let (limit, window) = rule

@@ -213,19 +213,73 @@ async fn requests_without_a_valid_key_are_limited_per_ip() {
         statuses.push(request.send().await.unwrap().status().as_u16());
     }
     assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
-    // Once the IP is out of budget, unknown keys are refused without a lookup,
-    // while the known client behind the same IP is still served.
-    let unknown = app
-        .http
-        .get(app.url("/v1/payments/x"))
-        .bearer_auth(app.other_client_key().await)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 429);
+    // Once the IP is out of budget, a valid key this instance has not seen
+    // (another client behind the same NAT) is still looked up and served,
+    // within the block's few lookups...
+    let get_with = |key: String| {
+        let request = app.http.get(app.url("/v1/payments/x")).bearer_auth(key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get_with(app.other_client_key().await).await, 404);
+    // ...which bad keys spend (4 left), and then nothing more is looked up:
+    // not even a valid key.
+    for _ in 0..4 {
+        assert_eq!(get_with(bad_key.clone()).await, 429);
+    }
+    assert_eq!(get_with(app.other_client_key().await).await, 429);
+    // Cached clients behind the same IP are served throughout.
     assert_eq!(
         app.get("/v1/payments/x").send().await.unwrap().status(),
         404
+    );
+}
+
+#[tokio::test]
+async fn webhooks_are_limited_per_ip_before_the_signature_is_checked() {
+    let db = Arc::new(TestDb::postgres().await);
+    let app = app_with(
+        db,
+        &[
+            ("PAYORCH_RATE_LIMITS", "webhook=3/60"),
+            ("PAYORCH_TRUSTED_PROXIES", "127.0.0.0/8"),
+        ],
+    )
+    .await;
+    let post = |ip: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/v1/webhooks/sandbox"))
+            .header("x-forwarded-for", ip)
+            .header("x-paystack-signature", "0".repeat(128))
+            .body("{}");
+        async move {
+            let response = request.send().await.unwrap();
+            let limit = response
+                .headers()
+                .get("x-ratelimit-limit")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), limit)
+        }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(post("203.0.113.9").await);
+    }
+    let three = Some("3".to_owned());
+    assert_eq!(
+        statuses,
+        [
+            (401, three.clone()),
+            (401, three.clone()),
+            (401, three.clone()),
+            (429, three.clone())
+        ],
+        "forged bodies spend the IP's budget, then no HMAC is computed"
+    );
+    assert_eq!(
+        post("198.51.100.4").await,
+        (401, three),
+        "another IP's own budget"
     );
 }
 
