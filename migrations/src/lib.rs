@@ -10,6 +10,7 @@ mod m20261129_000001_queued_messages;
 mod m20261129_000002_refunds;
 mod m20261130_000001_installation_settings;
 mod m20261130_000002_idempotency_owner;
+mod m20261130_000003_client_references;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_refunds::Migration),
             Box::new(m20261130_000001_installation_settings::Migration),
             Box::new(m20261130_000002_idempotency_owner::Migration),
+            Box::new(m20261130_000003_client_references::Migration),
         ]
     }
 }

@@ -31,7 +31,11 @@ pub struct PaymentsApi {
 #[derive(Debug, Object, Serialize)]
 pub struct PaymentView {
     pub id: Uuid,
+    /// Your reference (unique among your payments).
     pub reference: String,
+    /// The reference the provider knows the payment by: yours, unless
+    /// another client already used it, then one payorch generated.
+    pub provider_reference: String,
     /// created, pending, succeeded, failed, abandoned or refunded.
     pub status: String,
     pub amount: i64,
@@ -75,7 +79,8 @@ impl PaymentView {
     pub fn new(payment: Payment, transitions: Option<Vec<Transition>>) -> PaymentView {
         PaymentView {
             id: payment.id,
-            reference: payment.reference,
+            reference: payment.client_reference,
+            provider_reference: payment.reference,
             status: payment.status,
             amount: payment.amount,
             currency: payment.currency,

@@ -310,9 +310,10 @@ impl Payments {
         let Some(idempotent) = idempotent else {
             let request = request.map_err(PaymentError::Invalid)?;
             let txn = crate::store::begin_write(&self.db).await?;
-            let refund = refunds::create(&txn, client_id, reference, &request).await?;
+            let (refund, at_provider) =
+                refunds::create(&txn, client_id, reference, &request).await?;
             txn.commit().await?;
-            let refund = self.send_refund(reference, refund.id).await?;
+            let refund = self.send_refund(&at_provider, refund.id).await?;
             return Ok(Answer::Fresh(render(Ok(refund))));
         };
         let txn = crate::store::begin_write(&self.db).await?;
@@ -322,19 +323,24 @@ impl Payments {
                 claim, refund_id, ..
             } => (claim, refund_id),
         };
-        let refund_id = match (earlier_refund, request) {
+        let (refund_id, at_provider) = match (earlier_refund, request) {
             // An earlier attempt created it: finish that one (it is sent at
             // most once whatever happens here).
-            (Some(refund_id), _) => refund_id,
+            (Some(refund_id), _) => {
+                let payment = store::find_owned(&txn, client_id, reference)
+                    .await?
+                    .ok_or(PaymentError::NotFound)?;
+                (refund_id, payment.reference)
+            }
             (None, request) => {
                 let created = match request {
                     Ok(request) => refunds::create(&txn, client_id, reference, &request).await,
                     Err(errors) => Err(PaymentError::Invalid(errors)),
                 };
                 match created {
-                    Ok(refund) => {
+                    Ok((refund, at_provider)) => {
                         idempotency::attach_refund(&txn, &claim, refund.id).await?;
-                        refund.id
+                        (refund.id, at_provider)
                     }
                     Err(err) if err.is_final() => {
                         return self.refuse(txn, client_id, &idempotent, err, &render).await;
@@ -344,7 +350,7 @@ impl Payments {
             }
         };
         txn.commit().await?;
-        let result = self.send_refund(reference, refund_id).await;
+        let result = self.send_refund(&at_provider, refund_id).await;
         self.store_outcome(&claim, result, render).await
     }
 
@@ -454,12 +460,26 @@ impl Payments {
         self.registry.send_refund(reference, refund_id).await
     }
 
-    /// Asks the provider about `client_id`'s payment and applies what it
-    /// reports. A payment in a final state is returned without asking.
+    /// Asks the provider about `client_id`'s payment `reference` (its own
+    /// reference) and applies what it reports. A payment in a final state
+    /// is returned without asking.
     pub async fn verify(&self, client_id: Uuid, reference: &str) -> Result<Payment, PaymentError> {
-        self.registry
-            .call(reference, Command::Verify { client_id })
-            .await
+        let verify = || Command::Verify {
+            client_id,
+            client_reference: reference.to_owned(),
+        };
+        // Usually the provider knows the payment by the client's reference,
+        // and its actor is found without a lookup.
+        match self.registry.call(reference, verify()).await {
+            Err(PaymentError::NotFound) => {}
+            answer => return answer,
+        }
+        match store::find_owned(&self.db, client_id, reference).await? {
+            Some(payment) if payment.reference != reference => {
+                self.registry.call(&payment.reference, verify()).await
+            }
+            _ => Err(PaymentError::NotFound),
+        }
     }
 
     /// `client_id`'s payment with its audit trail, oldest first.
@@ -559,34 +579,47 @@ impl Payments {
 }
 
 /// Inserts a `created` payment (and its first audit row) in `txn`. No
-/// look-before-insert: the unique index decides, in one statement.
+/// look-before-insert: the unique indexes decide, one statement each try.
+/// It is opened at the provider under the client's own reference, unless
+/// another client's payment holds that one: then under a generated one.
 async fn insert_payment(
     txn: &impl sea_orm::ConnectionTrait,
     client_id: Uuid,
     request: &NewPaymentRequest,
     provider: &str,
 ) -> Result<Payment, PaymentError> {
-    store::insert(
-        txn,
-        store::NewPayment {
-            client_id,
-            reference: &request.reference,
-            provider,
-            amount: request.amount,
-            currency: request.currency,
-            email: &request.email,
-            metadata: request.metadata.clone(),
-        },
-    )
-    .await
-    .map_err(|err| {
-        if is_unique_violation(&err) {
-            // Lost a race with another request for the same reference.
-            PaymentError::ReferenceTaken
-        } else {
-            err.into()
+    let generated = Reference::generate();
+    for provider_reference in [&request.reference, &generated] {
+        let inserted = store::insert(
+            txn,
+            store::NewPayment {
+                client_id,
+                reference: &request.reference,
+                provider_reference,
+                provider,
+                amount: request.amount,
+                currency: request.currency,
+                email: &request.email,
+                metadata: request.metadata.clone(),
+            },
+        )
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                // This client used the reference before (or a concurrent
+                // request of its own just did).
+                PaymentError::ReferenceTaken
+            } else {
+                PaymentError::from(err)
+            }
+        })?;
+        if let Some(payment) = inserted {
+            return Ok(payment);
         }
-    })
+    }
+    Err(PaymentError::Internal(
+        "a generated provider reference is taken".into(),
+    ))
 }
 
 fn count_idempotency(result: &'static str) {

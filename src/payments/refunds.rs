@@ -36,15 +36,16 @@ pub struct NewRefundRequest {
     pub reason: Option<String>,
 }
 
-/// Creates a pending refund of `client_id`'s payment `reference` in `txn`,
-/// promising its amount; refused (final errors) when the payment is not
-/// refundable or not for that much.
+/// Creates a pending refund of `client_id`'s payment `reference` (its own
+/// reference) in `txn`, promising its amount; refused (final errors) when
+/// the payment is not refundable or not for that much. With it, the
+/// reference the provider knows the payment by.
 pub(super) async fn create(
     txn: &DatabaseTransaction,
     client_id: Uuid,
     reference: &str,
     request: &NewRefundRequest,
-) -> Result<Refund, PaymentError> {
+) -> Result<(Refund, String), PaymentError> {
     let payment = payments::find_owned(txn, client_id, reference)
         .await?
         .ok_or(PaymentError::NotFound)?;
@@ -58,7 +59,7 @@ pub(super) async fn create(
         grantable(&now, request)?;
         return Err(too_contended());
     }
-    Ok(refunds::insert(
+    let refund = refunds::insert(
         txn,
         NewRefund {
             payment_id: payment.id,
@@ -68,7 +69,8 @@ pub(super) async fn create(
             reason: request.reason.clone(),
         },
     )
-    .await?)
+    .await?;
+    Ok((refund, payment.reference))
 }
 
 /// The amount a refund of `payment` may have, or why none.

@@ -132,16 +132,18 @@ impl PaymentService {
         }
     }
 
-    /// Asks the provider about `client_id`'s payment and applies what it
-    /// says. A payment in a final state, or not yet at the provider, is
-    /// returned without asking. Another client's payment is `NotFound`.
+    /// Asks the provider about the payment `reference` (the provider's)
+    /// and applies what it says, if it is `client_id`'s under its own
+    /// `client_reference`; otherwise `NotFound`. A payment in a final
+    /// state, or not yet at the provider, is returned without asking.
     pub(super) async fn verify(
         &self,
         client_id: Uuid,
+        client_reference: &str,
         reference: &str,
     ) -> Result<Payment, PaymentError> {
         let payment = self.load(reference).await?;
-        if payment.client_id != client_id {
+        if payment.client_id != client_id || payment.client_reference != client_reference {
             return Err(PaymentError::NotFound);
         }
         let status = status_of(&payment)?;

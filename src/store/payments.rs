@@ -4,8 +4,9 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
 
@@ -18,7 +19,10 @@ pub use payment_transition::Model as Transition;
 /// A payment about to be created.
 pub struct NewPayment<'a> {
     pub client_id: Uuid,
+    /// The client's reference.
     pub reference: &'a Reference,
+    /// The reference to open it under at the provider.
+    pub provider_reference: &'a Reference,
     pub provider: &'a str,
     pub amount: Amount,
     pub currency: Currency,
@@ -26,13 +30,19 @@ pub struct NewPayment<'a> {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// Inserts a `created` payment and its first transition.
-pub async fn insert(db: &impl ConnectionTrait, new: NewPayment<'_>) -> Result<Payment, DbErr> {
+/// Inserts a `created` payment and its first transition. `Ok(None)`: the
+/// provider reference is another payment's (of another client: the client's
+/// own reference taken again is a unique violation).
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    new: NewPayment<'_>,
+) -> Result<Option<Payment>, DbErr> {
     let now = Utc::now();
     let model = Payment {
         id: Uuid::now_v7(),
         client_id: new.client_id,
-        reference: new.reference.as_str().to_owned(),
+        reference: new.provider_reference.as_str().to_owned(),
+        client_reference: new.reference.as_str().to_owned(),
         provider: new.provider.to_owned(),
         amount: new.amount.get(),
         currency: new.currency.as_str().to_owned(),
@@ -49,9 +59,17 @@ pub async fn insert(db: &impl ConnectionTrait, new: NewPayment<'_>) -> Result<Pa
         refunded_amount: 0,
         checked_at: None,
     };
-    payment::Entity::insert(payment::ActiveModel::from(model.clone()))
+    let inserted = payment::Entity::insert(payment::ActiveModel::from(model.clone()))
+        .on_conflict(
+            OnConflict::column(payment::Column::Reference)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(db)
         .await?;
+    if inserted == 0 {
+        return Ok(None);
+    }
     record_transition(
         db,
         model.id,
@@ -61,7 +79,7 @@ pub async fn insert(db: &impl ConnectionTrait, new: NewPayment<'_>) -> Result<Pa
         None,
     )
     .await?;
-    Ok(model)
+    Ok(Some(model))
 }
 
 pub async fn find_by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Payment>, DbErr> {
@@ -88,15 +106,16 @@ pub async fn lock_by_reference(
     by_reference(reference).lock_exclusive().one(txn).await
 }
 
-/// The payment `reference` if `client_id` owns it: another client's payment
-/// is as invisible as a missing one.
+/// `client_id`'s payment under its own reference `reference`: another
+/// client's payment is as invisible as a missing one.
 pub async fn find_owned(
     db: &impl ConnectionTrait,
     client_id: Uuid,
     reference: &str,
 ) -> Result<Option<Payment>, DbErr> {
-    by_reference(reference)
+    payment::Entity::find()
         .filter(payment::Column::ClientId.eq(client_id))
+        .filter(payment::Column::ClientReference.eq(reference))
         .one(db)
         .await
 }

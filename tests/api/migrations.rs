@@ -101,10 +101,11 @@ async fn unique_constraints_hold_on_both_databases() {
         Migrator::up(&db, None).await.unwrap();
         let (client, _) = payorch::store::api_clients::create(&db, "c").await.unwrap();
         let now = chrono::Utc::now();
-        let payment = |id| payment::ActiveModel {
+        let payment = |id, reference: &str, client_reference: &str| payment::ActiveModel {
             id: Set(id),
             client_id: Set(client.id),
-            reference: Set("ref-1".into()),
+            reference: Set(reference.into()),
+            client_reference: Set(client_reference.into()),
             provider: Set("sandbox".into()),
             amount: Set(100),
             currency: Set("NGN".into()),
@@ -124,8 +125,16 @@ async fn unique_constraints_hold_on_both_databases() {
         second_insert_violates_uniqueness(
             &db,
             "payments.reference",
-            payment(uuid::Uuid::now_v7()),
-            payment(uuid::Uuid::now_v7()),
+            payment(uuid::Uuid::now_v7(), "ref-1", "ref-1"),
+            payment(uuid::Uuid::now_v7(), "ref-1", "other-1"),
+        )
+        .await;
+        // The client's own reference, under two provider references.
+        second_insert_violates_uniqueness(
+            &db,
+            "payments (client_id, client_reference)",
+            payment(uuid::Uuid::now_v7(), "ref-2", "ref-2"),
+            payment(uuid::Uuid::now_v7(), "po-other", "ref-2"),
         )
         .await;
         let key = uuid::Uuid::new_v4();

@@ -211,6 +211,109 @@ async fn a_client_reference_is_kept_and_cannot_be_reused() {
     assert_eq!(app.payment_count().await, 1);
 }
 
+#[tokio::test]
+async fn two_clients_may_use_one_reference_and_each_sees_only_its_own() {
+    let app = TestApp::spawn().await;
+    let mut request = body(700);
+    request["reference"] = json!("order-7");
+    let a: Value = app.initialize(&request, None).await.json().await.unwrap();
+    assert_eq!(a["provider_reference"], "order-7");
+
+    // Client B's `order-7` is its own: no 409, nothing learned of A's.
+    let b_key = app.other_client_key().await;
+    let as_b = |method: reqwest::Method, path: &str| {
+        app.http.request(method, app.url(path)).bearer_auth(&b_key)
+    };
+    let created = as_b(reqwest::Method::POST, "/v1/payments/initialize")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let b: Value = created.json().await.unwrap();
+    assert_eq!(b["reference"], "order-7");
+    assert_ne!(b["id"], a["id"]);
+    assert_ne!(
+        b["provider_reference"], "order-7",
+        "the provider's reference stays unique"
+    );
+    let again = as_b(reqwest::Method::POST, "/v1/payments/initialize")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, 409, "conflict").await;
+
+    // B pays at checkout; the webhook names B's provider reference.
+    let paid = app
+        .http
+        .post(b["authorization_url"].as_str().unwrap())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("outcome=success")
+        .send()
+        .await
+        .unwrap();
+    assert!(paid.status().is_success(), "{}", paid.status());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let read: Value = as_b(reqwest::Method::GET, "/v1/payments/order-7")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(read["id"], b["id"], "B reads its own payment");
+        if read["status"] == "succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paid: {read}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let verified: Value = as_b(reqwest::Method::POST, "/v1/payments/order-7/verify")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&verified["id"], &verified["status"]),
+        (&b["id"], &json!("succeeded"))
+    );
+    let refund = as_b(reqwest::Method::POST, "/v1/payments/order-7/refunds")
+        .json(&json!({"amount": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refund.status(), 201);
+
+    // A's payment is untouched by all of it.
+    let a_now = app.payment("order-7").await;
+    assert_eq!(
+        (&a_now["id"], &a_now["status"]),
+        (&a["id"], &json!("pending"))
+    );
+    let a_verified: Value = app
+        .post("/v1/payments/order-7/verify")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a_verified["id"], a["id"]);
+    let a_refunds: Value = app
+        .get("/v1/payments/order-7/refunds")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a_refunds, json!([]));
+}
+
 /// A refused initialize leaves nothing behind: no payment, no provider call.
 async fn assert_nothing_stored(app: &TestApp) {
     assert_eq!(app.payment_count().await, 0);

@@ -159,11 +159,13 @@ async fn retention_purges_old_keys_and_events_but_never_the_audit_trail() {
     let (client, _) = store::api_clients::create(&db, "c").await.unwrap();
     let old = Utc::now() - chrono::Duration::days(40);
     let recent = Utc::now() - chrono::Duration::hours(1);
+    let reference = Reference::generate();
     let payment = store::payments::insert(
         &db,
         store::payments::NewPayment {
             client_id: client.id,
-            reference: &Reference::generate(),
+            reference: &reference,
+            provider_reference: &reference,
             provider: "sandbox",
             amount: Amount::new(700).unwrap(),
             currency: Currency::NGN,
@@ -172,7 +174,8 @@ async fn retention_purges_old_keys_and_events_but_never_the_audit_trail() {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("a fresh reference");
     // The audit trail is as old as the oldest key: age alone never purges it.
     db.execute_unprepared(&format!(
         "UPDATE payment_transitions SET created_at = now() - interval '40 days' \

@@ -32,7 +32,11 @@ pub enum Command {
     },
     /// Ask the provider and apply what it reports, for the client that
     /// owns the payment.
-    Verify { client_id: Uuid },
+    /// For `client_id`, whose own reference for it is `client_reference`.
+    Verify {
+        client_id: Uuid,
+        client_reference: String,
+    },
     /// A reconciliation sweep's verify; `abandon`: a payment not paid at
     /// the provider is abandoned.
     Reconcile { abandon: bool },
@@ -161,7 +165,14 @@ impl Handler<Envelope> for PaymentActor {
                         .open_at_provider(&reference, callback_url, resumed)
                         .await
                 }
-                Command::Verify { client_id } => service.verify(client_id, &reference).await,
+                Command::Verify {
+                    client_id,
+                    client_reference,
+                } => {
+                    service
+                        .verify(client_id, &client_reference, &reference)
+                        .await
+                }
                 Command::Reconcile { abandon } => service.reconcile(&reference, abandon).await,
             }
         })

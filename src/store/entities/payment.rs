@@ -6,8 +6,12 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub client_id: Uuid,
+    /// What the provider sees: globally unique (the client's reference when
+    /// no other client holds it, else a generated one).
     #[sea_orm(unique)]
     pub reference: String,
+    /// The client's own reference, unique per client: what the API shows.
+    pub client_reference: String,
     pub provider: String,
     pub amount: i64,
     pub currency: String,
