@@ -1,10 +1,13 @@
 //! RabbitMQ with publisher confirms. Topology, declared idempotently on
 //! connect, all under the configured prefix:
 //!
-//! - exchange `{p}.webhooks` (direct, durable) → quorum queue `{p}.webhooks`;
-//! - one retry queue per delay, `{p}.webhooks.retry.{ms}ms`: a message waits
-//!   there for its TTL, then dead-letters back to the exchange;
-//! - parking queue `{p}.webhooks.dead` for messages past the last attempt.
+//! - exchange `{p}.webhooks` (direct, durable) → quorum queue `{p}.webhooks`,
+//!   which parks a message delivered [`DELIVERY_LIMIT`] times;
+//! - one quorum retry queue per delay, `{p}.webhooks.retry.{ms}ms`: a
+//!   message waits there for its TTL, then dead-letters back to the
+//!   exchange (at least once);
+//! - quorum parking queue `{p}.webhooks.dead` for messages past the last
+//!   attempt.
 //!
 //! Messages are persistent; a publish is `Ok` only after the broker's ack.
 //! A broken connection is dropped and made again on the next use.
@@ -20,6 +23,7 @@ use lapin::{
         BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
         QueueBindOptions, QueueDeclareOptions,
     },
+    protocol::{AMQPErrorKind, AMQPSoftError},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 use tokio::{sync::Mutex, task::JoinSet};
@@ -67,6 +71,18 @@ impl Names {
     }
 }
 
+/// Deliveries of one message from the main queue (consumer crashes and
+/// requeues) before RabbitMQ dead-letters it to the parking queue.
+pub const DELIVERY_LIMIT: i64 = 50;
+
+fn is_precondition_failed(err: &lapin::Error) -> bool {
+    matches!(
+        err.kind(),
+        lapin::ErrorKind::ProtocolError(e)
+            if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+    )
+}
+
 fn unavailable(err: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(err.to_string())
 }
@@ -105,18 +121,60 @@ impl AmqpQueue {
             .await
             .map_err(|_| QueueError::Unavailable("connecting timed out".into()))?
             .map_err(unavailable)?;
-        let channel = conn.create_channel().await.map_err(unavailable)?;
-        self.declare(&channel).await?;
-        let _ = channel.close(200, "declared".into()).await;
+        self.declare(&conn).await?;
         Ok(conn)
     }
 
-    async fn declare(&self, channel: &Channel) -> Result<(), QueueError> {
+    /// The queues and their arguments. Every queue is a replicated quorum
+    /// queue. The main queue dead-letters to the parking queue a message
+    /// delivered [`DELIVERY_LIMIT`] times (a message that keeps crashing its
+    /// consumer) instead of RabbitMQ 4's silent drop after 20. Retry tiers
+    /// hold a message for their delay, then dead-letter it back to the main
+    /// queue, at least once (RabbitMQ ≥ 3.10).
+    fn queues(&self) -> Vec<(String, FieldTable)> {
         let names = &self.names;
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
+        let quorum = ("x-queue-type", text("quorum"));
+        let mut queues = vec![
+            (
+                names.main.clone(),
+                args(&[
+                    quorum.clone(),
+                    ("x-delivery-limit", AMQPValue::LongLongInt(DELIVERY_LIMIT)),
+                    // The default exchange routes by queue name.
+                    ("x-dead-letter-exchange", text("")),
+                    ("x-dead-letter-routing-key", text(&names.dead)),
+                    ("x-dead-letter-strategy", text("at-least-once")),
+                    ("x-overflow", text("reject-publish")),
+                ]),
+            ),
+            (names.dead.clone(), args(&[quorum.clone()])),
+        ];
+        for delay in &self.retry.delays {
+            queues.push((
+                names.retry(*delay),
+                args(&[
+                    quorum.clone(),
+                    (
+                        "x-message-ttl",
+                        AMQPValue::LongLongInt(delay.as_millis() as i64),
+                    ),
+                    ("x-dead-letter-exchange", text(&names.exchange)),
+                    ("x-dead-letter-routing-key", text(ROUTING_KEY)),
+                    ("x-dead-letter-strategy", text("at-least-once")),
+                    ("x-overflow", text("reject-publish")),
+                ]),
+            ));
+        }
+        queues
+    }
+
+    /// Declares the exchange, the queues and the binding. A queue that
+    /// exists with other arguments (declared by an older payorch) is kept
+    /// as it is, with a warning: RabbitMQ cannot change a queue's arguments
+    /// in place (docs/operations.md says how to move it on).
+    async fn declare(&self, conn: &Connection) -> Result<(), QueueError> {
+        let names = &self.names;
+        let mut channel = conn.create_channel().await.map_err(unavailable)?;
         channel
             .exchange_declare(
                 names.exchange.as_str().into(),
@@ -129,12 +187,28 @@ impl AmqpQueue {
             )
             .await
             .map_err(unavailable)?;
-        let quorum = args(&[("x-queue-type", text("quorum"))]);
-        for queue in [&names.main, &names.dead] {
-            channel
-                .queue_declare(queue.as_str().into(), durable, quorum.clone())
-                .await
-                .map_err(unavailable)?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        for (queue, arguments) in self.queues() {
+            let declared = channel
+                .queue_declare(queue.as_str().into(), durable, arguments)
+                .await;
+            match declared {
+                Ok(_) => {}
+                Err(err) if is_precondition_failed(&err) => {
+                    // The broker closed the channel; the queue is there.
+                    tracing::warn!(
+                        queue,
+                        error = %err,
+                        "queue exists with other arguments than this version declares; \
+                         keeping it (see docs/operations.md, \"Upgrading the queues\")"
+                    );
+                    channel = conn.create_channel().await.map_err(unavailable)?;
+                }
+                Err(err) => return Err(unavailable(err)),
+            }
         }
         channel
             .queue_bind(
@@ -146,20 +220,7 @@ impl AmqpQueue {
             )
             .await
             .map_err(unavailable)?;
-        for delay in &self.retry.delays {
-            let tier = args(&[
-                (
-                    "x-message-ttl",
-                    AMQPValue::LongLongInt(delay.as_millis() as i64),
-                ),
-                ("x-dead-letter-exchange", text(&names.exchange)),
-                ("x-dead-letter-routing-key", text(ROUTING_KEY)),
-            ]);
-            channel
-                .queue_declare(names.retry(*delay).as_str().into(), durable, tier)
-                .await
-                .map_err(unavailable)?;
-        }
+        let _ = channel.close(200, "declared".into()).await;
         Ok(())
     }
 

@@ -578,3 +578,172 @@ async fn parking_into_a_deleted_dead_letter_queue_is_a_503_too() {
     assert_eq!(retried.json::<Value>().await.unwrap()["status"], "parked");
     assert_eq!(pipeline.depth(".webhooks.dead").await, 1);
 }
+
+/// Every queue as the broker sees it: `(name, type, arguments)`.
+fn broker_queues(prefix: &str) -> Vec<(String, String, String)> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "type", "arguments"])
+        .output()
+        .expect("rabbitmqctl runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with(&format!("{prefix}.")))
+        .map(|line| {
+            let mut fields = line.splitn(3, '\t');
+            let mut next = || fields.next().unwrap_or_default().to_owned();
+            (next(), next(), next())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_queue_is_quorum_and_the_main_one_parks_what_it_cannot_deliver() {
+    let pipeline = Pipeline::start(0, &[]).await;
+    let names = pipeline.queue.names().clone();
+    pipeline.queue.check().await.unwrap();
+    let prefix = names.main.trim_end_matches(".webhooks").to_owned();
+    let queues = tokio::task::spawn_blocking(move || broker_queues(&prefix))
+        .await
+        .unwrap();
+    assert_eq!(
+        queues.len(),
+        4,
+        "main, dead and two retry tiers: {queues:?}"
+    );
+    for (name, kind, arguments) in &queues {
+        assert_eq!(kind, "quorum", "{name}");
+        if name.contains(".retry.") {
+            assert!(arguments.contains("at-least-once"), "{name}: {arguments}");
+        }
+    }
+    let (_, _, main) = queues.iter().find(|(n, _, _)| *n == names.main).unwrap();
+    assert!(main.contains("x-delivery-limit"), "{main}");
+    assert!(
+        main.contains(&names.dead),
+        "dead-letters to the parking queue: {main}"
+    );
+
+    // A message that keeps coming back (a consumer that crashes on it every
+    // time) is parked after the limit, not dropped.
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            "".into(),
+            names.main.as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            b"poison",
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            names.main.as_str().into(),
+            "crashing".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    use futures_util::StreamExt;
+    let mut deliveries = 0;
+    while pipeline.depth(".webhooks.dead").await == 0 {
+        let next = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await;
+        let Ok(Some(Ok(delivery))) = next else {
+            panic!("after {deliveries} deliveries: neither redelivered nor parked");
+        };
+        deliveries += 1;
+        assert!(
+            deliveries <= payorch::queue::amqp::DELIVERY_LIMIT + 1,
+            "delivered past the limit"
+        );
+        delivery
+            .nack(lapin::options::BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(deliveries, payorch::queue::amqp::DELIVERY_LIMIT + 1);
+    let _ = conn.close(200, "done".into()).await;
+}
+
+#[tokio::test]
+async fn a_queue_left_by_an_older_version_is_kept_and_used() {
+    let prefix = crate::helpers::random_name("old");
+    let policy = payorch::queue::RetryPolicy {
+        delays: vec![Duration::from_millis(100)],
+    };
+    let queue = AmqpQueue::new(AMQP, &prefix, policy);
+    // Declared as the first version did: a classic retry queue.
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let mut classic = lapin::types::FieldTable::default();
+    classic.insert(
+        "x-message-ttl".into(),
+        lapin::types::AMQPValue::LongLongInt(100),
+    );
+    channel
+        .queue_declare(
+            queue
+                .names()
+                .retry(Duration::from_millis(100))
+                .as_str()
+                .into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            classic,
+        )
+        .await
+        .unwrap();
+    let _ = conn.close(200, "declared".into()).await;
+
+    assert!(queue.check().await.is_ok(), "starts on the old queue");
+    let envelope = payorch::queue::Envelope {
+        message: payorch::queue::QueueMessage::WebhookV1 {
+            provider: "sandbox".into(),
+            dedup_key: "old-1".into(),
+            body: "{}".into(),
+            received_at: chrono::Utc::now(),
+            request_id: None,
+        },
+        attempt: 0,
+        reason: None,
+    };
+    queue.publish(&envelope).await.unwrap();
+    queue.retry(&envelope, "test").await.unwrap();
+    queue.delete_topology().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_into_a_deleted_retry_queue_is_not_lost() {
+    let mut pipeline = Pipeline::start(0, &[]).await;
+    let first = charge("charge.success", 91, "no-such-payment", 1_000);
+    assert_eq!(pipeline.post(&first).await.status(), 200);
+    // Every retry tier goes, behind payorch's back; then a worker fails the
+    // event (no such payment) and must put it somewhere that holds it.
+    for delay in ["100ms", "200ms"] {
+        delete_queue(&format!("{}.retry.{delay}", pipeline.queue.names().main)).await;
+    }
+    pipeline.add_worker();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pipeline.depth(".webhooks.dead").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the event never reached the parking queue: {:?}",
+            pipeline.queue.depths().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let parked = pipeline.queue.dead_letters(10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].attempt, 2, "every attempt was made");
+}
