@@ -147,7 +147,7 @@ impl AmqpQueue {
                     ("x-overflow", text("reject-publish")),
                 ]),
             ),
-            (names.dead.clone(), args(&[quorum.clone()])),
+            (names.dead.clone(), args(std::slice::from_ref(&quorum))),
         ];
         for delay in &self.retry.delays {
             queues.push((
