@@ -5,10 +5,11 @@ RUN_DIR ?= run
 N ?= 2
 BENCH ?= api
 ROUNDS ?= 2
+FUZZ_SECONDS ?= 60
 
 
 .PHONY: bench-api bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
-.PHONY: help run test schema-test browser-test migrate lint fmt services build workers workers-status workers-stop
+.PHONY: help run test schema-test browser-test fuzz fuzz-merge migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,11 +17,18 @@ help: ## list targets
 run: ## run the API; with nothing configured: SQLite, in-process queue, sandbox provider
 	$(CARGO) run --quiet -- serve
 
-test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (benches are built, not run), then the checkout page in Chromium and schemathesis
+test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (benches are built, not run), then the checkout page in Chromium, schemathesis, and each fuzz target for 5 s
 	$(CARGO) test --workspace --all-targets --no-run
 	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 	BIN=$(BIN) bash scripts/browser-test.sh
 	BIN=$(BIN) bash scripts/schemathesis.sh
+	bash scripts/fuzz.sh 5
+
+fuzz: ## every fuzz target (cargo fuzz, libFuzzer) for FUZZ_SECONDS each (default 60) from the committed corpus
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-merge: ## merge what a fuzz run found into the committed corpus (minimized): make fuzz-merge TARGET=webhook_event DIR=...
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --dev $(TARGET) fuzz/corpus/$(TARGET) $(DIR) -- -merge=1
 
 schema-test: ## schemathesis against the API's own OpenAPI document (embedded mode, $(BIN); ~20 s); installs .venv-schema when missing
 	BIN=$(BIN) bash scripts/schemathesis.sh

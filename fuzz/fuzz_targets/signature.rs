@@ -1,0 +1,15 @@
+//! The signature header as sent: verifying never panics, a signature is
+//! accepted only if it is exactly the HMAC (hex, any case, outer spaces).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use payorch::webhook::signature;
+
+fuzz_target!(|input: (&[u8], &[u8], &str)| {
+    let (secret, body, header) = input;
+    let right = signature::sign(secret, body);
+    let accepted = signature::verify(secret, body, header);
+    let means_right = header.trim().eq_ignore_ascii_case(&right);
+    assert_eq!(accepted, means_right, "header {header:?}");
+    assert!(signature::verify(secret, body, &right));
+});
