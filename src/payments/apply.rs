@@ -134,6 +134,25 @@ pub(super) fn decide(
                 unchanged: false,
             }
         }
+        // A checkout link for a pending payment that has none: a resumed
+        // initialize found the transaction already open at the provider
+        // (which hands out no second link) before the first attempt's
+        // answer, with the link, came back. Keep the link.
+        Outcome::Ignored(IgnoreReason::Duplicate)
+            if current.authorization_url.is_none() && change.fields.authorization_url.is_some() =>
+        {
+            Decision {
+                outcome,
+                update: Some(Changes {
+                    authorization_url: change.fields.authorization_url.clone(),
+                    access_code: change.fields.access_code.clone(),
+                    ..Changes::default()
+                }),
+                to: status,
+                cause: cause("checkout_link_kept"),
+                unchanged: false,
+            }
+        }
         Outcome::Ignored(IgnoreReason::Duplicate) if !delivered => Decision {
             outcome,
             update: None,
@@ -297,4 +316,69 @@ pub(super) fn status_of(payment: &Payment) -> Result<PaymentStatus, PaymentError
 /// A stored row that no longer parses: a bug or a hand edit, never the client's fault.
 pub(super) fn corrupt(err: crate::domain::DomainError) -> PaymentError {
     PaymentError::Internal(format!("stored payment is invalid: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(link: Option<&str>) -> Payment {
+        let now = chrono::Utc::now();
+        Payment {
+            id: uuid::Uuid::now_v7(),
+            client_id: uuid::Uuid::nil(),
+            reference: "r-1".into(),
+            client_reference: "r-1".into(),
+            provider: "sandbox".into(),
+            amount: 100,
+            currency: "NGN".into(),
+            email: "a@b.co".into(),
+            status: "pending".into(),
+            failure_reason: None,
+            authorization_url: link.map(str::to_owned),
+            access_code: link.map(|_| "ac_1".to_owned()),
+            metadata: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            paid_at: None,
+            refunded_amount: 0,
+            checked_at: None,
+        }
+    }
+
+    fn accepted_with_link() -> Change {
+        Change {
+            fields: Changes {
+                authorization_url: Some("https://checkout/ac_2".into()),
+                access_code: Some("ac_2".into()),
+                ..Changes::default()
+            },
+            ..Change::new(PaymentEvent::ProviderAccepted, Source::Initialize)
+        }
+    }
+
+    #[test]
+    fn a_late_checkout_link_is_kept_when_the_payment_has_none() {
+        let decision = decide(&pending(None), &accepted_with_link(), true, false).unwrap();
+        let update = decision.update.expect("the link is written");
+        assert_eq!(
+            update.authorization_url.as_deref(),
+            Some("https://checkout/ac_2")
+        );
+        assert_eq!(update.status, None, "the status does not move");
+        assert_eq!(decision.to, PaymentStatus::Pending);
+    }
+
+    #[test]
+    fn a_second_checkout_link_never_replaces_the_first() {
+        let decision = decide(
+            &pending(Some("https://checkout/ac_1")),
+            &accepted_with_link(),
+            true,
+            false,
+        )
+        .unwrap();
+        assert!(decision.update.is_none() && decision.unchanged);
+    }
 }
