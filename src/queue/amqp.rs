@@ -40,11 +40,42 @@ pub struct AmqpQueue {
     names: Names,
     pub retry: RetryPolicy,
     /// Making the publishing connection: one task at a time.
-    publisher: Arc<Mutex<Option<(Connection, Channel)>>>,
-    /// The channel once made, read per publish without waiting in line;
-    /// written only under `publisher`. (A lost connection closes its
-    /// channels, so the channel's status speaks for both.)
-    ready: Arc<std::sync::Mutex<Option<Channel>>>,
+    publisher: Arc<Mutex<()>>,
+    /// The publishing channels once made, read per publish without waiting
+    /// in line; written only under `publisher`.
+    ready: Arc<std::sync::Mutex<Option<Arc<Publishers>>>>,
+}
+
+/// Confirm-mode channels on one connection. A publish holds its channel
+/// from `basic_publish` until its confirm: RabbitMQ returns an unroutable
+/// `mandatory` message on its channel without naming the publish, and
+/// confirms in batches, so on a channel shared by concurrent publishes
+/// lapin could hand the return to another publish's confirm, and the lost
+/// message's confirm would read as a clean ack.
+struct Publishers {
+    conn: Connection,
+    channels: Vec<Mutex<Channel>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Publishes in flight at once per process.
+const PUBLISH_CHANNELS: usize = 16;
+
+impl Publishers {
+    fn usable(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    /// A free channel, or the next one in turn when all are busy.
+    async fn channel(&self) -> tokio::sync::MutexGuard<'_, Channel> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..self.channels.len() {
+            if let Ok(guard) = self.channels[(start + i) % self.channels.len()].try_lock() {
+                return guard;
+            }
+        }
+        self.channels[start % self.channels.len()].lock().await
+    }
 }
 
 /// Exchange and queue names under one prefix.
@@ -105,7 +136,7 @@ impl AmqpQueue {
             url: url.to_owned(),
             names: Names::new(prefix),
             retry,
-            publisher: Arc::new(Mutex::new(None)),
+            publisher: Arc::default(),
             ready: Arc::default(),
         }
     }
@@ -147,7 +178,10 @@ impl AmqpQueue {
                     ("x-overflow", text("reject-publish")),
                 ]),
             ),
-            (names.dead.clone(), args(std::slice::from_ref(&quorum))),
+            (
+                names.dead.clone(),
+                args(&[quorum.clone(), ("x-overflow", text("reject-publish"))]),
+            ),
         ];
         for delay in &self.retry.delays {
             queues.push((
@@ -224,40 +258,53 @@ impl AmqpQueue {
         Ok(())
     }
 
-    /// The shared publishing channel, (re)made when missing or broken.
-    async fn publisher(&self) -> Result<Channel, QueueError> {
-        if let Some(channel) = self.ready_channel()
-            && channel.status().connected()
+    /// The publishing channels, (re)made when missing or broken, within
+    /// [`CONNECT_TIMEOUT`] (twice: connecting, then declaring): a broker
+    /// that takes connections but does not answer makes a 503, not a hang.
+    async fn publishers(&self) -> Result<Arc<Publishers>, QueueError> {
+        if let Some(publishers) = self.ready_publishers()
+            && publishers.usable()
         {
-            return Ok(channel);
+            return Ok(publishers);
         }
-        let mut slot = self.publisher.lock().await;
-        if let Some((conn, channel)) = slot.as_ref()
-            && conn.status().connected()
-            && channel.status().connected()
+        let _making = self.publisher.lock().await;
+        if let Some(publishers) = self.ready_publishers()
+            && publishers.usable()
         {
-            return Ok(channel.clone());
+            return Ok(publishers);
         }
-        *slot = None;
-        let conn = self.connect().await?;
-        let channel = conn.create_channel().await.map_err(unavailable)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
-        *slot = Some((conn, channel.clone()));
-        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(channel.clone());
-        Ok(channel)
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let made = tokio::time::timeout(2 * CONNECT_TIMEOUT, async {
+            let conn = self.connect().await?;
+            let mut channels = Vec::with_capacity(PUBLISH_CHANNELS);
+            for _ in 0..PUBLISH_CHANNELS {
+                let channel = conn.create_channel().await.map_err(unavailable)?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(unavailable)?;
+                channels.push(Mutex::new(channel));
+            }
+            Ok::<_, QueueError>(Publishers {
+                conn,
+                channels,
+                next: Default::default(),
+            })
+        })
+        .await
+        .map_err(|_| QueueError::Timeout)??;
+        let publishers = Arc::new(made);
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(publishers.clone());
+        Ok(publishers)
     }
 
-    fn ready_channel(&self) -> Option<Channel> {
+    fn ready_publishers(&self) -> Option<Arc<Publishers>> {
         self.ready.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     async fn forget_publisher(&self) {
-        let mut slot = self.publisher.lock().await;
+        let _making = self.publisher.lock().await;
         *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        *slot = None;
     }
 
     /// Publishes and waits for the broker's confirm. Published `mandatory`:
@@ -271,9 +318,10 @@ impl AmqpQueue {
         routing_key: &str,
         envelope: &Envelope,
     ) -> Result<(), QueueError> {
-        let channel = self.publisher().await?;
+        let publishers = self.publishers().await?;
         let payload = serde_json::to_vec(&envelope.message).expect("a queue message serializes");
         let result = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            let channel = publishers.channel().await;
             channel
                 .basic_publish(
                     exchange.into(),
@@ -342,7 +390,7 @@ impl AmqpQueue {
     }
 
     pub async fn check(&self) -> Result<(), QueueError> {
-        self.publisher().await.map(drop)
+        self.publishers().await.map(drop)
     }
 
     /// A consuming channel with `prefetch` unacknowledged messages at most.

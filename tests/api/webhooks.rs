@@ -747,3 +747,49 @@ async fn a_retry_into_a_deleted_retry_queue_is_not_lost() {
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].attempt, 2, "every attempt was made");
 }
+
+/// While the main queue is gone, concurrent publishes share the publishing
+/// connection: every event answered 200 must be in the queue, none lost to
+/// a return read as another publish's. (A guard: on this broker the window
+/// is one publish wide, since the first return redeclares the topology, so
+/// it did not catch the shared-channel misattribution the channel pool
+/// fixes; that was found by reading lapin.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_while_unroutable_acknowledge_only_what_was_queued() {
+    let pipeline = Pipeline::start(0, &[]).await;
+    let first = charge("charge.success", 100, "concurrent-0", 1_000);
+    assert_eq!(pipeline.post(&first).await.status(), 200);
+    delete_queue(&pipeline.queue.names().main).await;
+
+    let (http, base) = pipeline.app.clone_http();
+    let posts = (1..=1_000).map(|i| {
+        let (http, url) = (http.clone(), format!("{base}/v1/webhooks/sandbox"));
+        let body = charge("charge.success", 100 + i, &format!("concurrent-{i}"), 1_000);
+        async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .header(
+                    "x-paystack-signature",
+                    signature::sign(SANDBOX_SECRET_KEY.as_bytes(), &body),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    let acknowledged = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(acknowledged < 1_000, "some publishes met the missing queue");
+    assert_eq!(
+        pipeline.depth(".webhooks").await as usize,
+        acknowledged,
+        "every acknowledged event is queued"
+    );
+}
