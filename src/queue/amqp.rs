@@ -59,7 +59,7 @@ struct Publishers {
 }
 
 /// Publishes in flight at once per process.
-const PUBLISH_CHANNELS: usize = 16;
+const PUBLISH_CHANNELS: usize = 64;
 
 impl Publishers {
     fn usable(&self) -> bool {
