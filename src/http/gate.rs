@@ -114,23 +114,33 @@ impl<E: Endpoint> Endpoint for WebhookGateEndpoint<E> {
             .limiter
             .check(Route::Webhook, &Identity::Ip(ip))
             .await;
-        if let Some(decision) = decision.filter(|d| !d.allowed) {
-            return Ok(limited_response(decision));
-        }
-        let mut response = match self.inner.call(req).await {
-            Ok(output) => output.into_response(),
-            Err(err) => render_any_error(err).await,
-        };
-        if let Some(decision) = decision {
-            add_headers(&mut response, &decision);
-        }
-        Ok(response)
+        within_limit(&self.inner, req, decision).await
     }
 }
 
 fn limited<E: Endpoint + 'static>(ep: E, route: Route) -> impl Endpoint {
     ep.with(BodyLimit(MAX_CLIENT_BODY))
         .with(ClientGate { limit: Some(route) })
+}
+
+/// 429 when `decision` refuses; otherwise `inner`'s answer, with the limit
+/// headers when a policy applied.
+async fn within_limit<E: Endpoint>(
+    inner: &E,
+    req: Request,
+    decision: Option<Decision>,
+) -> Result<Response> {
+    if let Some(decision) = decision.filter(|d| !d.allowed) {
+        return Ok(limited_response(decision));
+    }
+    let mut response = match inner.call(req).await {
+        Ok(output) => output.into_response(),
+        Err(err) => render_any_error(err).await,
+    };
+    if let Some(decision) = decision {
+        add_headers(&mut response, &decision);
+    }
+    Ok(response)
 }
 
 /// Authenticates, and rate limits by `limit` when it is set.
@@ -251,17 +261,7 @@ impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
             Some(route) => keeper.limiter.check(route, &identity).await,
             None => None,
         };
-        if let Some(decision) = decision.filter(|d| !d.allowed) {
-            return Ok(limited_response(decision));
-        }
-        let mut response = match self.inner.call(req).await {
-            Ok(output) => output.into_response(),
-            Err(err) => render_any_error(err).await,
-        };
-        if let Some(decision) = decision {
-            add_headers(&mut response, &decision);
-        }
-        Ok(response)
+        within_limit(&self.inner, req, decision).await
     }
 }
 
