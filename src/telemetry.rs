@@ -86,6 +86,7 @@ fn register_known_series() {
     }
     metrics::counter!("payorch_ratelimit_fallback_total").increment(0);
     metrics::counter!("payorch_queue_unroutable_total").increment(0);
+    crate::http::observe::register_known_series();
     for kind in ["payment", "refund"] {
         for result in ["checked", "changed", "error"] {
             metrics::counter!("payorch_reconcile_total", "kind" => kind, "result" => result)

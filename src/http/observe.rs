@@ -71,6 +71,63 @@ pub fn route_template(path: &str) -> &'static str {
     }
 }
 
+/// Each operation's route template, method and the statuses it documents:
+/// their request counters exist from start (see
+/// `crate::telemetry::metrics`), so a rate of 5xx or 429 is 0, not absent,
+/// before the first one.
+const KNOWN_REQUESTS: &[(&str, &str, &[u16])] = &[
+    ("/healthz", "GET", &[200]),
+    ("/readyz", "GET", &[200, 503]),
+    (
+        "/v1/payments/initialize",
+        "POST",
+        &[
+            201, 400, 401, 402, 409, 413, 415, 422, 429, 500, 502, 503, 504,
+        ],
+    ),
+    (
+        "/v1/payments/{reference}/verify",
+        "POST",
+        &[200, 401, 404, 429, 500, 502, 503, 504],
+    ),
+    (
+        "/v1/payments/{reference}",
+        "GET",
+        &[200, 401, 404, 500, 503],
+    ),
+    (
+        "/v1/payments/{reference}/refunds",
+        "POST",
+        &[
+            201, 400, 401, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504,
+        ],
+    ),
+    (
+        "/v1/payments/{reference}/refunds",
+        "GET",
+        &[200, 401, 404, 500, 503],
+    ),
+    (
+        "/v1/webhooks/{provider}",
+        "POST",
+        &[200, 401, 404, 413, 429, 500, 503],
+    ),
+];
+
+/// Registers the request counter of every [`KNOWN_REQUESTS`] status at 0.
+pub fn register_known_series() {
+    for (route, method, statuses) in KNOWN_REQUESTS {
+        for status in *statuses {
+            let labels = [
+                ("route", (*route).to_owned()),
+                ("method", (*method).to_owned()),
+                ("status", status.to_string()),
+            ];
+            metrics::counter!("payorch_http_requests_total", &labels).increment(0);
+        }
+    }
+}
+
 impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
     type Output = Response;
 

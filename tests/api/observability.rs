@@ -69,6 +69,16 @@ async fn metrics_count_requests_by_route_template() {
         "refund reconcile errors not registered"
     );
     assert!(text.contains("payorch_queue_unroutable_total"));
+    // Per-route HTTP series too: no test lists refunds while unavailable.
+    assert!(
+        text.lines().any(|line| {
+            line.starts_with("payorch_http_requests_total{")
+                && line.contains("route=\"/v1/payments/{reference}/refunds\"")
+                && line.contains("method=\"GET\"")
+                && line.contains("status=\"503\"")
+        }),
+        "503s of the refund list not registered"
+    );
 }
 
 #[tokio::test]
