@@ -61,8 +61,8 @@ pub enum Reservation {
         payment_id: Option<Uuid>,
         refund_id: Option<Uuid>,
     },
-    /// Answer with what the first request answered.
-    Replay { status: u16, body: String },
+    /// Answer with what the first request answered, byte for byte.
+    Replay(Rendered),
 }
 
 /// SHA-256 over the request's JSON with object keys sorted, so the same
@@ -161,10 +161,10 @@ pub async fn reserve(
         return Err(PaymentError::IdempotencyKeyReused);
     }
     if existing.state == COMPLETED {
-        return Ok(Reservation::Replay {
+        return Ok(Reservation::Replay(Rendered {
             status: existing.response_status.unwrap_or(500) as u16,
             body: existing.response_body.unwrap_or_default(),
-        });
+        }));
     }
     // Started: either running now (409) or abandoned by a crash or a 5xx.
     // Taking it over is a compare-and-set, so only one retry wins.

@@ -151,19 +151,6 @@ pub enum Answer {
     Replayed(Rendered),
 }
 
-/// What reserving a key decided.
-enum Claimed {
-    /// Answer with what the first request answered.
-    Replay(Answer),
-    /// Go on, holding `claim`; finish what an earlier attempt created, if
-    /// anything.
-    Proceed {
-        claim: idempotency::Claim,
-        payment_id: Option<Uuid>,
-        refund_id: Option<Uuid>,
-    },
-}
-
 /// An Idempotency-Key and the fingerprint of the request that carried it.
 #[derive(Debug, Clone)]
 pub struct Idempotent {
@@ -251,8 +238,8 @@ impl Payments {
         };
         let txn = crate::store::begin_write(&self.db).await?;
         let (claim, earlier_payment) = match self.claim_key(&txn, client_id, &idempotent).await? {
-            Claimed::Replay(answer) => return Ok(answer),
-            Claimed::Proceed {
+            Reservation::Replay(stored) => return Ok(Answer::Replayed(stored)),
+            Reservation::Proceed {
                 claim, payment_id, ..
             } => (claim, payment_id),
         };
@@ -318,8 +305,8 @@ impl Payments {
         };
         let txn = crate::store::begin_write(&self.db).await?;
         let (claim, earlier_refund) = match self.claim_key(&txn, client_id, &idempotent).await? {
-            Claimed::Replay(answer) => return Ok(answer),
-            Claimed::Proceed {
+            Reservation::Replay(stored) => return Ok(Answer::Replayed(stored)),
+            Reservation::Proceed {
                 claim, refund_id, ..
             } => (claim, refund_id),
         };
@@ -378,7 +365,7 @@ impl Payments {
         txn: &sea_orm::DatabaseTransaction,
         client_id: Uuid,
         idempotent: &Idempotent,
-    ) -> Result<Claimed, PaymentError> {
+    ) -> Result<Reservation, PaymentError> {
         let reservation = idempotency::reserve(
             txn,
             client_id,
@@ -394,21 +381,10 @@ impl Payments {
                 _ => "error",
             })
         })?;
-        Ok(match reservation {
-            Reservation::Replay { status, body } => {
-                count_idempotency("replayed");
-                Claimed::Replay(Answer::Replayed(Rendered { status, body }))
-            }
-            Reservation::Proceed {
-                claim,
-                payment_id,
-                refund_id,
-            } => Claimed::Proceed {
-                claim,
-                payment_id,
-                refund_id,
-            },
-        })
+        if matches!(reservation, Reservation::Replay(_)) {
+            count_idempotency("replayed");
+        }
+        Ok(reservation)
     }
 
     /// Stores a final outcome under the key, for replays; a transient
@@ -569,7 +545,7 @@ impl Payments {
             }
             // A concurrent request took the key meanwhile and will store its
             // own answer; this one is still returned to this caller.
-            Ok(Reservation::Replay { .. })
+            Ok(Reservation::Replay(_))
             | Err(PaymentError::IdempotencyInFlight | PaymentError::IdempotencyKeyReused) => {}
             Err(err) => return Err(err),
         }
