@@ -302,9 +302,17 @@ impl AmqpQueue {
         self.ready.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    async fn forget_publisher(&self) {
-        let _making = self.publisher.lock().await;
-        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Drops `failed` so the next publish makes (and declares) anew, unless
+    /// another publish already replaced it: publishes failing together on
+    /// one pool rebuild it once.
+    fn forget_publisher(&self, failed: &Arc<Publishers>) {
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if ready
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, failed))
+        {
+            *ready = None;
+        }
     }
 
     /// Publishes and waits for the broker's confirm. Published `mandatory`:
@@ -346,16 +354,16 @@ impl AmqpQueue {
                     "the broker could not route the message; declaring the topology again"
                 );
                 metrics::counter!("payorch_queue_unroutable_total").increment(1);
-                self.forget_publisher().await;
+                self.forget_publisher(&publishers);
                 Err(QueueError::Unroutable)
             }
             Ok(Ok(_)) => Err(QueueError::Nacked),
             Ok(Err(err)) => {
-                self.forget_publisher().await;
+                self.forget_publisher(&publishers);
                 Err(unavailable(err))
             }
             Err(_) => {
-                self.forget_publisher().await;
+                self.forget_publisher(&publishers);
                 Err(QueueError::Timeout)
             }
         }
