@@ -164,6 +164,14 @@ pub struct Config {
     /// Delays between webhook processing attempts; after the last, the
     /// message is parked in the dead-letter queue.
     pub retry_policy: crate::queue::RetryPolicy,
+    /// Delays between merchant event delivery attempts (each lengthened by
+    /// up to 20 % at random); after the last, the delivery is `failed`.
+    pub event_retry_policy: crate::queue::RetryPolicy,
+    /// Budget for one delivery attempt to a merchant endpoint.
+    pub event_timeout: Duration,
+    /// `PAYORCH_ALLOW_PRIVATE_ENDPOINTS`: endpoints on loopback and private
+    /// networks are allowed (see [`Config::allows_private_endpoints`]).
+    pub allow_private_endpoints: bool,
     /// Unacknowledged messages one worker holds at most.
     pub worker_prefetch: u16,
     /// Reconciliation: payments pending (and refunds pending) longer than
@@ -301,20 +309,18 @@ impl Config {
             actor_idle: Duration::from_millis(env.or("PAYORCH_ACTOR_IDLE_MS", "60000")?),
             actor_mailbox: env.or("PAYORCH_ACTOR_MAILBOX", "64")?,
             auth_cache_ttl: Duration::from_millis(env.or("PAYORCH_AUTH_CACHE_MS", "5000")?),
-            retry_policy: crate::queue::RetryPolicy {
-                delays: env
-                    .list::<u64>("PAYORCH_WEBHOOK_RETRY_DELAYS_MS")
-                    .map(|ms| {
-                        if ms.is_empty() {
-                            vec![1_000, 5_000, 30_000, 120_000, 600_000]
-                        } else {
-                            ms
-                        }
-                    })?
-                    .into_iter()
-                    .map(Duration::from_millis)
-                    .collect(),
-            },
+            retry_policy: env.delays(
+                "PAYORCH_WEBHOOK_RETRY_DELAYS_MS",
+                &[1_000, 5_000, 30_000, 120_000, 600_000],
+            )?,
+            event_retry_policy: env.delays(
+                "PAYORCH_EVENT_RETRY_DELAYS_MS",
+                &[
+                    5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+                ],
+            )?,
+            event_timeout: Duration::from_millis(env.or("PAYORCH_EVENT_TIMEOUT_MS", "10000")?),
+            allow_private_endpoints: env.bool("PAYORCH_ALLOW_PRIVATE_ENDPOINTS", false)?,
             worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "32")?,
             reconcile_after: Duration::from_secs(env.or("PAYORCH_RECONCILE_AFTER_S", "900")?),
             abandon_after: Duration::from_secs(env.or("PAYORCH_ABANDON_AFTER_S", "86400")?),
@@ -348,6 +354,13 @@ impl Config {
                       `paystack`, or `sandbox` for a test installation"
                 .into(),
         })
+    }
+
+    /// Whether merchant endpoints may resolve to loopback, private,
+    /// link-local or unspecified addresses: when allowed, and always in
+    /// embedded mode (a developer's receiver runs on their machine).
+    pub fn allows_private_endpoints(&self) -> bool {
+        self.allow_private_endpoints || self.is_embedded()
     }
 
     /// No outside system configured: SQLite, in-process queue, local limiter,
@@ -403,6 +416,19 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             .filter(|item| !item.is_empty())
             .map(|item| self.parse(var, item))
             .collect()
+    }
+
+    /// A comma-separated list of delays in milliseconds, `default` if unset.
+    fn delays(
+        &self,
+        var: &'static str,
+        default: &[u64],
+    ) -> Result<crate::queue::RetryPolicy, ConfigError> {
+        let ms = self.list::<u64>(var)?;
+        let ms = if ms.is_empty() { default.to_vec() } else { ms };
+        Ok(crate::queue::RetryPolicy {
+            delays: ms.into_iter().map(Duration::from_millis).collect(),
+        })
     }
 
     fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {

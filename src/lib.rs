@@ -30,7 +30,9 @@
 
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
+pub mod listen;
 pub mod payments;
 pub mod provider;
 pub mod queue;
@@ -86,6 +88,8 @@ pub struct Core {
     pub provider_secret: config::Secret,
     pub payments: Payments,
     pub queue: WebhookQueue,
+    /// Merchant event deliveries, beside `queue` on the same backend.
+    pub events_queue: WebhookQueue,
 }
 
 impl Core {
@@ -116,12 +120,44 @@ impl Core {
         )
         .map_err(StartupError::Listen)?;
         let queue = WebhookQueue::from_config(cfg, &db);
+        let events_queue = WebhookQueue::events(cfg, &db);
         Ok(Core {
             db,
             provider_secret,
             payments,
             queue,
+            events_queue,
         })
+    }
+
+    /// The endpoints API, the event log and redelivery.
+    pub fn events(&self, cfg: &Config) -> events::Events {
+        events::Events::new(
+            self.db.clone(),
+            self.events_queue.clone(),
+            cfg.allows_private_endpoints(),
+        )
+    }
+
+    /// The outbox relay and the event deliverer, until `shutdown`.
+    fn run_events(
+        &self,
+        cfg: &Config,
+        shutdown: impl Future<Output = ()> + Clone + Send + 'static,
+    ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+        let relay = tokio::spawn(events::relay::run(
+            self.db.clone(),
+            self.events_queue.clone(),
+            shutdown.clone(),
+        ));
+        let deliverer = events::delivery::Deliverer::new(
+            self.db.clone(),
+            cfg.event_retry_policy.clone(),
+            cfg.event_timeout,
+            cfg.allows_private_endpoints(),
+        );
+        let delivering = tokio::spawn(deliverer.run(self.events_queue.clone(), shutdown));
+        (relay, delivering)
     }
 }
 
@@ -145,6 +181,11 @@ pub async fn serve(
     let stopped = |mut stops: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stops.wait_for(|stop| *stop).await;
     };
+    if cfg.is_embedded() && !cfg.allow_private_endpoints {
+        tracing::info!(
+            "embedded mode: merchant webhook endpoints on loopback and private networks are allowed"
+        );
+    }
     // Without RabbitMQ there is no `payorch worker`: serve does its work.
     let in_process_worker = match &core.queue {
         WebhookQueue::Table(_) => Some((
@@ -160,6 +201,7 @@ pub async fn serve(
                 cfg.reconcile_every,
                 stopped(worker_stops.clone()),
             )),
+            core.run_events(&cfg, stopped_shared(worker_stops.clone())),
         )),
         WebhookQueue::Amqp(_) => None,
     };
@@ -177,6 +219,7 @@ pub async fn serve(
             secret: core.provider_secret.clone(),
             queue: core.queue.clone(),
         },
+        events: core.events(&cfg),
         sandbox: mounted_sandbox,
     };
     tracing::info!(%addr, provider = cfg.provider.as_str(), "payorch API listening");
@@ -188,9 +231,11 @@ pub async fn serve(
     // Requests are done: what they queued is drained, or left in the table
     // for the next start.
     let _ = stop_worker.send(true);
-    if let Some((worker, sweeper)) = in_process_worker {
+    if let Some((worker, sweeper, (relay, deliverer))) = in_process_worker {
         let _ = worker.await;
         let _ = sweeper.await;
+        let _ = relay.await;
+        let _ = deliverer.await;
     }
     purge.abort();
     core.payments.stop();
@@ -226,6 +271,7 @@ pub async fn run_worker(
         None => None,
     };
     let (stop, stops) = tokio::sync::watch::channel(false);
+    let events_stop = stops.clone();
     let purge = tokio::spawn(purge_regularly(core.db.clone(), cfg.webhook_retention));
     let sweeper = tokio::spawn(payments::reconcile::run_sweeper(
         core.payments.clone(),
@@ -236,15 +282,18 @@ pub async fn run_worker(
             let _ = stops.wait_for(|stop| *stop).await;
         },
     ));
+    let (relay, deliverer) = core.run_events(&cfg, stopped_shared(events_stop));
     worker::run(
         core.payments.clone(),
-        core.queue,
+        core.queue.clone(),
         cfg.worker_prefetch,
         shutdown,
     )
     .await;
     let _ = stop.send(true);
     let _ = sweeper.await;
+    let _ = relay.await;
+    let _ = deliverer.await;
     purge.abort();
     if let Some(server) = metrics_server {
         server.abort();
@@ -346,6 +395,17 @@ async fn provider_secret(
             Ok(secret)
         }
     }
+}
+
+/// Resolves once `stops` says stop; clonable, for tasks that hand it on.
+fn stopped_shared(
+    stops: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Clone + Send + 'static {
+    let stopped = async move {
+        let mut stops = stops;
+        let _ = stops.wait_for(|stop| *stop).await;
+    };
+    futures_util::FutureExt::shared(stopped)
 }
 
 /// The shared limiter when Redis is configured, the local one otherwise.

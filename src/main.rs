@@ -32,6 +32,20 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Print your merchant events as they happen: registers a temporary
+    /// webhook endpoint on this machine, verifies each event's signature,
+    /// and removes the endpoint on exit (Ctrl-C).
+    Listen {
+        /// Your API key.
+        #[arg(long, env = "PAYORCH_API_KEY", hide_env_values = true)]
+        key: String,
+        /// The payorch API to register with.
+        #[arg(long, env = "PAYORCH_API_URL", default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// The local port to receive events on (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Manage API clients.
     Apikey {
         #[command(subcommand)]
@@ -160,6 +174,15 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
                     println!("{moved} message(s) replayed");
                 }
             }
+        }
+        Command::Listen { key, api, port } => {
+            payorch::listen::listen(&api, &key, port, shutdown_signal(), |line| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            })
+            .await?;
         }
         Command::Migrate => {
             let db = store::connect(&cfg).await?;

@@ -38,7 +38,9 @@ async fn timed(payments: &Payments, envelope: Envelope) -> Disposition {
         .record(started.elapsed().as_secs_f64());
     let result = match &disposition {
         Disposition::Ack => return disposition,
-        Disposition::Retry(_) => "retried",
+        Disposition::Retry(_) | Disposition::RetryNotBefore(..) | Disposition::Defer(_) => {
+            "retried"
+        }
         Disposition::Park(reason) => {
             tracing::warn!(reason, dedup_key, "webhook parked");
             "parked"

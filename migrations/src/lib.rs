@@ -11,6 +11,7 @@ mod m20261129_000002_refunds;
 mod m20261130_000001_installation_settings;
 mod m20261130_000002_idempotency_owner;
 mod m20261130_000003_client_references;
+mod m20261201_000001_merchant_events;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_installation_settings::Migration),
             Box::new(m20261130_000002_idempotency_owner::Migration),
             Box::new(m20261130_000003_client_references::Migration),
+            Box::new(m20261201_000001_merchant_events::Migration),
         ]
     }
 }

@@ -89,6 +89,12 @@ pub enum ApiError {
     NotFound,
     #[error("no such webhook provider")]
     UnknownProvider,
+    #[error("no such webhook endpoint")]
+    EndpointNotFound,
+    #[error("no such event")]
+    EventNotFound,
+    #[error("{0}")]
+    EndpointUrlNotAllowed(String),
     #[error("the webhook signature is missing or wrong")]
     InvalidSignature,
     #[error("{0}")]
@@ -124,7 +130,11 @@ impl ApiError {
             ApiError::Validation { .. } | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::NotFound | ApiError::UnknownProvider => StatusCode::NOT_FOUND,
+            ApiError::NotFound
+            | ApiError::UnknownProvider
+            | ApiError::EndpointNotFound
+            | ApiError::EventNotFound => StatusCode::NOT_FOUND,
+            ApiError::EndpointUrlNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) | ApiError::IdempotencyInFlight | ApiError::NotRefundable => {
                 StatusCode::CONFLICT
@@ -146,6 +156,9 @@ impl ApiError {
             ApiError::Validation { .. } => "validation_failed",
             ApiError::NotFound => "payment_not_found",
             ApiError::UnknownProvider => "unknown_provider",
+            ApiError::EndpointNotFound => "endpoint_not_found",
+            ApiError::EventNotFound => "event_not_found",
+            ApiError::EndpointUrlNotAllowed(_) => "endpoint_url_not_allowed",
             ApiError::InvalidSignature => "invalid_signature",
             ApiError::Conflict(_) => "conflict",
             ApiError::NotRefundable => "payment_not_refundable",
@@ -225,6 +238,19 @@ impl From<PaymentError> for ApiError {
     }
 }
 
+impl From<crate::events::EventsError> for ApiError {
+    fn from(err: crate::events::EventsError) -> Self {
+        use crate::events::EventsError;
+        match err {
+            EventsError::EndpointNotFound => ApiError::EndpointNotFound,
+            EventsError::EventNotFound => ApiError::EventNotFound,
+            EventsError::Invalid(errors) => ApiError::Validation { errors },
+            EventsError::UrlNotAllowed(_) => ApiError::EndpointUrlNotAllowed(err.to_string()),
+            EventsError::Unavailable(what) => ApiError::Unavailable(what),
+        }
+    }
+}
+
 /// A core outcome as it is sent and, under an Idempotency-Key, stored:
 /// `201` with `view` of the value, or the error's problem+json.
 pub fn created_or_problem<T>(
@@ -274,6 +300,9 @@ pub fn catalogue() -> Vec<(&'static str, u16)> {
         ApiError::Validation { errors: Vec::new() },
         ApiError::NotFound,
         ApiError::UnknownProvider,
+        ApiError::EndpointNotFound,
+        ApiError::EventNotFound,
+        ApiError::EndpointUrlNotAllowed(String::new()),
         ApiError::InvalidSignature,
         ApiError::Conflict(String::new()),
         ApiError::NotRefundable,
@@ -297,6 +326,9 @@ pub fn catalogue() -> Vec<(&'static str, u16)> {
             | ApiError::Validation { .. }
             | ApiError::NotFound
             | ApiError::UnknownProvider
+            | ApiError::EndpointNotFound
+            | ApiError::EventNotFound
+            | ApiError::EndpointUrlNotAllowed(_)
             | ApiError::InvalidSignature
             | ApiError::Conflict(_)
             | ApiError::NotRefundable

@@ -3,7 +3,9 @@
 //! code. Errors of any layer leave as problem+json ([`error`]).
 
 pub mod auth;
+pub mod endpoints;
 pub mod error;
+pub mod events;
 pub mod gate;
 pub mod health;
 pub mod limits;
@@ -40,6 +42,8 @@ pub struct AppState {
     /// Authentication and rate limits, used by each operation's gate.
     pub gatekeeper: Gatekeeper,
     pub webhooks: WebhookIngest,
+    /// Merchant events: endpoints, the event log, redelivery.
+    pub events: crate::events::Events,
     /// The sandbox provider when it is mounted on this listener at `/sandbox`.
     pub sandbox: Option<Sandbox>,
 }
@@ -52,6 +56,8 @@ pub enum ApiTags {
     Payments,
     /// Provider callbacks.
     Webhooks,
+    /// Merchant events: your webhook endpoints, the event log, redelivery.
+    Events,
 }
 
 /// The whole API as one endpoint: operations, spec, Swagger UI.
@@ -68,6 +74,12 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
                 state: state.clone(),
             },
             webhooks::WebhooksApi {
+                state: state.clone(),
+            },
+            endpoints::EndpointsApi {
+                state: state.clone(),
+            },
+            events::EventsApi {
                 state: state.clone(),
             },
         ),

@@ -58,6 +58,9 @@ pub struct PaymentView {
     /// The sum of this payment's refunds that have not failed (pending ones
     /// included), in minor units.
     pub refunded_amount: i64,
+    /// Counts this payment's changes: a later state has a higher version
+    /// (merchant events can be ordered by it).
+    pub version: i64,
     /// The audit trail, oldest first (GET only).
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +97,7 @@ impl PaymentView {
             updated_at: payment.updated_at,
             paid_at: payment.paid_at,
             refunded_amount: payment.refunded_amount,
+            version: i64::from(payment.version),
             transitions: transitions.map(|rows| {
                 rows.into_iter()
                     .map(|t| TransitionView {

@@ -45,7 +45,7 @@ pub struct RefundView {
 }
 
 impl RefundView {
-    fn new(refund: Refund, payment_reference: &str) -> RefundView {
+    pub fn new(refund: Refund, payment_reference: &str) -> RefundView {
         RefundView {
             id: refund.id,
             payment_reference: payment_reference.to_owned(),

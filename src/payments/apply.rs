@@ -9,7 +9,8 @@
 //! connection wrote in between: there the payment is read first and the
 //! version check alone decides, retried on conflict.
 //!
-//! [`decide`] is the whole decision, free of I/O; [`write`] persists one.
+//! [`decide`] is the whole decision, free of I/O; [`write`] persists one,
+//! with the merchant event it reports (the outbox row, same transaction).
 
 use sea_orm::{DatabaseTransaction, DbBackend};
 
@@ -202,6 +203,9 @@ pub(super) async fn write(
         event_id,
     )
     .await?;
+    if let Some(kind) = crate::events::payment_event_type(&decision.outcome) {
+        crate::events::record_payment(txn, &updated, kind).await?;
+    }
     Ok(Some(updated))
 }
 

@@ -70,6 +70,7 @@ pub(super) async fn create(
         },
     )
     .await?;
+    crate::events::record_refund(txn, &refund, &payment.client_reference).await?;
     Ok((refund, payment.reference))
 }
 
@@ -238,6 +239,13 @@ impl PaymentService {
             if to == RefundStatus::Failed {
                 refunds::release(&txn, payment.id, refund.amount).await?;
             }
+            let settled = Refund {
+                status: to.as_str().to_owned(),
+                failure_reason: failure.map(str::to_owned),
+                updated_at: chrono::Utc::now(),
+                ..refund
+            };
+            crate::events::record_refund(&txn, &settled, &payment.client_reference).await?;
             let cause = format!("{}:refund_{}", source.as_str(), to.as_str());
             if !self
                 .record_refund_change(&txn, &payment, locked, source, &cause, event_id, to)

@@ -39,6 +39,8 @@ pub struct AmqpQueue {
     url: String,
     names: Names,
     pub retry: RetryPolicy,
+    /// Retries wait up to this much longer, at random (per-message TTL).
+    jitter_percent: u32,
     /// Making the publishing connection: one task at a time.
     publisher: Arc<Mutex<()>>,
     /// The publishing channels once made, read per publish without waiting
@@ -84,21 +86,29 @@ pub struct Names {
     pub exchange: String,
     pub main: String,
     pub dead: String,
-    prefix: String,
+    /// The configured prefix, shared by every queue kind.
+    base: String,
+    kind: String,
 }
 
 impl Names {
     pub fn new(prefix: &str) -> Names {
+        Names::of_kind(prefix, super::WEBHOOKS)
+    }
+
+    /// The names of one queue kind (`webhooks`, `events`) under `prefix`.
+    pub fn of_kind(prefix: &str, kind: &str) -> Names {
         Names {
-            exchange: format!("{prefix}.webhooks"),
-            main: format!("{prefix}.webhooks"),
-            dead: format!("{prefix}.webhooks.dead"),
-            prefix: prefix.to_owned(),
+            exchange: format!("{prefix}.{kind}"),
+            main: format!("{prefix}.{kind}"),
+            dead: format!("{prefix}.{kind}.dead"),
+            base: prefix.to_owned(),
+            kind: kind.to_owned(),
         }
     }
 
     pub fn retry(&self, delay: Duration) -> String {
-        format!("{}.webhooks.retry.{}ms", self.prefix, delay.as_millis())
+        format!("{}.{}.retry.{}ms", self.base, self.kind, delay.as_millis())
     }
 }
 
@@ -136,8 +146,19 @@ impl AmqpQueue {
             url: url.to_owned(),
             names: Names::new(prefix),
             retry,
+            jitter_percent: 0,
             publisher: Arc::default(),
             ready: Arc::default(),
+        }
+    }
+
+    /// The same broker, another queue kind under the prefix (`events`),
+    /// whose retries wait up to `jitter_percent` % longer at random.
+    pub fn of_kind(self, kind: &str, jitter_percent: u32) -> AmqpQueue {
+        AmqpQueue {
+            names: Names::of_kind(&self.names.base, kind),
+            jitter_percent,
+            ..self
         }
     }
 
@@ -188,9 +209,14 @@ impl AmqpQueue {
                 names.retry(*delay),
                 args(&[
                     quorum.clone(),
+                    // The longest a jittered message waits; each message
+                    // carries its own, shorter or equal, expiration.
                     (
                         "x-message-ttl",
-                        AMQPValue::LongLongInt(delay.as_millis() as i64),
+                        AMQPValue::LongLongInt(
+                            (delay.as_millis() as i64) * (100 + i64::from(self.jitter_percent))
+                                / 100,
+                        ),
                     ),
                     ("x-dead-letter-exchange", text(&names.exchange)),
                     ("x-dead-letter-routing-key", text(ROUTING_KEY)),
@@ -326,6 +352,21 @@ impl AmqpQueue {
         routing_key: &str,
         envelope: &Envelope,
     ) -> Result<(), QueueError> {
+        self.send_with(exchange, routing_key, envelope, None).await
+    }
+
+    /// [`Self::send`], with a per-message expiration (milliseconds) if set.
+    async fn send_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope,
+        expiration: Option<String>,
+    ) -> Result<(), QueueError> {
+        let mut props = properties(envelope);
+        if let Some(ms) = expiration {
+            props = props.with_expiration(ms.into());
+        }
         let publishers = self.publishers().await?;
         let payload = serde_json::to_vec(&envelope.message).expect("a queue message serializes");
         let result = tokio::time::timeout(CONFIRM_TIMEOUT, async {
@@ -339,7 +380,7 @@ impl AmqpQueue {
                         ..BasicPublishOptions::default()
                     },
                     &payload,
-                    properties(envelope),
+                    props,
                 )
                 .await?
                 .await
@@ -380,13 +421,24 @@ impl AmqpQueue {
     /// Sends the message to the retry tier for its attempt, or parks it
     /// after the last one. The caller acks the original afterwards.
     pub async fn retry(&self, envelope: &Envelope, reason: &str) -> Result<(), QueueError> {
+        self.retry_not_before(envelope, reason, Duration::ZERO)
+            .await
+    }
+
+    /// [`Self::retry`] into the first tier at least `not_before` long.
+    pub async fn retry_not_before(
+        &self,
+        envelope: &Envelope,
+        reason: &str,
+        not_before: Duration,
+    ) -> Result<(), QueueError> {
         let next = Envelope {
             message: envelope.message.clone(),
             attempt: envelope.attempt + 1,
             reason: Some(reason.to_owned()),
         };
-        match self.retry.delay_after(envelope.attempt) {
-            Some(delay) => self.send("", &self.names.retry(delay), &next).await,
+        match self.retry.tier_at_least(envelope.attempt, not_before) {
+            Some(delay) => self.send_to_tier(delay, &next).await,
             None => {
                 self.park(&Envelope {
                     attempt: envelope.attempt,
@@ -395,6 +447,28 @@ impl AmqpQueue {
                 .await
             }
         }
+    }
+
+    /// Back to the first retry tier, the attempt count unchanged.
+    pub async fn defer(&self, envelope: &Envelope, reason: &str) -> Result<(), QueueError> {
+        let Some(first) = self.retry.delays.first().copied() else {
+            return self.park(envelope).await;
+        };
+        let again = Envelope {
+            reason: Some(reason.to_owned()),
+            ..envelope.clone()
+        };
+        self.send_to_tier(first, &again).await
+    }
+
+    async fn send_to_tier(&self, delay: Duration, envelope: &Envelope) -> Result<(), QueueError> {
+        let expiration = (self.jitter_percent > 0).then(|| {
+            super::jittered(delay, self.jitter_percent)
+                .as_millis()
+                .to_string()
+        });
+        self.send_with("", &self.names.retry(delay), envelope, expiration)
+            .await
     }
 
     pub async fn check(&self) -> Result<(), QueueError> {
@@ -558,6 +632,10 @@ impl AmqpQueue {
         let next = match handle(envelope.clone()).await {
             Disposition::Ack => Ok(()),
             Disposition::Retry(reason) => self.retry(&envelope, &reason).await,
+            Disposition::RetryNotBefore(reason, not_before) => {
+                self.retry_not_before(&envelope, &reason, not_before).await
+            }
+            Disposition::Defer(reason) => self.defer(&envelope, &reason).await,
             Disposition::Park(reason) => {
                 self.park(&Envelope {
                     reason: Some(reason),

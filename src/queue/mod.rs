@@ -49,6 +49,31 @@ pub enum QueueMessage {
     /// A verified webhook, parsed once on receipt.
     #[serde(rename = "webhook.v2")]
     WebhookV2(ReceivedWebhook),
+    /// One merchant event for one endpoint (the events queue).
+    #[serde(rename = "event_delivery.v1")]
+    EventDelivery(EventDelivery),
+}
+
+/// What the events queue carries: which event goes to which endpoint. The
+/// body is read from the event log, so a message holds no secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventDelivery {
+    /// `{event_id}:{endpoint_id}`: the message identity.
+    pub key: String,
+    pub event_id: String,
+    pub endpoint_id: uuid::Uuid,
+    pub queued_at: DateTime<Utc>,
+}
+
+impl EventDelivery {
+    pub fn new(event_id: &str, endpoint_id: uuid::Uuid) -> EventDelivery {
+        EventDelivery {
+            key: format!("{event_id}:{endpoint_id}"),
+            event_id: event_id.to_owned(),
+            endpoint_id,
+            queued_at: Utc::now(),
+        }
+    }
 }
 
 impl QueueMessage {
@@ -56,6 +81,7 @@ impl QueueMessage {
         match self {
             QueueMessage::WebhookV1 { dedup_key, .. } => dedup_key,
             QueueMessage::WebhookV2(webhook) => &webhook.event.dedup_key,
+            QueueMessage::EventDelivery(delivery) => &delivery.key,
         }
     }
 
@@ -63,6 +89,7 @@ impl QueueMessage {
         match self {
             QueueMessage::WebhookV1 { provider, .. } => provider,
             QueueMessage::WebhookV2(webhook) => &webhook.provider,
+            QueueMessage::EventDelivery(_) => "payorch",
         }
     }
 
@@ -70,6 +97,7 @@ impl QueueMessage {
         match self {
             QueueMessage::WebhookV1 { received_at, .. } => *received_at,
             QueueMessage::WebhookV2(webhook) => webhook.received_at,
+            QueueMessage::EventDelivery(delivery) => delivery.queued_at,
         }
     }
 
@@ -77,6 +105,7 @@ impl QueueMessage {
         match self {
             QueueMessage::WebhookV1 { request_id, .. } => request_id.as_deref(),
             QueueMessage::WebhookV2(webhook) => webhook.request_id.as_deref(),
+            QueueMessage::EventDelivery(_) => None,
         }
     }
 
@@ -84,6 +113,7 @@ impl QueueMessage {
     pub fn into_webhook(self) -> Result<ReceivedWebhook, String> {
         match self {
             QueueMessage::WebhookV2(webhook) => Ok(webhook),
+            QueueMessage::EventDelivery(_) => Err("an event delivery, not a webhook".into()),
             QueueMessage::WebhookV1 {
                 provider,
                 body,
@@ -123,6 +153,12 @@ pub enum Disposition {
     Retry(String),
     /// Never (unusable): the dead-letter queue, for an operator.
     Park(String),
+    /// Like `Retry`, but not before this long (a receiver's `Retry-After`):
+    /// the first tier at least this long and at least the attempt's own.
+    RetryNotBefore(String, Duration),
+    /// Not now and not counted as an attempt (its destination is busy):
+    /// back after the first retry delay.
+    Defer(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +186,40 @@ impl RetryPolicy {
     pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
         self.delays.get(attempt as usize).copied()
     }
+
+    /// The delay before attempt `attempt + 1`, at least `not_before`: the
+    /// shortest tier that is (or the longest there is). `None`: park it.
+    pub fn tier_at_least(&self, attempt: u32, not_before: Duration) -> Option<Duration> {
+        let own = self.delay_after(attempt)?;
+        let wanted = own.max(not_before);
+        Some(
+            self.delays
+                .iter()
+                .copied()
+                .filter(|d| *d >= wanted)
+                .min()
+                .or_else(|| self.delays.iter().copied().max())
+                .unwrap_or(own),
+        )
+    }
 }
+
+/// `delay` lengthened by up to `percent` %, at random (spreads the retries
+/// of many messages that failed together).
+pub fn jittered(delay: Duration, percent: u32) -> Duration {
+    if percent == 0 {
+        return delay;
+    }
+    let extra = rand::random_range(0..=percent) as f64 / 100.0;
+    delay.mul_f64(1.0 + extra)
+}
+
+/// The provider webhooks' queue.
+pub const WEBHOOKS: &str = "webhooks";
+/// The merchant events' delivery queue.
+pub const EVENTS: &str = "events";
+/// Event delivery retries are lengthened by up to this much, at random.
+pub const EVENT_RETRY_JITTER_PERCENT: u32 = 20;
 
 /// The queue, its backend chosen once from the configuration.
 #[derive(Clone)]
@@ -162,17 +231,37 @@ pub enum WebhookQueue {
 impl WebhookQueue {
     /// RabbitMQ when `AMQP_URL` is set, otherwise the table in `db`.
     pub fn from_config(cfg: &Config, db: &DatabaseConnection) -> WebhookQueue {
+        WebhookQueue::of_kind(cfg, db, WEBHOOKS, cfg.retry_policy.clone(), 0)
+    }
+
+    /// The merchant events' delivery queue, beside the webhook queue on the
+    /// same backend: its own retry schedule, with jitter.
+    pub fn events(cfg: &Config, db: &DatabaseConnection) -> WebhookQueue {
+        WebhookQueue::of_kind(
+            cfg,
+            db,
+            EVENTS,
+            cfg.event_retry_policy.clone(),
+            EVENT_RETRY_JITTER_PERCENT,
+        )
+    }
+
+    fn of_kind(
+        cfg: &Config,
+        db: &DatabaseConnection,
+        kind: &str,
+        retry: RetryPolicy,
+        jitter_percent: u32,
+    ) -> WebhookQueue {
         match &cfg.amqp_url {
-            Some(url) => WebhookQueue::Amqp(amqp::AmqpQueue::new(
-                url.expose(),
-                &cfg.queue_prefix,
-                cfg.retry_policy.clone(),
-            )),
-            None => WebhookQueue::Table(table::TableQueue::new(
-                db.clone(),
-                &cfg.queue_prefix,
-                cfg.retry_policy.clone(),
-            )),
+            Some(url) => WebhookQueue::Amqp(
+                amqp::AmqpQueue::new(url.expose(), &cfg.queue_prefix, retry)
+                    .of_kind(kind, jitter_percent),
+            ),
+            None => WebhookQueue::Table(
+                table::TableQueue::new(db.clone(), &cfg.queue_prefix, retry)
+                    .of_kind(kind, jitter_percent),
+            ),
         }
     }
 

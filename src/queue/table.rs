@@ -34,9 +34,12 @@ const PARKED: &str = "parked";
 #[derive(Clone)]
 pub struct TableQueue {
     db: DatabaseConnection,
-    /// The queue's name in the table: `{prefix}.webhooks`.
+    /// The queue's name in the table: `{prefix}.webhooks`, `{prefix}.events`.
     name: String,
+    prefix: String,
     pub retry: RetryPolicy,
+    /// Retries wait up to this much longer, at random.
+    jitter_percent: u32,
     /// Wakes this process's consumer when this process publishes.
     published: Arc<Notify>,
 }
@@ -62,9 +65,22 @@ impl TableQueue {
     pub fn new(db: DatabaseConnection, prefix: &str, retry: RetryPolicy) -> TableQueue {
         TableQueue {
             db,
-            name: format!("{prefix}.webhooks"),
+            name: format!("{prefix}.{}", super::WEBHOOKS),
+            prefix: prefix.to_owned(),
             retry,
+            jitter_percent: 0,
             published: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Another queue kind in the same table (`events`), whose retries wait
+    /// up to `jitter_percent` % longer at random.
+    pub fn of_kind(self, kind: &str, jitter_percent: u32) -> TableQueue {
+        TableQueue {
+            name: format!("{}.{kind}", self.prefix),
+            jitter_percent,
+            published: Arc::new(Notify::new()),
+            ..self
         }
     }
 
@@ -185,22 +201,40 @@ impl TableQueue {
                 self.statement("DELETE FROM queued_messages WHERE id = $1", vec![id.into()])
             }
             Disposition::Retry(reason) => match self.retry.delay_after(attempt) {
-                Some(delay) => self.statement(
-                    "UPDATE queued_messages SET attempt = $1, reason = $2, \
-                     available_at_ms = $3, leased_until_ms = NULL WHERE id = $4",
-                    vec![
-                        (attempt as i32 + 1).into(),
-                        reason.clone().into(),
-                        (now_ms() + millis(delay)).into(),
-                        id.into(),
-                    ],
-                ),
+                Some(delay) => self.delay_statement(id, attempt + 1, reason, delay),
                 None => self.park_statement(id, reason),
             },
+            Disposition::RetryNotBefore(reason, not_before) => {
+                match self.retry.delay_after(attempt) {
+                    Some(delay) => {
+                        self.delay_statement(id, attempt + 1, reason, delay.max(*not_before))
+                    }
+                    None => self.park_statement(id, reason),
+                }
+            }
+            Disposition::Defer(reason) => {
+                let first = self.retry.delays.first().copied().unwrap_or(POLL);
+                self.delay_statement(id, attempt, reason, first)
+            }
             Disposition::Park(reason) => self.park_statement(id, reason),
         };
         self.db.execute_raw(statement).await?;
         Ok(())
+    }
+
+    /// Makes a message ready again after `delay` (jittered), at `attempt`.
+    fn delay_statement(&self, id: i64, attempt: u32, reason: &str, delay: Duration) -> Statement {
+        let delay = super::jittered(delay, self.jitter_percent);
+        self.statement(
+            "UPDATE queued_messages SET attempt = $1, reason = $2, \
+             available_at_ms = $3, leased_until_ms = NULL WHERE id = $4",
+            vec![
+                (attempt as i32).into(),
+                reason.to_owned().into(),
+                (now_ms() + millis(delay)).into(),
+                id.into(),
+            ],
+        )
     }
 
     fn park_statement(&self, id: i64, reason: &str) -> Statement {

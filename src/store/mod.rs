@@ -2,7 +2,9 @@
 //! entities, and the queries each concept needs (one file per concept).
 
 pub mod api_clients;
+pub mod endpoints;
 pub mod entities;
+pub mod events;
 pub mod payments;
 pub mod refunds;
 pub mod settings;

@@ -162,8 +162,9 @@ pub struct TestApp {
     pub server: Option<tokio::task::JoinHandle<Result<(), payorch::StartupError>>>,
     /// Keeps the database alive as long as the app; dropped after it.
     _test_db: Arc<TestDb>,
-    /// The broker topology this app declared, deleted when it is dropped.
-    amqp: Option<payorch::queue::amqp::AmqpQueue>,
+    /// The broker topology this app declared (webhooks, events), deleted
+    /// when it is dropped.
+    amqp: Vec<payorch::queue::amqp::AmqpQueue>,
 }
 
 impl TestApp {
@@ -176,13 +177,22 @@ impl TestApp {
     pub async fn spawn_with(test_db: Arc<TestDb>, env: HashMap<String, String>) -> TestApp {
         init_logs();
         let cfg = Arc::new(config_from(&env));
-        let amqp = cfg.amqp_url.as_ref().map(|url| {
-            payorch::queue::amqp::AmqpQueue::new(
-                url.expose(),
-                &cfg.queue_prefix,
-                cfg.retry_policy.clone(),
-            )
-        });
+        let amqp = match cfg.amqp_url.as_ref() {
+            Some(url) => vec![
+                payorch::queue::amqp::AmqpQueue::new(
+                    url.expose(),
+                    &cfg.queue_prefix,
+                    cfg.retry_policy.clone(),
+                ),
+                payorch::queue::amqp::AmqpQueue::new(
+                    url.expose(),
+                    &cfg.queue_prefix,
+                    cfg.event_retry_policy.clone(),
+                )
+                .of_kind(payorch::queue::EVENTS, 0),
+            ],
+            None => Vec::new(),
+        };
         let db = test_db.connect().await;
         store::migrate(&db, &cfg.database_url)
             .await
@@ -242,14 +252,17 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(queue) = self.amqp.take() {
+        let queues = std::mem::take(&mut self.amqp);
+        if !queues.is_empty() {
             // As with the database: a runtime of its own, off the test's.
             let _ = std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap();
-                let _ = runtime.block_on(queue.delete_topology());
+                for queue in queues {
+                    let _ = runtime.block_on(queue.delete_topology());
+                }
             })
             .join();
         }

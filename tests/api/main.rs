@@ -6,6 +6,7 @@ mod helpers;
 
 mod actors;
 mod cli;
+mod events;
 mod gate;
 mod health;
 mod idempotency;

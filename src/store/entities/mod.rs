@@ -2,8 +2,11 @@
 //! exactly; meaning (valid amounts, states) lives in `crate::domain`.
 
 pub mod api_client;
+pub mod event;
+pub mod event_attempt;
 pub mod idempotency_key;
 pub mod payment;
 pub mod payment_transition;
 pub mod refund;
+pub mod webhook_endpoint;
 pub mod webhook_event;

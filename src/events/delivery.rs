@@ -1,0 +1,277 @@
+//! Delivering one event to one endpoint, per Standard Webhooks: `POST`
+//! the stored body with `webhook-id` (the event id, the same on every
+//! attempt), `webhook-timestamp` (fresh per attempt) and
+//! `webhook-signature`. A 2xx is delivered; anything else — a 3xx
+//! included (redirects are not followed), a timeout, a refused connection
+//! — is retried on the events queue's schedule, after a 429/503's
+//! `Retry-After` at the earliest; `410 Gone` disables the endpoint. Every
+//! attempt is a row of `event_attempts`.
+//!
+//! One slow endpoint cannot hold up the others: deliveries run
+//! concurrently, and an endpoint with [`PER_ENDPOINT`] attempts already
+//! in flight gets its next message deferred (not counted as an attempt)
+//! instead of a slot the others need.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use dashmap::DashMap;
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::{signing, ssrf};
+use crate::{
+    queue::{Disposition, Envelope, QueueMessage, RetryPolicy, WebhookQueue},
+    store::{
+        endpoints::{self, Endpoint},
+        events::{self, NewAttempt},
+    },
+};
+
+/// Attempts in flight to one endpoint, at most.
+pub const PER_ENDPOINT: usize = 16;
+/// Delivery messages one process holds at once.
+pub const PREFETCH: u16 = 256;
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// Delivers events; cheap to clone.
+#[derive(Clone)]
+pub struct Deliverer {
+    db: DatabaseConnection,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    allow_private: bool,
+    in_flight: Arc<DashMap<Uuid, usize>>,
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+struct Tried {
+    response_status: Option<u16>,
+    error: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Deliverer {
+    pub fn new(
+        db: DatabaseConnection,
+        retry: RetryPolicy,
+        timeout: Duration,
+        allow_private: bool,
+    ) -> Deliverer {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3).min(timeout))
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("payorch-events/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(PER_ENDPOINT);
+        if !allow_private {
+            http = http.dns_resolver(Arc::new(ssrf::GuardedResolver));
+        }
+        Deliverer {
+            db,
+            http: http
+                .build()
+                .expect("building the event delivery HTTP client"),
+            retry,
+            allow_private,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Consumes the events queue until `shutdown`.
+    pub async fn run(self, queue: WebhookQueue, shutdown: impl std::future::Future<Output = ()>) {
+        queue
+            .consume(PREFETCH, shutdown, move |envelope| {
+                let deliverer = self.clone();
+                async move { deliverer.handle(envelope).await }
+            })
+            .await;
+    }
+
+    /// Delivers one queued message; what becomes of the message.
+    pub async fn handle(&self, envelope: Envelope) -> Disposition {
+        let QueueMessage::EventDelivery(delivery) = envelope.message else {
+            return Disposition::Park("not an event delivery".into());
+        };
+        let endpoint = match endpoints::find(&self.db, delivery.endpoint_id).await {
+            Ok(Some(endpoint)) if endpoint.enabled => endpoint,
+            Ok(_) => {
+                tracing::debug!(endpoint = %delivery.endpoint_id, "endpoint deleted or disabled; delivery dropped");
+                metrics::counter!("payorch_event_deliveries_total", "result" => "skipped")
+                    .increment(1);
+                return Disposition::Ack;
+            }
+            Err(err) => return Disposition::Defer(format!("database: {err}")),
+        };
+        let event = match events::find(&self.db, &delivery.event_id).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Disposition::Ack,
+            Err(err) => return Disposition::Defer(format!("database: {err}")),
+        };
+        let Some(_slot) = self.slot(endpoint.id) else {
+            metrics::counter!("payorch_event_deliveries_total", "result" => "deferred")
+                .increment(1);
+            return Disposition::Defer("endpoint busy".into());
+        };
+        let started = Instant::now();
+        let tried = self.post(&endpoint, &event.id, &event.body).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!("payorch_event_attempt_seconds").record(elapsed.as_secs_f64());
+        let delivered = tried.error.is_none();
+        let last = self.retry.delay_after(envelope.attempt).is_none();
+        let gone = tried.response_status == Some(410);
+        let status = if delivered {
+            "delivered"
+        } else if last || gone {
+            "failed"
+        } else {
+            "retrying"
+        };
+        if let Err(err) = events::record_attempt(
+            &self.db,
+            NewAttempt {
+                event_id: &event.id,
+                endpoint_id: endpoint.id,
+                attempt: envelope.attempt,
+                status,
+                response_status: tried.response_status,
+                duration_ms: elapsed.as_millis() as u64,
+                error: tried.error.clone(),
+            },
+        )
+        .await
+        {
+            tracing::warn!(error = %err, event = event.id, "could not record a delivery attempt");
+        }
+        metrics::counter!("payorch_event_deliveries_total", "result" => status).increment(1);
+        let streak = metrics::gauge!("payorch_event_endpoint_failure_streak", "endpoint" => endpoint.id.to_string());
+        if delivered {
+            streak.set(0.0);
+            tracing::debug!(event = event.id, endpoint = %endpoint.id, "event delivered");
+            return Disposition::Ack;
+        }
+        streak.increment(1.0);
+        let error = tried.error.unwrap_or_default();
+        tracing::info!(
+            event = event.id,
+            endpoint = %endpoint.id,
+            attempt = envelope.attempt,
+            status,
+            error,
+            "event delivery failed"
+        );
+        if gone {
+            tracing::warn!(endpoint = %endpoint.id, "endpoint answered 410 Gone; disabling it");
+            if let Err(err) = endpoints::disable(&self.db, endpoint.id).await {
+                tracing::warn!(error = %err, "could not disable an endpoint");
+            }
+            return Disposition::Ack;
+        }
+        if last {
+            return Disposition::Ack;
+        }
+        match tried.retry_after {
+            Some(after) => Disposition::RetryNotBefore(error, after),
+            None => Disposition::Retry(error),
+        }
+    }
+
+    /// A slot among the endpoint's [`PER_ENDPOINT`], held until dropped.
+    fn slot(&self, endpoint: Uuid) -> Option<Slot> {
+        let mut count = self.in_flight.entry(endpoint).or_insert(0);
+        if *count >= PER_ENDPOINT {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            map: self.in_flight.clone(),
+            endpoint,
+        })
+    }
+
+    async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Tried {
+        let failed = |error: String| Tried {
+            response_status: None,
+            error: Some(error),
+            retry_after: None,
+        };
+        let url = match ssrf::parse(&endpoint.url) {
+            Ok(url) => url,
+            Err(err) => return failed(format!("endpoint URL {err}")),
+        };
+        if let Err(err) = ssrf::check_literal(&url, self.allow_private) {
+            return failed(format!("endpoint URL {err}"));
+        }
+        let now = Utc::now();
+        let timestamp = now.timestamp();
+        let signature =
+            signing::signature_header(endpoint.signing_secrets(now), id, timestamp, body);
+        let sent = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_owned())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(err) if err.is_timeout() => return failed("timed out".into()),
+            Err(err) if err.is_connect() => {
+                return failed(format!("cannot connect: {}", source_of(&err)));
+            }
+            Err(err) => return failed(format!("request failed: {}", source_of(&err))),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Tried {
+                response_status: Some(status.as_u16()),
+                error: None,
+                retry_after: None,
+            };
+        }
+        let retry_after = matches!(status.as_u16(), 429 | 503)
+            .then(|| response.headers().get("retry-after"))
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
+        Tried {
+            response_status: Some(status.as_u16()),
+            error: Some(format!("answered {status}")),
+            retry_after,
+        }
+    }
+}
+
+/// The innermost cause: reqwest's own message names only the URL.
+fn source_of(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+struct Slot {
+    map: Arc<DashMap<Uuid, usize>>,
+    endpoint: Uuid,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let dashmap::mapref::entry::Entry::Occupied(mut count) = self.map.entry(self.endpoint) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Merchant events: what payorch tells an API client about its payments
+//! and refunds, signed per Standard Webhooks and delivered to the
+//! endpoints the client registered.
+//!
+//! ```text
+//! state change ─▶ its event row, same transaction (outbox) ─▶ commit
+//!   ─▶ relay (woken by NOTIFY / in-process) ─▶ one queue message per
+//!      matching endpoint ─▶ delivery (retries on the events queue)
+//!      ─▶ POST to the endpoint, each attempt in `event_attempts`
+//! ```
+//!
+//! - [`record_payment`] / [`record_refund`]: the outbox write, called by
+//!   the payment core inside the transaction of the change.
+//! - [`relay`]: from outbox to queue; [`delivery`]: from queue to endpoint.
+//! - [`Events`]: the endpoints API, the event log and redelivery.
+//! - [`signing`] and [`ssrf`]: signatures, and where events may go.
+
+pub mod delivery;
+pub mod relay;
+pub mod signing;
+pub mod ssrf;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    domain::{FieldError, Outcome, PaymentStatus},
+    queue::{Envelope, EventDelivery, QueueError, QueueMessage, WebhookQueue},
+    store::{
+        endpoints::{self, Endpoint, EndpointChanges, NewEndpoint},
+        events::{self as store, Attempt, Event, EventFilter},
+        payments::Payment,
+        refunds::Refund,
+    },
+};
+
+/// Every event type, as endpoints subscribe to them.
+pub const EVENT_TYPES: [&str; 9] = [
+    "payment.pending",
+    "payment.succeeded",
+    "payment.failed",
+    "payment.abandoned",
+    "payment.flagged",
+    "payment.refunded",
+    "refund.pending",
+    "refund.succeeded",
+    "refund.failed",
+];
+
+/// How long the secret before a rotation keeps signing.
+pub const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
+/// The longest endpoint description.
+pub const MAX_DESCRIPTION: usize = 255;
+/// Endpoints one client may have.
+pub const MAX_ENDPOINTS: usize = 50;
+
+/// The event a payment change reports, if any: a new status, or a flag.
+pub fn payment_event_type(outcome: &Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Applied { to } => match to {
+            PaymentStatus::Created => None,
+            PaymentStatus::Pending => Some("payment.pending"),
+            PaymentStatus::Succeeded => Some("payment.succeeded"),
+            PaymentStatus::Failed => Some("payment.failed"),
+            PaymentStatus::Abandoned => Some("payment.abandoned"),
+            PaymentStatus::Refunded => Some("payment.refunded"),
+        },
+        Outcome::Flagged(_) => Some("payment.flagged"),
+        _ => None,
+    }
+}
+
+/// A new event id: `evt_` + a UUIDv7, so ids sort by creation.
+pub fn new_event_id() -> String {
+    format!("evt_{}", Uuid::now_v7().simple())
+}
+
+/// The JSON an event is delivered as.
+#[derive(Serialize)]
+struct Body<'a, T: Serialize> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created_at: DateTime<Utc>,
+    data: T,
+}
+
+async fn record<T: Serialize>(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    kind: &str,
+    payment_id: Uuid,
+    refund_id: Option<Uuid>,
+    data: T,
+) -> Result<(), DbErr> {
+    let id = new_event_id();
+    let created_at = Utc::now();
+    let body = serde_json::to_string(&Body {
+        id: &id,
+        kind,
+        created_at,
+        data,
+    })
+    .expect("an event serializes");
+    store::insert(
+        db,
+        Event {
+            id,
+            client_id,
+            kind: kind.to_owned(),
+            payment_id: Some(payment_id),
+            refund_id,
+            body,
+            created_at,
+            published_at: None,
+        },
+    )
+    .await?;
+    relay::wake();
+    Ok(())
+}
+
+/// Writes the event for `payment`'s change, in the caller's transaction.
+pub async fn record_payment(
+    db: &impl ConnectionTrait,
+    payment: &Payment,
+    kind: &str,
+) -> Result<(), DbErr> {
+    let view = crate::http::payments::PaymentView::new(payment.clone(), None);
+    record(db, payment.client_id, kind, payment.id, None, view).await
+}
+
+/// Writes the event for `refund`'s change, in the caller's transaction.
+pub async fn record_refund(
+    db: &impl ConnectionTrait,
+    refund: &Refund,
+    payment_reference: &str,
+) -> Result<(), DbErr> {
+    let kind = format!("refund.{}", refund.status);
+    let view = crate::http::refunds::RefundView::new(refund.clone(), payment_reference);
+    record(
+        db,
+        refund.client_id,
+        &kind,
+        refund.payment_id,
+        Some(refund.id),
+        view,
+    )
+    .await
+}
+
+/// Why an events operation did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("no such webhook endpoint")]
+    EndpointNotFound,
+    #[error("no such event")]
+    EventNotFound,
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("the endpoint URL {0}")]
+    UrlNotAllowed(String),
+    #[error("{0} is temporarily unavailable")]
+    Unavailable(&'static str),
+}
+
+impl From<DbErr> for EventsError {
+    fn from(err: DbErr) -> Self {
+        tracing::warn!(error = %err, "events: database error");
+        EventsError::Unavailable("the database")
+    }
+}
+
+impl From<QueueError> for EventsError {
+    fn from(err: QueueError) -> Self {
+        tracing::warn!(error = %err, "events: queue error");
+        EventsError::Unavailable("the event queue")
+    }
+}
+
+/// An endpoint as asked for (create), checked by [`Events::create_endpoint`].
+#[derive(Debug, Default)]
+pub struct EndpointRequest {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// The endpoints API, the event log and redelivery, for one installation.
+#[derive(Clone)]
+pub struct Events {
+    db: DatabaseConnection,
+    queue: WebhookQueue,
+    allow_private: bool,
+}
+
+impl Events {
+    pub fn new(db: DatabaseConnection, queue: WebhookQueue, allow_private: bool) -> Events {
+        Events {
+            db,
+            queue,
+            allow_private,
+        }
+    }
+
+    /// Checks the fields a create or an update sets; the URL is also
+    /// resolved (SSRF guard).
+    async fn validate(&self, request: &EndpointRequest) -> Result<(), EventsError> {
+        let mut errors = Vec::new();
+        let mut url = None;
+        if let Some(raw) = &request.url {
+            match ssrf::parse(raw) {
+                Ok(parsed) => url = Some(parsed),
+                Err(err) => errors.push(FieldError::new("url", err.to_string())),
+            }
+        }
+        if let Some(description) = &request.description
+            && description.chars().count() > MAX_DESCRIPTION
+        {
+            errors.push(FieldError::new(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION} characters"),
+            ));
+        }
+        for kind in request.event_types.iter().flatten() {
+            if !EVENT_TYPES.contains(&kind.as_str()) {
+                errors.push(FieldError::new(
+                    "event_types",
+                    format!(
+                        "unknown event type `{kind}`; known: {}",
+                        EVENT_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(EventsError::Invalid(errors));
+        }
+        if let Some(url) = url
+            && let Err(err) = ssrf::check(&url, self.allow_private).await
+        {
+            return Err(EventsError::UrlNotAllowed(err.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn create_endpoint(
+        &self,
+        client_id: Uuid,
+        request: EndpointRequest,
+    ) -> Result<Endpoint, EventsError> {
+        if request.url.is_none() {
+            return Err(EventsError::Invalid(vec![FieldError::new(
+                "url",
+                "is required",
+            )]));
+        }
+        self.validate(&request).await?;
+        if endpoints::for_client(&self.db, client_id).await?.len() >= MAX_ENDPOINTS {
+            return Err(EventsError::Invalid(vec![FieldError::new(
+                "url",
+                format!("a client may have at most {MAX_ENDPOINTS} endpoints"),
+            )]));
+        }
+        let mut types = request.event_types.unwrap_or_default();
+        types.sort();
+        types.dedup();
+        let endpoint = endpoints::insert(
+            &self.db,
+            NewEndpoint {
+                client_id,
+                url: request.url.unwrap_or_default(),
+                description: request.description,
+                event_types: types,
+                secret: signing::generate_secret(),
+            },
+        )
+        .await?;
+        tracing::info!(endpoint = %endpoint.id, %client_id, "webhook endpoint registered");
+        Ok(endpoint)
+    }
+
+    pub async fn endpoints(&self, client_id: Uuid) -> Result<Vec<Endpoint>, EventsError> {
+        Ok(endpoints::for_client(&self.db, client_id).await?)
+    }
+
+    pub async fn endpoint(&self, client_id: Uuid, id: Uuid) -> Result<Endpoint, EventsError> {
+        endpoints::find_owned(&self.db, client_id, id)
+            .await?
+            .ok_or(EventsError::EndpointNotFound)
+    }
+
+    pub async fn update_endpoint(
+        &self,
+        client_id: Uuid,
+        id: Uuid,
+        request: EndpointRequest,
+    ) -> Result<Endpoint, EventsError> {
+        let endpoint = self.endpoint(client_id, id).await?;
+        self.validate(&request).await?;
+        let event_types = request.event_types.map(|mut types| {
+            types.sort();
+            types.dedup();
+            types
+        });
+        Ok(endpoints::update(
+            &self.db,
+            endpoint,
+            EndpointChanges {
+                url: request.url,
+                description: request.description.map(Some),
+                enabled: request.enabled,
+                event_types,
+            },
+        )
+        .await?)
+    }
+
+    pub async fn delete_endpoint(&self, client_id: Uuid, id: Uuid) -> Result<(), EventsError> {
+        if endpoints::delete_owned(&self.db, client_id, id).await? {
+            tracing::info!(endpoint = %id, %client_id, "webhook endpoint deleted");
+            Ok(())
+        } else {
+            Err(EventsError::EndpointNotFound)
+        }
+    }
+
+    /// A new secret; the old one keeps signing for [`ROTATION_OVERLAP`].
+    pub async fn rotate_secret(&self, client_id: Uuid, id: Uuid) -> Result<Endpoint, EventsError> {
+        let endpoint = self.endpoint(client_id, id).await?;
+        let rotated = endpoints::rotate(
+            &self.db,
+            endpoint,
+            signing::generate_secret(),
+            Utc::now() + ROTATION_OVERLAP,
+        )
+        .await?;
+        tracing::info!(endpoint = %id, %client_id, "webhook endpoint secret rotated");
+        Ok(rotated)
+    }
+
+    pub async fn list(&self, filter: EventFilter<'_>) -> Result<Vec<Event>, EventsError> {
+        Ok(store::list(&self.db, filter).await?)
+    }
+
+    /// The client's event and its delivery attempts.
+    pub async fn event(
+        &self,
+        client_id: Uuid,
+        id: &str,
+    ) -> Result<(Event, Vec<Attempt>), EventsError> {
+        let event = store::find_owned(&self.db, client_id, id)
+            .await?
+            .ok_or(EventsError::EventNotFound)?;
+        let attempts = store::attempts(&self.db, id).await?;
+        Ok((event, attempts))
+    }
+
+    /// Queues the event again, with fresh attempts: to `only`, or to every
+    /// enabled endpoint of the client that wants its type. Returns the
+    /// endpoints it was queued for.
+    pub async fn redeliver(
+        &self,
+        client_id: Uuid,
+        id: &str,
+        only: Option<Uuid>,
+    ) -> Result<Vec<Uuid>, EventsError> {
+        let event = store::find_owned(&self.db, client_id, id)
+            .await?
+            .ok_or(EventsError::EventNotFound)?;
+        let targets: Vec<Uuid> = match only {
+            Some(endpoint_id) => vec![self.endpoint(client_id, endpoint_id).await?.id],
+            None => endpoints::enabled_for(&self.db, [client_id])
+                .await?
+                .into_iter()
+                .filter(|endpoint| endpoint.wants(&event.kind))
+                .map(|endpoint| endpoint.id)
+                .collect(),
+        };
+        for endpoint_id in &targets {
+            self.queue
+                .publish(&delivery(&event.id, *endpoint_id))
+                .await?;
+        }
+        tracing::info!(
+            event = id,
+            endpoints = targets.len(),
+            "event redelivery queued"
+        );
+        Ok(targets)
+    }
+}
+
+/// The queue message that delivers `event_id` to `endpoint_id`.
+pub fn delivery(event_id: &str, endpoint_id: Uuid) -> Envelope {
+    Envelope {
+        message: QueueMessage::EventDelivery(EventDelivery::new(event_id, endpoint_id)),
+        attempt: 0,
+        reason: None,
+    }
+}

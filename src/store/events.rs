@@ -1,0 +1,148 @@
+//! The events outbox and the delivery log. An event row is written in the
+//! transaction of the change it reports; the relay marks it published
+//! once its deliveries are queued; each delivery attempt is a row of
+//! `event_attempts`.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::entities::{event, event_attempt};
+
+pub use event::Model as Event;
+pub use event_attempt::Model as Attempt;
+
+pub async fn insert(db: &impl ConnectionTrait, event: Event) -> Result<(), DbErr> {
+    event::Entity::insert(event::ActiveModel::from(event))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Event>, DbErr> {
+    event::Entity::find_by_id(id.to_owned()).one(db).await
+}
+
+pub async fn find_owned(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    id: &str,
+) -> Result<Option<Event>, DbErr> {
+    event::Entity::find_by_id(id.to_owned())
+        .filter(event::Column::ClientId.eq(client_id))
+        .one(db)
+        .await
+}
+
+/// A page of the client's events, newest first.
+pub struct EventFilter<'a> {
+    pub client_id: Uuid,
+    pub kind: Option<&'a str>,
+    pub payment_id: Option<Uuid>,
+    /// Only events older than this one (the cursor).
+    pub after: Option<&'a str>,
+    pub limit: u64,
+}
+
+pub async fn list(db: &impl ConnectionTrait, filter: EventFilter<'_>) -> Result<Vec<Event>, DbErr> {
+    let mut query = event::Entity::find().filter(event::Column::ClientId.eq(filter.client_id));
+    if let Some(kind) = filter.kind {
+        query = query.filter(event::Column::Kind.eq(kind));
+    }
+    if let Some(payment_id) = filter.payment_id {
+        query = query.filter(event::Column::PaymentId.eq(payment_id));
+    }
+    if let Some(after) = filter.after {
+        query = query.filter(event::Column::Id.lt(after));
+    }
+    query
+        .order_by_desc(event::Column::Id)
+        .limit(filter.limit)
+        .all(db)
+        .await
+}
+
+/// Up to `limit` events not yet published, oldest first, locked (PostgreSQL:
+/// `FOR UPDATE SKIP LOCKED`, so relays in several processes share them).
+pub async fn claim_unpublished(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Event>, DbErr> {
+    let query = event::Entity::find()
+        .filter(event::Column::PublishedAt.is_null())
+        .order_by_asc(event::Column::Id)
+        .limit(limit);
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        query
+            .lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            )
+            .all(db)
+            .await
+    } else {
+        query.all(db).await
+    }
+}
+
+pub async fn mark_published(
+    db: &impl ConnectionTrait,
+    ids: Vec<String>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    event::Entity::update_many()
+        .col_expr(event::Column::PublishedAt, Expr::value(at))
+        .filter(event::Column::Id.is_in(ids))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// When the oldest event still in the outbox was written.
+pub async fn oldest_unpublished(db: &impl ConnectionTrait) -> Result<Option<DateTime<Utc>>, DbErr> {
+    Ok(event::Entity::find()
+        .filter(event::Column::PublishedAt.is_null())
+        .order_by_asc(event::Column::Id)
+        .one(db)
+        .await?
+        .map(|event| event.created_at))
+}
+
+pub struct NewAttempt<'a> {
+    pub event_id: &'a str,
+    pub endpoint_id: Uuid,
+    pub attempt: u32,
+    pub status: &'a str,
+    pub response_status: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+pub async fn record_attempt(
+    db: &impl ConnectionTrait,
+    attempt: NewAttempt<'_>,
+) -> Result<(), DbErr> {
+    event_attempt::Entity::insert(event_attempt::ActiveModel {
+        event_id: Set(attempt.event_id.to_owned()),
+        endpoint_id: Set(attempt.endpoint_id),
+        attempt: Set(i32::try_from(attempt.attempt).unwrap_or(i32::MAX)),
+        at: Set(Utc::now()),
+        status: Set(attempt.status.to_owned()),
+        response_status: Set(attempt.response_status.map(i32::from)),
+        duration_ms: Set(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX)),
+        error: Set(attempt.error.map(|e| e.chars().take(255).collect())),
+        ..Default::default()
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// An event's attempts, oldest first.
+pub async fn attempts(db: &impl ConnectionTrait, event_id: &str) -> Result<Vec<Attempt>, DbErr> {
+    event_attempt::Entity::find()
+        .filter(event_attempt::Column::EventId.eq(event_id))
+        .order_by_asc(event_attempt::Column::Id)
+        .all(db)
+        .await
+}

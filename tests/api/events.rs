@@ -1,0 +1,691 @@
+//! Merchant events end to end: endpoints, the outbox, signed delivery to a
+//! receiver the test runs, retries, rotation, tenancy, the SSRF guard.
+//!
+//! Signatures are checked here by re-deriving them from the Standard
+//! Webhooks specification with the `hmac` and `base64` crates, not with
+//! payorch's own signing code.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use hmac::{Hmac, KeyInit, Mac};
+use poem::{EndpointExt, Request, Response, Route, Server, handler, http::StatusCode, web::Data};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+use crate::helpers::{SendJson, TestApp, TestDb, assert_problem, test_env};
+
+/// What the receiver does with a request.
+#[derive(Clone, Copy)]
+pub enum Behaviour {
+    Accept,
+    /// Answers 500 to the first `n` requests of each `webhook-id`.
+    FailFirst(usize),
+    /// Never answers (until the sender gives up).
+    Hang,
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+struct State {
+    behaviour: Behaviour,
+    seen: Mutex<Vec<Received>>,
+    arrived: Notify,
+}
+
+/// An HTTP receiver on a free local port.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+#[handler]
+async fn receive(req: &Request, body: String, state: Data<&Arc<State>>) -> Response {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let received = Received {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+        body,
+        at: Instant::now(),
+    };
+    let earlier = {
+        let mut seen = state.seen.lock().unwrap();
+        let earlier = seen.iter().filter(|r| r.id == received.id).count();
+        seen.push(received);
+        earlier
+    };
+    state.arrived.notify_waiters();
+    match state.behaviour {
+        Behaviour::Accept => StatusCode::NO_CONTENT.into(),
+        Behaviour::FailFirst(n) if earlier < n => StatusCode::INTERNAL_SERVER_ERROR.into(),
+        Behaviour::FailFirst(_) => StatusCode::OK.into(),
+        Behaviour::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    }
+}
+
+impl Receiver {
+    pub async fn start(behaviour: Behaviour) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            behaviour,
+            seen: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+        });
+        let routes = Route::new()
+            .at("/hook", poem::post(receive))
+            .data(state.clone());
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        let server = tokio::spawn(async move {
+            let _ = Server::new_with_acceptor(acceptor).run(routes).await;
+        });
+        Receiver {
+            addr,
+            state,
+            _server: server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Received> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds of what was received (or fails after `within`).
+    pub async fn until(
+        &self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let seen = self.seen();
+            if done(&seen) {
+                return seen;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{what}: not received within {within:?}; got {seen:#?}"
+            );
+            let _ = tokio::time::timeout(left, arrived).await;
+        }
+    }
+
+    /// Waits for a request of event type `kind`.
+    pub async fn event(&self, kind: &str) -> Received {
+        let seen = self
+            .until(Duration::from_secs(15), kind, |seen| {
+                seen.iter().any(|r| r.json()["type"] == kind)
+            })
+            .await;
+        seen.into_iter().find(|r| r.json()["type"] == kind).unwrap()
+    }
+}
+
+/// The Standard Webhooks signature of a request with `secret`, derived
+/// from the specification.
+fn expected_signature(secret: &str, received: &Received) -> String {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.{}", received.id, received.timestamp, received.body).as_bytes());
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+fn verifies(secret: &str, received: &Received) -> bool {
+    let expected = expected_signature(secret, received);
+    received.signature.split(' ').any(|s| s == expected)
+}
+
+/// Test environment that lets endpoints live on this machine.
+fn events_env(db: &TestDb) -> HashMap<String, String> {
+    let mut env = test_env(db);
+    env.insert("PAYORCH_ALLOW_PRIVATE_ENDPOINTS".into(), "true".into());
+    env.insert("PAYORCH_EVENT_RETRY_DELAYS_MS".into(), "100,100,100".into());
+    env
+}
+
+async fn app_with(env: impl FnOnce(&TestDb) -> HashMap<String, String>) -> TestApp {
+    let db = Arc::new(TestDb::postgres().await);
+    let env = env(&db);
+    TestApp::spawn_with(db, env).await
+}
+
+/// Registers `url` for the test's client; returns the endpoint's JSON.
+async fn register(app: &TestApp, key: &str, body: Value) -> Value {
+    let response = app
+        .http
+        .post(app.url("/v1/webhook-endpoints"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+async fn pay(app: &TestApp, payment: &Value) {
+    let paid = app
+        .http
+        .post(payment["authorization_url"].as_str().unwrap())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("outcome=success")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+}
+
+#[tokio::test]
+async fn a_paid_checkout_tells_the_merchant_pending_then_succeeded_signed() {
+    let app = app_with(events_env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let endpoint = register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    let secret = endpoint["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"));
+    assert!(STANDARD.decode(&secret[6..]).unwrap().len() >= 24);
+
+    let payment = app.new_payment(150_075).await;
+    let pending = receiver.event("payment.pending").await;
+    pay(&app, &payment).await;
+    let succeeded = receiver.event("payment.succeeded").await;
+
+    for received in [&pending, &succeeded] {
+        assert!(verifies(secret, received), "{received:?}");
+        let event = received.json();
+        assert_eq!(event["id"], received.id, "webhook-id is the event id");
+        assert!(received.id.starts_with("evt_"));
+        assert_eq!(event["data"]["reference"], payment["reference"]);
+        let sent_at: i64 = received.timestamp.parse().unwrap();
+        assert!((chrono::Utc::now().timestamp() - sent_at).abs() < 60);
+    }
+    assert!(pending.at <= succeeded.at);
+    assert!(
+        succeeded.json()["data"]["version"].as_i64() > pending.json()["data"]["version"].as_i64()
+    );
+    assert_eq!(succeeded.json()["data"]["status"], "succeeded");
+    // A body altered by one byte does not verify.
+    let mut forged = succeeded.clone();
+    forged.body = forged.body.replacen("succeeded", "succeedeD", 1);
+    assert!(!verifies(secret, &forged));
+}
+
+#[tokio::test]
+async fn an_endpoint_that_fails_twice_gets_the_event_on_the_third_attempt_with_the_same_id() {
+    let app = app_with(events_env).await;
+    let receiver = Receiver::start(Behaviour::FailFirst(2)).await;
+    register(
+        &app,
+        &app.api_key,
+        json!({"url": receiver.url(), "event_types": ["payment.pending"]}),
+    )
+    .await;
+    app.new_payment(5_000).await;
+    let seen = receiver
+        .until(Duration::from_secs(15), "three attempts", |seen| {
+            seen.len() >= 3
+        })
+        .await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen.iter().all(|r| r.id == seen[0].id),
+        "one webhook-id on every attempt"
+    );
+    let id = &seen[0].id;
+    // The attempts are recorded as the receiver answered them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let attempts = loop {
+        let event = app.get(&format!("/v1/events/{id}")).json_body().await;
+        let attempts = event["attempts"].as_array().unwrap().clone();
+        if attempts.len() == 3 || Instant::now() > deadline {
+            break attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let summary: Vec<(String, i64)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["status"].as_str().unwrap().to_owned(),
+                a["response_status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("retrying".into(), 500),
+            ("retrying".into(), 500),
+            ("delivered".into(), 200)
+        ]
+    );
+    assert_eq!(attempts[2]["attempt"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_does_not_delay_another_endpoints_events() {
+    let app = app_with(|db| {
+        let mut env = events_env(db);
+        env.insert("PAYORCH_EVENT_TIMEOUT_MS".into(), "30000".into());
+        env
+    })
+    .await;
+    let hanging = Receiver::start(Behaviour::Hang).await;
+    let healthy = Receiver::start(Behaviour::Accept).await;
+    register(&app, &app.api_key, json!({"url": hanging.url()})).await;
+    register(&app, &app.api_key, json!({"url": healthy.url()})).await;
+    // More events than the hanging endpoint may hold attempts for.
+    let mut created = Vec::new();
+    for _ in 0..40 {
+        app.new_payment(1_000).await;
+        created.push(Instant::now());
+    }
+    let seen = healthy
+        .until(
+            Duration::from_secs(10),
+            "40 events at the healthy endpoint",
+            |seen| seen.len() >= 40,
+        )
+        .await;
+    let last_created = *created.last().unwrap();
+    let last_received = seen.iter().map(|r| r.at).max().unwrap();
+    assert!(
+        last_received.saturating_duration_since(last_created) < Duration::from_secs(1),
+        "the healthy endpoint waited {:?} after the last change",
+        last_received.saturating_duration_since(last_created)
+    );
+    assert!(!hanging.seen().is_empty(), "the hanging endpoint was tried");
+}
+
+#[tokio::test]
+async fn during_a_rotation_each_delivery_carries_both_signatures() {
+    let app = app_with(events_env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let endpoint = register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    let old = endpoint["secret"].as_str().unwrap().to_owned();
+    let id = endpoint["id"].as_str().unwrap();
+    let rotated = app
+        .post(&format!("/v1/webhook-endpoints/{id}/rotate-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let new = rotated.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(old, new);
+    // The secret is not shown again.
+    let read = app
+        .get(&format!("/v1/webhook-endpoints/{id}"))
+        .json_body()
+        .await;
+    assert!(read.get("secret").is_none(), "{read}");
+
+    app.new_payment(2_000).await;
+    let received = receiver.event("payment.pending").await;
+    assert_eq!(
+        received.signature.split(' ').count(),
+        2,
+        "{}",
+        received.signature
+    );
+    assert!(verifies(&old, &received));
+    assert!(verifies(&new, &received));
+}
+
+#[tokio::test]
+async fn another_client_cannot_see_or_redeliver_a_clients_events_or_endpoints() {
+    let app = app_with(events_env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let endpoint = register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    let endpoint_id = endpoint["id"].as_str().unwrap();
+    app.new_payment(3_000).await;
+    let event_id = receiver.event("payment.pending").await.id;
+    let other = app.other_client_key().await;
+    let as_other = |method: reqwest::Method, path: &str| {
+        app.http.request(method, app.url(path)).bearer_auth(&other)
+    };
+
+    let listed = as_other(reqwest::Method::GET, "/v1/events")
+        .json_body()
+        .await;
+    assert_eq!(listed["data"], json!([]));
+    let read = as_other(reqwest::Method::GET, &format!("/v1/events/{event_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(read, 404, "event_not_found").await;
+    let redeliver = as_other(
+        reqwest::Method::POST,
+        &format!("/v1/events/{event_id}/redeliver"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_problem(redeliver, 404, "event_not_found").await;
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let response = as_other(method, &format!("/v1/webhook-endpoints/{endpoint_id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 404, "endpoint_not_found").await;
+    }
+    let listed = as_other(reqwest::Method::GET, "/v1/webhook-endpoints")
+        .json_body()
+        .await;
+    assert_eq!(listed, json!([]));
+    // The owner still has both, and the event went out once.
+    let own = app.get(&format!("/v1/events/{event_id}")).json_body().await;
+    assert_eq!(own["id"], event_id);
+    assert_eq!(receiver.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn redelivery_sends_the_same_event_id_again() {
+    let app = app_with(events_env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let endpoint = register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    app.new_payment(4_000).await;
+    let first = receiver.event("payment.pending").await;
+    let response = app
+        .post(&format!("/v1/events/{}/redeliver", first.id))
+        .json(&json!({"endpoint_id": endpoint["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let seen = receiver
+        .until(Duration::from_secs(10), "the redelivery", |seen| {
+            seen.len() >= 2
+        })
+        .await;
+    assert_eq!(seen[1].id, first.id);
+    assert_eq!(seen[1].body, first.body);
+}
+
+#[tokio::test]
+async fn events_are_listed_newest_first_with_filters_and_a_cursor() {
+    let app = app_with(events_env).await;
+    let mut references = Vec::new();
+    for _ in 0..3 {
+        references.push(
+            app.new_payment(1_000).await["reference"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let page = app
+        .get("/v1/events?type=payment.pending&limit=2")
+        .json_body()
+        .await;
+    let data = page["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(page["has_more"], true);
+    assert_eq!(data[0]["data"]["reference"], references[2]);
+    assert_eq!(data[1]["data"]["reference"], references[1]);
+    let next = app
+        .get(&format!(
+            "/v1/events?type=payment.pending&limit=2&after={}",
+            page["next_after"].as_str().unwrap()
+        ))
+        .json_body()
+        .await;
+    assert_eq!(next["data"].as_array().unwrap().len(), 1);
+    assert_eq!(next["data"][0]["data"]["reference"], references[0]);
+    assert_eq!(next["has_more"], false);
+    let one = app
+        .get(&format!("/v1/events?payment={}", references[1]))
+        .json_body()
+        .await;
+    assert_eq!(one["data"].as_array().unwrap().len(), 1);
+    let bad = app.get("/v1/events?limit=0").send().await.unwrap();
+    assert_problem(bad, 422, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn bad_endpoints_are_refused_with_422_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (json!({"url": "not a url"}), "validation_failed", "url"),
+        (
+            json!({"url": "ftp://merchant.example/hook"}),
+            "validation_failed",
+            "url",
+        ),
+        (
+            json!({"url": "https://merchant.example/hook", "event_types": ["payment.exploded"]}),
+            "validation_failed",
+            "event_types",
+        ),
+        (
+            json!({"url": "https://merchant.example/hook", "description": "x".repeat(256)}),
+            "validation_failed",
+            "description",
+        ),
+        // SSRF: a name that resolves to loopback, and an address literal.
+        (
+            json!({"url": "http://localhost:9/hook"}),
+            "endpoint_url_not_allowed",
+            "",
+        ),
+        (
+            json!({"url": "http://169.254.169.254/latest"}),
+            "endpoint_url_not_allowed",
+            "",
+        ),
+        (
+            json!({"url": "http://10.0.0.7/hook"}),
+            "endpoint_url_not_allowed",
+            "",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let response = app
+            .post("/v1/webhook-endpoints")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 422, code).await;
+        if !field.is_empty() {
+            assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        }
+    }
+    assert_eq!(
+        app.get("/v1/webhook-endpoints").json_body().await,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn delivery_refuses_an_endpoint_that_now_resolves_to_loopback() {
+    // Registered when its name pointed elsewhere; DNS now says 127.0.0.1.
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let created = register(
+        &app,
+        &app.api_key,
+        json!({"url": "https://merchant.example/hook"}),
+    )
+    .await;
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let local = format!("http://localhost:{}/hook", receiver.addr.port());
+    use sea_orm::{ConnectionTrait, Statement};
+    app.db
+        .execute_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "UPDATE webhook_endpoints SET url = $1 WHERE id = $2",
+            [local.into(), id.into()],
+        ))
+        .await
+        .unwrap();
+    app.new_payment(1_000).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let attempt = loop {
+        let page = app.get("/v1/events").json_body().await;
+        if let Some(event_id) = page["data"][0]["id"].as_str() {
+            let event = app.get(&format!("/v1/events/{event_id}")).json_body().await;
+            if let Some(attempt) = event["attempts"]
+                .as_array()
+                .and_then(|a| a.first())
+                .cloned()
+            {
+                break attempt;
+            }
+        }
+        assert!(Instant::now() < deadline, "no attempt recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempt["status"], "retrying");
+    assert!(attempt["response_status"].is_null());
+    assert!(
+        attempt["error"].as_str().unwrap().contains("forbidden"),
+        "{attempt}"
+    );
+    assert!(
+        receiver.seen().is_empty(),
+        "nothing reached the loopback receiver"
+    );
+}
+
+#[tokio::test]
+async fn a_refund_that_is_refused_emits_nothing_and_one_that_is_made_emits_refund_pending() {
+    let app = app_with(events_env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    register(&app, &app.api_key, json!({"url": receiver.url(), "event_types": ["refund.pending", "refund.succeeded", "payment.refunded"]})).await;
+    let payment = app.new_payment(10_000).await;
+    let reference = payment["reference"].as_str().unwrap();
+    // Not paid yet: refused (409), nothing written, nothing emitted.
+    let refused = app
+        .post(&format!("/v1/payments/{reference}/refunds"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    pay(&app, &payment).await;
+    let verified = app
+        .post(&format!("/v1/payments/{reference}/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    // More than is left: refused (422), nothing emitted.
+    let too_much = app
+        .post(&format!("/v1/payments/{reference}/refunds"))
+        .json(&json!({"amount": 10_001}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_much.status(), 422);
+    let made = app
+        .post(&format!("/v1/payments/{reference}/refunds"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let pending = receiver.event("refund.pending").await;
+    assert_eq!(pending.json()["data"]["amount"], 10_000);
+    let refunded = receiver.event("payment.refunded").await;
+    assert_eq!(refunded.json()["data"]["status"], "refunded");
+    receiver.event("refund.succeeded").await;
+    let kinds: Vec<String> = app.get("/v1/events?limit=100").json_body().await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "refund.pending").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_that_answers_gone_is_disabled() {
+    let app = app_with(events_env).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(Route::new().at(
+        "/hook",
+        poem::post(poem::endpoint::make_sync(|_| StatusCode::GONE)),
+    )));
+    let endpoint = register(
+        &app,
+        &app.api_key,
+        json!({"url": format!("http://{addr}/hook")}),
+    )
+    .await;
+    let id = endpoint["id"].as_str().unwrap();
+    app.new_payment(1_000).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = app
+            .get(&format!("/v1/webhook-endpoints/{id}"))
+            .json_body()
+            .await;
+        if read["enabled"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the endpoint stayed enabled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn embedded_sqlite_delivers_events_in_process() {
+    let db = Arc::new(TestDb::sqlite());
+    let env = events_env(&db);
+    let app = TestApp::spawn_with(db, env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let endpoint = register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    let payment = app.new_payment(7_000).await;
+    receiver.event("payment.pending").await;
+    pay(&app, &payment).await;
+    let succeeded = receiver.event("payment.succeeded").await;
+    assert!(verifies(endpoint["secret"].as_str().unwrap(), &succeeded));
+}
