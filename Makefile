@@ -8,7 +8,7 @@ ROUNDS ?= 2
 FUZZ_SECONDS ?= 60
 
 
-.PHONY: bench-api bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
+.PHONY: bench-api bench-events bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
 .PHONY: help run test schema-test browser-test fuzz fuzz-merge migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
@@ -66,6 +66,9 @@ bench-api: services ## API latency at 100 connections (release build), limiter o
 
 bench-webhooks: services ## webhook ack rate vs the broker's own, drain with 1/2/4 workers vs pgbench
 	$(CARGO) bench --bench webhooks
+
+bench-events: services ## merchant events: 10,000 changes x 10 endpoints, deliveries/s and commit-to-receipt p50/p99 beside RabbitMQ's confirmed-publish rate
+	$(CARGO) bench --bench events
 
 bench-reconcile: services ## payorch reconcile over 10,000 stale payments: payments/s, provider calls per payment, beside the sandbox's verify rate
 	$(CARGO) bench --bench reconcile

@@ -14,7 +14,6 @@ use std::{
 };
 
 use common::*;
-use lapin::{BasicProperties, Connection, ConnectionProperties, options::*, types::FieldTable};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::json;
 
@@ -22,70 +21,6 @@ const EVENTS: usize = 10_000;
 const SENDERS: usize = 100;
 const PAYMENTS: usize = 1_000;
 const SECRET: &str = payorch::config::SANDBOX_SECRET_KEY;
-
-async fn broker_ceiling(prefix: &str, body_len: usize) -> Report {
-    let conn = Connection::connect(AMQP, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let queue = format!("{prefix}.ceiling");
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString("quorum".into()),
-    );
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await
-        .unwrap();
-    let body = Arc::new(vec![b'x'; body_len]);
-    let channel = Arc::new(channel);
-    let queue = Arc::new(queue);
-    let report = {
-        let (channel, queue) = (channel.clone(), queue.clone());
-        load(
-            "RabbitMQ: persistent publish + confirm (ceiling)",
-            SENDERS,
-            Duration::from_secs(600),
-            Some(EVENTS),
-            move |_| {
-                let (channel, queue, body) = (channel.clone(), queue.clone(), body.clone());
-                async move {
-                    let confirm = channel
-                        .basic_publish(
-                            "".into(),
-                            queue.as_str().into(),
-                            BasicPublishOptions::default(),
-                            &body,
-                            BasicProperties::default().with_delivery_mode(2),
-                        )
-                        .await;
-                    match confirm {
-                        Ok(confirm) => confirm.await.is_ok_and(|c| c.is_ack()),
-                        Err(_) => false,
-                    }
-                }
-            },
-        )
-        .await
-    };
-    channel
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await
-        .unwrap();
-    report
-}
 
 async fn processed(db: &sea_orm::DatabaseConnection) -> i64 {
     let row = db
@@ -196,7 +131,7 @@ async fn main() {
     let broker = pids_named("beam.smp");
     let me = std::process::id();
     let before = CpuSample::take(&[("sender", vec![me]), ("RabbitMQ", broker.clone())]);
-    let ceiling = broker_ceiling(&prefix, sample.len()).await;
+    let ceiling = broker_ceiling(&prefix, sample.len(), EVENTS, SENDERS).await;
     let ceiling_cpu = before.per_unit_since(EVENTS);
     let mut ack_cpu = Vec::new();
 

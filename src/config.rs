@@ -184,6 +184,8 @@ pub struct Config {
     pub reconcile_every: Duration,
     /// Processed provider webhooks are kept this long.
     pub webhook_retention: Duration,
+    /// Merchant events (and their delivery attempts) are kept this long.
+    pub event_retention: Duration,
     /// The sandbox settles a refund this long after it is asked for;
     /// `None` (0): only when a test settles it.
     pub sandbox_refund_settle: Option<Duration>,
@@ -329,6 +331,9 @@ impl Config {
             ),
             webhook_retention: Duration::from_secs(
                 86_400 * env.or::<u64>("PAYORCH_WEBHOOK_RETENTION_DAYS", "30")?,
+            ),
+            event_retention: Duration::from_secs(
+                86_400 * env.or::<u64>("PAYORCH_EVENT_RETENTION_DAYS", "30")?,
             ),
             sandbox_refund_settle: match env
                 .or::<u64>("PAYORCH_SANDBOX_REFUND_SETTLE_MS", "1000")?

@@ -139,25 +139,32 @@ impl Core {
         )
     }
 
-    /// The outbox relay and the event deliverer, until `shutdown`.
-    fn run_events(
+    /// The outbox relay, until `shutdown`: every process that changes
+    /// payments runs one.
+    fn run_relay(
         &self,
-        cfg: &Config,
-        shutdown: impl Future<Output = ()> + Clone + Send + 'static,
-    ) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
-        let relay = tokio::spawn(events::relay::run(
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(events::relay::run(
             self.db.clone(),
             self.events_queue.clone(),
-            shutdown.clone(),
-        ));
+            shutdown,
+        ))
+    }
+
+    /// The event deliverer, until `shutdown`.
+    fn run_deliverer(
+        &self,
+        cfg: &Config,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let deliverer = events::delivery::Deliverer::new(
             self.db.clone(),
             cfg.event_retry_policy.clone(),
             cfg.event_timeout,
             cfg.allows_private_endpoints(),
         );
-        let delivering = tokio::spawn(deliverer.run(self.events_queue.clone(), shutdown));
-        (relay, delivering)
+        tokio::spawn(deliverer.run(self.events_queue.clone(), shutdown))
     }
 }
 
@@ -176,7 +183,7 @@ pub async fn serve(
     if cfg.is_embedded() {
         announce_embedded_mode(&core.db, addr).await?;
     }
-    let purge = tokio::spawn(purge_regularly(core.db.clone(), cfg.webhook_retention));
+    let purge = tokio::spawn(purge_regularly(core.db.clone(), cfg.clone()));
     let (stop_worker, worker_stops) = tokio::sync::watch::channel(false);
     let stopped = |mut stops: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stops.wait_for(|stop| *stop).await;
@@ -201,10 +208,11 @@ pub async fn serve(
                 cfg.reconcile_every,
                 stopped(worker_stops.clone()),
             )),
-            core.run_events(&cfg, stopped_shared(worker_stops.clone())),
+            core.run_deliverer(&cfg, stopped(worker_stops.clone())),
         )),
         WebhookQueue::Amqp(_) => None,
     };
+    let relay = core.run_relay(stopped(worker_stops.clone()));
     let state = AppState {
         cfg: cfg.clone(),
         gatekeeper: http::gate::Gatekeeper::new(
@@ -231,12 +239,12 @@ pub async fn serve(
     // Requests are done: what they queued is drained, or left in the table
     // for the next start.
     let _ = stop_worker.send(true);
-    if let Some((worker, sweeper, (relay, deliverer))) = in_process_worker {
+    if let Some((worker, sweeper, deliverer)) = in_process_worker {
         let _ = worker.await;
         let _ = sweeper.await;
-        let _ = relay.await;
         let _ = deliverer.await;
     }
+    let _ = relay.await;
     purge.abort();
     core.payments.stop();
     served?;
@@ -272,7 +280,7 @@ pub async fn run_worker(
     };
     let (stop, stops) = tokio::sync::watch::channel(false);
     let events_stop = stops.clone();
-    let purge = tokio::spawn(purge_regularly(core.db.clone(), cfg.webhook_retention));
+    let purge = tokio::spawn(purge_regularly(core.db.clone(), cfg.clone()));
     let sweeper = tokio::spawn(payments::reconcile::run_sweeper(
         core.payments.clone(),
         sweep(&cfg),
@@ -282,7 +290,8 @@ pub async fn run_worker(
             let _ = stops.wait_for(|stop| *stop).await;
         },
     ));
-    let (relay, deliverer) = core.run_events(&cfg, stopped_shared(events_stop));
+    let relay = core.run_relay(stopped_shared(events_stop.clone()));
+    let deliverer = core.run_deliverer(&cfg, stopped_shared(events_stop));
     worker::run(
         core.payments.clone(),
         core.queue.clone(),
@@ -437,25 +446,46 @@ pub async fn reconcile_once(cfg: Arc<Config>) -> Result<payments::SweepReport, S
         .reconcile(sweep(&cfg))
         .await
         .map_err(|err| StartupError::Reconcile(err.to_string()))?;
+    // What the sweep changed is announced now, not at a worker's next sweep.
+    while events::relay::relay_once(&core.db, &core.events_queue)
+        .await
+        .map_err(StartupError::Reconcile)? as u64
+        == events::relay::BATCH
+    {}
     payments::reconcile::purge(&core.db, cfg.webhook_retention).await?;
+    purge_events(&core.db, cfg.event_retention).await?;
     core.payments.stop();
     Ok(report)
 }
 
 /// The retention purge (idempotency keys past 24 h, processed webhook
-/// events past their retention), every ten minutes from ten minutes after
-/// start.
-async fn purge_regularly(db: sea_orm::DatabaseConnection, webhook_retention: Duration) {
+/// events and merchant events past their retention), every ten minutes
+/// from ten minutes after start.
+async fn purge_regularly(db: sea_orm::DatabaseConnection, cfg: Arc<Config>) {
     const EVERY: Duration = Duration::from_secs(600);
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     loop {
         every.tick().await;
-        match payments::reconcile::purge(&db, webhook_retention).await {
+        match payments::reconcile::purge(&db, cfg.webhook_retention).await {
             Ok((0, 0)) => {}
             Ok((keys, events)) => tracing::info!(keys, events, "retention purge"),
             Err(err) => tracing::warn!(error = %err, "retention purge failed"),
         }
+        match purge_events(&db, cfg.event_retention).await {
+            Ok(0) => {}
+            Ok(events) => tracing::info!(events, "merchant events purged"),
+            Err(err) => tracing::warn!(error = %err, "merchant event purge failed"),
+        }
     }
+}
+
+/// Deletes merchant events (relayed, with their attempts) past `retention`.
+pub async fn purge_events(
+    db: &sea_orm::DatabaseConnection,
+    retention: Duration,
+) -> Result<u64, sea_orm::DbErr> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+    store::events::purge(db, cutoff, 1_000).await
 }
 
 /// With nothing configured, a developer gets a working key and the URLs.

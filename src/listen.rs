@@ -19,6 +19,9 @@ use crate::events::signing;
 const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest event body printed.
 const MAX_EVENT_BODY: usize = 256 * 1024;
+/// A signature older or newer than this is refused (replay protection),
+/// as the Standard Webhooks libraries do.
+const TOLERANCE_SECS: i64 = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -132,9 +135,11 @@ async fn receive(req: &Request, body: poem::Body, receiver: Data<&Arc<Receiver>>
         return StatusCode::PAYLOAD_TOO_LARGE.into();
     };
     let body = String::from_utf8_lossy(&body).into_owned();
-    let verified = timestamp
-        .parse::<i64>()
-        .is_ok_and(|ts| signing::verify(&receiver.secret, &id, ts, &body, &signature));
+    let now = chrono::Utc::now().timestamp();
+    let verified = timestamp.parse::<i64>().is_ok_and(|ts| {
+        (now - ts).abs() <= TOLERANCE_SECS
+            && signing::verify(&receiver.secret, &id, ts, &body, &signature)
+    });
     let kind = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|event| {

@@ -87,6 +87,11 @@ fn register_known_series() {
     metrics::counter!("payorch_ratelimit_fallback_total").increment(0);
     metrics::counter!("payorch_queue_unroutable_total").increment(0);
     crate::http::observe::register_known_series();
+    for result in ["delivered", "retrying", "failed", "deferred", "skipped"] {
+        metrics::counter!("payorch_event_deliveries_total", "result" => result).increment(0);
+    }
+    metrics::counter!("payorch_events_relayed_total").increment(0);
+    metrics::gauge!("payorch_events_outbox_lag_seconds").set(0.0);
     for kind in ["payment", "refund"] {
         for result in ["checked", "changed", "error"] {
             metrics::counter!("payorch_reconcile_total", "kind" => kind, "result" => result)

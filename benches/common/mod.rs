@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lapin::{BasicProperties, Connection, ConnectionProperties, options::*, types::FieldTable};
 use sea_orm::{ConnectionTrait, Database};
 
 pub const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -348,4 +349,76 @@ pub fn cpu_since(name: &str, before: &HashMap<u32, Duration>) -> Duration {
         .into_iter()
         .map(|(pid, now)| now.saturating_sub(before.get(&pid).copied().unwrap_or_default()))
         .sum()
+}
+
+/// RabbitMQ's own rate for `publishes` persistent publishes of `body_len`
+/// bytes to a quorum queue, each awaiting its confirm, from `senders`
+/// loops: the ceiling of anything that publishes with confirms.
+pub async fn broker_ceiling(
+    prefix: &str,
+    body_len: usize,
+    publishes: usize,
+    senders: usize,
+) -> Report {
+    let conn = Connection::connect(AMQP, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let queue = format!("{prefix}.ceiling");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+    let body = Arc::new(vec![b'x'; body_len]);
+    let channel = Arc::new(channel);
+    let queue = Arc::new(queue);
+    let report = {
+        let (channel, queue) = (channel.clone(), queue.clone());
+        load(
+            "RabbitMQ: persistent publish + confirm (ceiling)",
+            senders,
+            Duration::from_secs(600),
+            Some(publishes),
+            move |_| {
+                let (channel, queue, body) = (channel.clone(), queue.clone(), body.clone());
+                async move {
+                    let confirm = channel
+                        .basic_publish(
+                            "".into(),
+                            queue.as_str().into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            BasicProperties::default().with_delivery_mode(2),
+                        )
+                        .await;
+                    match confirm {
+                        Ok(confirm) => confirm.await.is_ok_and(|c| c.is_ack()),
+                        Err(_) => false,
+                    }
+                }
+            },
+        )
+        .await
+    };
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    report
 }

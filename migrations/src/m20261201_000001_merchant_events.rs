@@ -3,10 +3,6 @@
 //! each payment or refund change (`events`, `published_at` unset until the
 //! relay has queued its deliveries) and every delivery attempt
 //! (`event_attempts`).
-//!
-//! On PostgreSQL a statement trigger on `events` sends `NOTIFY
-//! payorch_events`, delivered when the writing transaction commits (and
-//! never if it rolls back), so the relay wakes without polling.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -55,11 +51,6 @@ enum EventAttempts {
     DurationMs,
     Error,
 }
-
-const NOTIFY_FUNCTION: &str = "CREATE OR REPLACE FUNCTION payorch_events_notify() RETURNS trigger \
-     LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('payorch_events', ''); RETURN NULL; END $$";
-const NOTIFY_TRIGGER: &str = "CREATE TRIGGER events_notify AFTER INSERT ON events \
-     FOR EACH STATEMENT EXECUTE FUNCTION payorch_events_notify()";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -157,21 +148,10 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
-            let db = manager.get_connection();
-            db.execute_unprepared(NOTIFY_FUNCTION).await?;
-            db.execute_unprepared(NOTIFY_TRIGGER).await?;
-        }
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
-            manager
-                .get_connection()
-                .execute_unprepared("DROP FUNCTION IF EXISTS payorch_events_notify() CASCADE")
-                .await?;
-        }
         for table in [
             EventAttempts::Table.into_iden(),
             Events::Table.into_iden(),

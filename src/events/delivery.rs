@@ -11,6 +11,11 @@
 //! concurrently, and an endpoint with [`PER_ENDPOINT`] attempts already
 //! in flight gets its next message deferred (not counted as an attempt)
 //! instead of a slot the others need.
+//!
+//! Per delivery the database is not asked much: the body comes with the
+//! message, endpoints are cached for [`ENDPOINT_TTL`], and attempts are
+//! written together by one [`AttemptLog`] task (a message is acknowledged
+//! only once its attempt row committed).
 
 use std::{
     sync::Arc,
@@ -37,6 +42,13 @@ pub const PER_ENDPOINT: usize = 16;
 pub const PREFETCH: u16 = 256;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+/// How long an endpoint read is reused (a change, a deletion or a disable
+/// takes effect within it).
+pub const ENDPOINT_TTL: Duration = Duration::from_secs(1);
+/// Endpoints cached at most; beyond, the cache starts again.
+const MAX_CACHED: usize = 10_000;
+/// Attempts written in one statement at most.
+const ATTEMPT_BATCH: usize = 500;
 
 /// Delivers events; cheap to clone.
 #[derive(Clone)]
@@ -46,6 +58,46 @@ pub struct Deliverer {
     retry: RetryPolicy,
     allow_private: bool,
     in_flight: Arc<DashMap<Uuid, usize>>,
+    endpoints: Arc<DashMap<Uuid, (Instant, Option<Endpoint>)>>,
+    attempts: AttemptLog,
+}
+
+type Recorded = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Writes delivery attempts in batches: what is waiting when the writer is
+/// free goes in one insert.
+#[derive(Clone)]
+struct AttemptLog {
+    tx: tokio::sync::mpsc::Sender<(NewAttempt, Recorded)>,
+}
+
+impl AttemptLog {
+    fn start(db: DatabaseConnection) -> AttemptLog {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(NewAttempt, Recorded)>(4 * ATTEMPT_BATCH);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(ATTEMPT_BATCH);
+            while rx.recv_many(&mut batch, ATTEMPT_BATCH).await > 0 {
+                let (rows, waiting): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+                let result = events::record_attempts(&db, rows)
+                    .await
+                    .map_err(|e| e.to_string());
+                for recorded in waiting {
+                    let _ = recorded.send(result.clone());
+                }
+            }
+        });
+        AttemptLog { tx }
+    }
+
+    async fn record(&self, attempt: NewAttempt) -> Result<(), String> {
+        let (recorded, done) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((attempt, recorded))
+            .await
+            .map_err(|_| "the attempt log stopped".to_owned())?;
+        done.await
+            .map_err(|_| "the attempt log stopped".to_owned())?
+    }
 }
 
 /// How one attempt ended.
@@ -73,6 +125,7 @@ impl Deliverer {
             http = http.dns_resolver(Arc::new(ssrf::GuardedResolver));
         }
         Deliverer {
+            attempts: AttemptLog::start(db.clone()),
             db,
             http: http
                 .build()
@@ -80,6 +133,7 @@ impl Deliverer {
             retry,
             allow_private,
             in_flight: Arc::default(),
+            endpoints: Arc::default(),
         }
     }
 
@@ -98,7 +152,7 @@ impl Deliverer {
         let QueueMessage::EventDelivery(delivery) = envelope.message else {
             return Disposition::Park("not an event delivery".into());
         };
-        let endpoint = match endpoints::find(&self.db, delivery.endpoint_id).await {
+        let endpoint = match self.endpoint(delivery.endpoint_id).await {
             Ok(Some(endpoint)) if endpoint.enabled => endpoint,
             Ok(_) => {
                 tracing::debug!(endpoint = %delivery.endpoint_id, "endpoint deleted or disabled; delivery dropped");
@@ -108,18 +162,22 @@ impl Deliverer {
             }
             Err(err) => return Disposition::Defer(format!("database: {err}")),
         };
-        let event = match events::find(&self.db, &delivery.event_id).await {
-            Ok(Some(event)) => event,
-            Ok(None) => return Disposition::Ack,
-            Err(err) => return Disposition::Defer(format!("database: {err}")),
+        let body = match delivery.body {
+            Some(body) => body,
+            None => match events::find(&self.db, &delivery.event_id).await {
+                Ok(Some(event)) => event.body,
+                Ok(None) => return Disposition::Ack,
+                Err(err) => return Disposition::Defer(format!("database: {err}")),
+            },
         };
+        let event_id = delivery.event_id;
         let Some(_slot) = self.slot(endpoint.id) else {
             metrics::counter!("payorch_event_deliveries_total", "result" => "deferred")
                 .increment(1);
             return Disposition::Defer("endpoint busy".into());
         };
         let started = Instant::now();
-        let tried = self.post(&endpoint, &event.id, &event.body).await;
+        let tried = self.post(&endpoint, &event_id, &body).await;
         let elapsed = started.elapsed();
         metrics::histogram!("payorch_event_attempt_seconds").record(elapsed.as_secs_f64());
         let delivered = tried.error.is_none();
@@ -132,33 +190,33 @@ impl Deliverer {
         } else {
             "retrying"
         };
-        if let Err(err) = events::record_attempt(
-            &self.db,
-            NewAttempt {
-                event_id: &event.id,
+        let recorded = self
+            .attempts
+            .record(NewAttempt {
+                event_id: event_id.clone(),
                 endpoint_id: endpoint.id,
                 attempt: envelope.attempt,
+                at: Utc::now(),
                 status,
                 response_status: tried.response_status,
                 duration_ms: elapsed.as_millis() as u64,
                 error: tried.error.clone(),
-            },
-        )
-        .await
-        {
-            tracing::warn!(error = %err, event = event.id, "could not record a delivery attempt");
+            })
+            .await;
+        if let Err(err) = recorded {
+            tracing::warn!(error = %err, event = event_id, "could not record a delivery attempt");
         }
         metrics::counter!("payorch_event_deliveries_total", "result" => status).increment(1);
         let streak = metrics::gauge!("payorch_event_endpoint_failure_streak", "endpoint" => endpoint.id.to_string());
         if delivered {
             streak.set(0.0);
-            tracing::debug!(event = event.id, endpoint = %endpoint.id, "event delivered");
+            tracing::debug!(event = event_id, endpoint = %endpoint.id, "event delivered");
             return Disposition::Ack;
         }
         streak.increment(1.0);
         let error = tried.error.unwrap_or_default();
         tracing::info!(
-            event = event.id,
+            event = event_id,
             endpoint = %endpoint.id,
             attempt = envelope.attempt,
             status,
@@ -170,6 +228,7 @@ impl Deliverer {
             if let Err(err) = endpoints::disable(&self.db, endpoint.id).await {
                 tracing::warn!(error = %err, "could not disable an endpoint");
             }
+            self.endpoints.remove(&endpoint.id);
             return Disposition::Ack;
         }
         if last {
@@ -179,6 +238,22 @@ impl Deliverer {
             Some(after) => Disposition::RetryNotBefore(error, after),
             None => Disposition::Retry(error),
         }
+    }
+
+    /// The endpoint, read at most once per [`ENDPOINT_TTL`].
+    async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>, sea_orm::DbErr> {
+        if let Some(cached) = self.endpoints.get(&id)
+            && cached.0.elapsed() < ENDPOINT_TTL
+        {
+            return Ok(cached.1.clone());
+        }
+        let endpoint = endpoints::find(&self.db, id).await?;
+        if self.endpoints.len() >= MAX_CACHED {
+            self.endpoints.clear();
+        }
+        self.endpoints
+            .insert(id, (Instant::now(), endpoint.clone()));
+        Ok(endpoint)
     }
 
     /// A slot among the endpoint's [`PER_ENDPOINT`], held until dropped.

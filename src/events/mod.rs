@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! state change ─▶ its event row, same transaction (outbox) ─▶ commit
-//!   ─▶ relay (woken by NOTIFY / in-process) ─▶ one queue message per
+//!   ─▶ relay (woken after the commit) ─▶ one queue message per
 //!      matching endpoint ─▶ delivery (retries on the events queue)
 //!      ─▶ POST to the endpoint, each attempt in `event_attempts`
 //! ```
@@ -118,7 +118,6 @@ async fn record<T: Serialize>(
         },
     )
     .await?;
-    relay::wake();
     Ok(())
 }
 
@@ -382,7 +381,7 @@ impl Events {
         };
         for endpoint_id in &targets {
             self.queue
-                .publish(&delivery(&event.id, *endpoint_id))
+                .publish(&delivery(&event.id, *endpoint_id, Some(event.body.clone())))
                 .await?;
         }
         tracing::info!(
@@ -394,10 +393,10 @@ impl Events {
     }
 }
 
-/// The queue message that delivers `event_id` to `endpoint_id`.
-pub fn delivery(event_id: &str, endpoint_id: Uuid) -> Envelope {
+/// The queue message that delivers `event_id` (its `body`) to `endpoint_id`.
+pub fn delivery(event_id: &str, endpoint_id: Uuid, body: Option<String>) -> Envelope {
     Envelope {
-        message: QueueMessage::EventDelivery(EventDelivery::new(event_id, endpoint_id)),
+        message: QueueMessage::EventDelivery(EventDelivery::new(event_id, endpoint_id, body)),
         attempt: 0,
         reason: None,
     }

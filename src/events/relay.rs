@@ -1,13 +1,14 @@
 //! The outbox relay: queues one delivery per (event, endpoint that wants
 //! it) for each event still in the outbox, then marks the event published.
 //!
-//! It does not poll in a loop. On PostgreSQL it listens on
-//! `payorch_events`, which a trigger on `events` notifies when a writing
-//! transaction commits (a rolled-back change never notifies, and its row
-//! never existed). In this process, [`wake`] is called as an event is
-//! written; on SQLite the relay's write transaction waits for the writer's
-//! to end, so it finds the row. A sweep every [`SWEEP`] catches what a
-//! missed notification (a lost listening connection) left behind.
+//! It does not poll in a loop. Every process that changes payments runs a
+//! relay, and the payment core wakes it ([`wake`]) after each commit, so
+//! an event is relayed as soon as its transaction is visible (a rolled-back
+//! change never wrote one). A sweep every [`SWEEP`] takes what no relay was
+//! woken for: events of a process that died right after its commit, or of
+//! `payorch reconcile`. (PostgreSQL's `NOTIFY` would wake relays in other
+//! processes too, but it serializes every notifying commit: it cut a
+//! one-insert transaction from 3 341 to 1 935 tps on this machine.)
 //!
 //! Several relays share the outbox: rows are claimed `FOR UPDATE SKIP
 //! LOCKED`. A relay that dies after publishing and before its commit
@@ -30,12 +31,11 @@ use crate::{
 pub const BATCH: u64 = 256;
 /// How often the outbox is looked at without a notification.
 pub const SWEEP: Duration = Duration::from_secs(1);
-/// The PostgreSQL notification channel (see the events migration).
-pub const CHANNEL: &str = "payorch_events";
 
 static WRITTEN: LazyLock<Notify> = LazyLock::new(Notify::new);
 
-/// Tells this process's relay that an event was written.
+/// Tells this process's relay that a transaction committed (it may have
+/// written events).
 pub fn wake() {
     WRITTEN.notify_one();
 }
@@ -43,9 +43,8 @@ pub fn wake() {
 /// Relays until `shutdown`.
 pub async fn run(db: DatabaseConnection, queue: WebhookQueue, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut listener = listen(&db).await;
     let mut backoff = Duration::from_millis(100);
-    tracing::info!(notified = listener.is_some(), "event relay running");
+    tracing::info!("event relay running");
     loop {
         match relay_once(&db, &queue).await {
             Ok(relayed) => {
@@ -65,49 +64,10 @@ pub async fn run(db: DatabaseConnection, queue: WebhookQueue, shutdown: impl Fut
             }
         }
         observe_lag(&db).await;
-        let notified = async {
-            match listener.as_mut() {
-                Some(listener) => {
-                    if let Err(err) = listener.recv().await {
-                        tracing::warn!(error = %err, "event notifications interrupted");
-                        tokio::time::sleep(SWEEP).await;
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = notified => {}
             _ = WRITTEN.notified() => {}
             _ = tokio::time::sleep(SWEEP) => {}
-        }
-        // One round serves every commit notified so far.
-        if let Some(listener) = listener.as_mut() {
-            while listener.next_buffered().is_some() {}
-        }
-    }
-}
-
-async fn listen(db: &DatabaseConnection) -> Option<sea_orm::sqlx::postgres::PgListener> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return None;
-    }
-    let pool = db.get_postgres_connection_pool();
-    let listening = async {
-        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
-        Ok::<_, sea_orm::sqlx::Error>(listener)
-    };
-    match tokio::time::timeout(Duration::from_secs(5), listening).await {
-        Ok(Ok(listener)) => Some(listener),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "cannot listen for events; sweeping every second");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("listening for events timed out; sweeping every second");
-            None
         }
     }
 }
@@ -146,7 +106,7 @@ async fn relay_in(conn: &impl ConnectionTrait, queue: &WebhookQueue) -> Result<u
                 .filter(|endpoint| {
                     endpoint.client_id == event.client_id && endpoint.wants(&event.kind)
                 })
-                .map(|endpoint| super::delivery(&event.id, endpoint.id))
+                .map(|endpoint| super::delivery(&event.id, endpoint.id, Some(event.body.clone())))
         })
         .collect();
     let published =

@@ -149,6 +149,16 @@ impl EventsApi {
                 )],
             });
         }
+        if let Some(kind) = &kind.0
+            && !crate::events::EVENT_TYPES.contains(&kind.as_str())
+        {
+            return Err(ApiError::Validation {
+                errors: vec![FieldError::new(
+                    "type",
+                    format!("unknown event type `{kind}`"),
+                )],
+            });
+        }
         let payment_id = match &payment.0 {
             Some(reference) => match self.state.payments.get(auth.0.id, reference).await {
                 Ok((payment, _)) => Some(payment.id),

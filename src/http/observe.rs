@@ -66,6 +66,14 @@ pub fn route_template(path: &str) -> &'static str {
         ["v1", "payments", _, "refunds"] => "/v1/payments/{reference}/refunds",
         ["v1", "payments", _] => "/v1/payments/{reference}",
         ["v1", "webhooks", _] => "/v1/webhooks/{provider}",
+        ["v1", "webhook-endpoints"] => "/v1/webhook-endpoints",
+        ["v1", "webhook-endpoints", _] => "/v1/webhook-endpoints/{id}",
+        ["v1", "webhook-endpoints", _, "rotate-secret"] => {
+            "/v1/webhook-endpoints/{id}/rotate-secret"
+        }
+        ["v1", "events"] => "/v1/events",
+        ["v1", "events", _] => "/v1/events/{id}",
+        ["v1", "events", _, "redeliver"] => "/v1/events/{id}/redeliver",
         ["sandbox", ..] => "/sandbox",
         _ => "other",
     }
@@ -111,6 +119,39 @@ const KNOWN_REQUESTS: &[(&str, &str, &[u16])] = &[
         "/v1/webhooks/{provider}",
         "POST",
         &[200, 401, 404, 413, 429, 500, 503],
+    ),
+    (
+        "/v1/webhook-endpoints",
+        "POST",
+        &[201, 400, 401, 413, 415, 422, 500, 503],
+    ),
+    ("/v1/webhook-endpoints", "GET", &[200, 401, 500, 503]),
+    (
+        "/v1/webhook-endpoints/{id}",
+        "GET",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    (
+        "/v1/webhook-endpoints/{id}",
+        "PATCH",
+        &[200, 400, 401, 404, 413, 415, 422, 500, 503],
+    ),
+    (
+        "/v1/webhook-endpoints/{id}",
+        "DELETE",
+        &[204, 400, 401, 404, 500, 503],
+    ),
+    (
+        "/v1/webhook-endpoints/{id}/rotate-secret",
+        "POST",
+        &[200, 400, 401, 404, 500, 503],
+    ),
+    ("/v1/events", "GET", &[200, 400, 401, 422, 500, 503]),
+    ("/v1/events/{id}", "GET", &[200, 401, 404, 500, 503]),
+    (
+        "/v1/events/{id}/redeliver",
+        "POST",
+        &[202, 400, 401, 404, 413, 500, 503],
     ),
 ];
 

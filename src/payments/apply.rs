@@ -233,7 +233,7 @@ impl PaymentService {
             }
             match write(&txn, &current, &decision, None).await? {
                 Some(updated) => {
-                    txn.commit().await?;
+                    super::commit(txn).await?;
                     return Ok((updated, decision.outcome));
                 }
                 None => txn.rollback().await?,
@@ -260,7 +260,7 @@ impl PaymentService {
             }
             match write(&txn, &current, &decision, Some(&record.event_id)).await? {
                 Some(updated) => {
-                    txn.commit().await?;
+                    super::commit(txn).await?;
                     return Ok(WebhookApplied::Applied(Box::new(updated), decision.outcome));
                 }
                 None => txn.rollback().await?,

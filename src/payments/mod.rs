@@ -133,6 +133,14 @@ impl From<DbErr> for PaymentError {
     }
 }
 
+/// Commits `txn`, then wakes this process's event relay: the transaction
+/// may have written merchant events, which are now visible.
+pub(crate) async fn commit(txn: sea_orm::DatabaseTransaction) -> Result<(), DbErr> {
+    txn.commit().await?;
+    crate::events::relay::wake();
+    Ok(())
+}
+
 /// A response as it is sent and, under an Idempotency-Key, stored: the
 /// caller renders an outcome (its `render` argument) and the core stores
 /// exactly these bytes, so a replay is byte for byte the first answer.
@@ -272,7 +280,7 @@ impl Payments {
                 }
             }
         };
-        txn.commit().await?;
+        commit(txn).await?;
 
         let result = self
             .open_at_provider(&reference, callback_url, resumed)
@@ -299,7 +307,7 @@ impl Payments {
             let txn = crate::store::begin_write(&self.db).await?;
             let (refund, at_provider) =
                 refunds::create(&txn, client_id, reference, &request).await?;
-            txn.commit().await?;
+            commit(txn).await?;
             let refund = self.send_refund(&at_provider, refund.id).await?;
             return Ok(Answer::Fresh(render(Ok(refund))));
         };
@@ -336,7 +344,7 @@ impl Payments {
                 }
             }
         };
-        txn.commit().await?;
+        commit(txn).await?;
         let result = self.send_refund(&at_provider, refund_id).await;
         self.store_outcome(&claim, result, render).await
     }
@@ -505,7 +513,7 @@ impl Payments {
     ) -> Result<Payment, PaymentError> {
         let txn = crate::store::begin_write(&self.db).await?;
         let payment = insert_payment(&txn, client_id, request, self.provider).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(payment)
     }
 
@@ -549,7 +557,7 @@ impl Payments {
             | Err(PaymentError::IdempotencyInFlight | PaymentError::IdempotencyKeyReused) => {}
             Err(err) => return Err(err),
         }
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(())
     }
 }

@@ -116,7 +116,7 @@ impl Payments {
         let before = Utc::now() - chrono::Duration::from_std(after).unwrap_or_default();
         let txn = crate::store::begin_write(&self.db).await?;
         let claimed = refunds::claim_stale(&txn, before, BATCH).await?;
-        txn.commit().await?;
+        super::commit(txn).await?;
         let mut with_reference = Vec::with_capacity(claimed.len());
         for refund in claimed {
             if let Some(payment) =
@@ -200,7 +200,7 @@ async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<
         .all(&txn)
         .await?;
     if ids.is_empty() {
-        txn.commit().await?;
+        super::commit(txn).await?;
         return Ok(Vec::new());
     }
     payment::Entity::update_many()
@@ -212,7 +212,7 @@ async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<
         .filter(payment::Column::Id.is_in(ids))
         .all(&txn)
         .await?;
-    txn.commit().await?;
+    super::commit(txn).await?;
     Ok(claimed)
 }
 

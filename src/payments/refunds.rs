@@ -223,7 +223,7 @@ impl PaymentService {
                 return Ok(false);
             }
             let Some(to) = next else {
-                txn.commit().await?;
+                super::commit(txn).await?;
                 return Ok(true);
             };
             let failure = (to == RefundStatus::Failed).then_some(match source {
@@ -254,7 +254,7 @@ impl PaymentService {
                 txn.rollback().await?;
                 continue;
             }
-            txn.commit().await?;
+            super::commit(txn).await?;
             return Ok(true);
         }
         Err(too_contended())

@@ -54,8 +54,9 @@ pub enum QueueMessage {
     EventDelivery(EventDelivery),
 }
 
-/// What the events queue carries: which event goes to which endpoint. The
-/// body is read from the event log, so a message holds no secret.
+/// What the events queue carries: which event goes to which endpoint, and
+/// the event's body (the merchant's own data; the endpoint's secret stays
+/// in the database).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventDelivery {
     /// `{event_id}:{endpoint_id}`: the message identity.
@@ -63,15 +64,19 @@ pub struct EventDelivery {
     pub event_id: String,
     pub endpoint_id: uuid::Uuid,
     pub queued_at: DateTime<Utc>,
+    /// The body as stored; absent: read it from the event log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 impl EventDelivery {
-    pub fn new(event_id: &str, endpoint_id: uuid::Uuid) -> EventDelivery {
+    pub fn new(event_id: &str, endpoint_id: uuid::Uuid, body: Option<String>) -> EventDelivery {
         EventDelivery {
             key: format!("{event_id}:{endpoint_id}"),
             event_id: event_id.to_owned(),
             endpoint_id,
             queued_at: Utc::now(),
+            body,
         }
     }
 }

@@ -108,33 +108,43 @@ pub async fn oldest_unpublished(db: &impl ConnectionTrait) -> Result<Option<Date
         .map(|event| event.created_at))
 }
 
-pub struct NewAttempt<'a> {
-    pub event_id: &'a str,
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub event_id: String,
     pub endpoint_id: Uuid,
     pub attempt: u32,
-    pub status: &'a str,
+    pub at: DateTime<Utc>,
+    pub status: &'static str,
     pub response_status: Option<u16>,
     pub duration_ms: u64,
     pub error: Option<String>,
 }
 
-pub async fn record_attempt(
+/// Records attempts in one statement.
+pub async fn record_attempts(
     db: &impl ConnectionTrait,
-    attempt: NewAttempt<'_>,
+    attempts: Vec<NewAttempt>,
 ) -> Result<(), DbErr> {
-    event_attempt::Entity::insert(event_attempt::ActiveModel {
-        event_id: Set(attempt.event_id.to_owned()),
-        endpoint_id: Set(attempt.endpoint_id),
-        attempt: Set(i32::try_from(attempt.attempt).unwrap_or(i32::MAX)),
-        at: Set(Utc::now()),
-        status: Set(attempt.status.to_owned()),
-        response_status: Set(attempt.response_status.map(i32::from)),
-        duration_ms: Set(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX)),
-        error: Set(attempt.error.map(|e| e.chars().take(255).collect())),
-        ..Default::default()
-    })
-    .exec_without_returning(db)
-    .await?;
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let rows = attempts
+        .into_iter()
+        .map(|attempt| event_attempt::ActiveModel {
+            event_id: Set(attempt.event_id),
+            endpoint_id: Set(attempt.endpoint_id),
+            attempt: Set(i32::try_from(attempt.attempt).unwrap_or(i32::MAX)),
+            at: Set(attempt.at),
+            status: Set(attempt.status.to_owned()),
+            response_status: Set(attempt.response_status.map(i32::from)),
+            duration_ms: Set(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX)),
+            error: Set(attempt.error.map(|e| e.chars().take(255).collect())),
+            ..Default::default()
+        });
+    event_attempt::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
@@ -145,4 +155,41 @@ pub async fn attempts(db: &impl ConnectionTrait, event_id: &str) -> Result<Vec<A
         .order_by_asc(event_attempt::Column::Id)
         .all(db)
         .await
+}
+
+/// Deletes relayed events written before `cutoff`, with their attempts, in
+/// batches of `batch`. Returns how many events went.
+pub async fn purge(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+    batch: u64,
+) -> Result<u64, DbErr> {
+    let mut purged = 0;
+    loop {
+        let ids: Vec<String> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Id)
+            .filter(event::Column::CreatedAt.lt(cutoff))
+            .filter(event::Column::PublishedAt.is_not_null())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(purged);
+        }
+        let taken = ids.len() as u64;
+        event_attempt::Entity::delete_many()
+            .filter(event_attempt::Column::EventId.is_in(ids.clone()))
+            .exec(db)
+            .await?;
+        purged += event::Entity::delete_many()
+            .filter(event::Column::Id.is_in(ids))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if taken < batch {
+            return Ok(purged);
+        }
+    }
 }

@@ -204,15 +204,7 @@ async fn register(app: &TestApp, key: &str, body: Value) -> Value {
 }
 
 async fn pay(app: &TestApp, payment: &Value) {
-    let paid = app
-        .http
-        .post(payment["authorization_url"].as_str().unwrap())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("outcome=success")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(paid.status(), 200);
+    assert_eq!(app.checkout(payment, "success").await.status(), 200);
 }
 
 #[tokio::test]
@@ -481,6 +473,12 @@ async fn events_are_listed_newest_first_with_filters_and_a_cursor() {
     assert_eq!(one["data"].as_array().unwrap().len(), 1);
     let bad = app.get("/v1/events?limit=0").send().await.unwrap();
     assert_problem(bad, 422, "validation_failed").await;
+    let unknown = app
+        .get("/v1/events?type=payment.exploded")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, 422, "validation_failed").await;
 }
 
 #[tokio::test]
@@ -688,4 +686,188 @@ async fn embedded_sqlite_delivers_events_in_process() {
     pay(&app, &payment).await;
     let succeeded = receiver.event("payment.succeeded").await;
     assert!(verifies(endpoint["secret"].as_str().unwrap(), &succeeded));
+}
+
+/// `kill -9` of a worker while 1 000 state changes are being made and
+/// delivered: every committed event reaches the receiver at least once,
+/// and nothing reaches it that was not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_during_a_burst_of_1000_changes_loses_no_event() {
+    use crate::webhooks::{Pipeline, WorkerProcess, scalar};
+    let pipeline = Pipeline::start(
+        0,
+        &[
+            ("PAYORCH_ALLOW_PRIVATE_ENDPOINTS", "true"),
+            ("PAYORCH_EVENT_RETRY_DELAYS_MS", "200,200,200,200,200"),
+            ("PAYORCH_WORKER_PREFETCH", "16"),
+        ],
+    )
+    .await;
+    let app = &pipeline.app;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    register(app, &app.api_key, json!({"url": receiver.url()})).await;
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|_| WorkerProcess::spawn(&pipeline.env))
+        .collect();
+    // 500 payments (500 × payment.pending), then a burst settles each
+    // (500 × payment.succeeded or payment.failed).
+    for _ in 0..500 {
+        app.new_payment(1_000).await;
+    }
+    let sandbox = app.clone_http();
+    let burst = tokio::spawn(async move {
+        sandbox
+            .0
+            .post(format!("{}/sandbox/_control/burst", sandbox.1))
+            .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+            .json(&json!({"outcome": "mixed", "concurrency": 32}))
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    receiver
+        .until(
+            Duration::from_secs(120),
+            "a good part of the burst",
+            |seen| seen.len() >= 300,
+        )
+        .await;
+    workers[0].signal("-KILL");
+    workers[0].wait();
+    let report = burst.await.unwrap();
+    assert_eq!(report["accepted"], 500, "{report}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scalar(
+        &app.db,
+        "SELECT COUNT(*) FROM payment_transitions WHERE to_status IN ('succeeded', 'failed')",
+    )
+    .await
+        < 500
+    {
+        assert!(Instant::now() < deadline, "the burst was not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let committed: std::collections::BTreeSet<String> = {
+        use sea_orm::{ConnectionTrait, Statement};
+        app.db
+            .query_all_raw(Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT id FROM events",
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.try_get::<String>("", "id").unwrap())
+            .collect()
+    };
+    assert_eq!(committed.len(), 1_000, "500 pending + 500 settled");
+    let seen = receiver
+        .until(Duration::from_secs(120), "every committed event", |seen| {
+            let ids: std::collections::BTreeSet<&str> =
+                seen.iter().map(|r| r.id.as_str()).collect();
+            committed.iter().all(|id| ids.contains(id.as_str()))
+        })
+        .await;
+    let received: std::collections::BTreeSet<String> = seen.iter().map(|r| r.id.clone()).collect();
+    assert!(
+        received.is_subset(&committed),
+        "an event that was never committed arrived"
+    );
+    for worker in workers.iter_mut().skip(1) {
+        worker.signal("-TERM");
+        assert_eq!(worker.wait(), Some(0));
+    }
+}
+
+/// `payorch listen`: registers a temporary endpoint, prints each event
+/// verified, removes the endpoint on Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payorch_listen_prints_verified_events_and_removes_its_endpoint_on_ctrl_c() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let app = app_with(events_env).await;
+    let mut command = tokio::process::Command::from(crate::helpers::payorch_command());
+    let mut child = command
+        .args(["listen", "--api", &app.url("")])
+        .env("PAYORCH_API_KEY", &app.api_key)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut read_until = async |needle: &str| {
+        let found = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            panic!("`payorch listen` ended before printing {needle:?}");
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("`payorch listen` never printed {needle:?}"))
+    };
+    read_until("listening on").await;
+    let endpoints = app.get("/v1/webhook-endpoints").json_body().await;
+    assert_eq!(endpoints.as_array().unwrap().len(), 1);
+
+    app.new_payment(1_000).await;
+    let line = read_until("payment.pending").await;
+    assert!(line.contains("signature=verified"), "{line}");
+
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    read_until("removed").await;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        app.get("/v1/webhook-endpoints").json_body().await,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn the_retention_purge_deletes_old_relayed_events_with_their_attempts() {
+    use crate::webhooks::scalar;
+    let app = app_with(events_env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    app.new_payment(1_000).await;
+    app.new_payment(1_000).await;
+    receiver
+        .until(Duration::from_secs(10), "both events", |seen| {
+            seen.len() >= 2
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scalar(&app.db, "SELECT COUNT(*) FROM event_attempts").await < 2 {
+        assert!(Instant::now() < deadline, "attempts not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    use sea_orm::ConnectionTrait;
+    app.db
+        .execute_unprepared(
+            "UPDATE events SET created_at = now() - interval '31 days' \
+             WHERE id = (SELECT MIN(id) FROM events)",
+        )
+        .await
+        .unwrap();
+    let purged = payorch::purge_events(&app.db, Duration::from_secs(30 * 86_400))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(scalar(&app.db, "SELECT COUNT(*) FROM events").await, 1);
+    assert_eq!(
+        scalar(&app.db, "SELECT COUNT(*) FROM event_attempts").await,
+        1
+    );
 }

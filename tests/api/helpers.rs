@@ -349,6 +349,18 @@ impl TestApp {
     }
 
     /// A second API client of the same app.
+    /// Submits the sandbox checkout form of `payment` with `outcome`
+    /// (`success` or `failed`), as a person clicking its button.
+    pub async fn checkout(&self, payment: &serde_json::Value, outcome: &str) -> reqwest::Response {
+        self.http
+            .post(payment["authorization_url"].as_str().unwrap())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("outcome={outcome}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn other_client_key(&self) -> String {
         payorch::store::api_clients::create(&self.db, "other")
             .await

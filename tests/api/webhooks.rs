@@ -328,10 +328,10 @@ async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
 }
 
 /// A worker as its own OS process, as `make workers` runs them.
-struct WorkerProcess(Child);
+pub struct WorkerProcess(Child);
 
 impl WorkerProcess {
-    fn spawn(env: &HashMap<String, String>) -> WorkerProcess {
+    pub fn spawn(env: &HashMap<String, String>) -> WorkerProcess {
         let child = crate::helpers::payorch_command()
             .arg("worker")
             .envs(env)
@@ -342,14 +342,14 @@ impl WorkerProcess {
         WorkerProcess(child)
     }
 
-    fn signal(&self, signal: &str) {
+    pub fn signal(&self, signal: &str) {
         Command::new("kill")
             .args([signal, &self.0.id().to_string()])
             .status()
             .unwrap();
     }
 
-    fn wait(&mut self) -> Option<i32> {
+    pub fn wait(&mut self) -> Option<i32> {
         self.0.wait().ok().and_then(|s| s.code())
     }
 }
