@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::{signing, ssrf};
 use crate::{
-    queue::{Disposition, Envelope, QueueMessage, RetryPolicy, WebhookQueue},
+    queue::{Disposition, Envelope, EventDelivery, QueueMessage, RetryPolicy, WebhookQueue},
     store::{
         endpoints::{self, Endpoint},
         events::{self, NewAttempt},
@@ -60,6 +60,8 @@ pub struct Deliverer {
     in_flight: Arc<DashMap<Uuid, usize>>,
     endpoints: Arc<DashMap<Uuid, (Instant, Option<Endpoint>)>>,
     attempts: AttemptLog,
+    /// Where a failed part of a message for several endpoints goes.
+    requeue: Option<WebhookQueue>,
 }
 
 type Recorded = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -134,33 +136,30 @@ impl Deliverer {
             allow_private,
             in_flight: Arc::default(),
             endpoints: Arc::default(),
+            requeue: None,
         }
     }
 
     /// Consumes the events queue until `shutdown`.
     pub async fn run(self, queue: WebhookQueue, shutdown: impl std::future::Future<Output = ()>) {
+        let deliverer = Deliverer {
+            requeue: Some(queue.clone()),
+            ..self
+        };
         queue
             .consume(PREFETCH, shutdown, move |envelope| {
-                let deliverer = self.clone();
+                let deliverer = deliverer.clone();
                 async move { deliverer.handle(envelope).await }
             })
             .await;
     }
 
-    /// Delivers one queued message; what becomes of the message.
+    /// Delivers one queued message to its endpoints, concurrently; what
+    /// becomes of the message. With several endpoints, each one's failure
+    /// is queued again for that endpoint alone, and the message is done.
     pub async fn handle(&self, envelope: Envelope) -> Disposition {
         let QueueMessage::EventDelivery(delivery) = envelope.message else {
             return Disposition::Park("not an event delivery".into());
-        };
-        let endpoint = match self.endpoint(delivery.endpoint_id).await {
-            Ok(Some(endpoint)) if endpoint.enabled => endpoint,
-            Ok(_) => {
-                tracing::debug!(endpoint = %delivery.endpoint_id, "endpoint deleted or disabled; delivery dropped");
-                metrics::counter!("payorch_event_deliveries_total", "result" => "skipped")
-                    .increment(1);
-                return Disposition::Ack;
-            }
-            Err(err) => return Disposition::Defer(format!("database: {err}")),
         };
         let body = match delivery.body {
             Some(body) => body,
@@ -170,18 +169,76 @@ impl Deliverer {
                 Err(err) => return Disposition::Defer(format!("database: {err}")),
             },
         };
-        let event_id = delivery.event_id;
+        let attempt = envelope.attempt;
+        if let [only] = delivery.endpoints.as_slice() {
+            return self
+                .deliver(&delivery.event_id, *only, &body, attempt)
+                .await;
+        }
+        let Some(queue) = &self.requeue else {
+            return Disposition::Park("a delivery to several endpoints outside a consumer".into());
+        };
+        let outcomes = futures_util::future::join_all(
+            delivery
+                .endpoints
+                .iter()
+                .map(|endpoint| self.deliver(&delivery.event_id, *endpoint, &body, attempt)),
+        )
+        .await;
+        let mut requeued = Ok(());
+        for (endpoint, disposition) in delivery.endpoints.iter().zip(outcomes) {
+            if disposition == Disposition::Ack {
+                continue;
+            }
+            let alone = Envelope {
+                message: QueueMessage::EventDelivery(EventDelivery::new(
+                    &delivery.event_id,
+                    vec![*endpoint],
+                    Some(body.clone()),
+                )),
+                attempt,
+                reason: None,
+            };
+            if let Err(err) = queue.requeue(&alone, &disposition).await {
+                requeued = Err(err);
+            }
+        }
+        match requeued {
+            Ok(()) => Disposition::Ack,
+            // All again, delivered ones too (receivers deduplicate).
+            Err(err) => Disposition::Defer(format!("could not queue a retry: {err}")),
+        }
+    }
+
+    /// One attempt of `event_id` to `endpoint_id`; what becomes of it.
+    async fn deliver(
+        &self,
+        event_id: &str,
+        endpoint_id: Uuid,
+        body: &str,
+        attempt: u32,
+    ) -> Disposition {
+        let endpoint = match self.endpoint(endpoint_id).await {
+            Ok(Some(endpoint)) if endpoint.enabled => endpoint,
+            Ok(_) => {
+                tracing::debug!(endpoint = %endpoint_id, "endpoint deleted or disabled; delivery dropped");
+                metrics::counter!("payorch_event_deliveries_total", "result" => "skipped")
+                    .increment(1);
+                return Disposition::Ack;
+            }
+            Err(err) => return Disposition::Defer(format!("database: {err}")),
+        };
         let Some(_slot) = self.slot(endpoint.id) else {
             metrics::counter!("payorch_event_deliveries_total", "result" => "deferred")
                 .increment(1);
             return Disposition::Defer("endpoint busy".into());
         };
         let started = Instant::now();
-        let tried = self.post(&endpoint, &event_id, &body).await;
+        let tried = self.post(&endpoint, event_id, body).await;
         let elapsed = started.elapsed();
         metrics::histogram!("payorch_event_attempt_seconds").record(elapsed.as_secs_f64());
         let delivered = tried.error.is_none();
-        let last = self.retry.delay_after(envelope.attempt).is_none();
+        let last = self.retry.delay_after(attempt).is_none();
         let gone = tried.response_status == Some(410);
         let status = if delivered {
             "delivered"
@@ -193,9 +250,9 @@ impl Deliverer {
         let recorded = self
             .attempts
             .record(NewAttempt {
-                event_id: event_id.clone(),
+                event_id: event_id.to_owned(),
                 endpoint_id: endpoint.id,
-                attempt: envelope.attempt,
+                attempt,
                 at: Utc::now(),
                 status,
                 response_status: tried.response_status,
@@ -218,7 +275,7 @@ impl Deliverer {
         tracing::info!(
             event = event_id,
             endpoint = %endpoint.id,
-            attempt = envelope.attempt,
+            attempt,
             status,
             error,
             "event delivery failed"

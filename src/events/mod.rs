@@ -379,9 +379,13 @@ impl Events {
                 .map(|endpoint| endpoint.id)
                 .collect(),
         };
-        for endpoint_id in &targets {
+        if !targets.is_empty() {
             self.queue
-                .publish(&delivery(&event.id, *endpoint_id, Some(event.body.clone())))
+                .publish(&delivery(
+                    &event.id,
+                    targets.clone(),
+                    Some(event.body.clone()),
+                ))
                 .await?;
         }
         tracing::info!(
@@ -393,10 +397,10 @@ impl Events {
     }
 }
 
-/// The queue message that delivers `event_id` (its `body`) to `endpoint_id`.
-pub fn delivery(event_id: &str, endpoint_id: Uuid, body: Option<String>) -> Envelope {
+/// The queue message that delivers `event_id` (its `body`) to `endpoints`.
+pub fn delivery(event_id: &str, endpoints: Vec<Uuid>, body: Option<String>) -> Envelope {
     Envelope {
-        message: QueueMessage::EventDelivery(EventDelivery::new(event_id, endpoint_id, body)),
+        message: QueueMessage::EventDelivery(EventDelivery::new(event_id, endpoints, body)),
         attempt: 0,
         reason: None,
     }

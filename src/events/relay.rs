@@ -1,5 +1,6 @@
-//! The outbox relay: queues one delivery per (event, endpoint that wants
-//! it) for each event still in the outbox, then marks the event published.
+//! The outbox relay: queues one delivery message per event still in the
+//! outbox, naming every endpoint that wants it, then marks the event
+//! published.
 //!
 //! It does not poll in a loop. Every process that changes payments runs a
 //! relay, and the payment core wakes it ([`wake`]) after each commit, so
@@ -100,13 +101,16 @@ async fn relay_in(conn: &impl ConnectionTrait, queue: &WebhookQueue) -> Result<u
         .map_err(|e| e.to_string())?;
     let deliveries: Vec<_> = claimed
         .iter()
-        .flat_map(|event| {
-            endpoints
+        .filter_map(|event| {
+            let targets: Vec<Uuid> = endpoints
                 .iter()
                 .filter(|endpoint| {
                     endpoint.client_id == event.client_id && endpoint.wants(&event.kind)
                 })
-                .map(|endpoint| super::delivery(&event.id, endpoint.id, Some(event.body.clone())))
+                .map(|endpoint| endpoint.id)
+                .collect();
+            (!targets.is_empty())
+                .then(|| super::delivery(&event.id, targets, Some(event.body.clone())))
         })
         .collect();
     let published =

@@ -631,20 +631,32 @@ impl AmqpQueue {
         };
         let next = match handle(envelope.clone()).await {
             Disposition::Ack => Ok(()),
-            Disposition::Retry(reason) => self.retry(&envelope, &reason).await,
+            other => self.settle_new(&envelope, &other).await,
+        };
+        settle(&delivery, next).await;
+    }
+
+    /// Publishes `envelope` where `disposition` sends a consumed message.
+    pub async fn settle_new(
+        &self,
+        envelope: &Envelope,
+        disposition: &Disposition,
+    ) -> Result<(), QueueError> {
+        match disposition {
+            Disposition::Ack => Ok(()),
+            Disposition::Retry(reason) => self.retry(envelope, reason).await,
             Disposition::RetryNotBefore(reason, not_before) => {
-                self.retry_not_before(&envelope, &reason, not_before).await
+                self.retry_not_before(envelope, reason, *not_before).await
             }
-            Disposition::Defer(reason) => self.defer(&envelope, &reason).await,
+            Disposition::Defer(reason) => self.defer(envelope, reason).await,
             Disposition::Park(reason) => {
                 self.park(&Envelope {
-                    reason: Some(reason),
-                    ..envelope
+                    reason: Some(reason.clone()),
+                    ..envelope.clone()
                 })
                 .await
             }
-        };
-        settle(&delivery, next).await;
+        }
     }
 }
 

@@ -54,15 +54,17 @@ pub enum QueueMessage {
     EventDelivery(EventDelivery),
 }
 
-/// What the events queue carries: which event goes to which endpoint, and
-/// the event's body (the merchant's own data; the endpoint's secret stays
-/// in the database).
+/// What the events queue carries: an event, the endpoints it goes to, and
+/// its body (the merchant's own data; the endpoints' secrets stay in the
+/// database). The relay queues one message per event for all its
+/// endpoints; a delivery that fails is queued again for its endpoint alone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventDelivery {
-    /// `{event_id}:{endpoint_id}`: the message identity.
+    /// `{event_id}` (several endpoints) or `{event_id}:{endpoint_id}`: the
+    /// message identity.
     pub key: String,
     pub event_id: String,
-    pub endpoint_id: uuid::Uuid,
+    pub endpoints: Vec<uuid::Uuid>,
     pub queued_at: DateTime<Utc>,
     /// The body as stored; absent: read it from the event log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,11 +72,15 @@ pub struct EventDelivery {
 }
 
 impl EventDelivery {
-    pub fn new(event_id: &str, endpoint_id: uuid::Uuid, body: Option<String>) -> EventDelivery {
+    pub fn new(event_id: &str, endpoints: Vec<uuid::Uuid>, body: Option<String>) -> EventDelivery {
+        let key = match endpoints.as_slice() {
+            [one] => format!("{event_id}:{one}"),
+            _ => event_id.to_owned(),
+        };
         EventDelivery {
-            key: format!("{event_id}:{endpoint_id}"),
+            key,
             event_id: event_id.to_owned(),
-            endpoint_id,
+            endpoints,
             queued_at: Utc::now(),
             body,
         }
@@ -276,6 +282,20 @@ impl WebhookQueue {
         match self {
             WebhookQueue::Amqp(queue) => queue.publish(envelope).await,
             WebhookQueue::Table(queue) => queue.publish(envelope).await,
+        }
+    }
+
+    /// Sends `envelope`, a message not taken from the queue (a part split
+    /// off another), where `disposition` says, as if it had been consumed:
+    /// nowhere (`Ack`), a retry tier, the first tier uncounted, or parked.
+    pub async fn requeue(
+        &self,
+        envelope: &Envelope,
+        disposition: &Disposition,
+    ) -> Result<(), QueueError> {
+        match self {
+            WebhookQueue::Amqp(queue) => queue.settle_new(envelope, disposition).await,
+            WebhookQueue::Table(queue) => queue.settle_new(envelope, disposition).await,
         }
     }
 

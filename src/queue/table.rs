@@ -100,8 +100,19 @@ impl TableQueue {
     }
 
     async fn insert(&self, envelope: &Envelope, state: &str) -> Result<(), QueueError> {
+        self.insert_after(envelope, state, Duration::ZERO).await
+    }
+
+    /// Stores a message that becomes ready after `delay`.
+    async fn insert_after(
+        &self,
+        envelope: &Envelope,
+        state: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         let body = serde_json::to_string(&envelope.message).expect("a queue message serializes");
         let now = now_ms();
+        let available = now + millis(delay);
         self.db
             .execute_raw(self.statement(
                 "INSERT INTO queued_messages \
@@ -114,7 +125,7 @@ impl TableQueue {
                     (envelope.attempt as i32).into(),
                     envelope.reason.clone().into(),
                     state.into(),
-                    now.into(),
+                    available.into(),
                     now.into(),
                 ],
             ))
@@ -125,6 +136,43 @@ impl TableQueue {
     /// Stores a message for the consumers; `Ok` once its row committed.
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), QueueError> {
         self.insert(envelope, READY).await?;
+        self.published.notify_one();
+        Ok(())
+    }
+
+    /// Stores `envelope` where `disposition` sends a consumed message.
+    pub async fn settle_new(
+        &self,
+        envelope: &Envelope,
+        disposition: &Disposition,
+    ) -> Result<(), QueueError> {
+        let with = |attempt: u32, reason: &str| Envelope {
+            message: envelope.message.clone(),
+            attempt,
+            reason: Some(reason.to_owned()),
+        };
+        let attempt = envelope.attempt;
+        let (next, state, delay) = match disposition {
+            Disposition::Ack => return Ok(()),
+            Disposition::Retry(reason) => match self.retry.delay_after(attempt) {
+                Some(delay) => (with(attempt + 1, reason), READY, delay),
+                None => (with(attempt, reason), PARKED, Duration::ZERO),
+            },
+            Disposition::RetryNotBefore(reason, not_before) => {
+                match self.retry.delay_after(attempt) {
+                    Some(delay) => (with(attempt + 1, reason), READY, delay.max(*not_before)),
+                    None => (with(attempt, reason), PARKED, Duration::ZERO),
+                }
+            }
+            Disposition::Defer(reason) => (
+                with(attempt, reason),
+                READY,
+                self.retry.delays.first().copied().unwrap_or(POLL),
+            ),
+            Disposition::Park(reason) => (with(attempt, reason), PARKED, Duration::ZERO),
+        };
+        let delay = super::jittered(delay, self.jitter_percent);
+        self.insert_after(&next, state, delay).await?;
         self.published.notify_one();
         Ok(())
     }

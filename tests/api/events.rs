@@ -871,3 +871,27 @@ async fn the_retention_purge_deletes_old_relayed_events_with_their_attempts() {
         1
     );
 }
+
+#[tokio::test]
+async fn one_endpoint_failing_is_retried_alone_and_the_others_get_the_event_once() {
+    let app = app_with(events_env).await;
+    let healthy = Receiver::start(Behaviour::Accept).await;
+    let flaky = Receiver::start(Behaviour::FailFirst(1)).await;
+    register(&app, &app.api_key, json!({"url": healthy.url()})).await;
+    register(&app, &app.api_key, json!({"url": flaky.url()})).await;
+    app.new_payment(1_000).await;
+    let retried = flaky
+        .until(Duration::from_secs(10), "the retry", |seen| seen.len() >= 2)
+        .await;
+    assert_eq!(retried[0].id, retried[1].id);
+    // The retry went to the failing endpoint alone: by the time a later
+    // event reaches the healthy endpoint, it has had the first one once.
+    app.new_payment(2_000).await;
+    let seen = healthy
+        .until(Duration::from_secs(10), "the second event", |seen| {
+            seen.iter().any(|r| r.id != retried[0].id)
+        })
+        .await;
+    let first = seen.iter().filter(|r| r.id == retried[0].id).count();
+    assert_eq!(first, 1, "{seen:?}");
+}
