@@ -8,9 +8,10 @@
 //! attempt is a row of `event_attempts`.
 //!
 //! One slow endpoint cannot hold up the others: deliveries run
-//! concurrently, and an endpoint with [`PER_ENDPOINT`] attempts already
-//! in flight gets its next message deferred (not counted as an attempt)
-//! instead of a slot the others need.
+//! concurrently, at most [`PER_ENDPOINT`] to one endpoint; a delivery
+//! that finds no free slot within [`SLOT_WAIT`] (its endpoint is slow) is
+//! deferred, not counted as an attempt, instead of holding a place the
+//! others need.
 //!
 //! Per delivery the database is not asked much: the body comes with the
 //! message, endpoints are cached for [`ENDPOINT_TTL`], and attempts are
@@ -25,6 +26,7 @@ use std::{
 use chrono::Utc;
 use dashmap::DashMap;
 use sea_orm::DatabaseConnection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::{signing, ssrf};
@@ -38,6 +40,9 @@ use crate::{
 
 /// Attempts in flight to one endpoint, at most.
 pub const PER_ENDPOINT: usize = 16;
+/// How long a delivery waits for one of its endpoint's slots before it is
+/// deferred (not counted as an attempt).
+pub const SLOT_WAIT: Duration = Duration::from_millis(200);
 /// Delivery messages one process holds at once.
 pub const PREFETCH: u16 = 256;
 /// The longest `Retry-After` honoured.
@@ -57,7 +62,8 @@ pub struct Deliverer {
     http: reqwest::Client,
     retry: RetryPolicy,
     allow_private: bool,
-    in_flight: Arc<DashMap<Uuid, usize>>,
+    /// Each endpoint's [`PER_ENDPOINT`] attempt slots.
+    in_flight: Arc<DashMap<Uuid, Arc<Semaphore>>>,
     endpoints: Arc<DashMap<Uuid, (Instant, Option<Endpoint>)>>,
     attempts: AttemptLog,
     /// Where a failed part of a message for several endpoints goes.
@@ -228,7 +234,7 @@ impl Deliverer {
             }
             Err(err) => return Disposition::Defer(format!("database: {err}")),
         };
-        let Some(_slot) = self.slot(endpoint.id) else {
+        let Some(_slot) = self.slot(endpoint.id).await else {
             metrics::counter!("payorch_event_deliveries_total", "result" => "deferred")
                 .increment(1);
             return Disposition::Defer("endpoint busy".into());
@@ -313,17 +319,23 @@ impl Deliverer {
         Ok(endpoint)
     }
 
-    /// A slot among the endpoint's [`PER_ENDPOINT`], held until dropped.
-    fn slot(&self, endpoint: Uuid) -> Option<Slot> {
-        let mut count = self.in_flight.entry(endpoint).or_insert(0);
-        if *count >= PER_ENDPOINT {
-            return None;
+    /// A slot among the endpoint's [`PER_ENDPOINT`], held until dropped,
+    /// waited for at most [`SLOT_WAIT`]: an endpoint that answers quickly
+    /// frees slots in time, one that hangs does not.
+    async fn slot(&self, endpoint: Uuid) -> Option<OwnedSemaphorePermit> {
+        if self.in_flight.len() >= MAX_CACHED {
+            self.in_flight
+                .retain(|_, slots| slots.available_permits() < PER_ENDPOINT);
         }
-        *count += 1;
-        Some(Slot {
-            map: self.in_flight.clone(),
-            endpoint,
-        })
+        let slots = self
+            .in_flight
+            .entry(endpoint)
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_ENDPOINT)))
+            .clone();
+        tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Tried {
@@ -390,20 +402,4 @@ fn source_of(err: &reqwest::Error) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-struct Slot {
-    map: Arc<DashMap<Uuid, usize>>,
-    endpoint: Uuid,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let dashmap::mapref::entry::Entry::Occupied(mut count) = self.map.entry(self.endpoint) {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
-            }
-        }
-    }
 }
