@@ -8,10 +8,11 @@
 //! attempt is a row of `event_attempts`.
 //!
 //! One slow endpoint cannot hold up the others: deliveries run
-//! concurrently, at most [`PER_ENDPOINT`] to one endpoint; a delivery
-//! that finds no free slot within [`SLOT_WAIT`] (its endpoint is slow) is
-//! deferred, not counted as an attempt, instead of holding a place the
-//! others need.
+//! concurrently, at most [`PER_ENDPOINT`] to one endpoint. When they are
+//! all taken, a delivery to an endpoint that keeps answering waits for a
+//! slot; one to an endpoint that has not finished an attempt for
+//! [`STUCK_AFTER`] is deferred at once, not counted as an attempt, instead
+//! of holding a place the others need.
 //!
 //! Per delivery the database is not asked much: the body comes with the
 //! message, endpoints are cached for [`ENDPOINT_TTL`], and attempts are
@@ -40,9 +41,12 @@ use crate::{
 
 /// Attempts in flight to one endpoint, at most.
 pub const PER_ENDPOINT: usize = 16;
-/// How long a delivery waits for one of its endpoint's slots before it is
-/// deferred (not counted as an attempt).
-pub const SLOT_WAIT: Duration = Duration::from_millis(200);
+/// How long a delivery waits for a slot of an answering endpoint before it
+/// is deferred (not counted as an attempt).
+pub const SLOT_WAIT: Duration = Duration::from_secs(5);
+/// An endpoint with every slot taken and no attempt finished for this long
+/// is stuck: its further deliveries are deferred at once.
+pub const STUCK_AFTER: Duration = Duration::from_secs(1);
 /// Delivery messages one process holds at once.
 pub const PREFETCH: u16 = 256;
 /// The longest `Retry-After` honoured.
@@ -63,7 +67,7 @@ pub struct Deliverer {
     retry: RetryPolicy,
     allow_private: bool,
     /// Each endpoint's [`PER_ENDPOINT`] attempt slots.
-    in_flight: Arc<DashMap<Uuid, Arc<Semaphore>>>,
+    in_flight: Arc<DashMap<Uuid, Arc<Slots>>>,
     endpoints: Arc<DashMap<Uuid, (Instant, Option<Endpoint>)>>,
     attempts: AttemptLog,
     /// Where a failed part of a message for several endpoints goes.
@@ -319,23 +323,35 @@ impl Deliverer {
         Ok(endpoint)
     }
 
-    /// A slot among the endpoint's [`PER_ENDPOINT`], held until dropped,
-    /// waited for at most [`SLOT_WAIT`]: an endpoint that answers quickly
-    /// frees slots in time, one that hangs does not.
-    async fn slot(&self, endpoint: Uuid) -> Option<OwnedSemaphorePermit> {
+    /// A slot among the endpoint's [`PER_ENDPOINT`], held until dropped.
+    /// When all are taken, a delivery waits for one (at most
+    /// [`SLOT_WAIT`]) if the endpoint is answering — it finished an attempt
+    /// within the last [`STUCK_AFTER`] — and otherwise gets none: an
+    /// endpoint that hangs holds its slots, not the consumer's.
+    async fn slot(&self, endpoint: Uuid) -> Option<Slot> {
         if self.in_flight.len() >= MAX_CACHED {
             self.in_flight
-                .retain(|_, slots| slots.available_permits() < PER_ENDPOINT);
+                .retain(|_, slots| slots.free.available_permits() < PER_ENDPOINT);
         }
         let slots = self
             .in_flight
             .entry(endpoint)
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_ENDPOINT)))
+            .or_insert_with(|| Arc::new(Slots::new()))
             .clone();
-        tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
-            .await
-            .ok()?
-            .ok()
+        let permit = match slots.free.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if slots.answered_within(STUCK_AFTER) => {
+                tokio::time::timeout(SLOT_WAIT, slots.free.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+            Err(_) => return None,
+        };
+        Some(Slot {
+            _permit: permit,
+            slots,
+        })
     }
 
     async fn post(&self, endpoint: &Endpoint, id: &str, body: &str) -> Tried {
@@ -402,4 +418,43 @@ fn source_of(err: &reqwest::Error) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+/// One endpoint's attempt slots, and when one was last given back.
+struct Slots {
+    free: Arc<Semaphore>,
+    born: Instant,
+    /// Milliseconds after `born` when an attempt last finished.
+    last_done_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Slots {
+    fn new() -> Slots {
+        Slots {
+            free: Arc::new(Semaphore::new(PER_ENDPOINT)),
+            born: Instant::now(),
+            last_done_ms: Default::default(),
+        }
+    }
+
+    fn answered_within(&self, window: Duration) -> bool {
+        let last =
+            Duration::from_millis(self.last_done_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last) < window
+    }
+}
+
+/// A held slot; giving it back marks the endpoint as answering.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    slots: Arc<Slots>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let now = self.slots.born.elapsed().as_millis() as u64;
+        self.slots
+            .last_done_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
 }
