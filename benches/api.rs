@@ -123,10 +123,11 @@ async fn main() {
             .json()
             .await
             .unwrap();
-        references.push((
-            i % keys.len(),
-            response["reference"].as_str().unwrap().to_owned(),
-        ));
+        let reference = response["reference"]
+            .as_str()
+            .unwrap_or_else(|| panic!("initialize answered {response}"))
+            .to_owned();
+        references.push((i % keys.len(), reference));
     }
     let references = Arc::new(references);
     let verify = {

@@ -30,6 +30,9 @@ use crate::{
 
 /// Events claimed per round.
 pub const BATCH: u64 = 256;
+/// How long a woken relay waits before its round, so that a busy process
+/// relays many commits per round instead of one.
+pub const LINGER: Duration = Duration::from_millis(10);
 /// How often the outbox is looked at without a notification.
 pub const SWEEP: Duration = Duration::from_secs(1);
 
@@ -67,7 +70,10 @@ pub async fn run(db: DatabaseConnection, queue: WebhookQueue, shutdown: impl Fut
         observe_lag(&db).await;
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = WRITTEN.notified() => {}
+            _ = WRITTEN.notified() => {
+                // Commits arriving meanwhile share the next round.
+                tokio::time::sleep(LINGER).await;
+            }
             _ = tokio::time::sleep(SWEEP) => {}
         }
     }
