@@ -4,13 +4,17 @@
 //! - The rules `requests.rs` applies, as schema only: declared as poem
 //!   validators they would make poem answer a wrong value with its own 400,
 //!   instead of the documented 422 that lists every wrong field at once.
-//! - Links from a created payment or refund to the operations on it, so a
-//!   client generator (and schemathesis' stateful tests) can follow them.
+//! - Links from a created payment, refund or webhook endpoint to the
+//!   operations on it, so a client generator (and schemathesis' stateful
+//!   tests) can follow them.
 
 use serde_json::{Value, json};
 
 use super::requests::{MAX_CALLBACK_URL, MAX_REFUND_REASON};
-use crate::domain::{Amount, Currency, Email, Reference};
+use crate::{
+    domain::{Amount, Currency, Email, Reference},
+    events::{EVENT_TYPES, MAX_DESCRIPTION, ssrf},
+};
 
 /// `spec`, poem-openapi's JSON document, completed.
 pub fn complete(spec: &str) -> String {
@@ -30,6 +34,8 @@ fn constrain(doc: &mut Value) {
     let currencies: Vec<&str> = Currency::ALL.iter().map(|c| c.as_str()).collect();
     let initialize = "/components/schemas/InitializeBody/properties";
     let refund = "/components/schemas/RefundBody/properties";
+    let endpoint = "/components/schemas/CreateEndpointBody/properties";
+    let update = "/components/schemas/UpdateEndpointBody/properties";
     for (field, rules) in [
         (
             format!("{initialize}/amount"),
@@ -69,6 +75,30 @@ fn constrain(doc: &mut Value) {
         (
             format!("{refund}/reason"),
             json!({"maxLength": MAX_REFUND_REASON}),
+        ),
+        (
+            format!("{endpoint}/url"),
+            json!({"maxLength": ssrf::MAX_URL_LEN, "pattern": "^https?://"}),
+        ),
+        (
+            format!("{endpoint}/description"),
+            json!({"maxLength": MAX_DESCRIPTION}),
+        ),
+        (
+            format!("{endpoint}/event_types/items"),
+            json!({"enum": EVENT_TYPES}),
+        ),
+        (
+            format!("{update}/url"),
+            json!({"maxLength": ssrf::MAX_URL_LEN, "pattern": "^https?://"}),
+        ),
+        (
+            format!("{update}/description"),
+            json!({"maxLength": MAX_DESCRIPTION}),
+        ),
+        (
+            format!("{update}/event_types/items"),
+            json!({"enum": EVENT_TYPES}),
         ),
     ] {
         match doc.pointer_mut(&field) {
@@ -116,6 +146,20 @@ fn link(doc: &mut Value) {
             "CreateRefund": {"operationRef": operation("/v1/payments/{reference}/refunds", "post"), "parameters": parameters},
         })
     };
+    let on_endpoint = {
+        let parameters = json!({"id": "$response.body#/id"});
+        json!({
+            "GetEndpoint": {"operationRef": operation("/v1/webhook-endpoints/{id}", "get"), "parameters": parameters},
+            "UpdateEndpoint": {"operationRef": operation("/v1/webhook-endpoints/{id}", "patch"), "parameters": parameters},
+            "RotateSecret": {"operationRef": operation("/v1/webhook-endpoints/{id}/rotate-secret", "post"), "parameters": parameters},
+            "DeleteEndpoint": {"operationRef": operation("/v1/webhook-endpoints/{id}", "delete"), "parameters": parameters},
+        })
+    };
+    if let Some(Value::Object(created)) =
+        doc.pointer_mut("/paths/~1v1~1webhook-endpoints/post/responses/201")
+    {
+        created.insert("links".into(), on_endpoint);
+    }
     for (path, field) in [
         ("/v1/payments/initialize", "reference"),
         ("/v1/payments/{reference}/refunds", "payment_reference"),
