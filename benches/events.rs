@@ -16,7 +16,6 @@
 mod common;
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -91,22 +90,12 @@ async fn main() {
     let db = BenchDb::create().await;
     let prefix = name("bench");
     let port = free_port();
-    let env = HashMap::from([
-        ("DATABASE_URL".to_string(), db.url.clone()),
-        ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
-        (
-            "PAYSTACK_SECRET_KEY".to_string(),
-            payorch::config::SANDBOX_SECRET_KEY.to_string(),
-        ),
-        ("AMQP_URL".to_string(), AMQP.to_string()),
-        ("PAYORCH_QUEUE_PREFIX".to_string(), prefix.clone()),
-        ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
-        ("PAYORCH_RATE_LIMITS".to_string(), String::new()),
-        (
-            "PAYORCH_ALLOW_PRIVATE_ENDPOINTS".to_string(),
-            "true".to_string(),
-        ),
-    ]);
+    let env = bench_env(
+        &db.url,
+        &prefix,
+        port,
+        &[("PAYORCH_ALLOW_PRIVATE_ENDPOINTS", "true")],
+    );
     let key = api_keys(1, &env).remove(0);
     let server = Payorch::spawn(&["serve"], &env);
     let base = format!("http://127.0.0.1:{port}");

@@ -7,7 +7,6 @@
 mod common;
 
 use std::{
-    collections::HashMap,
     process::Command,
     sync::Arc,
     time::{Duration, Instant},
@@ -104,19 +103,7 @@ async fn main() {
     let db = BenchDb::create().await;
     let prefix = name("bench");
     let port = free_port();
-    let env = HashMap::from([
-        ("DATABASE_URL".to_string(), db.url.clone()),
-        ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
-        (
-            "PAYSTACK_SECRET_KEY".to_string(),
-            payorch::config::SANDBOX_SECRET_KEY.to_string(),
-        ),
-        ("AMQP_URL".to_string(), AMQP.to_string()),
-        ("PAYORCH_QUEUE_PREFIX".to_string(), prefix.clone()),
-        ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
-        ("PAYORCH_RATE_LIMITS".to_string(), String::new()),
-        ("PAYORCH_WORKER_PREFETCH".to_string(), "64".to_string()),
-    ]);
+    let env = bench_env(&db.url, &prefix, port, &[("PAYORCH_WORKER_PREFETCH", "64")]);
     let keys = api_keys(1, &env);
     let server = Payorch::spawn(&["serve"], &env);
     let base = format!("http://127.0.0.1:{port}");

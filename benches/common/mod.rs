@@ -422,3 +422,30 @@ pub async fn broker_ceiling(
         .unwrap();
     report
 }
+
+/// The environment of a bench's `serve` and `worker`: PostgreSQL at
+/// `db_url`, RabbitMQ under `prefix`, the sandbox with the test key, the
+/// API on `port`, no rate limits; `extra` on top.
+pub fn bench_env(
+    db_url: &str,
+    prefix: &str,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut env = HashMap::from([
+        ("DATABASE_URL".to_string(), db_url.to_string()),
+        ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
+        (
+            "PAYSTACK_SECRET_KEY".to_string(),
+            payorch::config::SANDBOX_SECRET_KEY.to_string(),
+        ),
+        ("AMQP_URL".to_string(), AMQP.to_string()),
+        ("PAYORCH_QUEUE_PREFIX".to_string(), prefix.to_string()),
+        ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
+        ("PAYORCH_RATE_LIMITS".to_string(), String::new()),
+    ]);
+    for (name, value) in extra {
+        env.insert(name.to_string(), value.to_string());
+    }
+    env
+}

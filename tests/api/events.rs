@@ -714,21 +714,7 @@ async fn killing_a_worker_during_a_burst_of_1000_changes_loses_no_event() {
     for _ in 0..500 {
         app.new_payment(1_000).await;
     }
-    let sandbox = app.clone_http();
-    let burst = tokio::spawn(async move {
-        sandbox
-            .0
-            .post(format!("{}/sandbox/_control/burst", sandbox.1))
-            .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
-            .json(&json!({"outcome": "mixed", "concurrency": 32}))
-            .timeout(Duration::from_secs(600))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    });
+    let burst = app.burst(json!({"outcome": "mixed", "concurrency": 32}));
     receiver
         .until(
             Duration::from_secs(120),

@@ -349,6 +349,19 @@ impl TestApp {
     }
 
     /// A second API client of the same app.
+    /// Starts the sandbox's `_control/burst` (settles every ongoing
+    /// transaction and fires its webhooks, shaped by `body`); the task
+    /// yields its report.
+    pub fn burst(&self, body: serde_json::Value) -> tokio::task::JoinHandle<serde_json::Value> {
+        let request = self
+            .http
+            .post(self.url("/sandbox/_control/burst"))
+            .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+            .json(&body)
+            .timeout(Duration::from_secs(600));
+        tokio::spawn(async move { request.send().await.unwrap().json().await.unwrap() })
+    }
+
     /// Submits the sandbox checkout form of `payment` with `outcome`
     /// (`success` or `failed`), as a person clicking its button.
     pub async fn checkout(&self, payment: &serde_json::Value, outcome: &str) -> reqwest::Response {

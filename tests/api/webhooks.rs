@@ -369,24 +369,10 @@ async fn burst_with_three_worker_processes(kill_one: bool) {
     for _ in 0..500 {
         pipeline.app.new_payment(1_000).await;
     }
-    let sandbox = pipeline.app.clone_http();
-    let burst = tokio::spawn(async move {
-        sandbox
-            .0
-            .post(format!("{}/sandbox/_control/burst", sandbox.1))
-            .bearer_auth(SANDBOX_SECRET_KEY)
-            .json(
-                &json!({"outcome": "mixed", "extra_events": 1100, "duplicates": 400,
-                          "bad_signatures": 20, "concurrency": 64}),
-            )
-            .timeout(Duration::from_secs(600))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    });
+    let burst = pipeline
+        .app
+        .burst(json!({"outcome": "mixed", "extra_events": 1100,
+        "duplicates": 400, "bad_signatures": 20, "concurrency": 64}));
     if kill_one {
         // Mid-burst: some events processed, many still coming.
         let deadline = Instant::now() + Duration::from_secs(120);
