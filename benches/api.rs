@@ -22,6 +22,15 @@ fn seconds() -> Duration {
 }
 
 async fn start(db: &BenchDb, limits: &str, redis: bool) -> (Payorch, String, Vec<String>) {
+    start_with(db, limits, redis, &[]).await
+}
+
+async fn start_with(
+    db: &BenchDb,
+    limits: &str,
+    redis: bool,
+    extra: &[(&str, &str)],
+) -> (Payorch, String, Vec<String>) {
     let port = free_port();
     let mut env = HashMap::from([
         ("DATABASE_URL".to_string(), db.url.clone()),
@@ -37,6 +46,9 @@ async fn start(db: &BenchDb, limits: &str, redis: bool) -> (Payorch, String, Vec
     ]);
     if redis {
         env.insert("REDIS_URL".into(), REDIS.into());
+    }
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
     }
     let keys = api_keys(20, &env);
     let server = Payorch::spawn(&["serve"], &env);
@@ -54,6 +66,17 @@ fn client() -> reqwest::Client {
 }
 
 async fn initialize_load(name: &str, base: &str, keys: &[String], concurrency: usize) -> Report {
+    let body = json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com"});
+    initialize_body_load(name, base, keys, concurrency, body).await
+}
+
+async fn initialize_body_load(
+    name: &str,
+    base: &str,
+    keys: &[String],
+    concurrency: usize,
+    body: serde_json::Value,
+) -> Report {
     let http = client();
     let base = base.to_owned();
     let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
@@ -61,10 +84,77 @@ async fn initialize_load(name: &str, base: &str, keys: &[String], concurrency: u
         let request = http
             .post(format!("{base}/v1/payments/initialize"))
             .bearer_auth(&keys[i % keys.len()])
-            .json(&json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com"}));
+            .json(&body);
         async move { request.send().await.is_ok_and(|r| r.status() == 201) }
     })
     .await
+}
+
+/// Initialize through two connectors, Paystack first: healthy; then Paystack
+/// failing (every call a 500) with its breaker open, so each payment goes
+/// to Flutterwave; and Flutterwave pinned, for the dialect's own cost.
+async fn failover(db: &BenchDb) -> [Report; 3] {
+    let connections = 10;
+    let (server, base, keys) = start_with(
+        db,
+        "",
+        false,
+        &[
+            ("PAYORCH_PROVIDERS", "paystack,flutterwave"),
+            ("PAYORCH_ROUTING", "NGN=paystack,flutterwave"),
+            ("PAYORCH_BREAKER_OPEN_MS", "3600000"),
+        ],
+    )
+    .await;
+    let ngn = json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com"});
+    let healthy = initialize_body_load(
+        "POST initialize, primary healthy, 10 connections",
+        &base,
+        &keys,
+        connections,
+        ngn.clone(),
+    )
+    .await;
+    let mut pinned_body = ngn.clone();
+    pinned_body["provider"] = json!("flutterwave");
+    let pinned = initialize_body_load(
+        "POST initialize, flutterwave pinned, 10 connections",
+        &base,
+        &keys,
+        connections,
+        pinned_body,
+    )
+    .await;
+    let http = client();
+    let faulted = http
+        .post(format!("{base}/sandbox/_control/faults"))
+        .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+        .json(&json!({"provider": "paystack", "operation": "initialize", "mode": "error", "count": 1_000_000_000u32}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faulted.status(), 204, "faulting the sandbox's Paystack");
+    // Five failures open the breaker (each of these fails over).
+    for _ in 0..10 {
+        let response = http
+            .post(format!("{base}/v1/payments/initialize"))
+            .bearer_auth(&keys[0])
+            .json(&ngn)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "failover answers");
+    }
+    let open = initialize_body_load(
+        "POST initialize, primary failing, breaker open, 10 connections",
+        &base,
+        &keys,
+        connections,
+        ngn,
+    )
+    .await;
+    server.terminate();
+    [healthy, pinned, open]
 }
 
 #[tokio::main]
@@ -214,6 +304,7 @@ async fn main() {
     };
     let check_one = check("limiter check alone (EVALSHA), 1 caller", 1).await;
     let check_many = check("limiter check alone (EVALSHA), 100 callers", CONCURRENCY).await;
+    let [healthy, pinned, open] = failover(&db).await;
 
     println!("{HEADER}");
     for report in [
@@ -226,9 +317,21 @@ async fn main() {
         &get,
         &check_one,
         &check_many,
+        &healthy,
+        &pinned,
+        &open,
     ] {
         println!("{}", report.row(Some(&floor)));
     }
+    println!();
+    println!(
+        "failover with the breaker open: p50 {:+.2} ms, p99 {:+.2} ms against the primary healthy; \
+         p50 {:+.2} ms, p99 {:+.2} ms against Flutterwave pinned",
+        open.percentile(50.0) - healthy.percentile(50.0),
+        open.percentile(99.0) - healthy.percentile(99.0),
+        open.percentile(50.0) - pinned.percentile(50.0),
+        open.percentile(99.0) - pinned.percentile(99.0),
+    );
     println!();
     println!(
         "limiter cost on initialize: p50 {:+.2} ms, p99 {:+.2} ms (on minus off)",

@@ -154,7 +154,7 @@ async fn main() {
                 next_id += 1;
                 let body = json!({"event": "charge.success", "data": {"id": next_id, "reference": payment["reference"], "amount": 10000, "currency": "NGN", "status": "success", "paid_at": "2026-11-28T00:00:00Z", "gateway_response": "Approved"}}).to_string();
                 let signature =
-                    payorch::webhook::signature::sign(SECRET.as_bytes(), body.as_bytes());
+                    payorch::provider::paystack::sign_webhook(SECRET.as_bytes(), body.as_bytes());
                 bodies.push((body, signature));
             }
         }

@@ -14,13 +14,42 @@ import os
 import random
 import uuid
 
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, between, events, task
 
 KEYS = [k for k in os.environ["PAYORCH_LOAD_KEYS"].split(",") if k]
 SECRET = os.environ.get("PAYSTACK_SECRET_KEY", "sk_test_payorch_sandbox").encode()
 REFERENCES = []  # (key index, reference) of payments created in this run
 MAX_REFERENCES = 20_000
 THINK = (float(os.environ.get("THINK_MIN", "0.5")), float(os.environ.get("THINK_MAX", "1.5")))
+# payorch's own share of each response (Server-Timing `app`), per endpoint,
+# in ms: written to $PAYORCH_LOAD_OUT/app_timing.csv when the run ends.
+APP_MS = {}
+
+
+@events.request.add_listener
+def record_app_time(name, response, exception, **_):
+    if response is None or exception is not None:
+        return
+    timing = response.headers.get("server-timing") or response.headers.get("Server-Timing")
+    if not timing:
+        return
+    for part in timing.split(","):
+        label, _, value = part.strip().partition(";dur=")
+        if label == "app" and value:
+            APP_MS.setdefault(name, []).append(float(value))
+
+
+@events.quitting.add_listener
+def write_app_times(**_):
+    out = os.environ.get("PAYORCH_LOAD_OUT")
+    if not out:
+        return
+    with open(os.path.join(out, "app_timing.csv"), "w") as f:
+        f.write("endpoint,count,p50_ms,p99_ms\n")
+        for name, values in sorted(APP_MS.items()):
+            values.sort()
+            pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]
+            f.write(f"{name},{len(values)},{pick(0.50):.3f},{pick(0.99):.3f}\n")
 
 
 def body(amount):

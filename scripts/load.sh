@@ -20,6 +20,7 @@ BIN=target/release/payorch
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $DB"
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB REDIS_URL=redis://127.0.0.1:6379 \
   PAYORCH_PROVIDER=sandbox PAYSTACK_SECRET_KEY=sk_test_payorch_sandbox \
+  PAYORCH_PROVIDERS=paystack,flutterwave PAYORCH_ROUTING="NGN=paystack:70,flutterwave:30" \
   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f PAYORCH_QUEUE_PREFIX=$PREFIX PAYORCH_REDIS_PREFIX=$PREFIX \
   PAYORCH_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=warn \
   PAYORCH_RATE_LIMITS="initialize=600/60,verify=1200/60,unauthenticated=600/60"
@@ -41,7 +42,7 @@ RUN_DIR=run/load BIN=$BIN bash scripts/workers.sh start 2 >/dev/null
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
 mkdir -p "$OUT"
-PAYORCH_LOAD_KEYS=$keys /usr/bin/time -f "locust used %U s user + %S s system CPU (%P of one core)" -o "$OUT/locust-cpu.txt" .venv/bin/locust -f load/locustfile.py --headless -u "$USERS" -r "${SPAWN_RATE:-20}" \
+PAYORCH_LOAD_OUT=$OUT PAYORCH_LOAD_KEYS=$keys /usr/bin/time -f "locust used %U s user + %S s system CPU (%P of one core)" -o "$OUT/locust-cpu.txt" .venv/bin/locust -f load/locustfile.py --headless -u "$USERS" -r "${SPAWN_RATE:-20}" \
   -t "$DURATION" --host "http://127.0.0.1:$PORT" --csv "$OUT/run" --html "$OUT/report.html" \
   --only-summary >"$OUT/locust.log" 2>&1 || true
 
@@ -54,6 +55,8 @@ for r in rows:
     print(f"{r['Name']:32} {r['Request Count']:>9} {r['Failure Count']:>9} {r['50%']:>6} {r['95%']:>6} {r['99%']:>6} {float(r['Requests/s']):>8.1f}")
 PY
 cat "$OUT/locust-cpu.txt"
+echo "== payorch's own time per response (Server-Timing app, ms): what it adds beyond the provider =="
+column -s, -t "$OUT/app_timing.csv" 2>/dev/null || cat "$OUT/app_timing.csv"
 
 # Let the workers finish what was acknowledged before reading invariants.
 for _ in $(seq 300); do

@@ -9,7 +9,13 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use ipnet::IpNet;
 use reqwest::Url;
 
-use crate::ratelimit::RateLimits;
+use crate::{
+    provider::{
+        breaker::BreakerSettings,
+        routing::{ConnectorName, Routing},
+    },
+    ratelimit::RateLimits,
+};
 
 /// A value that must never reach a log line or a response.
 #[derive(Clone, PartialEq, Eq)]
@@ -132,6 +138,19 @@ pub struct Config {
     /// `None` only with the sandbox: the installation's generated key
     /// ([`crate::store::settings::sandbox_secret`]).
     pub paystack_secret_key: Option<Secret>,
+    /// `PAYORCH_PROVIDERS`: the enabled connectors, in order.
+    pub providers: Vec<ConnectorName>,
+    /// `PAYORCH_ROUTING`, checked against [`Config::providers`].
+    pub routing: Routing,
+    /// `None`: the sandbox's Flutterwave dialect.
+    pub flutterwave_base_url: Option<Url>,
+    /// `None` only with the sandbox: the Paystack dialect's key.
+    pub flutterwave_secret_key: Option<Secret>,
+    /// `verif-hash` of Flutterwave's webhooks. `None` only with the
+    /// sandbox: the Paystack dialect's key.
+    pub flutterwave_webhook_hash: Option<Secret>,
+    /// `PAYORCH_BREAKER_FAILURES`, `PAYORCH_BREAKER_OPEN_MS`.
+    pub breaker: BreakerSettings,
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpNet>,
     pub queue_prefix: String,
@@ -218,29 +237,62 @@ impl Config {
                 });
             }
         };
-        let paystack_base_url: Option<Url> = env.optional("PAYSTACK_BASE_URL")?;
-        if provider == ProviderKind::Paystack && paystack_base_url.is_none() {
+        let providers = env.list::<ConnectorName>("PAYORCH_PROVIDERS")?;
+        let providers = if providers.is_empty() {
+            vec![ConnectorName::Paystack]
+        } else {
+            providers
+        };
+        if let Some(twice) = providers
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| providers[..i].contains(c).then_some(c))
+        {
             return Err(ConfigError {
-                var: "PAYSTACK_BASE_URL",
-                message: "required when PAYORCH_PROVIDER=paystack".into(),
+                var: "PAYORCH_PROVIDERS",
+                message: format!("`{twice}` is listed twice"),
             });
         }
-        let paystack_secret_key = match env.raw("PAYSTACK_SECRET_KEY") {
-            Some(key) if !key.is_empty() => Some(Secret(key)),
-            Some(_) => {
+        let routing: Routing = env.or("PAYORCH_ROUTING", "")?;
+        if let Some(disabled) = routing.unknown_to(&providers) {
+            return Err(ConfigError {
+                var: "PAYORCH_ROUTING",
+                message: format!("names `{disabled}`, which PAYORCH_PROVIDERS does not enable"),
+            });
+        }
+        // With real providers, every enabled connector needs its URL and keys.
+        let live = provider == ProviderKind::Paystack;
+        let required = |connector: ConnectorName, var: &'static str| -> Result<(), ConfigError> {
+            if live && providers.contains(&connector) && env.raw(var).is_none() {
                 return Err(ConfigError {
-                    var: "PAYSTACK_SECRET_KEY",
-                    message: "must not be empty".into(),
+                    var,
+                    message: format!(
+                        "required when PAYORCH_PROVIDER=paystack enables {connector} (PAYORCH_PROVIDERS)"
+                    ),
                 });
             }
-            None if provider == ProviderKind::Paystack => {
-                return Err(ConfigError {
-                    var: "PAYSTACK_SECRET_KEY",
-                    message: "required when PAYORCH_PROVIDER=paystack".into(),
-                });
-            }
-            None => None,
+            Ok(())
         };
+        required(ConnectorName::Paystack, "PAYSTACK_BASE_URL")?;
+        required(ConnectorName::Paystack, "PAYSTACK_SECRET_KEY")?;
+        required(ConnectorName::Flutterwave, "FLUTTERWAVE_BASE_URL")?;
+        required(ConnectorName::Flutterwave, "FLUTTERWAVE_SECRET_KEY")?;
+        required(ConnectorName::Flutterwave, "FLUTTERWAVE_WEBHOOK_HASH")?;
+        let paystack_base_url: Option<Url> = env.optional("PAYSTACK_BASE_URL")?;
+        let flutterwave_base_url: Option<Url> = env.optional("FLUTTERWAVE_BASE_URL")?;
+        let paystack_secret_key = env.secret("PAYSTACK_SECRET_KEY")?;
+        let flutterwave_secret_key = env.secret("FLUTTERWAVE_SECRET_KEY")?;
+        let flutterwave_webhook_hash = env.secret("FLUTTERWAVE_WEBHOOK_HASH")?;
+        let breaker = BreakerSettings {
+            failures: env.or("PAYORCH_BREAKER_FAILURES", "5")?,
+            open_for: Duration::from_millis(env.or("PAYORCH_BREAKER_OPEN_MS", "5000")?),
+        };
+        if breaker.failures == 0 {
+            return Err(ConfigError {
+                var: "PAYORCH_BREAKER_FAILURES",
+                message: "must be at least 1".into(),
+            });
+        }
         let log_format = match env.raw("PAYORCH_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -272,15 +324,17 @@ impl Config {
         let idempotency_lock = Duration::from_secs(env.or("PAYORCH_IDEMPOTENCY_LOCK_SECS", "60")?);
         let db_acquire_timeout =
             Duration::from_millis(env.or("PAYORCH_DB_ACQUIRE_TIMEOUT_MS", "3000")?);
-        // A key's lock must outlive the request it guards (its provider call
-        // and its wait for a database connection), or a retry could take
-        // over a request that is still running.
-        if idempotency_lock <= provider_timeout + db_acquire_timeout {
+        // A key's lock must outlive the request it guards (a provider call
+        // per connector it may fail over to, and its wait for a database
+        // connection), or a retry could take over a request still running.
+        let longest_request = provider_timeout * providers.len() as u32 + db_acquire_timeout;
+        if idempotency_lock <= longest_request {
             return Err(ConfigError {
                 var: "PAYORCH_IDEMPOTENCY_LOCK_SECS",
                 message: format!(
-                    "must exceed PAYORCH_PROVIDER_TIMEOUT_MS + PAYORCH_DB_ACQUIRE_TIMEOUT_MS ({} ms)",
-                    (provider_timeout + db_acquire_timeout).as_millis()
+                    "must exceed PAYORCH_PROVIDER_TIMEOUT_MS × the connectors in \
+                     PAYORCH_PROVIDERS + PAYORCH_DB_ACQUIRE_TIMEOUT_MS ({} ms)",
+                    longest_request.as_millis()
                 ),
             });
         }
@@ -294,6 +348,12 @@ impl Config {
             provider_named,
             paystack_base_url,
             paystack_secret_key,
+            providers,
+            routing,
+            flutterwave_base_url,
+            flutterwave_secret_key,
+            flutterwave_webhook_hash,
+            breaker,
             rate_limits: env.or("PAYORCH_RATE_LIMITS", RateLimits::DEFAULT)?,
             trusted_proxies: env.list("PAYORCH_TRUSTED_PROXIES")?,
             queue_prefix: env.prefix("PAYORCH_QUEUE_PREFIX")?,
@@ -407,6 +467,17 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         match self.raw(var).filter(|v| !v.trim().is_empty()) {
             Some(value) => self.parse(var, &value).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// A secret that, when set, is not empty.
+    fn secret(&self, var: &'static str) -> Result<Option<Secret>, ConfigError> {
+        match self.raw(var) {
+            Some(value) if value.is_empty() => Err(ConfigError {
+                var,
+                message: "must not be empty".into(),
+            }),
+            value => Ok(value.map(Secret)),
         }
     }
 
@@ -571,6 +642,70 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.var, "PAYSTACK_SECRET_KEY");
+    }
+
+    #[test]
+    fn bad_connector_configuration_names_its_variable() {
+        for (env, var, says) in [
+            (
+                vec![("PAYORCH_PROVIDERS", "paystack,stripe")],
+                "PAYORCH_PROVIDERS",
+                "not a connector",
+            ),
+            (
+                vec![("PAYORCH_PROVIDERS", "paystack,paystack")],
+                "PAYORCH_PROVIDERS",
+                "twice",
+            ),
+            (
+                vec![
+                    ("PAYORCH_PROVIDERS", "paystack,flutterwave"),
+                    ("PAYORCH_ROUTING", "NGN=paystack:70.5,flutterwave:29.5"),
+                ],
+                "PAYORCH_ROUTING",
+                "whole number",
+            ),
+            (
+                vec![("PAYORCH_ROUTING", "NGN=paystack:70,flutterwave:30")],
+                "PAYORCH_ROUTING",
+                "does not enable",
+            ),
+            (
+                vec![("PAYORCH_BREAKER_FAILURES", "0")],
+                "PAYORCH_BREAKER_FAILURES",
+                "at least 1",
+            ),
+            (
+                vec![
+                    ("PAYORCH_PROVIDER", "paystack"),
+                    ("PAYORCH_PROVIDERS", "flutterwave"),
+                ],
+                "FLUTTERWAVE_BASE_URL",
+                "required",
+            ),
+        ] {
+            let err = config(&env).unwrap_err();
+            assert_eq!(err.var, var, "{env:?}");
+            assert!(err.message.contains(says), "{env:?}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn connectors_default_to_paystack_and_routing_is_checked_against_them() {
+        let cfg = config(&[]).unwrap();
+        assert_eq!(cfg.providers, [ConnectorName::Paystack]);
+        let cfg = config(&[
+            ("PAYORCH_PROVIDERS", "flutterwave, paystack"),
+            (
+                "PAYORCH_ROUTING",
+                "NGN=paystack:70,flutterwave:30;*=flutterwave",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            cfg.providers,
+            [ConnectorName::Flutterwave, ConnectorName::Paystack]
+        );
     }
 
     #[test]

@@ -223,14 +223,18 @@ pub async fn serve(
         db: core.db.clone(),
         payments: core.payments.clone(),
         webhooks: webhook::ingest::WebhookIngest {
-            provider: cfg.provider.as_str(),
-            secret: core.provider_secret.clone(),
+            connectors: core.payments.connectors().clone(),
             queue: core.queue.clone(),
         },
         events: core.events(&cfg),
         sandbox: mounted_sandbox,
     };
-    tracing::info!(%addr, provider = cfg.provider.as_str(), "payorch API listening");
+    tracing::info!(
+        %addr,
+        provider = cfg.provider.as_str(),
+        connectors = ?cfg.providers,
+        "payorch API listening"
+    );
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(StartupError::Listen)?;
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(http::app(state), shutdown, Some(SHUTDOWN_GRACE))

@@ -61,7 +61,10 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
         Ok(webhook) => webhook,
         Err(reason) => return Disposition::Park(format!("unparsable: {reason}")),
     };
-    let action = match webhook.action() {
+    let Some(connector) = payments.connectors().get(&webhook.provider) else {
+        return Disposition::Park(format!("connector `{}` is not enabled", webhook.provider));
+    };
+    let action = match connector.webhook_action(&webhook.event) {
         Ok(action) => action,
         Err(reason) => return Disposition::Park(reason),
     };
@@ -73,8 +76,15 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
         payload: webhook.payload.to_value(),
         received_at: webhook.received_at,
     };
-    let (reference, event) = match action {
-        Action::Apply { reference, event } => (reference, event),
+    let (reference, applied) = match action {
+        Action::Apply { reference, event } => {
+            let applied = payments.apply_webhook(record, event).await;
+            (reference, applied)
+        }
+        Action::Confirm { reference } => {
+            let applied = payments.confirm_webhook(record).await;
+            (reference, applied)
+        }
         Action::Refund {
             reference,
             notice,
@@ -95,10 +105,16 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
             };
         }
     };
-    match payments.apply_webhook(record, event).await {
+    match applied {
         Ok(WebhookApplied::Applied(payment, outcome)) => {
             tracing::info!(reference, status = payment.status, outcome = ?outcome, "webhook applied");
             metrics::counter!("payorch_webhooks_processed_total", "result" => "applied")
+                .increment(1);
+            Disposition::Ack
+        }
+        Ok(WebhookApplied::Ignored(outcome)) => {
+            tracing::info!(reference, outcome, "webhook recorded, not applied");
+            metrics::counter!("payorch_webhooks_processed_total", "result" => "ignored")
                 .increment(1);
             Disposition::Ack
         }

@@ -3,13 +3,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use payorch::webhook::signature;
+use payorch::provider::paystack;
 
 fuzz_target!(|input: (&[u8], &[u8], &str)| {
     let (secret, body, header) = input;
-    let right = signature::sign(secret, body);
-    let accepted = signature::verify(secret, body, header);
+    let right = paystack::sign_webhook(secret, body);
+    let accepted = paystack::verify_signature(secret, body, header);
     let means_right = header.trim().eq_ignore_ascii_case(&right);
     assert_eq!(accepted, means_right, "header {header:?}");
-    assert!(signature::verify(secret, body, &right));
+    assert!(paystack::verify_signature(secret, body, &right));
 });

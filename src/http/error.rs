@@ -231,6 +231,9 @@ impl From<PaymentError> for ApiError {
                 ApiError::ProviderUnavailable(message)
             }
             PaymentError::Provider(ProviderError::Timeout) => ApiError::ProviderTimeout,
+            PaymentError::Provider(err @ ProviderError::CircuitOpen(_)) => {
+                ApiError::ProviderUnavailable(err.to_string())
+            }
             PaymentError::Busy => ApiError::Busy,
             PaymentError::Unavailable(what) => ApiError::Unavailable(what),
             PaymentError::Internal(cause) => ApiError::Internal(cause),

@@ -26,6 +26,10 @@ pub struct Readiness {
     pub status: String,
     /// Each dependency checked: `ok`, or why it failed.
     pub checks: BTreeMap<String, String>,
+    /// Each enabled connector's circuit breaker: `closed`, `half_open` or
+    /// `open`. Informational: an open breaker does not make the instance
+    /// unready (initialize fails over, and everything else still works).
+    pub connectors: BTreeMap<String, String>,
 }
 
 #[derive(ApiResponse)]
@@ -76,9 +80,17 @@ impl HealthApi {
             checks.insert("amqp".to_owned(), check(state.webhooks.queue.check()).await);
         }
         let ready = checks.values().all(|outcome| outcome == "ok");
+        let connectors = state
+            .payments
+            .connectors()
+            .breakers()
+            .into_iter()
+            .map(|(name, breaker)| (name.to_owned(), breaker.as_str().to_owned()))
+            .collect();
         let report = Readiness {
             status: if ready { "ready" } else { "not_ready" }.into(),
             checks,
+            connectors,
         };
         if ready {
             ReadinessResponse::Ready(Json(report))

@@ -3,10 +3,12 @@
 //! every log line of the request; and is counted and timed by route
 //! template, method and status for `/metrics`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::HeaderValue};
 use tracing::Instrument;
+
+use crate::provider::timing::ProviderClock;
 
 /// The id of the request being served, for handlers that pass it on.
 #[derive(Debug, Clone)]
@@ -155,6 +157,19 @@ const KNOWN_REQUESTS: &[(&str, &str, &[u16])] = &[
     ),
 ];
 
+/// `Server-Timing` of a response: payorch's own time (`app`) and the time
+/// spent waiting on connectors (`provider`), in milliseconds.
+fn server_timing(elapsed: Duration, provider: Duration) -> HeaderValue {
+    let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
+    let app = elapsed.saturating_sub(provider);
+    HeaderValue::from_str(&format!(
+        "app;dur={:.3}, provider;dur={:.3}",
+        ms(app),
+        ms(provider)
+    ))
+    .expect("digits and ASCII make a header value")
+}
+
 /// Registers the request counter of every [`KNOWN_REQUESTS`] status at 0.
 pub fn register_known_series() {
     for (route, method, statuses) in KNOWN_REQUESTS {
@@ -185,7 +200,12 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let route = route_template(req.uri().path());
         req.extensions_mut().insert(RequestId(id.clone()));
         let span = tracing::info_span!("request", request_id = %id, %method, route);
-        let mut response = match self.inner.call(req).instrument(span.clone()).await {
+        let clock = ProviderClock::default();
+        let served = ProviderClock::run(
+            Some(clock.clone()),
+            self.inner.call(req).instrument(span.clone()),
+        );
+        let mut response = match served.await {
             Ok(output) => output.into_response(),
             Err(err) => {
                 super::error::render_any_error(err)
@@ -198,6 +218,9 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         }
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
+        response
+            .headers_mut()
+            .insert("server-timing", server_timing(elapsed, clock.total()));
         let labels = [
             ("route", route.to_owned()),
             ("method", method.to_owned()),

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use crate::{
     domain::{Amount, Currency, DomainError, Email, FieldError, IdempotencyKey, Reference},
     payments::{Idempotent, NewPaymentRequest, NewRefundRequest, idempotency},
+    provider::routing::ConnectorName,
 };
 
 /// The `Idempotency-Key` header (a UUID, else 400) with the fingerprint of
@@ -54,6 +55,10 @@ pub struct InitializeBody {
     /// Your own JSON object, at most 8 KiB, returned as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// Open it with this connector (`paystack`, `flutterwave`) and no
+    /// other, instead of the routing rules' choice; it must be enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 /// Parses every field into its domain type, collecting all the errors.
@@ -84,6 +89,17 @@ pub fn validate(body: &InitializeBody) -> Result<NewPaymentRequest, Vec<FieldErr
             "must be an http(s) URL of at most 2048 characters",
         ));
     }
+    let provider = match body.provider.as_deref().map(str::parse::<ConnectorName>) {
+        None => None,
+        Some(Ok(connector)) => Some(connector),
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "provider",
+                "must be one of paystack, flutterwave",
+            ));
+            None
+        }
+    };
     if let Some(metadata) = &body.metadata {
         if !metadata.is_object() {
             errors.push(FieldError::new("metadata", "must be a JSON object"));
@@ -103,6 +119,7 @@ pub fn validate(body: &InitializeBody) -> Result<NewPaymentRequest, Vec<FieldErr
                 email,
                 callback_url: body.callback_url.clone(),
                 metadata: body.metadata.clone(),
+                provider,
             })
         }
         _ => Err(errors),
@@ -170,6 +187,7 @@ mod tests {
             reference: Some("order-2026-0001".into()),
             callback_url: Some("https://shop.example.com/thanks".into()),
             metadata: Some(json!({"cart": 42})),
+            provider: Some("flutterwave".into()),
         }
     }
 
@@ -344,6 +362,7 @@ mod tests {
             reference: Some("has space".into()),
             callback_url: Some("ftp://x".into()),
             metadata: Some(json!([1])),
+            provider: Some("stripe".into()),
         };
         assert_eq!(
             refused_fields(&body),
@@ -353,6 +372,7 @@ mod tests {
                 "email",
                 "reference",
                 "callback_url",
+                "provider",
                 "metadata"
             ]
         );
@@ -367,6 +387,7 @@ mod tests {
             reference: None,
             callback_url: None,
             metadata: Some(metadata_of_size(MAX_METADATA_BYTES + 1)),
+            provider: None,
         };
         assert_eq!(refused_fields(&body), ["amount", "currency", "metadata"]);
     }

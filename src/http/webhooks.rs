@@ -88,10 +88,13 @@ pub enum WebhookResponse {
 impl WebhooksApi {
     /// Receive a provider webhook.
     ///
-    /// Checks `x-paystack-signature` (hex HMAC-SHA512 of the raw body with
-    /// the secret key) and answers 200 only once the event is safely queued.
-    /// 401 on a bad signature, 413 beyond 256 KiB, 503 (retry) when the
-    /// queue is unavailable.
+    /// `paystack` (and `sandbox`, the same dialect): checks
+    /// `x-paystack-signature` (hex HMAC-SHA512 of the raw body with the
+    /// secret key). `flutterwave`: checks `verif-hash` against the
+    /// configured hash; the event is confirmed with Flutterwave's API
+    /// before it is applied. Answers 200 only once the event is safely
+    /// queued. 404 for a connector not enabled, 401 on a bad signature,
+    /// 413 beyond 256 KiB, 503 (retry) when the queue is unavailable.
     #[oai(
         path = "/v1/webhooks/:provider",
         method = "post",
@@ -100,9 +103,12 @@ impl WebhooksApi {
     async fn receive(
         &self,
         provider: Path<String>,
-        /// Hex HMAC-SHA512 of the raw body.
+        /// Paystack: hex HMAC-SHA512 of the raw body.
         #[oai(name = "x-paystack-signature")]
-        signature: Header<Option<String>>,
+        _signature: Header<Option<String>>,
+        /// Flutterwave: the webhook hash configured with Flutterwave.
+        #[oai(name = "verif-hash")]
+        _hash: Header<Option<String>>,
         req: &Request,
         body: RawBody,
     ) -> Result<WebhookResponse, ApiError> {
@@ -113,7 +119,17 @@ impl WebhooksApi {
         let received = self
             .state
             .webhooks
-            .receive(&provider.0, signature.0.as_deref(), &body.0, request_id)
+            .receive(
+                &provider.0,
+                |name| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                },
+                &body.0,
+                request_id,
+            )
             .await?;
         let status = match received {
             Received::Queued => "queued",

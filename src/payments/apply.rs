@@ -17,11 +17,16 @@ use sea_orm::{DatabaseTransaction, DbBackend};
 use super::{PaymentError, WebhookApplied, service::PaymentService};
 use crate::{
     domain::{Amount, Currency, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, transition},
+    provider::routing::ConnectorName,
     store::{
         payments::{self, Changes, Payment},
         webhooks::{self, WebhookRecord},
     },
 };
+
+/// The outcome recorded for a webhook from a connector that does not hold
+/// the payment.
+const OTHER_CONNECTOR: &str = "ignored:other_connector";
 
 /// How often a version conflict is retried before giving up (503).
 pub(super) const CONFLICT_RETRIES: usize = 8;
@@ -253,6 +258,23 @@ impl PaymentService {
         let change = Change::new(event, Source::Webhook);
         for _ in 0..CONFLICT_RETRIES {
             let (txn, current, locked) = self.begin_with(&record.reference).await?;
+            if !super::service::held_by(&current, &record.provider) {
+                // Another connector holds this reference (the payment failed
+                // over, or the event is not about this payment at all).
+                tracing::warn!(
+                    reference = current.reference,
+                    holder = current.provider,
+                    from = record.provider,
+                    "webhook from a connector that does not hold the payment; ignored"
+                );
+                let fresh = webhooks::insert(&txn, record, OTHER_CONNECTOR).await?;
+                super::commit(txn).await?;
+                return Ok(if fresh {
+                    WebhookApplied::Ignored(OTHER_CONNECTOR)
+                } else {
+                    WebhookApplied::Duplicate
+                });
+            }
             let decision = decide(&current, &change, locked, true)?;
             if !webhooks::insert(&txn, record, &outcome_label(&decision.outcome)).await? {
                 txn.rollback().await?;
@@ -267,6 +289,34 @@ impl PaymentService {
             }
         }
         Err(too_contended())
+    }
+
+    /// Moves a `created` payment to `connector` (failover at initialize),
+    /// with an audit row whose `cause` says why. `None`: the payment moved
+    /// on meanwhile (another request opened it).
+    pub(super) async fn move_to_connector(
+        &self,
+        payment: Payment,
+        connector: ConnectorName,
+        cause: &str,
+    ) -> Result<Option<Payment>, PaymentError> {
+        let txn = crate::store::begin_write(&self.db).await?;
+        let Some(moved) = payments::move_to_connector(&txn, &payment, connector.as_str()).await?
+        else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
+        payments::record_transition(
+            &txn,
+            payment.id,
+            &payment.status,
+            &moved.status,
+            cause,
+            None,
+        )
+        .await?;
+        super::commit(txn).await?;
+        Ok(Some(moved))
     }
 
     /// A transaction and the payment as it stands in it; `true` if its row

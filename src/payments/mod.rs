@@ -45,7 +45,7 @@ use crate::{
         Amount, Currency, Email, FieldError, IdempotencyKey, Outcome, PaymentEvent, Reference,
         RefundReport,
     },
-    provider::{PaymentProvider, ProviderError},
+    provider::{Connectors, ProviderError, routing::ConnectorName},
     store::{
         payments::{self as store, Payment, Transition},
         refunds::Refund,
@@ -69,6 +69,8 @@ pub struct NewPaymentRequest {
     pub email: Email,
     pub callback_url: Option<String>,
     pub metadata: Option<serde_json::Value>,
+    /// A connector pinned by the client: that one alone is tried.
+    pub provider: Option<ConnectorName>,
 }
 
 /// Why an operation on a payment did not succeed. The HTTP layer maps it to
@@ -173,6 +175,10 @@ pub enum WebhookApplied {
     Applied(Box<Payment>, Outcome),
     /// Processed before; nothing changed.
     Duplicate,
+    /// Recorded, not applied, for the reason given (the outcome stored with
+    /// it): another connector holds the payment, or the connector did not
+    /// confirm the event.
+    Ignored(&'static str),
 }
 
 /// How the per-payment actors are run.
@@ -190,8 +196,7 @@ pub struct ActorSettings {
 #[derive(Clone)]
 pub struct Payments {
     db: DatabaseConnection,
-    /// The connector new payments are opened with.
-    provider: &'static str,
+    connectors: Arc<Connectors>,
     registry: PaymentRegistry,
     /// How long a started Idempotency-Key is held before a retry may take it over.
     idempotency_lock: Duration,
@@ -202,19 +207,18 @@ impl Payments {
     /// do the work.
     pub fn start(
         db: DatabaseConnection,
-        provider: Arc<dyn PaymentProvider>,
+        connectors: Arc<Connectors>,
         actors: ActorSettings,
         idempotency_lock: Duration,
     ) -> std::io::Result<Payments> {
-        let provider_name = provider.name();
         let service = Arc::new(PaymentService {
             db: db.clone(),
-            provider,
+            connectors: connectors.clone(),
         });
         let system = ActorSystem::start(actors.arbiters)?;
         Ok(Payments {
             db,
-            provider: provider_name,
+            connectors,
             registry: PaymentRegistry::new(service, system, actors.idle, actors.mailbox),
             idempotency_lock,
         })
@@ -236,11 +240,13 @@ impl Payments {
         request: Result<NewPaymentRequest, Vec<FieldError>>,
         render: impl Fn(Result<Payment, PaymentError>) -> Rendered + Send,
     ) -> Result<Answer, PaymentError> {
+        let request = request.and_then(|r| self.check_pin(r));
         let Some(idempotent) = idempotent else {
             let request = request.map_err(PaymentError::Invalid)?;
-            let payment = self.create(client_id, &request).await?;
+            let route = self.connectors.route(request.currency, request.provider);
+            let payment = self.create(client_id, &request, first(&route)?).await?;
             let payment = self
-                .open_at_provider(&payment.reference, request.callback_url, false)
+                .open_at_provider(&payment.reference, request.callback_url, false, route)
                 .await?;
             return Ok(Answer::Fresh(render(Ok(payment))));
         };
@@ -251,27 +257,39 @@ impl Payments {
                 claim, payment_id, ..
             } => (claim, payment_id),
         };
-        let (reference, callback_url, resumed) = match (earlier_payment, request) {
+        let (reference, callback_url, resumed, route) = match (earlier_payment, request) {
             // An earlier attempt created the payment and then crashed or
-            // failed with a 5xx: finish that payment, never a second one.
+            // failed with a 5xx: finish that payment, never a second one,
+            // starting with the connector it was left at.
             (Some(payment_id), request) => {
                 let payment = store::find_by_id(&txn, payment_id).await?.ok_or_else(|| {
                     PaymentError::Internal("an idempotency key names a missing payment".into())
                 })?;
-                let callback_url = request.ok().and_then(|r| r.callback_url);
-                (payment.reference, callback_url, true)
+                let request = request.ok();
+                let callback_url = request.as_ref().and_then(|r| r.callback_url.clone());
+                let route = match request {
+                    Some(r) => self.connectors.route(r.currency, r.provider),
+                    None => Vec::new(),
+                };
+                (payment.reference, callback_url, true, route)
             }
             (None, request) => {
                 let created = match request {
-                    Ok(request) => insert_payment(&txn, client_id, &request, self.provider)
-                        .await
-                        .map(|payment| (payment, request.callback_url)),
+                    Ok(request) => {
+                        let route = self.connectors.route(request.currency, request.provider);
+                        match first(&route) {
+                            Ok(connector) => insert_payment(&txn, client_id, &request, connector)
+                                .await
+                                .map(|payment| (payment, request.callback_url, route)),
+                            Err(err) => Err(err),
+                        }
+                    }
                     Err(errors) => Err(PaymentError::Invalid(errors)),
                 };
                 match created {
-                    Ok((payment, callback_url)) => {
+                    Ok((payment, callback_url, route)) => {
                         idempotency::attach_payment(&txn, &claim, payment.id).await?;
-                        (payment.reference, callback_url, false)
+                        (payment.reference, callback_url, false, route)
                     }
                     Err(err) if err.is_final() => {
                         return self.refuse(txn, client_id, &idempotent, err, &render).await;
@@ -283,7 +301,7 @@ impl Payments {
         commit(txn).await?;
 
         let result = self
-            .open_at_provider(&reference, callback_url, resumed)
+            .open_at_provider(&reference, callback_url, resumed, route)
             .await;
         self.store_outcome(&claim, result, render).await
     }
@@ -486,7 +504,33 @@ impl Payments {
         record: WebhookRecord,
         event: PaymentEvent,
     ) -> Result<WebhookApplied, PaymentError> {
-        self.registry.apply_webhook(record, event).await
+        self.registry.apply_webhook(record, Some(event)).await
+    }
+
+    /// Applies a provider webhook whose figures are not signed: the
+    /// payment's connector is asked about it first, and what it reports is
+    /// applied, exactly once per event identity.
+    pub async fn confirm_webhook(
+        &self,
+        record: WebhookRecord,
+    ) -> Result<WebhookApplied, PaymentError> {
+        self.registry.apply_webhook(record, None).await
+    }
+
+    /// The enabled connectors (webhook ingest, `/readyz`).
+    pub fn connectors(&self) -> &Arc<Connectors> {
+        &self.connectors
+    }
+
+    /// A pinned connector must be enabled.
+    fn check_pin(&self, request: NewPaymentRequest) -> Result<NewPaymentRequest, Vec<FieldError>> {
+        match request.provider {
+            Some(pinned) if !self.connectors.is_enabled(pinned) => Err(vec![FieldError::new(
+                "provider",
+                format!("`{pinned}` is not enabled here (PAYORCH_PROVIDERS)"),
+            )]),
+            _ => Ok(request),
+        }
     }
 
     /// Records, once, an authentic event payorch does not act on (so it can
@@ -510,9 +554,10 @@ impl Payments {
         &self,
         client_id: Uuid,
         request: &NewPaymentRequest,
+        connector: ConnectorName,
     ) -> Result<Payment, PaymentError> {
         let txn = crate::store::begin_write(&self.db).await?;
-        let payment = insert_payment(&txn, client_id, request, self.provider).await?;
+        let payment = insert_payment(&txn, client_id, request, connector).await?;
         commit(txn).await?;
         Ok(payment)
     }
@@ -523,10 +568,12 @@ impl Payments {
         reference: &str,
         callback_url: Option<String>,
         resumed: bool,
+        route: Vec<ConnectorName>,
     ) -> Result<Payment, PaymentError> {
         let command = Command::Initialize {
             callback_url,
             resumed,
+            route,
         };
         self.registry.call(reference, command).await
     }
@@ -570,7 +617,7 @@ async fn insert_payment(
     txn: &impl sea_orm::ConnectionTrait,
     client_id: Uuid,
     request: &NewPaymentRequest,
-    provider: &str,
+    connector: ConnectorName,
 ) -> Result<Payment, PaymentError> {
     let generated = Reference::generate();
     for provider_reference in [&request.reference, &generated] {
@@ -580,7 +627,7 @@ async fn insert_payment(
                 client_id,
                 reference: &request.reference,
                 provider_reference,
-                provider,
+                provider: connector.as_str(),
                 amount: request.amount,
                 currency: request.currency,
                 email: &request.email,
@@ -604,6 +651,15 @@ async fn insert_payment(
     Err(PaymentError::Internal(
         "a generated provider reference is taken".into(),
     ))
+}
+
+/// The first choice of a route (routes are never empty: the enabled
+/// connectors are, and configuration checks the rules against them).
+fn first(route: &[ConnectorName]) -> Result<ConnectorName, PaymentError> {
+    route
+        .first()
+        .copied()
+        .ok_or_else(|| PaymentError::Internal("no connector to route to".into()))
 }
 
 fn count_idempotency(result: &'static str) {

@@ -230,7 +230,7 @@ impl PaymentService {
             return Ok(payment);
         }
         let reference = Reference::parse(reference).map_err(super::apply::corrupt)?;
-        let event = match self.provider.verify(&reference).await {
+        let event = match self.connector_of(&payment)?.verify(&reference).await {
             Ok(report) => report.event()?,
             // The provider holds no such transaction: nobody paid it.
             Err(ProviderError::Rejected(_)) => PaymentEvent::ChargePending,

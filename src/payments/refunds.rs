@@ -111,7 +111,7 @@ impl PaymentService {
             currency: Currency::parse(&refund.currency).map_err(corrupt)?,
             reason: refund.reason.clone(),
         };
-        match self.provider.refund(&request).await {
+        match self.connector_of(&payment)?.refund(&request).await {
             Ok(answer) => {
                 refunds::mark_dispatch(
                     &self.db,
@@ -179,6 +179,13 @@ impl PaymentService {
             );
             return Ok(webhooks::insert(&self.db, record, "ignored:unknown_refund").await?);
         };
+        if !super::service::held_by(&self.payment_of(&refund).await?, &record.provider) {
+            tracing::warn!(
+                reference = record.reference,
+                "refund event from a connector that does not hold the payment; recorded, not applied"
+            );
+            return Ok(webhooks::insert(&self.db, record, "ignored:other_connector").await?);
+        }
         self.settle_refund_with(
             &record.reference,
             refund.id,
@@ -316,7 +323,7 @@ impl PaymentService {
         let payment = self.payment_of(&refund).await?;
         let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
         let found = self
-            .provider
+            .connector_of(&payment)?
             .find_refund(&reference, refund_id, refund.provider_refund_id.as_deref())
             .await?;
         match found {

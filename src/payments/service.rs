@@ -9,24 +9,50 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{
-    PaymentError,
+    PaymentError, WebhookApplied,
     apply::{Change, Source, corrupt, status_of},
 };
 use crate::{
     domain::{Amount, Currency, Email, PaymentEvent, PaymentStatus, Reference},
-    provider::{InitializeRequest, PaymentProvider, ProviderError},
-    store::payments::{Changes, Payment},
+    provider::{
+        Connectors, InitializeRequest, PaymentProvider, ProviderError, routing::ConnectorName,
+    },
+    store::{
+        payments::{Changes, Payment},
+        webhooks::{self, WebhookRecord},
+    },
 };
 
 pub struct PaymentService {
     pub db: DatabaseConnection,
-    pub provider: Arc<dyn PaymentProvider>,
+    pub connectors: Arc<Connectors>,
 }
 
 impl PaymentService {
+    /// The connector holding `payment`.
+    pub(super) fn connector_of(
+        &self,
+        payment: &Payment,
+    ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
+        self.connectors.get(&payment.provider).ok_or_else(|| {
+            ProviderError::Unavailable(format!(
+                "the payment's connector `{}` is not enabled",
+                payment.provider
+            ))
+            .into()
+        })
+    }
+
     /// Opens the provider transaction of a `created` payment and moves it to
     /// `pending`. A payment already past `created` is returned unchanged, so
     /// a retried or resumed request never opens a second transaction.
+    ///
+    /// The connector holding the payment is asked first. If it cannot be
+    /// reached, times out, fails (5xx, 429) or its breaker is open, the
+    /// payment moves to the next connector of `route` — written, with an
+    /// audit row naming the connector and why, before that one is asked —
+    /// so a crash mid-way resumes where it was, and a checkout is only ever
+    /// shown from the connector that answered. A refusal (4xx) is final.
     ///
     /// A provider refusal fails the payment. But a `resumed` payment (its
     /// first request crashed or timed out) may already exist at the
@@ -38,8 +64,9 @@ impl PaymentService {
         reference: &str,
         callback_url: Option<String>,
         resumed: bool,
+        route: &[ConnectorName],
     ) -> Result<Payment, PaymentError> {
-        let payment = self.load(reference).await?;
+        let mut payment = self.load(reference).await?;
         if status_of(&payment)? != PaymentStatus::Created {
             return Ok(payment);
         }
@@ -51,26 +78,57 @@ impl PaymentService {
             callback_url,
             metadata: payment.metadata.clone(),
         };
-        match self.provider.initialize(&request).await {
-            Ok(checkout) => {
-                let change = Change {
-                    fields: Changes {
-                        authorization_url: Some(checkout.authorization_url),
-                        access_code: Some(checkout.access_code),
-                        ..Changes::default()
-                    },
-                    ..Change::new(PaymentEvent::ProviderAccepted, Source::Initialize)
-                };
-                Ok(self.apply(payment, change).await?.0)
-            }
-            Err(ProviderError::Rejected(message)) if resumed => {
-                self.settle_refused_resume(payment, message).await
-            }
-            Err(ProviderError::Rejected(message)) => self.fail_rejected(payment, message).await,
-            Err(err) => {
-                tracing::warn!(reference, error = %err, "provider initialize failed");
-                Err(err.into())
-            }
+        let held = ConnectorName::of_stored(&payment.provider);
+        let next: Vec<ConnectorName> = route.iter().copied().filter(|c| Some(*c) != held).collect();
+        let mut failovers = next.into_iter();
+        loop {
+            let connector = self.connector_of(&payment)?;
+            let name = connector.name();
+            let err = match connector.initialize(&request).await {
+                Ok(checkout) => {
+                    let change = Change {
+                        fields: Changes {
+                            authorization_url: Some(checkout.authorization_url),
+                            access_code: Some(checkout.access_code),
+                            ..Changes::default()
+                        },
+                        ..Change::new(PaymentEvent::ProviderAccepted, Source::Initialize)
+                    };
+                    return Ok(self.apply(payment, change).await?.0);
+                }
+                Err(ProviderError::Rejected(message)) if resumed => {
+                    return self
+                        .settle_refused_resume(connector, payment, message)
+                        .await;
+                }
+                Err(ProviderError::Rejected(message)) => {
+                    return self.fail_rejected(payment, message).await;
+                }
+                Err(err) => err,
+            };
+            let Some(fallback) = failovers.find(|c| self.connectors.is_enabled(*c)) else {
+                tracing::warn!(reference, connector = name, error = %err, "provider initialize failed");
+                return Err(err.into());
+            };
+            tracing::warn!(
+                reference,
+                connector = name,
+                to = fallback.as_str(),
+                error = %err,
+                "provider initialize failed; failing over"
+            );
+            metrics::counter!(
+                "payorch_connector_failovers_total",
+                "from" => name,
+                "to" => fallback.as_str(),
+            )
+            .increment(1);
+            let cause = format!("initialize:failover:{name}:{}", err.kind());
+            payment = match self.move_to_connector(payment, fallback, &cause).await? {
+                Some(moved) => moved,
+                // Another request opened it meanwhile: that one stands.
+                None => return self.load(reference).await,
+            };
         }
     }
 
@@ -81,17 +139,18 @@ impl PaymentService {
     /// If it holds none, or one for other terms, the refusal stands.
     async fn settle_refused_resume(
         &self,
+        connector: Arc<dyn PaymentProvider>,
         payment: Payment,
         message: String,
     ) -> Result<Payment, PaymentError> {
         let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
-        match self.provider.verify(&reference).await {
+        match connector.verify(&reference).await {
             Ok(report)
                 if report.amount == payment.amount && report.currency == payment.currency =>
             {
                 tracing::warn!(
                     reference = %reference,
-                    status = report.status,
+                    status = report.status_word,
                     "provider already holds this resumed payment; taking its state"
                 );
                 let event = match report.event()? {
@@ -153,7 +212,7 @@ impl PaymentService {
             return Ok(payment);
         }
         let report = self
-            .provider
+            .connector_of(&payment)?
             .verify(&Reference::parse(reference).map_err(corrupt)?)
             .await?;
         let event = report.event()?;
@@ -162,4 +221,51 @@ impl PaymentService {
             .await?
             .0)
     }
+
+    /// A webhook whose proof does not sign its figures (Flutterwave's
+    /// `verif-hash`): the payment's connector is asked, and what it reports
+    /// is applied as the webhook's effect. A transaction it does not report
+    /// settled is recorded (`ignored:unconfirmed`) and changes nothing;
+    /// the reconciliation sweep asks again later.
+    pub(super) async fn confirm_webhook(
+        &self,
+        record: &WebhookRecord,
+    ) -> Result<WebhookApplied, PaymentError> {
+        let payment = self.load(&record.reference).await?;
+        if !held_by(&payment, &record.provider) {
+            // Recorded and ignored under the lock, where it is re-checked.
+            return self
+                .apply_webhook(record, PaymentEvent::ChargePending)
+                .await;
+        }
+        let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
+        let event = match self.connector_of(&payment)?.verify(&reference).await {
+            Ok(report) => report.event()?,
+            Err(ProviderError::Rejected(_)) => PaymentEvent::ChargePending,
+            Err(err) => return Err(err.into()),
+        };
+        if event == PaymentEvent::ChargePending {
+            tracing::warn!(
+                reference = payment.reference,
+                event_id = record.event_id,
+                "webhook not confirmed by the connector; not applied"
+            );
+            return Ok(if webhooks::insert(&self.db, record, UNCONFIRMED).await? {
+                WebhookApplied::Ignored(UNCONFIRMED)
+            } else {
+                WebhookApplied::Duplicate
+            });
+        }
+        self.apply_webhook(record, event).await
+    }
+}
+
+/// The outcome recorded for a webhook its connector did not confirm.
+const UNCONFIRMED: &str = "ignored:unconfirmed";
+
+/// Whether the connector a webhook came from (its path's name) holds
+/// `payment`.
+pub(super) fn held_by(payment: &Payment, webhook_provider: &str) -> bool {
+    let holder = ConnectorName::of_stored(&payment.provider);
+    holder.is_some() && holder == ConnectorName::of_stored(webhook_provider)
 }

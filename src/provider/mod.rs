@@ -1,20 +1,32 @@
-//! Payment providers. [`PaymentProvider`] is what the rest of payorch sees;
-//! [`paystack::PaystackClient`] speaks Paystack's HTTP API and serves both the
-//! real provider and the built-in [`sandbox`], which is Paystack-compatible
-//! (same client, another base URL and key).
+//! Payment connectors. [`PaymentProvider`] is what the rest of payorch
+//! sees of one; [`paystack`] and [`flutterwave`] implement it, each in its
+//! own file, for the real provider and for the built-in [`sandbox`], which
+//! speaks both dialects. [`Connectors`] holds the enabled ones, each behind
+//! its circuit [`breaker`], and the [`routing`] rules that choose one for a
+//! payment.
 
+pub mod breaker;
+pub mod flutterwave;
 pub mod paystack;
+pub mod routing;
 pub mod sandbox;
+pub mod timing;
+mod transport;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
 use async_trait::async_trait;
 
 use uuid::Uuid;
 
+use self::{
+    breaker::{Breaker, BreakerSettings, BreakerState},
+    routing::{ConnectorName, Routing},
+};
 use crate::{
     config::{Config, ProviderKind, Secret},
     domain::{Amount, Currency, Email, PaymentEvent, Reference, RefundReport},
+    webhook::event::{Action, ProviderEvent},
 };
 
 /// What payorch asks a provider to start.
@@ -35,12 +47,23 @@ pub struct Checkout {
     pub access_code: String,
 }
 
-/// A charge as the provider reports it.
+/// How a connector reports a charge, in payorch's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeStatus {
+    Succeeded,
+    Failed,
+    /// Not decided yet (or abandoned on the provider's page: the customer
+    /// can still pay, so on a poll it is not final).
+    Pending,
+}
+
+/// A charge as the provider reports it, in minor units.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeReport {
     pub provider_transaction_id: Option<i64>,
-    /// The provider's own status word (`success`, `failed`, `abandoned`, `ongoing`…).
-    pub status: String,
+    pub status: ChargeStatus,
+    /// The provider's own status word, for logs.
+    pub status_word: String,
     pub amount: i64,
     pub currency: String,
     pub gateway_response: Option<String>,
@@ -51,8 +74,8 @@ impl ChargeReport {
     /// that payorch cannot even represent is reported as a mismatch by
     /// the state machine, never trusted.
     pub fn event(&self) -> Result<PaymentEvent, ProviderError> {
-        match self.status.as_str() {
-            "success" => {
+        match self.status {
+            ChargeStatus::Succeeded => {
                 let amount = Amount::new(self.amount).map_err(|e| {
                     ProviderError::Unavailable(format!("provider reported a bad amount: {e}"))
                 })?;
@@ -61,11 +84,8 @@ impl ChargeReport {
                 })?;
                 Ok(PaymentEvent::ChargeSucceeded { amount, currency })
             }
-            "failed" | "reversed" => Ok(PaymentEvent::ChargeFailed),
-            // Paystack reports a transaction nobody has paid *yet* as
-            // `abandoned`; the customer can still pay, so on a poll it is
-            // not final. (Only an explicit event abandons a payment.)
-            _ => Ok(PaymentEvent::ChargePending),
+            ChargeStatus::Failed => Ok(PaymentEvent::ChargeFailed),
+            ChargeStatus::Pending => Ok(PaymentEvent::ChargePending),
         }
     }
 }
@@ -90,18 +110,6 @@ pub struct ProviderRefund {
     pub report: RefundReport,
 }
 
-impl ProviderRefund {
-    /// Paystack's refund status words.
-    pub fn report_of(status: &str) -> RefundReport {
-        match status {
-            "processed" => RefundReport::Processed,
-            "failed" => RefundReport::Failed,
-            // pending, processing, needs-attention: not settled yet.
-            _ => RefundReport::Pending,
-        }
-    }
-}
-
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderError {
     /// The provider understood and refused (its 400 or 422): retrying will
@@ -115,11 +123,39 @@ pub enum ProviderError {
     /// No answer within the configured timeout.
     #[error("provider timed out")]
     Timeout,
+    /// The connector's circuit breaker is open: not asked at all.
+    #[error("connector {0} is failing (its circuit breaker is open)")]
+    CircuitOpen(&'static str),
 }
 
+impl ProviderError {
+    /// Whether the connector itself is sick (unreachable, timing out,
+    /// failing): what opens its breaker and makes initialize fail over. A
+    /// refusal of the request is an answer, from a healthy connector.
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, ProviderError::Rejected(_))
+    }
+
+    /// A short word for the audit trail and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Rejected(_) => "rejected",
+            ProviderError::Unavailable(_) => "unavailable",
+            ProviderError::Timeout => "timeout",
+            ProviderError::CircuitOpen(_) => "breaker_open",
+        }
+    }
+}
+
+/// A payment connector: one provider's API (initialize, verify, refunds)
+/// and its webhooks (how they are authenticated, read and acted on).
+/// Everything provider-specific — request shapes, amount units, status
+/// words, the webhook proof — stays behind this trait, in the connector's
+/// own file.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync + 'static {
-    /// The name used in webhook paths and stored on payments.
+    /// The connector's name: stored on payments, used in webhook paths,
+    /// routing rules and metrics.
     fn name(&self) -> &'static str;
 
     /// Starts a transaction. Safe to repeat with the same reference: the
@@ -142,29 +178,227 @@ pub trait PaymentProvider: Send + Sync + 'static {
         refund_id: Uuid,
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError>;
+
+    /// The request header that carries a webhook's proof of origin.
+    fn webhook_header(&self) -> &'static str;
+
+    /// Whether `proof` (the [`Self::webhook_header`] value) proves that
+    /// `body` comes from the provider. Compared in constant time.
+    fn webhook_authentic(&self, proof: Option<&str>, body: &[u8]) -> bool;
+
+    /// Reads an authentic webhook body; `Err` says why it cannot be used.
+    fn parse_webhook(&self, body: &[u8]) -> Result<ProviderEvent, String>;
+
+    /// What an event (as [`Self::parse_webhook`] read it) asks of payorch,
+    /// or why it cannot be used (it is then parked for an operator).
+    fn webhook_action(&self, event: &ProviderEvent) -> Result<Action, String>;
 }
 
-/// The provider `cfg` selects, calling it with `secret`. `sandbox_base` is
-/// where the sandbox listens when it is mounted on the API's own listener.
+/// A connector behind its circuit breaker: every call asks the breaker
+/// first and tells it how the call went.
+pub struct Guarded {
+    client: Arc<dyn PaymentProvider>,
+    breaker: Breaker,
+}
+
+impl Guarded {
+    pub fn new(client: Arc<dyn PaymentProvider>, settings: BreakerSettings) -> Guarded {
+        let breaker = Breaker::new(client.name(), settings);
+        Guarded { client, breaker }
+    }
+
+    pub fn breaker(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Whether its breaker would refuse a call now.
+    pub fn refuses(&self) -> bool {
+        self.breaker.refuses()
+    }
+
+    async fn guard<T>(
+        &self,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let permit = self
+            .breaker
+            .permit()
+            .ok_or(ProviderError::CircuitOpen(self.client.name()))?;
+        let started = std::time::Instant::now();
+        let result = call.await;
+        timing::ProviderClock::add(started.elapsed());
+        permit.record(!result.as_ref().is_err_and(ProviderError::is_outage));
+        result
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for Guarded {
+    fn name(&self) -> &'static str {
+        self.client.name()
+    }
+
+    async fn initialize(&self, request: &InitializeRequest) -> Result<Checkout, ProviderError> {
+        self.guard(self.client.initialize(request)).await
+    }
+
+    async fn verify(&self, reference: &Reference) -> Result<ChargeReport, ProviderError> {
+        self.guard(self.client.verify(reference)).await
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
+        self.guard(self.client.refund(request)).await
+    }
+
+    async fn find_refund(
+        &self,
+        reference: &Reference,
+        refund_id: Uuid,
+        provider_refund_id: Option<&str>,
+    ) -> Result<Option<ProviderRefund>, ProviderError> {
+        self.guard(
+            self.client
+                .find_refund(reference, refund_id, provider_refund_id),
+        )
+        .await
+    }
+
+    fn webhook_header(&self) -> &'static str {
+        self.client.webhook_header()
+    }
+
+    fn webhook_authentic(&self, proof: Option<&str>, body: &[u8]) -> bool {
+        self.client.webhook_authentic(proof, body)
+    }
+
+    fn parse_webhook(&self, body: &[u8]) -> Result<ProviderEvent, String> {
+        self.client.parse_webhook(body)
+    }
+
+    fn webhook_action(&self, event: &ProviderEvent) -> Result<Action, String> {
+        self.client.webhook_action(event)
+    }
+}
+
+/// The enabled connectors, each behind its breaker, and the routing rules
+/// that choose between them. Cheap to share (`Arc`).
+pub struct Connectors {
+    /// In `PAYORCH_PROVIDERS` order.
+    enabled: Vec<(ConnectorName, Arc<Guarded>)>,
+    routing: Routing,
+}
+
+impl Connectors {
+    pub fn new(enabled: Vec<Arc<Guarded>>, routing: Routing) -> Connectors {
+        let enabled = enabled
+            .into_iter()
+            .map(|c| {
+                let name = ConnectorName::of_stored(c.name()).expect("connectors have known names");
+                (name, c)
+            })
+            .collect();
+        Connectors { enabled, routing }
+    }
+
+    /// One client alone, behind a breaker with the default settings, and
+    /// no routing rules: for embedding and tests.
+    pub fn single(client: Arc<dyn PaymentProvider>) -> Arc<Connectors> {
+        let guarded = Guarded::new(client, BreakerSettings::default());
+        Arc::new(Connectors::new(vec![Arc::new(guarded)], Routing::default()))
+    }
+
+    /// The connector a payment or webhook path names (`sandbox` is the
+    /// Paystack dialect), if it is enabled.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn PaymentProvider>> {
+        let wanted = ConnectorName::of_stored(name)?;
+        self.enabled
+            .iter()
+            .find(|(n, _)| *n == wanted)
+            .map(|(_, c)| c.clone() as Arc<dyn PaymentProvider>)
+    }
+
+    /// Whether `name` is enabled.
+    pub fn is_enabled(&self, name: ConnectorName) -> bool {
+        self.enabled.iter().any(|(n, _)| *n == name)
+    }
+
+    /// The connectors to try for a new payment in `currency`, first choice
+    /// first; a pinned connector alone. Connectors whose breaker refuses
+    /// calls go last, in their order: a payment is opened where it can be
+    /// without first being sent to a connector known to be down.
+    pub fn route(&self, currency: Currency, pinned: Option<ConnectorName>) -> Vec<ConnectorName> {
+        if let Some(pinned) = pinned {
+            return vec![pinned];
+        }
+        let names: Vec<ConnectorName> = self.enabled.iter().map(|(n, _)| *n).collect();
+        let mut order: Vec<ConnectorName> = self
+            .routing
+            .route(currency, &names, &mut rand::rng())
+            .into_iter()
+            .filter(|n| names.contains(n))
+            .collect();
+        order.sort_by_key(|name| self.enabled.iter().any(|(n, c)| n == name && c.refuses()));
+        order
+    }
+
+    /// Each enabled connector's breaker state, for `/readyz`.
+    pub fn breakers(&self) -> Vec<(&'static str, BreakerState)> {
+        self.enabled
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.breaker()))
+            .collect()
+    }
+}
+
+/// The connectors `cfg` enables, calling the real providers or the sandbox.
+/// `secret`: the Paystack dialect's key (configured or the sandbox's);
+/// `sandbox_base`: where the sandbox listens when it is mounted on the
+/// API's own listener.
 pub fn from_config(
     cfg: &Config,
     secret: Secret,
     sandbox_base: Option<reqwest::Url>,
-) -> Arc<dyn PaymentProvider> {
-    let name = cfg.provider.as_str();
-    let base = match (&cfg.paystack_base_url, cfg.provider) {
-        (Some(url), _) => url.clone(),
-        (None, ProviderKind::Sandbox) => sandbox_base.unwrap_or_else(|| {
-            format!("http://{}", cfg.sandbox_addr)
+) -> Arc<Connectors> {
+    let sandbox = || {
+        sandbox_base.clone().unwrap_or_else(|| {
+            format!("http://{}/", cfg.sandbox_addr)
                 .parse()
                 .expect("a socket address makes a URL")
-        }),
-        (None, ProviderKind::Paystack) => unreachable!("config requires PAYSTACK_BASE_URL"),
+        })
     };
-    Arc::new(paystack::PaystackClient::new(
-        name,
-        base,
-        secret,
-        cfg.provider_timeout,
-    ))
+    let live = cfg.provider == ProviderKind::Paystack;
+    let enabled = cfg
+        .providers
+        .iter()
+        .map(|name| {
+            let client: Arc<dyn PaymentProvider> = match name {
+                ConnectorName::Paystack => Arc::new(paystack::PaystackClient::new(
+                    "paystack",
+                    cfg.paystack_base_url.clone().unwrap_or_else(|| {
+                        assert!(!live, "config requires PAYSTACK_BASE_URL");
+                        sandbox()
+                    }),
+                    secret.clone(),
+                    cfg.provider_timeout,
+                )),
+                ConnectorName::Flutterwave => Arc::new(flutterwave::FlutterwaveClient::new(
+                    cfg.flutterwave_base_url.clone().unwrap_or_else(|| {
+                        assert!(!live, "config requires FLUTTERWAVE_BASE_URL");
+                        sandbox()
+                            .join("flutterwave/")
+                            .expect("a relative path joins")
+                    }),
+                    cfg.flutterwave_secret_key
+                        .clone()
+                        .unwrap_or_else(|| secret.clone()),
+                    cfg.flutterwave_webhook_hash
+                        .clone()
+                        .unwrap_or_else(|| secret.clone()),
+                    cfg.provider_timeout,
+                )),
+            };
+            Arc::new(Guarded::new(client, cfg.breaker))
+        })
+        .collect();
+    Arc::new(Connectors::new(enabled, cfg.routing.clone()))
 }

@@ -1,38 +1,44 @@
-//! A client for Paystack's transaction API (`/transaction/initialize`,
-//! `/transaction/verify/:reference`, bearer secret key), with a connect
-//! timeout, a total timeout and jittered retries. Verify only reads, so it is
-//! retried on any failure. Initialize is retried only when the request never
-//! left (connection refused): it carries payorch's own reference, so a
-//! repeat cannot open a second transaction, but Paystack answers a repeated
-//! reference with 400 "Duplicate Transaction Reference", which would hide
-//! the first attempt's checkout link.
+//! The Paystack connector: its transaction API (`/transaction/initialize`,
+//! `/transaction/verify/:reference`, `/refund`) over the shared
+//! `Transport`, and its webhooks (`x-paystack-signature`, an HMAC of the
+//! body). Verify only reads, so it is retried on any failure. Initialize is
+//! retried only when the request never left (connection refused): it
+//! carries payorch's own reference, so a repeat cannot open a second
+//! transaction, but Paystack answers a repeated reference with 400
+//! "Duplicate Transaction Reference", which would hide the first attempt's
+//! checkout link.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng;
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
 use uuid::Uuid;
 
-use super::{
-    ChargeReport, Checkout, InitializeRequest, PaymentProvider, ProviderError, ProviderRefund,
-    RefundRequest,
-};
-use crate::{config::Secret, domain::Reference};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha512;
 
-const ATTEMPTS: u32 = 3;
-const BASE_BACKOFF: Duration = Duration::from_millis(100);
+use super::{
+    ChargeReport, ChargeStatus, Checkout, InitializeRequest, PaymentProvider, ProviderError,
+    ProviderRefund, RefundRequest,
+    transport::{Retry, Transport},
+};
+use crate::{
+    config::Secret,
+    domain::{PaymentEvent, Reference, RefundReport},
+    webhook::event::{self, Action, ProviderEvent, RefundNotice},
+};
+
+/// The header Paystack signs its webhooks in.
+pub const SIGNATURE_HEADER: &str = "x-paystack-signature";
 
 pub struct PaystackClient {
     name: &'static str,
-    base: Url,
+    transport: Transport,
+    /// The API key, which is also the webhooks' HMAC secret.
     secret_key: Secret,
-    http: reqwest::Client,
-    /// Budget for one call including its retries.
-    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +72,7 @@ impl RefundData {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             },
-            report: ProviderRefund::report_of(&self.status),
+            report: refund_report(&self.status),
         }
     }
 }
@@ -82,162 +88,32 @@ struct VerifyData {
 
 impl PaystackClient {
     pub fn new(name: &'static str, base: Url, secret_key: Secret, timeout: Duration) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2).min(timeout))
-            .timeout(timeout)
-            .pool_max_idle_per_host(64)
-            .build()
-            .expect("building the provider HTTP client");
-        // A base without a trailing slash would lose its last segment in `join`.
-        let base = if base.path().ends_with('/') {
-            base
-        } else {
-            format!("{base}/")
-                .parse()
-                .expect("a URL with a slash is a URL")
-        };
         PaystackClient {
             name,
-            base,
+            transport: Transport::new(name, base, secret_key.clone(), timeout),
             secret_key,
-            http,
-            timeout,
-        }
-    }
-
-    /// Sends within the overall budget, retrying connection failures and,
-    /// when `retry_sent`, also timeouts, 5xx and 429; returns the decoded
-    /// `data` of a 2xx answer.
-    async fn call<T: for<'de> Deserialize<'de>>(
-        &self,
-        retry_sent: bool,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<T, ProviderError> {
-        let started = Instant::now();
-        let mut last_error = ProviderError::Timeout;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                let backoff = BASE_BACKOFF * 2u32.pow(attempt - 1);
-                let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
-                let pause = backoff + Duration::from_millis(jitter);
-                if started.elapsed() + pause >= self.timeout {
-                    break;
-                }
-                tokio::time::sleep(pause).await;
-            }
-            let remaining = self.timeout.saturating_sub(started.elapsed());
-            if remaining.is_zero() {
-                break;
-            }
-            let (status, body) = match self.send_once(build(), remaining).await {
-                Ok(answer) => answer,
-                Err(failure) => {
-                    last_error = failure.error;
-                    if failure.sent && !retry_sent {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            // Only a refusal of the request itself is the payment's fate; a
-            // refusal of us (bad key, wrong URL) is an outage to fix.
-            let refused_request = matches!(
-                status,
-                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
-            );
-            if status.is_client_error() && !refused_request {
-                return Err(ProviderError::Unavailable(format!(
-                    "provider answered {status}"
-                )));
-            }
-            let envelope: Envelope<T> = serde_json::from_slice(&body).map_err(|e| {
-                ProviderError::Unavailable(format!("unreadable provider answer ({status}): {e}"))
-            })?;
-            return match (status.is_success() && envelope.status, envelope.data) {
-                (true, Some(data)) => Ok(data),
-                (true, None) => Err(ProviderError::Unavailable(
-                    "provider answer without data".into(),
-                )),
-                (false, _) => Err(ProviderError::Rejected(if envelope.message.is_empty() {
-                    format!("provider answered {status}")
-                } else {
-                    envelope.message
-                })),
-            };
-        }
-        Err(last_error)
-    }
-}
-
-/// A failed attempt, and whether the request may have reached the provider.
-struct Failure {
-    error: ProviderError,
-    sent: bool,
-}
-
-impl Failure {
-    fn of(err: reqwest::Error) -> Failure {
-        Failure {
-            sent: !err.is_connect(),
-            error: if err.is_timeout() {
-                ProviderError::Timeout
-            } else {
-                ProviderError::Unavailable(without_url(&err))
-            },
         }
     }
 }
 
-impl PaystackClient {
-    /// One attempt: the status and body of an answer worth decoding, or a
-    /// failure worth retrying (transport error, 5xx, 429).
-    async fn send_once(
-        &self,
-        request: reqwest::RequestBuilder,
-        remaining: Duration,
-    ) -> Result<(StatusCode, Vec<u8>), Failure> {
-        let response = request
-            .bearer_auth(self.secret_key.expose())
-            .timeout(remaining)
-            .send()
-            .await
-            .map_err(Failure::of)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(Failure::of)?.to_vec();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(Failure {
-                error: ProviderError::Unavailable(format!("provider answered {status}")),
-                sent: true,
-            });
-        }
-        Ok((status, body))
+/// The `data` of a Paystack answer (`{status: bool, message, data}`): a
+/// 2xx with `status: true` is the answer; anything else is the provider
+/// refusing the request, in its own words.
+fn envelope_data<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, ProviderError> {
+    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|e| {
+        ProviderError::Unavailable(format!("unreadable provider answer ({status}): {e}"))
+    })?;
+    match (status.is_success() && envelope.status, envelope.data) {
+        (true, Some(data)) => Ok(data),
+        (true, None) => Err(ProviderError::Unavailable(
+            "provider answer without data".into(),
+        )),
+        (false, _) => Err(ProviderError::Rejected(if envelope.message.is_empty() {
+            format!("provider answered {status}")
+        } else {
+            envelope.message
+        })),
     }
-}
-
-/// Provider latency and errors, by operation and outcome.
-fn observe<T>(operation: &'static str, started: Instant, result: &Result<T, ProviderError>) {
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(ProviderError::Rejected(_)) => "rejected",
-        Err(ProviderError::Unavailable(_)) => "unavailable",
-        Err(ProviderError::Timeout) => "timeout",
-    };
-    metrics::histogram!(
-        "payorch_provider_request_duration_seconds",
-        "operation" => operation,
-        "outcome" => outcome,
-    )
-    .record(started.elapsed().as_secs_f64());
-}
-
-/// reqwest errors print the URL; ours carry no secret, but keep logs short.
-fn without_url(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    if let Some(url) = err.url() {
-        text = text.replace(url.as_str(), url.path());
-    }
-    text
 }
 
 #[async_trait]
@@ -247,10 +123,7 @@ impl PaymentProvider for PaystackClient {
     }
 
     async fn initialize(&self, request: &InitializeRequest) -> Result<Checkout, ProviderError> {
-        let url = self
-            .base
-            .join("transaction/initialize")
-            .expect("static path");
+        let url = self.transport.endpoint(&["transaction", "initialize"]);
         let mut body = json!({
             "reference": request.reference.as_str(),
             "amount": request.amount.get(),
@@ -263,12 +136,15 @@ impl PaymentProvider for PaystackClient {
         if let Some(metadata) = &request.metadata {
             body["metadata"] = metadata.clone();
         }
-        let started = Instant::now();
-        let result = self
-            .call(false, || self.http.post(url.clone()).json(&body))
-            .await;
-        observe("initialize", started, &result);
-        let data: InitializeData = result?;
+        let data: InitializeData = self
+            .transport
+            .call(
+                "initialize",
+                Retry::UntilSent,
+                |http| http.post(url.clone()).json(&body),
+                envelope_data::<InitializeData>,
+            )
+            .await?;
         Ok(Checkout {
             authorization_url: data.authorization_url,
             access_code: data.access_code,
@@ -277,17 +153,21 @@ impl PaymentProvider for PaystackClient {
 
     async fn verify(&self, reference: &Reference) -> Result<ChargeReport, ProviderError> {
         let url = self
-            .base
-            .join("transaction/verify/")
-            .and_then(|u| u.join(reference.as_str()))
-            .expect("references are URL-safe");
-        let started = Instant::now();
-        let result = self.call(true, || self.http.get(url.clone())).await;
-        observe("verify", started, &result);
-        let data: VerifyData = result?;
+            .transport
+            .endpoint(&["transaction", "verify", reference.as_str()]);
+        let data: VerifyData = self
+            .transport
+            .call(
+                "verify",
+                Retry::Freely,
+                |http| http.get(url.clone()),
+                envelope_data::<VerifyData>,
+            )
+            .await?;
         Ok(ChargeReport {
             provider_transaction_id: data.id,
-            status: data.status,
+            status: charge_status(&data.status),
+            status_word: data.status,
             amount: data.amount,
             currency: data.currency,
             gateway_response: data.gateway_response,
@@ -295,7 +175,7 @@ impl PaymentProvider for PaystackClient {
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
-        let url = self.base.join("refund").expect("static path");
+        let url = self.transport.endpoint(&["refund"]);
         let mut body = json!({
             "transaction": request.reference.as_str(),
             "amount": request.amount.get(),
@@ -305,13 +185,16 @@ impl PaymentProvider for PaystackClient {
         if let Some(reason) = &request.reason {
             body["customer_note"] = json!(reason);
         }
-        let started = Instant::now();
         // Like initialize: retried only while nothing was sent.
-        let result = self
-            .call(false, || self.http.post(url.clone()).json(&body))
-            .await;
-        observe("refund", started, &result);
-        let data: RefundData = result?;
+        let data: RefundData = self
+            .transport
+            .call(
+                "refund",
+                Retry::UntilSent,
+                |http| http.post(url.clone()).json(&body),
+                envelope_data::<RefundData>,
+            )
+            .await?;
         Ok(data.into_refund())
     }
 
@@ -321,34 +204,309 @@ impl PaymentProvider for PaystackClient {
         refund_id: Uuid,
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError> {
-        let started = Instant::now();
-        let result = match provider_refund_id {
+        match provider_refund_id {
             Some(id) => {
-                let url = self
-                    .base
-                    .join("refund/")
-                    .and_then(|u| u.join(id))
-                    .map_err(|e| ProviderError::Unavailable(format!("refund id: {e}")))?;
-                self.call::<RefundData>(true, || self.http.get(url.clone()))
-                    .await
-                    .map(|data| Some(data.into_refund()))
+                let url = self.transport.endpoint(&["refund", id]);
+                let data: RefundData = self
+                    .transport
+                    .call(
+                        "find_refund",
+                        Retry::Freely,
+                        |http| http.get(url.clone()),
+                        envelope_data::<RefundData>,
+                    )
+                    .await?;
+                Ok(Some(data.into_refund()))
             }
             None => {
-                let mut url = self.base.join("refund").expect("static path");
+                let mut url = self.transport.endpoint(&["refund"]);
                 url.query_pairs_mut()
                     .append_pair("transaction", reference.as_str());
+                let refunds: Vec<RefundData> = self
+                    .transport
+                    .call(
+                        "find_refund",
+                        Retry::Freely,
+                        |http| http.get(url.clone()),
+                        envelope_data::<Vec<RefundData>>,
+                    )
+                    .await?;
                 let ours = refund_id.to_string();
-                self.call::<Vec<RefundData>>(true, || self.http.get(url.clone()))
-                    .await
-                    .map(|refunds| {
-                        refunds
-                            .into_iter()
-                            .find(|r| r.merchant_note.as_deref() == Some(ours.as_str()))
-                            .map(RefundData::into_refund)
-                    })
+                Ok(refunds
+                    .into_iter()
+                    .find(|r| r.merchant_note.as_deref() == Some(ours.as_str()))
+                    .map(RefundData::into_refund))
             }
+        }
+    }
+
+    fn webhook_header(&self) -> &'static str {
+        SIGNATURE_HEADER
+    }
+
+    fn webhook_authentic(&self, proof: Option<&str>, body: &[u8]) -> bool {
+        proof
+            .is_some_and(|given| verify_signature(self.secret_key.expose().as_bytes(), body, given))
+    }
+
+    fn parse_webhook(&self, body: &[u8]) -> Result<ProviderEvent, String> {
+        parse_event(body)
+    }
+
+    fn webhook_action(&self, event: &ProviderEvent) -> Result<Action, String> {
+        action_of(event)
+    }
+}
+
+/// Paystack's charge status words.
+fn charge_status(word: &str) -> ChargeStatus {
+    match word {
+        "success" => ChargeStatus::Succeeded,
+        "failed" | "reversed" => ChargeStatus::Failed,
+        // `abandoned` is a transaction nobody has paid *yet*: the customer
+        // can still pay, so on a poll it is not final. (Only an explicit
+        // event abandons a payment.) `ongoing`, `pending`, …: undecided.
+        _ => ChargeStatus::Pending,
+    }
+}
+
+/// Paystack's refund status words.
+fn refund_report(word: &str) -> RefundReport {
+    match word {
+        "processed" => RefundReport::Processed,
+        "failed" => RefundReport::Failed,
+        // pending, processing, needs-attention: not settled yet.
+        _ => RefundReport::Pending,
+    }
+}
+
+// Webhooks: `x-paystack-signature: hex(HMAC-SHA512(secret key, raw body))`,
+// and a body `{"event": "charge.success", "data": {"id", "reference",
+// "amount" (minor units), "currency", "status", …}}`.
+
+type HmacSha512 = Hmac<Sha512>;
+
+/// The signature Paystack would send for `body`.
+pub fn sign_webhook(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = HmacSha512::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether `signature` (hex) is the HMAC of `body` under `secret`: checked
+/// in constant time over the full length, so an empty signature, a prefix
+/// of the right one, or anything that is not hex is rejected.
+pub fn verify_signature(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Ok(given) = hex::decode(signature.trim()) else {
+        return false;
+    };
+    let mut mac = HmacSha512::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    // `verify_slice` compares in constant time and requires the full length.
+    mac.verify_slice(&given).is_ok()
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    event: String,
+    #[serde(default)]
+    data: RawEventData,
+}
+
+#[derive(Deserialize, Default)]
+struct RawEventData {
+    id: Option<i64>,
+    reference: Option<String>,
+    /// Refund events name the refunded transaction so.
+    transaction_reference: Option<String>,
+    merchant_note: Option<String>,
+    amount: Option<i64>,
+    currency: Option<String>,
+}
+
+/// Reads a Paystack event. Its identity for deduplication is the event's
+/// own id where it has one; Paystack's events carry none, so it is
+/// `{event}:{data.id}` (the transaction id), or `{event}:{data.reference}`
+/// without an id.
+pub fn parse_event(body: &[u8]) -> Result<ProviderEvent, String> {
+    let raw: RawEvent =
+        serde_json::from_slice(body).map_err(|e| format!("not a provider event: {e}"))?;
+    if raw.event.is_empty() || raw.event.len() > 64 {
+        return Err("`event` must be 1 to 64 characters".into());
+    }
+    let own_id = raw.id.as_ref().and_then(|id| match id {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let reference = raw.data.reference.or(raw.data.transaction_reference);
+    let dedup_key = match (own_id, raw.data.id, &reference) {
+        (Some(id), _, _) => id,
+        (None, Some(id), _) => format!("{}:{id}", raw.event),
+        (None, None, Some(reference)) => format!("{}:{reference}", raw.event),
+        (None, None, None) => {
+            return Err("the event names neither data.id nor data.reference".into());
+        }
+    };
+    if dedup_key.len() > event::MAX_KEY {
+        return Err("the event identity is too long".into());
+    }
+    let refund = raw.event.starts_with("refund.").then(|| RefundNotice {
+        provider_refund_id: raw.data.id.map(|id| id.to_string()),
+        merchant_note: raw.data.merchant_note,
+    });
+    Ok(ProviderEvent {
+        event_type: raw.event,
+        dedup_key,
+        reference,
+        transaction_id: raw.data.id,
+        amount: raw.data.amount,
+        currency: raw.data.currency,
+        refund,
+    })
+}
+
+/// What a Paystack event asks of payorch.
+fn action_of(event: &ProviderEvent) -> Result<Action, String> {
+    if let Some(notice) = &event.refund {
+        let report = match event.event_type.as_str() {
+            "refund.processed" => RefundReport::Processed,
+            "refund.failed" => RefundReport::Failed,
+            _ => return Ok(Action::Record),
         };
-        observe("find_refund", started, &result);
-        result
+        let reference = event
+            .reference
+            .clone()
+            .ok_or("the refund event names no transaction reference")?;
+        return Ok(Action::Refund {
+            reference,
+            notice: notice.clone(),
+            report,
+        });
+    }
+    let payment_event = match event.event_type.as_str() {
+        "charge.success" => event::charge_succeeded(event)?,
+        "charge.failed" => PaymentEvent::ChargeFailed,
+        "charge.abandoned" => PaymentEvent::ChargeAbandoned,
+        _ => return Ok(Action::Record),
+    };
+    match &event.reference {
+        Some(reference) => Ok(Action::Apply {
+            reference: reference.clone(),
+            event: payment_event,
+        }),
+        None => Err("the event names no payment reference".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Amount, Currency};
+
+    const SECRET: &[u8] = b"sk_test_secret";
+    const BODY: &[u8] = br#"{"event":"charge.success","data":{"id":1}}"#;
+
+    #[test]
+    fn the_right_signature_verifies_in_either_case() {
+        let signature = sign_webhook(SECRET, BODY);
+        assert_eq!(signature.len(), 128);
+        assert!(verify_signature(SECRET, BODY, &signature));
+        assert!(verify_signature(SECRET, BODY, &signature.to_uppercase()));
+    }
+
+    #[test]
+    fn any_other_signature_is_rejected() {
+        let signature = sign_webhook(SECRET, BODY);
+        assert!(!verify_signature(SECRET, BODY, ""));
+        assert!(
+            !verify_signature(SECRET, BODY, &signature[..64]),
+            "a prefix"
+        );
+        assert!(
+            !verify_signature(SECRET, BODY, &signature[..2]),
+            "a short prefix"
+        );
+        assert!(
+            !verify_signature(SECRET, BODY, &format!("{signature}00")),
+            "too long"
+        );
+        assert!(!verify_signature(SECRET, BODY, "zz"), "not hex");
+        assert!(!verify_signature(b"other secret", BODY, &signature));
+        assert!(!verify_signature(SECRET, b"{}", &signature), "another body");
+        let mut flipped = signature.into_bytes();
+        flipped[10] = if flipped[10] == b'a' { b'b' } else { b'a' };
+        assert!(!verify_signature(
+            SECRET,
+            BODY,
+            std::str::from_utf8(&flipped).unwrap()
+        ));
+    }
+
+    #[test]
+    fn events_are_named_by_type_and_transaction() {
+        let event = parse_event(br#"{"event":"charge.success","data":{"id":302961,"reference":"r-1","amount":500,"currency":"NGN"}}"#).unwrap();
+        assert_eq!(event.dedup_key, "charge.success:302961");
+        assert_eq!(event.reference.as_deref(), Some("r-1"));
+        let by_reference =
+            parse_event(br#"{"event":"charge.failed","data":{"reference":"r-1"}}"#).unwrap();
+        assert_eq!(by_reference.dedup_key, "charge.failed:r-1");
+        let own_id =
+            parse_event(br#"{"id":"evt_9","event":"charge.failed","data":{"id":1}}"#).unwrap();
+        assert_eq!(own_id.dedup_key, "evt_9");
+    }
+
+    #[test]
+    fn unusable_bodies_say_why() {
+        for body in [
+            &b"not json"[..],
+            br#"{"data":{}}"#,
+            br#"{"event":"charge.success","data":{}}"#,
+            br#"{"event":""}"#,
+        ] {
+            assert!(
+                parse_event(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn charge_events_map_to_the_state_machine() {
+        let action = |body: &[u8]| action_of(&parse_event(body).unwrap());
+        assert_eq!(
+            action(br#"{"event":"charge.success","data":{"id":1,"reference":"r","amount":500,"currency":"NGN"}}"#),
+            Ok(Action::Apply {
+                reference: "r".into(),
+                event: PaymentEvent::ChargeSucceeded {
+                    amount: Amount::new(500).unwrap(),
+                    currency: Currency::NGN
+                }
+            })
+        );
+        assert_eq!(
+            action(br#"{"event":"charge.failed","data":{"id":1,"reference":"r"}}"#),
+            Ok(Action::Apply {
+                reference: "r".into(),
+                event: PaymentEvent::ChargeFailed
+            })
+        );
+        assert_eq!(
+            action(br#"{"event":"transfer.success","data":{"id":1}}"#),
+            Ok(Action::Record)
+        );
+        assert!(action(br#"{"event":"charge.success","data":{"id":1,"reference":"r","amount":-5,"currency":"NGN"}}"#).is_err());
+    }
+
+    #[test]
+    fn status_words_map_to_payorch_words() {
+        assert_eq!(charge_status("success"), ChargeStatus::Succeeded);
+        assert_eq!(charge_status("reversed"), ChargeStatus::Failed);
+        assert_eq!(charge_status("abandoned"), ChargeStatus::Pending);
+        assert_eq!(refund_report("processed"), RefundReport::Processed);
+        assert_eq!(refund_report("needs-attention"), RefundReport::Pending);
     }
 }

@@ -191,6 +191,32 @@ pub async fn update_versioned(
     Ok((result.rows_affected == 1).then_some(next))
 }
 
+/// Moves a still-`created` payment to another connector (failover),
+/// version-checked. `Ok(None)`: it changed first.
+pub async fn move_to_connector(
+    db: &impl ConnectionTrait,
+    current: &Payment,
+    connector: &str,
+) -> Result<Option<Payment>, DbErr> {
+    let mut next = current.clone();
+    next.version += 1;
+    next.updated_at = Utc::now();
+    next.provider = connector.to_owned();
+    let result = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::Provider,
+            Expr::value(next.provider.clone()),
+        )
+        .col_expr(payment::Column::Version, Expr::value(next.version))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(next.updated_at))
+        .filter(payment::Column::Id.eq(current.id))
+        .filter(payment::Column::Version.eq(current.version))
+        .filter(payment::Column::Status.eq("created"))
+        .exec(db)
+        .await?;
+    Ok((result.rows_affected == 1).then_some(next))
+}
+
 pub async fn record_transition(
     db: &impl ConnectionTrait,
     payment_id: Uuid,

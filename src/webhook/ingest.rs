@@ -1,18 +1,17 @@
-//! The ingest path of `POST /v1/webhooks/{provider}`: signature, one parse,
-//! queue, answer. Nothing else happens here — no payment lookup, no
+//! The ingest path of `POST /v1/webhooks/{provider}`: the connector's proof
+//! of origin, one parse by the connector, queue, answer. Nothing else happens here — no payment lookup, no
 //! provider — so a burst is acknowledged as fast as the queue confirms.
 //! What the worker needs (identity, reference, figures) is parsed here once
 //! and travels with the message; an authentic body payorch cannot use is
 //! parked on arrival, for an operator.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 
-use super::{
-    event::{self, ReceivedWebhook},
-    signature,
-};
+use super::event::{RawJson, ReceivedWebhook};
 use crate::{
-    config::Secret,
+    provider::Connectors,
     queue::{Envelope, QueueError, QueueMessage, WebhookQueue},
 };
 
@@ -21,9 +20,8 @@ pub const MAX_BODY: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct WebhookIngest {
-    /// The one provider this deployment talks to (`sandbox` or `paystack`).
-    pub provider: &'static str,
-    pub secret: Secret,
+    /// The enabled connectors: each reads its own webhooks.
+    pub connectors: Arc<Connectors>,
     pub queue: WebhookQueue,
 }
 
@@ -47,34 +45,39 @@ pub enum IngestError {
 }
 
 impl WebhookIngest {
+    /// `provider`: the path's connector name (`sandbox` is the Paystack
+    /// dialect); `header`: the request's headers, by name.
     pub async fn receive(
         &self,
         provider: &str,
-        signature_header: Option<&str>,
+        header: impl Fn(&str) -> Option<String>,
         body: &[u8],
         request_id: Option<String>,
     ) -> Result<Received, IngestError> {
-        if provider != self.provider {
-            return Err(IngestError::UnknownProvider);
-        }
-        let signed = signature_header
-            .is_some_and(|given| signature::verify(self.secret.expose().as_bytes(), body, given));
-        if !signed {
+        let connector = self
+            .connectors
+            .get(provider)
+            .ok_or(IngestError::UnknownProvider)?;
+        let proof = header(connector.webhook_header());
+        if !connector.webhook_authentic(proof.as_deref(), body) {
             metrics::counter!("payorch_webhooks_rejected_total", "reason" => "signature")
                 .increment(1);
             return Err(IngestError::InvalidSignature);
         }
         let received_at = Utc::now();
-        let (message, unusable) = match event::parse(body) {
-            Ok((event, payload)) => {
+        let parsed = std::str::from_utf8(body)
+            .map_err(|e| format!("not a provider event: {e}"))
+            .and_then(|text| Ok((connector.parse_webhook(body)?, text)));
+        let (message, unusable) = match parsed {
+            Ok((event, text)) => {
+                let unusable = connector.webhook_action(&event).err();
                 let webhook = ReceivedWebhook {
                     provider: provider.to_owned(),
                     event,
-                    payload,
+                    payload: RawJson::new(text.to_owned()),
                     received_at,
                     request_id,
                 };
-                let unusable = webhook.action().err();
                 (QueueMessage::WebhookV2(webhook), unusable)
             }
             Err(reason) => (

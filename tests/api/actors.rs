@@ -10,7 +10,7 @@ use payorch::{
     payments::{
         ActorSettings, Answer, NewPaymentRequest, PaymentError, Payments, Rendered, WebhookApplied,
     },
-    provider::paystack::PaystackClient,
+    provider::{Connectors, paystack::PaystackClient},
     store::{self, payments::Payment},
 };
 use sea_orm::DatabaseConnection;
@@ -75,7 +75,13 @@ fn start_payments(
         mailbox: 64,
         arbiters: 2,
     };
-    Payments::start(db, provider, actors, Duration::from_secs(30)).unwrap()
+    Payments::start(
+        db,
+        Connectors::single(provider),
+        actors,
+        Duration::from_secs(30),
+    )
+    .unwrap()
 }
 
 /// The created payment's reference, or the error's words.
@@ -101,6 +107,7 @@ impl Fixture {
             email: Email::parse("a@b.co").unwrap(),
             callback_url: None,
             metadata: None,
+            provider: None,
         };
         let answer = self
             .payments

@@ -329,7 +329,7 @@ async fn a_request_that_outlived_its_key_lock_cannot_overwrite_the_retry() {
         payments::{
             ActorSettings, Answer, Idempotent, NewPaymentRequest, PaymentError, Payments, Rendered,
         },
-        provider::paystack::PaystackClient,
+        provider::{Connectors, paystack::PaystackClient},
         store::payments::Payment,
     };
     use std::time::{Duration, Instant};
@@ -362,7 +362,7 @@ async fn a_request_that_outlived_its_key_lock_cannot_overwrite_the_retry() {
             mailbox: 64,
             arbiters: 1,
         };
-        Payments::start(db.clone(), provider, actors, lock).unwrap()
+        Payments::start(db.clone(), Connectors::single(provider), actors, lock).unwrap()
     };
     let (slow, quick) = (process(relay), process(sandbox));
     let (client, _) = payorch::store::api_clients::create(&db, "c").await.unwrap();
@@ -377,6 +377,7 @@ async fn a_request_that_outlived_its_key_lock_cannot_overwrite_the_retry() {
         email: Email::parse("a@b.co").unwrap(),
         callback_url: None,
         metadata: None,
+        provider: None,
     };
     let answered_by = |who: &'static str| {
         move |result: Result<Payment, PaymentError>| Rendered {

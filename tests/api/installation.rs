@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use payorch::{config::SANDBOX_SECRET_KEY, store::settings, webhook::signature};
+use payorch::{config::SANDBOX_SECRET_KEY, provider::paystack, store::settings};
 use serde_json::json;
 
 use crate::helpers::{TestApp, TestDb, test_env};
@@ -14,7 +14,7 @@ async fn post_webhook(app: &TestApp, key: &str, body: &[u8]) -> reqwest::StatusC
         .header("content-type", "application/json")
         .header(
             "x-paystack-signature",
-            signature::sign(key.as_bytes(), body),
+            paystack::sign_webhook(key.as_bytes(), body),
         )
         .body(body.to_vec())
         .send()

@@ -6,7 +6,9 @@ mod helpers;
 
 mod actors;
 mod cli;
+mod connectors;
 mod events;
+mod failover_property;
 mod gate;
 mod health;
 mod idempotency;

@@ -1,6 +1,6 @@
 //! Request ids and metrics.
 
-use payorch::{config::SANDBOX_SECRET_KEY, webhook::signature};
+use payorch::{config::SANDBOX_SECRET_KEY, provider::paystack};
 
 use crate::{helpers::TestApp, webhooks::Pipeline};
 
@@ -92,7 +92,7 @@ async fn a_webhook_carries_its_request_id_into_the_queue() {
         .header("x-request-id", "provider-delivery-42")
         .header(
             "x-paystack-signature",
-            signature::sign(SANDBOX_SECRET_KEY.as_bytes(), body),
+            paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), body),
         )
         .body(body.to_vec())
         .send()

@@ -14,7 +14,8 @@ use payorch::{
     config::SANDBOX_SECRET_KEY,
     queue::{Disposition, Envelope, QueueMessage, RetryPolicy, table::TableQueue},
     store,
-    webhook::{event, signature},
+    provider::paystack,
+    webhook::event,
 };
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -38,12 +39,13 @@ async fn queue_on(db: &TestDb, delays_ms: &[u64]) -> TableQueue {
 
 fn envelope(key: &str) -> Envelope {
     let body = json!({"event": "charge.failed", "data": {"reference": key}});
-    let (event, payload) = event::parse(body.to_string().as_bytes()).unwrap();
+    let text = body.to_string();
+    let event = paystack::parse_event(text.as_bytes()).unwrap();
     Envelope {
         message: QueueMessage::WebhookV2(event::ReceivedWebhook {
             provider: "sandbox".into(),
             event,
-            payload,
+            payload: event::RawJson::new(text),
             received_at: chrono::Utc::now(),
             request_id: None,
         }),
@@ -281,7 +283,7 @@ async fn acknowledged_webhooks_survive(signal: &str) {
             .post(first.url("/v1/webhooks/sandbox"))
             .header(
                 "x-paystack-signature",
-                signature::sign(SANDBOX_SECRET_KEY.as_bytes(), body.as_bytes()),
+                paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), body.as_bytes()),
             )
             .body(body)
             .send()

@@ -320,7 +320,7 @@ async fn a_lost_provider_answer_leaves_the_refund_pending_and_reconciliation_nev
 
 #[tokio::test]
 async fn a_refund_webhook_delivered_again_changes_nothing() {
-    use payorch::webhook::signature;
+    use payorch::provider::paystack;
     use sea_orm::ConnectionTrait;
     let app = app_with(&[]).await;
     let reference = succeeded_payment(&app, 8_000).await;
@@ -342,7 +342,7 @@ async fn a_refund_webhook_delivered_again_changes_nothing() {
         .post(app.url("/v1/webhooks/sandbox"))
         .header(
             "x-paystack-signature",
-            signature::sign(SANDBOX_SECRET_KEY.as_bytes(), body.as_bytes()),
+            paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), body.as_bytes()),
         )
         .body(body)
         .send()

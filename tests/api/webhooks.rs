@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use payorch::{config::SANDBOX_SECRET_KEY, queue::amqp::AmqpQueue, webhook::signature};
+use payorch::{config::SANDBOX_SECRET_KEY, provider::paystack, queue::amqp::AmqpQueue};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -66,8 +66,11 @@ impl Pipeline {
 
     /// Posts a signed webhook body.
     pub async fn post(&self, body: &[u8]) -> reqwest::Response {
-        self.post_signed(body, &signature::sign(SANDBOX_SECRET_KEY.as_bytes(), body))
-            .await
+        self.post_signed(
+            body,
+            &paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), body),
+        )
+        .await
     }
 
     pub async fn post_signed(&self, body: &[u8], signature: &str) -> reqwest::Response {
@@ -197,7 +200,7 @@ async fn embedded_mode_processes_webhooks_in_process() {
             .post(app.url("/v1/webhooks/sandbox"))
             .header(
                 "x-paystack-signature",
-                signature::sign(SANDBOX_SECRET_KEY.as_bytes(), &body),
+                paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), &body),
             )
             .body(body.clone())
             .send()
@@ -245,8 +248,8 @@ async fn the_checkout_announces_itself_by_webhook() {
 async fn forged_empty_truncated_and_oversized_webhooks_are_refused_and_not_queued() {
     let pipeline = Pipeline::start(0, &[]).await;
     let body = charge("charge.success", 1, "ref-x", 100);
-    let good = signature::sign(SANDBOX_SECRET_KEY.as_bytes(), &body);
-    let forged = signature::sign(b"not the secret", &body);
+    let good = paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), &body);
+    let forged = paystack::sign_webhook(b"not the secret", &body);
     for signature in [forged.as_str(), "", &good[..good.len() - 2]] {
         let response = pipeline.post_signed(&body, signature).await;
         assert_problem(response, 401, "invalid_signature").await;
@@ -756,7 +759,7 @@ async fn concurrent_publishes_while_unroutable_acknowledge_only_what_was_queued(
                 .header("content-type", "application/json")
                 .header(
                     "x-paystack-signature",
-                    signature::sign(SANDBOX_SECRET_KEY.as_bytes(), &body),
+                    paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), &body),
                 )
                 .body(body)
                 .send()

@@ -16,6 +16,7 @@ use super::registry::RegistryInner;
 use crate::{
     domain::{PaymentEvent, RefundReport},
     payments::{PaymentError, WebhookApplied, service::PaymentService},
+    provider::{routing::ConnectorName, timing::ProviderClock},
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
     webhook::event::RefundNotice,
@@ -29,6 +30,8 @@ pub enum Command {
     Initialize {
         callback_url: Option<String>,
         resumed: bool,
+        /// The connectors to try, in order, after the one holding it.
+        route: Vec<ConnectorName>,
     },
     /// Ask the provider and apply what it reports, for the client that
     /// owns the payment.
@@ -51,7 +54,7 @@ pub enum RefundCommand {
     Reconcile,
 }
 
-pub(super) struct RefundEnvelope(pub Uuid, pub RefundCommand);
+pub(super) struct RefundEnvelope(pub Uuid, pub RefundCommand, pub Option<ProviderClock>);
 
 impl Message for RefundEnvelope {
     type Result = Result<Refund, PaymentError>;
@@ -64,14 +67,17 @@ impl Message for RefundWebhookEnvelope {
     type Result = Result<bool, PaymentError>;
 }
 
-pub(super) struct Envelope(pub Command);
+/// A command, with the clock of the request that sent it.
+pub(super) struct Envelope(pub Command, pub Option<ProviderClock>);
 
 impl Message for Envelope {
     type Result = Result<Payment, PaymentError>;
 }
 
-/// Apply a provider webhook (`None` in the reply: a duplicate).
-pub(super) struct WebhookEnvelope(pub WebhookRecord, pub PaymentEvent);
+/// Apply a provider webhook: its event, or (`None`) what the payment's
+/// connector reports when asked (for webhooks whose proof does not sign
+/// their figures).
+pub(super) struct WebhookEnvelope(pub WebhookRecord, pub Option<PaymentEvent>);
 
 impl Message for WebhookEnvelope {
     type Result = Result<WebhookApplied, PaymentError>;
@@ -114,7 +120,12 @@ impl Actor for PaymentActor {
 impl PaymentActor {
     /// Runs `work` on the tokio runtime and answers once it is done, holding
     /// the mailbox meanwhile: the next message starts only after this one.
-    fn serialize<T, F, Fut>(&mut self, work: F) -> AtomicResponse<Self, Result<T, PaymentError>>
+    /// `clock`: the request's, which the work's connector calls add to.
+    fn serialize<T, F, Fut>(
+        &mut self,
+        clock: Option<ProviderClock>,
+        work: F,
+    ) -> AtomicResponse<Self, Result<T, PaymentError>>
     where
         T: Send + 'static,
         F: FnOnce(std::sync::Arc<PaymentService>, String) -> Fut,
@@ -131,9 +142,10 @@ impl PaymentActor {
                 .into_actor(self),
             ));
         };
-        let task = registry
-            .runtime
-            .spawn(work(registry.service.clone(), self.reference.clone()));
+        let task = registry.runtime.spawn(ProviderClock::run(
+            clock,
+            work(registry.service.clone(), self.reference.clone()),
+        ));
         AtomicResponse::new(Box::pin(
             async move {
                 task.await.unwrap_or_else(|err| {
@@ -154,15 +166,20 @@ impl PaymentActor {
 impl Handler<Envelope> for PaymentActor {
     type Result = AtomicResponse<Self, Result<Payment, PaymentError>>;
 
-    fn handle(&mut self, Envelope(command): Envelope, _ctx: &mut Self::Context) -> Self::Result {
-        self.serialize(|service, reference| async move {
+    fn handle(
+        &mut self,
+        Envelope(command, clock): Envelope,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        self.serialize(clock, |service, reference| async move {
             match command {
                 Command::Initialize {
                     callback_url,
                     resumed,
+                    route,
                 } => {
                     service
-                        .open_at_provider(&reference, callback_url, resumed)
+                        .open_at_provider(&reference, callback_url, resumed, &route)
                         .await
                 }
                 Command::Verify {
@@ -187,7 +204,12 @@ impl Handler<WebhookEnvelope> for PaymentActor {
         WebhookEnvelope(record, event): WebhookEnvelope,
         _ctx: &mut Self::Context,
     ) -> Self::Result {
-        self.serialize(|service, _| async move { service.apply_webhook(&record, event).await })
+        self.serialize(None, |service, _| async move {
+            match event {
+                Some(event) => service.apply_webhook(&record, event).await,
+                None => service.confirm_webhook(&record).await,
+            }
+        })
     }
 }
 
@@ -196,10 +218,10 @@ impl Handler<RefundEnvelope> for PaymentActor {
 
     fn handle(
         &mut self,
-        RefundEnvelope(refund_id, command): RefundEnvelope,
+        RefundEnvelope(refund_id, command, clock): RefundEnvelope,
         _ctx: &mut Self::Context,
     ) -> Self::Result {
-        self.serialize(|service, _| async move {
+        self.serialize(clock, |service, _| async move {
             match command {
                 RefundCommand::Send => service.send_refund(refund_id).await,
                 RefundCommand::Reconcile => service.reconcile_refund(refund_id).await,
@@ -216,7 +238,7 @@ impl Handler<RefundWebhookEnvelope> for PaymentActor {
         RefundWebhookEnvelope(record, notice, report): RefundWebhookEnvelope,
         _ctx: &mut Self::Context,
     ) -> Self::Result {
-        self.serialize(|service, _| async move {
+        self.serialize(None, |service, _| async move {
             service.apply_refund_webhook(&record, &notice, report).await
         })
     }

@@ -29,6 +29,7 @@ use super::{
 use crate::{
     domain::{PaymentEvent, RefundReport},
     payments::{PaymentError, WebhookApplied, service::PaymentService},
+    provider::timing::ProviderClock,
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
     webhook::event::RefundNotice,
@@ -118,14 +119,16 @@ impl PaymentRegistry {
     /// Sends `command` to the payment's actor and waits for its answer. A
     /// full mailbox is a 503 with `Retry-After`, never an unbounded queue.
     pub async fn call(&self, reference: &str, command: Command) -> Result<Payment, PaymentError> {
-        self.send(reference, Envelope(command)).await
+        self.send(reference, Envelope(command, ProviderClock::current()))
+            .await
     }
 
-    /// Applies a webhook through the payment's actor.
+    /// Applies a webhook through the payment's actor: its `event`, or
+    /// (`None`) what the payment's connector reports.
     pub async fn apply_webhook(
         &self,
         record: WebhookRecord,
-        event: PaymentEvent,
+        event: Option<PaymentEvent>,
     ) -> Result<WebhookApplied, PaymentError> {
         let reference = record.reference.clone();
         self.send(&reference, WebhookEnvelope(record, event)).await
@@ -138,8 +141,11 @@ impl PaymentRegistry {
         reference: &str,
         refund_id: Uuid,
     ) -> Result<Refund, PaymentError> {
-        self.send(reference, RefundEnvelope(refund_id, RefundCommand::Send))
-            .await
+        self.send(
+            reference,
+            RefundEnvelope(refund_id, RefundCommand::Send, ProviderClock::current()),
+        )
+        .await
     }
 
     /// Finds out what became of a pending refund, through the payment's actor.
@@ -150,7 +156,7 @@ impl PaymentRegistry {
     ) -> Result<Refund, PaymentError> {
         self.send(
             reference,
-            RefundEnvelope(refund_id, RefundCommand::Reconcile),
+            RefundEnvelope(refund_id, RefundCommand::Reconcile, None),
         )
         .await
     }

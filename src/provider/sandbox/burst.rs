@@ -1,7 +1,8 @@
 //! `POST /_control/burst`: settles every ongoing transaction and fires their
 //! webhooks the way a bad day at a provider does — extra events, duplicates,
-//! shuffled order, some with forged signatures — then reports what happened
-//! and what each payment should end as.
+//! shuffled order, some with forged proofs (signatures, or hashes in the
+//! Flutterwave dialect) — then reports what happened and what each payment
+//! should end as.
 
 use std::collections::BTreeMap;
 
@@ -13,9 +14,11 @@ use poem::{
 };
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::{Sandbox, paystack_error, unauthorized, webhooks::Delivered};
+use super::{
+    Sandbox,
+    webhooks::{self, Delivered},
+};
 
 #[derive(Deserialize)]
 pub struct BurstRequest {
@@ -35,6 +38,8 @@ pub struct BurstRequest {
     bad_signatures: usize,
     #[serde(default = "default_concurrency")]
     concurrency: usize,
+    /// `paystack` or `flutterwave`; default: the dialect asked.
+    provider: Option<String>,
 }
 
 fn mixed() -> String {
@@ -58,20 +63,16 @@ struct BurstReport {
 }
 
 /// Every event once, `duplicates` repeats and `forged` copies to be sent
-/// with a wrong signature (`false`), in random order.
-fn shuffled_sends(
-    events: &[serde_json::Value],
-    duplicates: usize,
-    forged: usize,
-) -> Vec<(Vec<u8>, bool)> {
+/// with a wrong proof (`false`), in random order.
+fn shuffled_sends(events: &[String], duplicates: usize, forged: usize) -> Vec<(Vec<u8>, bool)> {
     let mut rng = rand::rng();
     let mut sends: Vec<(Vec<u8>, bool)> = events
         .iter()
-        .map(|event| (event.to_string().into_bytes(), true))
+        .map(|event| (event.clone().into_bytes(), true))
         .collect();
     for genuine in std::iter::repeat_n(true, duplicates).chain(std::iter::repeat_n(false, forged)) {
         if let Some(event) = events.choose(&mut rng) {
-            sends.push((event.to_string().into_bytes(), genuine));
+            sends.push((event.clone().into_bytes(), genuine));
         }
     }
     sends.shuffle(&mut rng);
@@ -85,10 +86,13 @@ pub async fn burst(
     Json(body): Json<BurstRequest>,
 ) -> Response {
     if !sandbox.authorized(req) {
-        return unauthorized();
+        return sandbox.unauthorized();
     }
+    let Some(sandbox) = sandbox.of_named(body.provider.as_deref()) else {
+        return sandbox.unknown_provider();
+    };
     let Some(sender) = sandbox.inner.webhooks.clone() else {
-        return paystack_error(StatusCode::CONFLICT, "the sandbox has no webhook URL");
+        return sandbox.refuse(StatusCode::CONFLICT, "the sandbox has no webhook URL");
     };
     let ongoing: Vec<String> = {
         let state = sandbox.lock();
@@ -105,7 +109,7 @@ pub async fn burst(
         payments: ongoing.len(),
         ..BurstReport::default()
     };
-    let mut events = Vec::new();
+    let mut settled = Vec::new();
     for (i, reference) in ongoing.iter().enumerate() {
         let outcome = match body.outcome.as_str() {
             "success" => "success",
@@ -123,20 +127,23 @@ pub async fn burst(
                 }
                 .into(),
             );
-            events.push(tx.webhook_body());
+            settled.push(tx);
         }
     }
-    let decisive = events.len();
+    let decisive = settled.len();
     for i in 0..body.extra_events.min(decisive * 10) {
-        let mut extra = events[i % decisive].clone();
-        let id = {
+        let mut extra = settled[i % decisive].clone();
+        extra.id = {
             let mut state = sandbox.lock();
             state.next_id += 1;
             state.next_id
         };
-        extra["data"]["id"] = json!(id);
-        events.push(extra);
+        settled.push(extra);
     }
+    let events: Vec<String> = settled
+        .iter()
+        .filter_map(|tx| sandbox.webhook_body(tx))
+        .collect();
     report.unique_events = events.len();
     let sends = shuffled_sends(&events, body.duplicates, body.bad_signatures);
     report.sent = sends.len();
@@ -144,18 +151,13 @@ pub async fn burst(
         .map(|(body, genuine)| {
             let sender = sender.clone();
             async move {
-                let mut signature = sender.sign(&body);
-                if !genuine {
-                    signature.replace_range(
-                        0..2,
-                        if signature.starts_with("00") {
-                            "11"
-                        } else {
-                            "00"
-                        },
-                    );
-                }
-                sender.deliver(body, &signature).await
+                let proof = sender.proof(&body);
+                let proof = if genuine {
+                    proof
+                } else {
+                    webhooks::forged(&proof)
+                };
+                sender.deliver(body, &proof).await
             }
         })
         .buffer_unordered(body.concurrency.clamp(1, 256))

@@ -1,7 +1,9 @@
-//! The checkout page a person sees: the amount, Pay and Decline. The form
-//! posts `outcome=success` or `outcome=failed` (a contract) to the same path;
-//! then, like Paystack, the customer goes back to the merchant's
-//! `callback_url` with `?trxref=<reference>&reference=<reference>`.
+//! The checkout page a person sees: the amount, Pay and Decline, the same in
+//! both dialects. The form posts `outcome=success` or `outcome=failed` (a
+//! contract) to the same path; then the customer goes back to the
+//! merchant's URL as the provider sends them: Paystack's `callback_url` with
+//! `?trxref=<reference>&reference=<reference>`, Flutterwave's `redirect_url`
+//! with `?status=successful|failed&tx_ref=<reference>&transaction_id=<id>`.
 
 use poem::{
     IntoResponse, Response, handler,
@@ -10,8 +12,8 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::Sandbox;
-use crate::domain::Currency;
+use super::{Sandbox, Transaction};
+use crate::{domain::Currency, provider::routing::ConnectorName};
 
 #[handler]
 pub async fn page(Data(sandbox): Data<&Sandbox>, Path(access_code): Path<String>) -> Response {
@@ -46,7 +48,7 @@ pub async fn page(Data(sandbox): Data<&Sandbox>, Path(access_code): Path<String>
     } else {
         format!(
             "<p class=\"amount\">{amount}</p><p>This payment is already <b>{}</b>.</p>",
-            escape(&tx.status)
+            escape(sandbox.status_word(&tx))
         )
     };
     Html(shell("Sandbox checkout", &body)).into_response()
@@ -84,14 +86,7 @@ pub async fn submit(
         )
             .into_response();
     };
-    if let Some(mut back) = tx
-        .callback_url
-        .as_deref()
-        .and_then(|url| reqwest::Url::parse(url).ok())
-    {
-        back.query_pairs_mut()
-            .append_pair("trxref", &tx.reference)
-            .append_pair("reference", &tx.reference);
+    if let Some(back) = back_to_merchant(sandbox, &tx) {
         return Redirect::see_other(back).into_response();
     }
     let verdict = if tx.status == "success" {
@@ -107,6 +102,25 @@ pub async fn submit(
         ),
     ))
     .into_response()
+}
+
+/// Where the customer goes once they decided, with what the provider adds.
+fn back_to_merchant(sandbox: &Sandbox, tx: &Transaction) -> Option<reqwest::Url> {
+    let mut back = reqwest::Url::parse(tx.callback_url.as_deref()?).ok()?;
+    match sandbox.inner.dialect {
+        ConnectorName::Paystack => {
+            back.query_pairs_mut()
+                .append_pair("trxref", &tx.reference)
+                .append_pair("reference", &tx.reference);
+        }
+        ConnectorName::Flutterwave => {
+            back.query_pairs_mut()
+                .append_pair("status", sandbox.status_word(tx))
+                .append_pair("tx_ref", &tx.reference)
+                .append_pair("transaction_id", &tx.id.to_string());
+        }
+    }
+    Some(back)
 }
 
 /// `150075` NGN → `NGN 1,500.75`; a currency payorch does not know shows

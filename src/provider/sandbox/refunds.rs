@@ -1,9 +1,10 @@
-//! The sandbox's refunds, in Paystack's shapes: `POST /refund` (a refund of
-//! a successful transaction, never above what is left of it),
-//! `GET /refund/{id}`, `GET /refund?transaction={reference}`, and
-//! `POST /_control/refunds/{id}/outcome` to settle one as a test decides.
-//! A settled refund is announced with a signed `refund.processed` or
-//! `refund.failed` webhook.
+//! The sandbox's refunds. Paystack's shapes here: `POST /refund` (a refund
+//! of a successful transaction, never above what is left of it),
+//! `GET /refund/{id}`, `GET /refund?transaction={reference}`; Flutterwave's
+//! in [`super::flutterwave`], on the same rules. In either dialect
+//! `POST /_control/refunds/{id}/outcome` settles one as a test decides. A
+//! settled Paystack refund is announced with a signed `refund.processed` or
+//! `refund.failed` webhook; a Flutterwave one is not announced.
 
 use std::time::Duration;
 
@@ -15,20 +16,26 @@ use poem::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Operation, Sandbox, fault, paystack_error, unauthorized};
+use super::{Operation, Sandbox, fault, flutterwave, paystack_error};
+use crate::provider::routing::ConnectorName;
 
 /// How long a refund stays pending when nothing settles it sooner.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 
+/// A refund, in minor units and Paystack's words whatever the dialect.
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxRefund {
-    id: i64,
-    transaction_reference: String,
-    amount: i64,
-    currency: String,
+    pub(super) id: i64,
+    pub(super) transaction_reference: String,
+    /// The refunded transaction's id (Flutterwave names it so).
+    pub(super) transaction_id: i64,
+    pub(super) amount: i64,
+    pub(super) currency: String,
     /// `pending`, then `processed` or `failed`.
-    status: String,
-    merchant_note: Option<String>,
+    pub(super) status: String,
+    /// The merchant's note: Paystack's `merchant_note`, Flutterwave's
+    /// `comments`.
+    pub(super) merchant_note: Option<String>,
 }
 
 impl SandboxRefund {
@@ -52,7 +59,64 @@ impl SandboxRefund {
     }
 }
 
+/// Why a refund is refused: the status and the provider's words.
+pub(super) type Refusal = (StatusCode, &'static str);
+
 impl Sandbox {
+    /// Opens a refund of the transaction `reference`: `amount` (minor
+    /// units) or all that is left of it.
+    pub(super) fn open_refund(
+        &self,
+        reference: &str,
+        amount: Option<i64>,
+        note: Option<String>,
+    ) -> Result<SandboxRefund, Refusal> {
+        let mut state = self.lock();
+        let Some(tx) = state.transactions.get(reference) else {
+            return Err((StatusCode::NOT_FOUND, "Transaction not found"));
+        };
+        if tx.status != "success" {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "Cannot refund an unsuccessful transaction",
+            ));
+        }
+        let (total, currency, transaction_id) = (tx.amount, tx.currency.clone(), tx.id);
+        let promised: i64 = state
+            .refunds
+            .values()
+            .filter(|r| r.transaction_reference == reference && r.status != "failed")
+            .map(|r| r.amount)
+            .sum();
+        let amount = amount.unwrap_or(total - promised);
+        if amount <= 0 || promised + amount > total {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "Refund amount cannot be more than the transaction amount",
+            ));
+        }
+        state.next_id += 1;
+        let refund = SandboxRefund {
+            id: state.next_id,
+            transaction_reference: reference.to_owned(),
+            transaction_id,
+            amount,
+            currency,
+            status: "pending".into(),
+            merchant_note: note,
+        };
+        state.refunds.insert(refund.id, refund.clone());
+        drop(state);
+        if let Some(after) = self.inner.refund_settle {
+            let (sandbox, id) = (self.clone(), refund.id);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                sandbox.settle_refund(id, "processed", true);
+            });
+        }
+        Ok(refund)
+    }
+
     /// Settles a pending refund and announces it; `None` if unknown.
     fn settle_refund(&self, id: i64, status: &str, notify: bool) -> Option<SandboxRefund> {
         let (refund, changed) = {
@@ -66,9 +130,10 @@ impl Sandbox {
         };
         if changed
             && notify
+            && self.inner.dialect == ConnectorName::Paystack
             && let Some(sender) = &self.inner.webhooks
         {
-            sender.send_in_background(refund.webhook_body());
+            sender.send_in_background(refund.webhook_body().to_string());
         }
         Some(refund)
     }
@@ -88,7 +153,7 @@ pub async fn create(
     body: poem::Result<Json<CreateBody>>,
 ) -> Response {
     if !sandbox.authorized(req) {
-        return unauthorized();
+        return sandbox.unauthorized();
     }
     sandbox.lock().stats.refund_calls += 1;
     if let Some(response) = fault(sandbox, Operation::Refund).await {
@@ -97,62 +162,21 @@ pub async fn create(
     let Ok(Json(body)) = body else {
         return paystack_error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
-    let refund = {
-        let mut state = sandbox.lock();
-        let Some(tx) = state.transactions.get(&body.transaction) else {
-            return paystack_error(StatusCode::NOT_FOUND, "Transaction not found");
-        };
-        if tx.status != "success" {
-            return paystack_error(
-                StatusCode::BAD_REQUEST,
-                "Cannot refund an unsuccessful transaction",
-            );
-        }
-        let (total, currency) = (tx.amount, tx.currency.clone());
-        let promised: i64 = state
-            .refunds
-            .values()
-            .filter(|r| r.transaction_reference == body.transaction && r.status != "failed")
-            .map(|r| r.amount)
-            .sum();
-        let amount = body.amount.unwrap_or(total - promised);
-        if amount <= 0 || promised + amount > total {
-            return paystack_error(
-                StatusCode::BAD_REQUEST,
-                "Refund amount cannot be more than the transaction amount",
-            );
-        }
-        state.next_id += 1;
-        let refund = SandboxRefund {
-            id: state.next_id,
-            transaction_reference: body.transaction,
-            amount,
-            currency,
-            status: "pending".into(),
-            merchant_note: body.merchant_note,
-        };
-        state.refunds.insert(refund.id, refund.clone());
-        refund
-    };
-    if let Some(after) = sandbox.inner.refund_settle {
-        let (sandbox, id) = (sandbox.clone(), refund.id);
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            sandbox.settle_refund(id, "processed", true);
-        });
+    match sandbox.open_refund(&body.transaction, body.amount, body.merchant_note) {
+        Ok(refund) => Json(json!({
+            "status": true,
+            "message": "Refund has been queued for processing",
+            "data": refund.view(),
+        }))
+        .into_response(),
+        Err((status, message)) => paystack_error(status, message),
     }
-    Json(json!({
-        "status": true,
-        "message": "Refund has been queued for processing",
-        "data": refund.view(),
-    }))
-    .into_response()
 }
 
 #[handler]
 pub async fn fetch(req: &Request, Data(sandbox): Data<&Sandbox>, Path(id): Path<i64>) -> Response {
     if !sandbox.authorized(req) {
-        return unauthorized();
+        return sandbox.unauthorized();
     }
     let refund = {
         let mut state = sandbox.lock();
@@ -178,7 +202,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Response {
     if !sandbox.authorized(req) {
-        return unauthorized();
+        return sandbox.unauthorized();
     }
     let refunds: Vec<_> = {
         let mut state = sandbox.lock();
@@ -195,11 +219,14 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct OutcomeBody {
-    /// `processed` or `failed`.
+    /// `processed` or `failed` in either dialect (Flutterwave reports them
+    /// as `completed` and `failed`).
     status: String,
     /// Announce it by webhook (default), or stay quiet for reconciliation.
     #[serde(default = "super::yes")]
     notify: bool,
+    /// `paystack` or `flutterwave`; default: the dialect asked.
+    provider: Option<String>,
 }
 
 #[handler]
@@ -210,13 +237,21 @@ pub async fn force(
     Json(body): Json<OutcomeBody>,
 ) -> Response {
     if !sandbox.authorized(req) {
-        return unauthorized();
+        return sandbox.unauthorized();
     }
+    let Some(sandbox) = sandbox.of_named(body.provider.as_deref()) else {
+        return sandbox.unknown_provider();
+    };
     if !matches!(body.status.as_str(), "processed" | "failed") {
-        return paystack_error(StatusCode::BAD_REQUEST, "status: processed or failed");
+        return sandbox.refuse(StatusCode::BAD_REQUEST, "status: processed or failed");
     }
     match sandbox.settle_refund(id, &body.status, body.notify) {
-        Some(refund) => Json(refund.view()).into_response(),
-        None => paystack_error(StatusCode::NOT_FOUND, "Refund not found"),
+        Some(refund) => match sandbox.inner.dialect {
+            ConnectorName::Paystack => Json(refund.view()).into_response(),
+            ConnectorName::Flutterwave => {
+                Json(flutterwave::RefundView::of(&refund)).into_response()
+            }
+        },
+        None => sandbox.refuse(StatusCode::NOT_FOUND, "Refund not found"),
     }
 }

@@ -1,16 +1,23 @@
-//! The sandbox's outgoing webhooks: signed with `x-paystack-signature`
-//! (hex HMAC-SHA512 of the body with the secret key) and retried with
-//! backoff until the orchestrator answers 2xx, as a real provider does.
+//! The sandbox's outgoing webhooks, proven as each provider proves them —
+//! Paystack: `x-paystack-signature`, hex HMAC-SHA512 of the body with the
+//! secret key; Flutterwave: `verif-hash`, the pre-shared hash itself — and
+//! retried with backoff until the orchestrator answers 2xx, as a real
+//! provider does.
 
 use std::time::Duration;
 
-use crate::{config::Secret, webhook::signature};
+use crate::{
+    config::Secret,
+    provider::{flutterwave, paystack, routing::ConnectorName},
+};
 
 const ATTEMPTS: u32 = 8;
 
 #[derive(Clone)]
 pub struct WebhookSender {
     url: String,
+    dialect: ConnectorName,
+    /// Paystack's HMAC key, or Flutterwave's hash.
     secret: Secret,
     http: reqwest::Client,
 }
@@ -25,10 +32,11 @@ pub enum Delivered {
 }
 
 impl WebhookSender {
-    pub fn new(url: String, secret: Secret) -> WebhookSender {
+    pub fn new(url: String, dialect: ConnectorName, secret: Secret) -> WebhookSender {
         crate::install_crypto_provider();
         WebhookSender {
             url,
+            dialect,
             secret,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -37,31 +45,45 @@ impl WebhookSender {
         }
     }
 
-    pub fn sign(&self, body: &[u8]) -> String {
-        signature::sign(self.secret.expose().as_bytes(), body)
+    /// The header the proof travels in.
+    fn header(&self) -> &'static str {
+        match self.dialect {
+            ConnectorName::Paystack => paystack::SIGNATURE_HEADER,
+            ConnectorName::Flutterwave => flutterwave::HASH_HEADER,
+        }
     }
 
-    pub fn send_in_background(&self, event: serde_json::Value) {
+    /// The proof of origin the provider would send with `body`.
+    pub fn proof(&self, body: &[u8]) -> String {
+        match self.dialect {
+            ConnectorName::Paystack => {
+                paystack::sign_webhook(self.secret.expose().as_bytes(), body)
+            }
+            ConnectorName::Flutterwave => self.secret.expose().to_owned(),
+        }
+    }
+
+    pub fn send_in_background(&self, body: String) {
         let sender = self.clone();
         tokio::spawn(async move {
-            let body = event.to_string().into_bytes();
-            let signature = sender.sign(&body);
-            let outcome = sender.deliver(body, &signature).await;
+            let body = body.into_bytes();
+            let proof = sender.proof(&body);
+            let outcome = sender.deliver(body, &proof).await;
             if outcome != Delivered::Accepted {
                 tracing::warn!(?outcome, url = sender.url, "sandbox webhook not delivered");
             }
         });
     }
 
-    /// Posts `body` with `signature`, retrying 5xx and network errors.
-    pub async fn deliver(&self, body: Vec<u8>, signature: &str) -> Delivered {
+    /// Posts `body` with `proof`, retrying 5xx and network errors.
+    pub async fn deliver(&self, body: Vec<u8>, proof: &str) -> Delivered {
         let mut pause = Duration::from_millis(100);
         for _ in 0..ATTEMPTS {
             let sent = self
                 .http
                 .post(&self.url)
                 .header("content-type", "application/json")
-                .header("x-paystack-signature", signature)
+                .header(self.header(), proof)
                 .body(body.clone())
                 .send()
                 .await;
@@ -76,5 +98,43 @@ impl WebhookSender {
             pause = (pause * 2).min(Duration::from_secs(5));
         }
         Delivered::GaveUp
+    }
+}
+
+/// A proof that is not the right one: its first two characters changed.
+pub fn forged(proof: &str) -> String {
+    let head = if proof.starts_with("00") { "11" } else { "00" };
+    let rest: String = proof.chars().skip(2).collect();
+    format!("{head}{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_proofs_always_differ() {
+        for proof in ["", "0", "00", "00ab", "abcdef", "ñandú"] {
+            assert_ne!(forged(proof), proof, "{proof:?}");
+        }
+        assert_eq!(forged("abcdef").len(), 6);
+    }
+
+    #[test]
+    fn each_dialect_proves_its_own_way() {
+        let secret = Secret::new("sk_test");
+        let hmac = WebhookSender::new("http://h".into(), ConnectorName::Paystack, secret.clone());
+        let hash = WebhookSender::new("http://h".into(), ConnectorName::Flutterwave, secret);
+        assert!(paystack::verify_signature(
+            b"sk_test",
+            b"{}",
+            &hmac.proof(b"{}")
+        ));
+        assert_eq!(hmac.header(), "x-paystack-signature");
+        assert!(flutterwave::hash_matches(
+            "sk_test",
+            Some(hash.proof(b"{}").as_str())
+        ));
+        assert_eq!(hash.header(), "verif-hash");
     }
 }

@@ -1,0 +1,483 @@
+//! The sandbox's Flutterwave dialect (v3), served under `/flutterwave`:
+//! `POST /v3/payments`, `GET /v3/transactions/verify_by_reference?tx_ref=`,
+//! `POST /v3/transactions/{id}/refund`, `GET /v3/refunds/{id}`,
+//! `GET /v3/refunds?page=` (20 a page, newest first, with
+//! `meta.page_info`). It keeps transactions as the Paystack dialect does —
+//! minor units, Paystack's status words — and translates here: amounts to
+//! exact decimal major units ([`connector::major_text`]), `success` →
+//! `successful`, `abandoned` → `cancelled`, `ongoing` → `pending`; refunds
+//! `processed` → `completed`. Answers use Flutterwave's envelope
+//! `{"status": "success" | "error", "message", "data"}`.
+//!
+//! Simplifications: a transaction nobody has paid yet verifies as `pending`
+//! (the real API knows none until a charge is attempted); a cancelled
+//! checkout and refunds send no webhook.
+
+use poem::{
+    IntoResponse, Request, Response, Route, handler,
+    http::StatusCode,
+    web::{Data, Json, Path, Query},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, value::RawValue};
+
+use super::{OpenRefusal, Opening, Operation, Sandbox, Transaction, fault, refunds::SandboxRefund};
+use crate::{domain::Currency, provider::flutterwave as connector};
+
+/// Refunds a `GET /v3/refunds` page holds.
+const PAGE_SIZE: usize = 20;
+
+pub(super) fn api_routes() -> Route {
+    Route::new()
+        .at("/v3/payments", poem::post(initialize))
+        .at("/v3/transactions/verify_by_reference", poem::get(verify))
+        .at("/v3/transactions/:id/refund", poem::post(create_refund))
+        .at("/v3/refunds", poem::get(list_refunds))
+        .at("/v3/refunds/:id", poem::get(fetch_refund))
+}
+
+/// An error in Flutterwave's envelope.
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"status": "error", "message": message, "data": null})),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Answer<'a, T> {
+    status: &'static str,
+    message: &'a str,
+    data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<serde_json::Value>,
+}
+
+fn answer<T: Serialize + Send>(message: &str, data: T) -> Response {
+    Json(Answer {
+        status: "success",
+        message,
+        data,
+        meta: None,
+    })
+    .into_response()
+}
+
+/// A transaction's status (Paystack's word) in Flutterwave's words.
+pub(super) fn status_word(paystack: &str) -> &'static str {
+    match paystack {
+        "success" => "successful",
+        "failed" => "failed",
+        "abandoned" => "cancelled",
+        _ => "pending",
+    }
+}
+
+/// A refund's status (Paystack's word) in Flutterwave's words.
+fn refund_word(paystack: &str) -> &'static str {
+    match paystack {
+        "processed" => "completed",
+        "failed" => "failed",
+        _ => "pending",
+    }
+}
+
+/// Minor units as an exact decimal JSON number of `currency`'s major units;
+/// a currency payorch does not know (a test's forced report) counts in
+/// hundredths.
+fn major(minor: i64, currency: &str) -> Box<RawValue> {
+    let exponent = Currency::parse(currency)
+        .map(|c| c.minor_unit_exponent())
+        .unwrap_or(2);
+    RawValue::from_string(connector::major_text(minor, exponent))
+        .expect("decimal text is a JSON number")
+}
+
+#[derive(Serialize)]
+struct Customer<'a> {
+    email: &'a str,
+}
+
+/// A transaction in Flutterwave's shape, as verify and webhooks report it.
+#[derive(Serialize)]
+pub(super) struct TransactionView<'a> {
+    id: i64,
+    tx_ref: &'a str,
+    flw_ref: String,
+    amount: Box<RawValue>,
+    charged_amount: Box<RawValue>,
+    currency: &'a str,
+    status: &'static str,
+    processor_response: &'a str,
+    payment_type: &'static str,
+    customer: Customer<'a>,
+}
+
+impl<'a> TransactionView<'a> {
+    pub(super) fn of(tx: &'a Transaction) -> TransactionView<'a> {
+        let currency = tx.reported_currency.as_deref().unwrap_or(&tx.currency);
+        let amount = tx.reported_amount.unwrap_or(tx.amount);
+        TransactionView {
+            id: tx.id,
+            tx_ref: &tx.reference,
+            flw_ref: format!("FLW-SANDBOX-{}", tx.id),
+            amount: major(amount, currency),
+            charged_amount: major(amount, currency),
+            currency,
+            status: status_word(&tx.status),
+            processor_response: &tx.gateway_response,
+            payment_type: "card",
+            customer: Customer { email: &tx.email },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    event: &'static str,
+    data: TransactionView<'a>,
+    #[serde(rename = "event.type")]
+    event_type: &'static str,
+}
+
+/// The `charge.completed` webhook of a decided transaction; `None` for one
+/// not paid or declined (Flutterwave announces no cancelled checkout).
+pub(super) fn webhook_body(tx: &Transaction) -> Option<String> {
+    if !matches!(tx.status.as_str(), "success" | "failed") {
+        return None;
+    }
+    let event = Event {
+        event: "charge.completed",
+        data: TransactionView::of(tx),
+        event_type: "CARD_TRANSACTION",
+    };
+    Some(serde_json::to_string(&event).expect("a webhook body serializes"))
+}
+
+/// A refund as `POST /v3/transactions/{id}/refund` and `GET
+/// /v3/refunds/{id}` show it.
+#[derive(Serialize)]
+pub(super) struct RefundView<'a> {
+    id: i64,
+    tx_id: i64,
+    flw_ref: String,
+    amount_refunded: Box<RawValue>,
+    currency: &'a str,
+    status: &'static str,
+    comments: Option<&'a str>,
+    destination: &'static str,
+}
+
+impl<'a> RefundView<'a> {
+    pub(super) fn of(refund: &'a SandboxRefund) -> RefundView<'a> {
+        RefundView {
+            id: refund.id,
+            tx_id: refund.transaction_id,
+            flw_ref: format!("URF-SANDBOX-{}", refund.id),
+            amount_refunded: major(refund.amount, &refund.currency),
+            currency: &refund.currency,
+            status: refund_word(&refund.status),
+            comments: refund.merchant_note.as_deref(),
+            destination: "payment_source",
+        }
+    }
+}
+
+/// A refund as `GET /v3/refunds` lists it.
+#[derive(Serialize)]
+struct ListedRefund<'a> {
+    id: i64,
+    transaction_id: i64,
+    flw_ref: String,
+    amount_refunded: Box<RawValue>,
+    currency: &'a str,
+    status: &'static str,
+    comment: Option<&'a str>,
+}
+
+impl<'a> ListedRefund<'a> {
+    fn of(refund: &'a SandboxRefund) -> ListedRefund<'a> {
+        ListedRefund {
+            id: refund.id,
+            transaction_id: refund.transaction_id,
+            flw_ref: format!("URF-SANDBOX-{}", refund.id),
+            amount_refunded: major(refund.amount, &refund.currency),
+            currency: &refund.currency,
+            status: refund_word(&refund.status),
+            comment: refund.merchant_note.as_deref(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PaymentBody {
+    tx_ref: String,
+    amount: Box<RawValue>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default)]
+    redirect_url: Option<String>,
+    customer: CustomerBody,
+}
+
+#[derive(Deserialize)]
+struct CustomerBody {
+    email: String,
+}
+
+#[handler]
+async fn initialize(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    body: poem::Result<Json<PaymentBody>>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    sandbox.lock().stats.initialize_calls += 1;
+    if let Some(response) = fault(sandbox, Operation::Initialize).await {
+        return response;
+    }
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "Invalid request body");
+    };
+    if body.tx_ref.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "tx_ref is required");
+    }
+    // Flutterwave assumes NGN when no currency is given.
+    let currency = body.currency.unwrap_or_else(|| "NGN".into());
+    if Currency::parse(&currency).is_err() {
+        return error(StatusCode::BAD_REQUEST, "Invalid currency");
+    }
+    let amount = match connector::amount_minor(&body.amount, &currency) {
+        Ok(amount) if amount > 0 => amount,
+        _ => return error(StatusCode::BAD_REQUEST, "Invalid amount"),
+    };
+    let opened = sandbox.open(Opening {
+        reference: body.tx_ref,
+        amount,
+        currency,
+        email: body.customer.email,
+        callback_url: body.redirect_url,
+    });
+    match opened {
+        Ok(tx) => answer(
+            "Hosted Link",
+            json!({
+                "link": format!("{}/checkout/{}", sandbox.inner.public_base, tx.access_code)
+            }),
+        ),
+        Err(OpenRefusal::Conflict) => error(
+            StatusCode::BAD_REQUEST,
+            "A transaction with this tx_ref exists with other details",
+        ),
+        Err(OpenRefusal::Full) => error(StatusCode::TOO_MANY_REQUESTS, "sandbox is full"),
+    }
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    tx_ref: Option<String>,
+}
+
+#[handler]
+async fn verify(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Query(query): Query<VerifyQuery>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    sandbox.lock().stats.verify_calls += 1;
+    if let Some(response) = fault(sandbox, Operation::Verify).await {
+        return response;
+    }
+    let Some(tx_ref) = query.tx_ref else {
+        return error(StatusCode::BAD_REQUEST, "tx_ref is required");
+    };
+    let tx = sandbox.lock().transactions.get(&tx_ref).cloned();
+    match tx {
+        Some(tx) => answer("Transaction fetched successfully", TransactionView::of(&tx)),
+        // Flutterwave answers an unknown tx_ref with 400, not 404.
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "No transaction was found for this id",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundBody {
+    /// Major units; all that is left when absent.
+    #[serde(default)]
+    amount: Option<Box<RawValue>>,
+    #[serde(default)]
+    comments: Option<String>,
+}
+
+#[handler]
+async fn create_refund(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Path(id): Path<i64>,
+    body: poem::Result<Json<RefundBody>>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    sandbox.lock().stats.refund_calls += 1;
+    if let Some(response) = fault(sandbox, Operation::Refund).await {
+        return response;
+    }
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "Invalid request body");
+    };
+    let found = {
+        let state = sandbox.lock();
+        state
+            .by_id
+            .get(&id)
+            .and_then(|reference| state.transactions.get(reference))
+            .map(|tx| (tx.reference.clone(), tx.currency.clone()))
+    };
+    let Some((reference, currency)) = found else {
+        return error(StatusCode::NOT_FOUND, "Transaction not found");
+    };
+    let amount = body
+        .amount
+        .as_deref()
+        .map(|raw| connector::amount_minor(raw, &currency))
+        .transpose();
+    let Ok(amount) = amount else {
+        return error(StatusCode::BAD_REQUEST, "Invalid refund amount");
+    };
+    match sandbox.open_refund(&reference, amount, body.comments) {
+        Ok(refund) => answer("Transaction refund initiated", RefundView::of(&refund)),
+        Err((status, message)) => error(status, message),
+    }
+}
+
+#[handler]
+async fn fetch_refund(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Path(id): Path<i64>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    let refund = {
+        let mut state = sandbox.lock();
+        state.stats.refund_lookups += 1;
+        state.refunds.get(&id).cloned()
+    };
+    match refund {
+        Some(refund) => answer("Refund fetched", RefundView::of(&refund)),
+        None => error(StatusCode::NOT_FOUND, "Refund not found"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page: Option<usize>,
+}
+
+#[handler]
+async fn list_refunds(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    let mut refunds: Vec<SandboxRefund> = {
+        let mut state = sandbox.lock();
+        state.stats.refund_lookups += 1;
+        state.refunds.values().cloned().collect()
+    };
+    refunds.sort_by_key(|r| std::cmp::Reverse(r.id));
+    let page = query.page.unwrap_or(1).max(1);
+    let listed: Vec<ListedRefund> = refunds
+        .iter()
+        .skip((page - 1).saturating_mul(PAGE_SIZE))
+        .take(PAGE_SIZE)
+        .map(ListedRefund::of)
+        .collect();
+    let meta = json!({
+        "page_info": {
+            "total": refunds.len(),
+            "current_page": page,
+            "total_pages": refunds.len().div_ceil(PAGE_SIZE).max(1),
+            "page_size": PAGE_SIZE,
+        }
+    });
+    Json(Answer {
+        status: "success",
+        message: "Refunds fetched",
+        data: listed,
+        meta: Some(meta),
+    })
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transaction(status: &str) -> Transaction {
+        Transaction {
+            id: 7_000_001,
+            reference: "r-1".into(),
+            amount: 150075,
+            currency: "NGN".into(),
+            email: "a@b.c".into(),
+            status: status.into(),
+            access_code: "ac_1".into(),
+            paid_at: None,
+            gateway_response: "Approved".into(),
+            reported_amount: None,
+            reported_currency: None,
+            callback_url: None,
+        }
+    }
+
+    #[test]
+    fn statuses_speak_flutterwave() {
+        assert_eq!(status_word("success"), "successful");
+        assert_eq!(status_word("failed"), "failed");
+        assert_eq!(status_word("abandoned"), "cancelled");
+        assert_eq!(status_word("ongoing"), "pending");
+        assert_eq!(refund_word("processed"), "completed");
+        assert_eq!(refund_word("pending"), "pending");
+    }
+
+    #[test]
+    fn amounts_are_exact_major_units() {
+        let tx = transaction("success");
+        let text = serde_json::to_string(&TransactionView::of(&tx)).unwrap();
+        assert!(text.contains(r#""amount":1500.75,"#), "{text}");
+        let xof = Transaction {
+            amount: 1500,
+            currency: "XOF".into(),
+            ..transaction("success")
+        };
+        let text = serde_json::to_string(&TransactionView::of(&xof)).unwrap();
+        assert!(text.contains(r#""amount":1500,"#), "{text}");
+    }
+
+    #[test]
+    fn the_webhook_reads_back_through_the_connector() {
+        let body = webhook_body(&transaction("success")).unwrap();
+        let event = connector::parse_event(body.as_bytes()).unwrap();
+        assert_eq!(event.event_type, "charge.completed");
+        assert_eq!(event.dedup_key, "charge.completed:7000001");
+        assert_eq!(event.reference.as_deref(), Some("r-1"));
+        assert_eq!(event.amount, Some(150075));
+        assert!(webhook_body(&transaction("failed")).is_some());
+        assert!(webhook_body(&transaction("abandoned")).is_none());
+        assert!(webhook_body(&transaction("ongoing")).is_none());
+    }
+}
