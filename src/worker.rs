@@ -14,6 +14,11 @@ use crate::{
     webhook::event::Action,
 };
 
+/// How many times a webhook whose figures are not signed (Flutterwave) is
+/// tried while its connector does not yet report the charge settled, before
+/// it is recorded as unconfirmed (reconciliation asks again later).
+const CONFIRM_TRIES: u32 = 3;
+
 /// Consumes `queue` until `shutdown`, `prefetch` messages at a time, then
 /// finishes what it holds and returns.
 pub async fn run(
@@ -57,6 +62,7 @@ async fn timed(payments: &Payments, envelope: Envelope) -> Disposition {
     request_id = envelope.message.request_id().unwrap_or("-"),
 ))]
 pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
+    let envelope_attempt = envelope.attempt;
     let webhook = match envelope.message.into_webhook() {
         Ok(webhook) => webhook,
         Err(reason) => return Disposition::Park(format!("unparsable: {reason}")),
@@ -82,7 +88,8 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
             (reference, applied)
         }
         Action::Confirm { reference } => {
-            let applied = payments.confirm_webhook(record).await;
+            let last_try = envelope_attempt >= CONFIRM_TRIES - 1;
+            let applied = payments.confirm_webhook(record, last_try).await;
             (reference, applied)
         }
         Action::Refund {
@@ -112,6 +119,9 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
                 .increment(1);
             Disposition::Ack
         }
+        Ok(WebhookApplied::Unconfirmed) => Disposition::Retry(format!(
+            "{reference}: the connector does not report the charge settled yet"
+        )),
         Ok(WebhookApplied::Ignored(outcome)) => {
             tracing::info!(reference, outcome, "webhook recorded, not applied");
             metrics::counter!("payorch_webhooks_processed_total", "result" => "ignored")

@@ -62,6 +62,10 @@ pub struct Change {
     pub source: Source,
     /// Set along with an applied status (a checkout link, a failure reason).
     pub fields: Changes,
+    /// The connector that answered, for an answer to initialize: it counts
+    /// only while that connector still holds the payment (a slow answer
+    /// from one the payment has failed over from is late).
+    pub connector: Option<&'static str>,
 }
 
 impl Change {
@@ -70,6 +74,7 @@ impl Change {
             event,
             source,
             fields: Changes::default(),
+            connector: None,
         }
     }
 }
@@ -110,6 +115,19 @@ pub(super) fn decide(
         }
     };
     let proof = (!locked).then(Changes::default);
+    if let Some(connector) = change.connector
+        && !super::service::held_by(current, connector)
+    {
+        // The payment failed over to another connector meanwhile: this
+        // connector's checkout (or refusal) is never shown.
+        return Ok(Decision {
+            outcome: Outcome::Ignored(IgnoreReason::Late),
+            update: proof,
+            to: status,
+            cause: cause(&format!("ignored_not_held_by_{connector}")),
+            unchanged: false,
+        });
+    }
     let decision = match outcome {
         Outcome::Applied { to } => {
             let mut fields = change.fields.clone();
@@ -422,6 +440,41 @@ mod tests {
         );
         assert_eq!(update.status, None, "the status does not move");
         assert_eq!(decision.to, PaymentStatus::Pending);
+    }
+
+    #[test]
+    fn a_checkout_from_a_connector_the_payment_failed_over_from_is_never_applied() {
+        let mut created = pending(None);
+        created.status = "created".into();
+        created.provider = "flutterwave".into();
+        let late = Change {
+            connector: Some("paystack"),
+            ..accepted_with_link()
+        };
+        for locked in [true, false] {
+            let decision = decide(&created, &late, locked, false).unwrap();
+            assert_eq!(decision.outcome, Outcome::Ignored(IgnoreReason::Late));
+            assert_eq!(decision.to, PaymentStatus::Created);
+            assert!(
+                decision
+                    .update
+                    .as_ref()
+                    .is_none_or(|u| u.authorization_url.is_none() && u.status.is_none()),
+                "no link, no status"
+            );
+            assert!(decision.cause.ends_with("ignored_not_held_by_paystack"));
+        }
+        let current = Change {
+            connector: Some("flutterwave"),
+            ..accepted_with_link()
+        };
+        let decision = decide(&created, &current, true, false).unwrap();
+        assert_eq!(
+            decision.outcome,
+            Outcome::Applied {
+                to: PaymentStatus::Pending
+            }
+        );
     }
 
     #[test]

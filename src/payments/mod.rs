@@ -179,6 +179,19 @@ pub enum WebhookApplied {
     /// it): another connector holds the payment, or the connector did not
     /// confirm the event.
     Ignored(&'static str),
+    /// The connector does not report the charge settled yet; nothing was
+    /// written, so the event may be tried again.
+    Unconfirmed,
+}
+
+/// What a provider webhook asks of its payment.
+#[derive(Debug, Clone)]
+pub enum WebhookChange {
+    /// Apply this event (its proof signs its figures).
+    Event(PaymentEvent),
+    /// Ask the payment's connector and apply what it reports; on the
+    /// `last_try`, record an unconfirmed event instead of leaving it.
+    Confirm { last_try: bool },
 }
 
 /// How the per-payment actors are run.
@@ -267,9 +280,13 @@ impl Payments {
                 })?;
                 let request = request.ok();
                 let callback_url = request.as_ref().and_then(|r| r.callback_url.clone());
-                let route = match request {
-                    Some(r) => self.connectors.route(r.currency, r.provider),
-                    None => Vec::new(),
+                // The same body (the key's fingerprint says so), unless it no
+                // longer validates (a pinned connector since disabled): then
+                // the payment's own currency's route.
+                let route = match (request, Currency::parse(&payment.currency)) {
+                    (Some(r), _) => self.connectors.route(r.currency, r.provider),
+                    (None, Ok(currency)) => self.connectors.route(currency, None),
+                    (None, Err(_)) => Vec::new(),
                 };
                 (payment.reference, callback_url, true, route)
             }
@@ -504,17 +521,24 @@ impl Payments {
         record: WebhookRecord,
         event: PaymentEvent,
     ) -> Result<WebhookApplied, PaymentError> {
-        self.registry.apply_webhook(record, Some(event)).await
+        self.registry
+            .apply_webhook(record, WebhookChange::Event(event))
+            .await
     }
 
     /// Applies a provider webhook whose figures are not signed: the
     /// payment's connector is asked about it first, and what it reports is
-    /// applied, exactly once per event identity.
+    /// applied, exactly once per event identity. A charge the connector
+    /// does not report settled yet is `Unconfirmed` (nothing written, for a
+    /// retry), or on the `last_try` recorded as `ignored:unconfirmed`.
     pub async fn confirm_webhook(
         &self,
         record: WebhookRecord,
+        last_try: bool,
     ) -> Result<WebhookApplied, PaymentError> {
-        self.registry.apply_webhook(record, None).await
+        self.registry
+            .apply_webhook(record, WebhookChange::Confirm { last_try })
+            .await
     }
 
     /// The enabled connectors (webhook ingest, `/readyz`).

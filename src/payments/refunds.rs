@@ -135,6 +135,13 @@ impl PaymentService {
                 .await?;
                 Err(ProviderError::Rejected(message).into())
             }
+            Err(err @ ProviderError::CircuitOpen(_)) => {
+                // Certainly not sent: unsent again, so reconciliation sends
+                // it once the connector is back.
+                refunds::mark_dispatch(&self.db, refund_id, SENDING, UNSENT, None).await?;
+                tracing::warn!(%refund_id, error = %err, "refund not sent; left pending");
+                self.refund(refund_id).await
+            }
             Err(err) => {
                 // It may or may not have arrived: never sent again, found
                 // by reconciliation instead.

@@ -82,9 +82,13 @@ impl PaymentService {
         let next: Vec<ConnectorName> = route.iter().copied().filter(|c| Some(*c) != held).collect();
         let mut failovers = next.into_iter();
         loop {
-            let connector = self.connector_of(&payment)?;
-            let name = connector.name();
-            let err = match connector.initialize(&request).await {
+            let (name, answer) = match self.connector_of(&payment) {
+                Ok(connector) => (connector.name(), connector.initialize(&request).await),
+                // Dropped from PAYORCH_PROVIDERS since: as good as down.
+                Err(PaymentError::Provider(err)) => (connector_label(&payment), Err(err)),
+                Err(err) => return Err(err),
+            };
+            let err = match answer {
                 Ok(checkout) => {
                     let change = Change {
                         fields: Changes {
@@ -92,17 +96,20 @@ impl PaymentService {
                             access_code: Some(checkout.access_code),
                             ..Changes::default()
                         },
+                        connector: Some(name),
                         ..Change::new(PaymentEvent::ProviderAccepted, Source::Initialize)
                     };
-                    return Ok(self.apply(payment, change).await?.0);
+                    let (payment, _) = self.apply(payment, change).await?;
+                    return still_held(payment, name);
                 }
                 Err(ProviderError::Rejected(message)) if resumed => {
+                    let connector = self.connector_of(&payment)?;
                     return self
                         .settle_refused_resume(connector, payment, message)
                         .await;
                 }
                 Err(ProviderError::Rejected(message)) => {
-                    return self.fail_rejected(payment, message).await;
+                    return self.fail_rejected(payment, name, message).await;
                 }
                 Err(err) => err,
             };
@@ -126,8 +133,15 @@ impl PaymentService {
             let cause = format!("initialize:failover:{name}:{}", err.kind());
             payment = match self.move_to_connector(payment, fallback, &cause).await? {
                 Some(moved) => moved,
-                // Another request opened it meanwhile: that one stands.
-                None => return self.load(reference).await,
+                None => {
+                    let current = self.load(reference).await?;
+                    if status_of(&current)? != PaymentStatus::Created {
+                        // Another request opened it meanwhile: that one stands.
+                        return Ok(current);
+                    }
+                    // Changed but still unopened: go on from where it is.
+                    current
+                }
             };
         }
     }
@@ -157,12 +171,16 @@ impl PaymentService {
                     PaymentEvent::ChargePending => PaymentEvent::ProviderAccepted,
                     event => event,
                 };
-                Ok(self
-                    .apply(payment, Change::new(event, Source::Initialize))
-                    .await?
-                    .0)
+                let change = Change {
+                    connector: Some(connector.name()),
+                    ..Change::new(event, Source::Initialize)
+                };
+                let (payment, _) = self.apply(payment, change).await?;
+                still_held(payment, connector.name())
             }
-            Ok(_) | Err(ProviderError::Rejected(_)) => self.fail_rejected(payment, message).await,
+            Ok(_) | Err(ProviderError::Rejected(_)) => {
+                self.fail_rejected(payment, connector.name(), message).await
+            }
             Err(err) => Err(err.into()),
         }
     }
@@ -172,6 +190,7 @@ impl PaymentService {
     async fn fail_rejected(
         &self,
         payment: Payment,
+        connector: &'static str,
         message: String,
     ) -> Result<Payment, PaymentError> {
         let change = Change {
@@ -179,6 +198,7 @@ impl PaymentService {
                 failure_reason: Some("provider_rejected".into()),
                 ..Changes::default()
             },
+            connector: Some(connector),
             ..Change::new(PaymentEvent::ProviderRejected, Source::Initialize)
         };
         let (payment, _) = self.apply(payment, change).await?;
@@ -230,6 +250,7 @@ impl PaymentService {
     pub(super) async fn confirm_webhook(
         &self,
         record: &WebhookRecord,
+        last_try: bool,
     ) -> Result<WebhookApplied, PaymentError> {
         let payment = self.load(&record.reference).await?;
         if !held_by(&payment, &record.provider) {
@@ -244,6 +265,9 @@ impl PaymentService {
             Err(ProviderError::Rejected(_)) => PaymentEvent::ChargePending,
             Err(err) => return Err(err.into()),
         };
+        if event == PaymentEvent::ChargePending && !last_try {
+            return Ok(WebhookApplied::Unconfirmed);
+        }
         if event == PaymentEvent::ChargePending {
             tracing::warn!(
                 reference = payment.reference,
@@ -258,6 +282,26 @@ impl PaymentService {
         }
         self.apply_webhook(record, event).await
     }
+}
+
+/// The payment after `connector`'s checkout was applied. If the payment
+/// had meanwhile failed over to another connector (another process's
+/// attempt), the checkout was not applied and this request has nothing to
+/// show: a transient error, so the client's retry reads the other attempt's.
+fn still_held(payment: Payment, connector: &'static str) -> Result<Payment, PaymentError> {
+    if payment.status == PaymentStatus::Created.as_str() && !held_by(&payment, connector) {
+        return Err(ProviderError::Unavailable(format!(
+            "the payment moved to connector `{}` meanwhile",
+            payment.provider
+        ))
+        .into());
+    }
+    Ok(payment)
+}
+
+/// A payment's connector name for the log, known or not.
+fn connector_label(payment: &Payment) -> &'static str {
+    ConnectorName::of_stored(&payment.provider).map_or("unknown", ConnectorName::as_str)
 }
 
 /// The outcome recorded for a webhook its connector did not confirm.

@@ -12,9 +12,9 @@ use std::{
 
 use payorch::{
     config::SANDBOX_SECRET_KEY,
+    provider::paystack,
     queue::{Disposition, Envelope, QueueMessage, RetryPolicy, table::TableQueue},
     store,
-    provider::paystack,
     webhook::event,
 };
 use serde_json::json;

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::registry::RegistryInner;
 use crate::{
-    domain::{PaymentEvent, RefundReport},
-    payments::{PaymentError, WebhookApplied, service::PaymentService},
+    domain::RefundReport,
+    payments::{PaymentError, WebhookApplied, WebhookChange, service::PaymentService},
     provider::{routing::ConnectorName, timing::ProviderClock},
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
@@ -77,7 +77,7 @@ impl Message for Envelope {
 /// Apply a provider webhook: its event, or (`None`) what the payment's
 /// connector reports when asked (for webhooks whose proof does not sign
 /// their figures).
-pub(super) struct WebhookEnvelope(pub WebhookRecord, pub Option<PaymentEvent>);
+pub(super) struct WebhookEnvelope(pub WebhookRecord, pub WebhookChange);
 
 impl Message for WebhookEnvelope {
     type Result = Result<WebhookApplied, PaymentError>;
@@ -206,8 +206,10 @@ impl Handler<WebhookEnvelope> for PaymentActor {
     ) -> Self::Result {
         self.serialize(None, |service, _| async move {
             match event {
-                Some(event) => service.apply_webhook(&record, event).await,
-                None => service.confirm_webhook(&record).await,
+                WebhookChange::Event(event) => service.apply_webhook(&record, event).await,
+                WebhookChange::Confirm { last_try } => {
+                    service.confirm_webhook(&record, last_try).await
+                }
             }
         })
     }

@@ -27,8 +27,8 @@ use super::{
     },
 };
 use crate::{
-    domain::{PaymentEvent, RefundReport},
-    payments::{PaymentError, WebhookApplied, service::PaymentService},
+    domain::RefundReport,
+    payments::{PaymentError, WebhookApplied, WebhookChange, service::PaymentService},
     provider::timing::ProviderClock,
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
@@ -128,7 +128,7 @@ impl PaymentRegistry {
     pub async fn apply_webhook(
         &self,
         record: WebhookRecord,
-        event: Option<PaymentEvent>,
+        event: WebhookChange,
     ) -> Result<WebhookApplied, PaymentError> {
         let reference = record.reference.clone();
         self.send(&reference, WebhookEnvelope(record, event)).await
