@@ -7,6 +7,7 @@ included. Configuration comes from the environment set by scripts/load.sh;
 THINK_MIN/THINK_MAX set a merchant user's pause between requests, in seconds.
 """
 
+import csv
 import hashlib
 import hmac
 import json
@@ -44,12 +45,13 @@ def write_app_times(**_):
     out = os.environ.get("PAYORCH_LOAD_OUT")
     if not out:
         return
-    with open(os.path.join(out, "app_timing.csv"), "w") as f:
-        f.write("endpoint,count,p50_ms,p99_ms\n")
+    with open(os.path.join(out, "app_timing.csv"), "w", newline="") as f:
+        rows = csv.writer(f)
+        rows.writerow(["endpoint", "count", "p50_ms", "p99_ms"])
         for name, values in sorted(APP_MS.items()):
             values.sort()
             pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]
-            f.write(f"{name},{len(values)},{pick(0.50):.3f},{pick(0.99):.3f}\n")
+            rows.writerow([name, len(values), f"{pick(0.50):.3f}", f"{pick(0.99):.3f}"])
 
 
 def body(amount):

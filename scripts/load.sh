@@ -56,7 +56,13 @@ for r in rows:
 PY
 cat "$OUT/locust-cpu.txt"
 echo "== payorch's own time per response (Server-Timing app, ms): what it adds beyond the provider =="
-column -s, -t "$OUT/app_timing.csv" 2>/dev/null || cat "$OUT/app_timing.csv"
+python3 - "$OUT/app_timing.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+print(f"{'endpoint':32} {'responses':>9} {'p50':>8} {'p99':>8}")
+for r in rows:
+    print(f"{r['endpoint']:32} {r['count']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+PY
 
 # Let the workers finish what was acknowledged before reading invariants.
 for _ in $(seq 300); do

@@ -40,6 +40,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/payorch-schema.XXXXXX")
 export DATABASE_URL="sqlite://$WORK/payorch.db?mode=rwc" RUST_LOG=${RUST_LOG:-warn} NO_COLOR=1
 # Far above what one run sends, so fuzzing meets no 429 (the limiter stays on).
 export PAYORCH_RATE_LIMITS="initialize=100000/60,verify=100000/60,refund=100000/60,unauthenticated=100000/60"
+# Both connectors (the sandbox's two dialects), so both webhook paths and pins answer.
+export PAYORCH_PROVIDERS=paystack,flutterwave
 
 api=
 cleanup() {

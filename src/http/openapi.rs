@@ -14,6 +14,7 @@ use super::requests::{MAX_CALLBACK_URL, MAX_REFUND_REASON};
 use crate::{
     domain::{Amount, Currency, Email, Reference},
     events::{EVENT_TYPES, MAX_DESCRIPTION, ssrf},
+    provider::routing::ConnectorName,
 };
 
 /// `spec`, poem-openapi's JSON document, completed.
@@ -32,6 +33,7 @@ const LABEL: &str = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
 
 fn constrain(doc: &mut Value) {
     let currencies: Vec<&str> = Currency::ALL.iter().map(|c| c.as_str()).collect();
+    let connectors: Vec<&str> = ConnectorName::ALL.iter().map(|c| c.as_str()).collect();
     let initialize = "/components/schemas/InitializeBody/properties";
     let refund = "/components/schemas/RefundBody/properties";
     let endpoint = "/components/schemas/CreateEndpointBody/properties";
@@ -68,6 +70,10 @@ fn constrain(doc: &mut Value) {
             }),
         ),
         (format!("{initialize}/metadata"), json!({"type": "object"})),
+        (
+            format!("{initialize}/provider"),
+            json!({"enum": connectors}),
+        ),
         (
             format!("{refund}/amount"),
             json!({"minimum": 1, "maximum": Amount::MAX}),

@@ -12,7 +12,7 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::{Sandbox, Transaction};
+use super::{Sandbox, state::Transaction};
 use crate::{domain::Currency, provider::routing::ConnectorName};
 
 #[handler]

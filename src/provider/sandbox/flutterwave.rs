@@ -21,7 +21,11 @@ use poem::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, value::RawValue};
 
-use super::{OpenRefusal, Opening, Operation, Sandbox, Transaction, fault, refunds::SandboxRefund};
+use super::{
+    Sandbox,
+    refunds::SandboxRefund,
+    state::{OpenRefusal, Opening, Operation, Transaction},
+};
 use crate::{domain::Currency, provider::flutterwave as connector};
 
 /// Refunds a `GET /v3/refunds` page holds.
@@ -232,11 +236,7 @@ async fn initialize(
     Data(sandbox): Data<&Sandbox>,
     body: poem::Result<Json<PaymentBody>>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    sandbox.lock().stats.initialize_calls += 1;
-    if let Some(response) = fault(sandbox, Operation::Initialize).await {
+    if let Some(response) = sandbox.admit(req, Operation::Initialize).await {
         return response;
     }
     let Ok(Json(body)) = body else {
@@ -287,11 +287,7 @@ async fn verify(
     Data(sandbox): Data<&Sandbox>,
     Query(query): Query<VerifyQuery>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    sandbox.lock().stats.verify_calls += 1;
-    if let Some(response) = fault(sandbox, Operation::Verify).await {
+    if let Some(response) = sandbox.admit(req, Operation::Verify).await {
         return response;
     }
     let Some(tx_ref) = query.tx_ref else {
@@ -324,11 +320,7 @@ async fn create_refund(
     Path(id): Path<i64>,
     body: poem::Result<Json<RefundBody>>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    sandbox.lock().stats.refund_calls += 1;
-    if let Some(response) = fault(sandbox, Operation::Refund).await {
+    if let Some(response) = sandbox.admit(req, Operation::Refund).await {
         return response;
     }
     let Ok(Json(body)) = body else {

@@ -16,7 +16,7 @@ use poem::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Operation, Sandbox, fault, flutterwave, paystack_error};
+use super::{Sandbox, flutterwave, paystack, state::Operation};
 use crate::provider::routing::ConnectorName;
 
 /// How long a refund stays pending when nothing settles it sooner.
@@ -152,15 +152,11 @@ pub async fn create(
     Data(sandbox): Data<&Sandbox>,
     body: poem::Result<Json<CreateBody>>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    sandbox.lock().stats.refund_calls += 1;
-    if let Some(response) = fault(sandbox, Operation::Refund).await {
+    if let Some(response) = sandbox.admit(req, Operation::Refund).await {
         return response;
     }
     let Ok(Json(body)) = body else {
-        return paystack_error(StatusCode::BAD_REQUEST, "Invalid request body");
+        return paystack::error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
     match sandbox.open_refund(&body.transaction, body.amount, body.merchant_note) {
         Ok(refund) => Json(json!({
@@ -169,7 +165,7 @@ pub async fn create(
             "data": refund.view(),
         }))
         .into_response(),
-        Err((status, message)) => paystack_error(status, message),
+        Err((status, message)) => paystack::error(status, message),
     }
 }
 
@@ -186,7 +182,7 @@ pub async fn fetch(req: &Request, Data(sandbox): Data<&Sandbox>, Path(id): Path<
     match refund {
         Some(data) => Json(json!({"status": true, "message": "Refund retrieved", "data": data}))
             .into_response(),
-        None => paystack_error(StatusCode::NOT_FOUND, "Refund not found"),
+        None => paystack::error(StatusCode::NOT_FOUND, "Refund not found"),
     }
 }
 
@@ -223,7 +219,7 @@ pub struct OutcomeBody {
     /// as `completed` and `failed`).
     status: String,
     /// Announce it by webhook (default), or stay quiet for reconciliation.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::control::yes")]
     notify: bool,
     /// `paystack` or `flutterwave`; default: the dialect asked.
     provider: Option<String>,

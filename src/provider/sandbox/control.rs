@@ -1,0 +1,151 @@
+//! The test hooks under `/_control/…` in each dialect: make the next calls
+//! of an operation fail (`faults`), force a transaction's outcome, and read
+//! the counts (`stats`); a refund's outcome and bursts have their own files.
+//! Asked at the base, a hook reaches the Flutterwave dialect too when the
+//! call names it: `"provider": "flutterwave"` in the body, or
+//! `?provider=flutterwave` for stats.
+
+use poem::{
+    IntoResponse, Request, Response, handler,
+    http::StatusCode,
+    web::{Data, Json, Path, Query},
+};
+use serde::Deserialize;
+
+use super::{
+    Sandbox,
+    state::{Fault, FaultMode, Operation},
+};
+
+impl Sandbox {
+    /// The dialect a control call names (`None`: this one), if this
+    /// sandbox reaches it.
+    pub(super) fn of_named(&self, provider: Option<&str>) -> Option<&Sandbox> {
+        match provider {
+            None => Some(self),
+            Some(name) => self.of(name.parse().ok()?),
+        }
+    }
+
+    /// The answer to a control call naming a dialect out of reach.
+    pub(super) fn unknown_provider(&self) -> Response {
+        self.refuse(
+            StatusCode::BAD_REQUEST,
+            "provider: paystack or flutterwave (from the base)",
+        )
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FaultBody {
+    operation: Operation,
+    mode: FaultMode,
+    count: u32,
+    /// `paystack` or `flutterwave`; default: the dialect asked.
+    provider: Option<String>,
+}
+
+#[handler]
+pub async fn set_fault(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Json(body): Json<FaultBody>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    let Some(target) = sandbox.of_named(body.provider.as_deref()) else {
+        return sandbox.unknown_provider();
+    };
+    target.lock().faults.insert(
+        body.operation,
+        Fault {
+            mode: body.mode,
+            remaining: body.count,
+        },
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+pub struct OutcomeBody {
+    /// `success`, `failed` or `abandoned` in either dialect (Flutterwave
+    /// reports them as `successful`, `failed`, `cancelled`).
+    status: String,
+    /// Report this amount (minor units) instead of the initialized one
+    /// (mismatch drills).
+    amount: Option<i64>,
+    currency: Option<String>,
+    /// Send the webhook as a checkout would (default), or stay quiet so
+    /// only a verify can find out.
+    #[serde(default = "yes")]
+    notify: bool,
+    /// `paystack` or `flutterwave`; default: the dialect asked.
+    provider: Option<String>,
+}
+
+/// The default of a control body's `notify`.
+pub(super) fn yes() -> bool {
+    true
+}
+
+#[handler]
+pub async fn force_outcome(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Path(reference): Path<String>,
+    Json(body): Json<OutcomeBody>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    let Some(sandbox) = sandbox.of_named(body.provider.as_deref()) else {
+        return sandbox.unknown_provider();
+    };
+    if !matches!(body.status.as_str(), "success" | "failed" | "abandoned") {
+        return sandbox.refuse(
+            StatusCode::BAD_REQUEST,
+            "status: success, failed or abandoned",
+        );
+    }
+    {
+        let mut state = sandbox.lock();
+        let Some(tx) = state.transactions.get_mut(&reference) else {
+            return sandbox.refuse(StatusCode::NOT_FOUND, "Transaction reference not found");
+        };
+        tx.reported_amount = body.amount;
+        tx.reported_currency = body.currency;
+    }
+    let settled = if body.notify {
+        sandbox.settle(&reference, &body.status)
+    } else {
+        sandbox
+            .settle_quietly(&reference, &body.status)
+            .map(|(tx, _)| tx)
+    };
+    match settled {
+        Some(tx) => sandbox.report_response(&tx),
+        None => sandbox.refuse(StatusCode::NOT_FOUND, "Transaction reference not found"),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StatsQuery {
+    /// `paystack` or `flutterwave`; default: the dialect asked.
+    provider: Option<String>,
+}
+
+#[handler]
+pub async fn stats(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Query(query): Query<StatsQuery>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    match sandbox.of_named(query.provider.as_deref()) {
+        Some(target) => Json(target.stats()).into_response(),
+        None => sandbox.unknown_provider(),
+    }
+}

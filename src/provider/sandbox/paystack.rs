@@ -1,0 +1,115 @@
+//! The sandbox's Paystack dialect, at its base: `POST /transaction/initialize`
+//! (idempotent per reference, the amount a number or a numeric string) and
+//! `GET /transaction/verify/{reference}`, in Paystack's shapes; its refunds
+//! are in [`super::refunds`]. Errors come in Paystack's envelope
+//! `{"status": false, "message"}`.
+
+use poem::{
+    IntoResponse, Request, Response, Route, handler,
+    http::StatusCode,
+    web::{Data, Json, Path},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    Sandbox, refunds,
+    state::{OpenRefusal, Opening, Operation, Transaction},
+};
+
+pub(super) fn api_routes() -> Route {
+    Route::new()
+        .at("/transaction/initialize", poem::post(initialize))
+        .at("/transaction/verify/:reference", poem::get(verify))
+        .at("/refund", poem::post(refunds::create).get(refunds::list))
+        .at("/refund/:id", poem::get(refunds::fetch))
+}
+
+/// An error in Paystack's envelope.
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"status": false, "message": message}))).into_response()
+}
+
+#[derive(Deserialize)]
+struct InitializeBody {
+    reference: String,
+    amount: serde_json::Value,
+    currency: Option<String>,
+    email: String,
+    callback_url: Option<String>,
+}
+
+#[handler]
+async fn initialize(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    body: poem::Result<Json<InitializeBody>>,
+) -> Response {
+    if let Some(response) = sandbox.admit(req, Operation::Initialize).await {
+        return response;
+    }
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "Invalid request body");
+    };
+    // Paystack accepts the amount as a number or a numeric string.
+    let amount = match &body.amount {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    let Some(amount) = amount.filter(|a| *a > 0) else {
+        return error(StatusCode::BAD_REQUEST, "Invalid Amount Sent");
+    };
+    let opened = sandbox.open(Opening {
+        reference: body.reference,
+        amount,
+        currency: body.currency.unwrap_or_else(|| "NGN".into()),
+        email: body.email,
+        callback_url: body.callback_url,
+    });
+    match opened {
+        Ok(tx) => Json(json!({
+            "status": true,
+            "message": "Authorization URL created",
+            "data": {
+                "authorization_url": format!(
+                    "{}/checkout/{}",
+                    sandbox.inner.public_base, tx.access_code
+                ),
+                "access_code": tx.access_code,
+                "reference": tx.reference,
+            }
+        }))
+        .into_response(),
+        Err(OpenRefusal::Conflict) => {
+            error(StatusCode::BAD_REQUEST, "Duplicate Transaction Reference")
+        }
+        Err(OpenRefusal::Full) => error(StatusCode::TOO_MANY_REQUESTS, "sandbox is full"),
+    }
+}
+
+#[handler]
+async fn verify(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Path(reference): Path<String>,
+) -> Response {
+    if let Some(response) = sandbox.admit(req, Operation::Verify).await {
+        return response;
+    }
+    let report = sandbox
+        .lock()
+        .transactions
+        .get(&reference)
+        .map(Transaction::report);
+    match report {
+        Some(data) => Json(json!({
+            "status": true,
+            "message": "Verification successful",
+            "data": data,
+        }))
+        .into_response(),
+        // Paystack answers an unknown reference with 400, not 404.
+        None => error(StatusCode::BAD_REQUEST, "Transaction reference not found"),
+    }
+}

@@ -1,0 +1,243 @@
+//! What a dialect remembers, in memory: its transactions (in minor units and
+//! Paystack's status words whatever the dialect), its refunds, the faults a
+//! test injected and the counts of what was asked. Opening and settling a
+//! transaction happen here; the dialects only translate.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{MAX_TRANSACTIONS, Sandbox, refunds};
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) transactions: HashMap<String, Transaction>,
+    pub(super) by_access_code: HashMap<String, String>,
+    /// Transaction id → reference (Flutterwave refunds name the id).
+    pub(super) by_id: HashMap<i64, String>,
+    pub(super) next_id: i64,
+    pub(super) refunds: HashMap<i64, refunds::SandboxRefund>,
+    pub(super) faults: HashMap<Operation, Fault>,
+    pub(super) stats: Stats,
+}
+
+impl State {
+    fn insert(&mut self, tx: Transaction) {
+        self.by_access_code
+            .insert(tx.access_code.clone(), tx.reference.clone());
+        self.by_id.insert(tx.id, tx.reference.clone());
+        self.transactions.insert(tx.reference.clone(), tx);
+        self.stats.transactions += 1;
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stats {
+    pub initialize_calls: u64,
+    pub verify_calls: u64,
+    pub transactions: u64,
+    #[serde(default)]
+    pub refund_calls: u64,
+    #[serde(default)]
+    pub refund_lookups: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Initialize,
+    Verify,
+    Refund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    /// Answer 500.
+    Error,
+    /// Hold the request past the client's timeout.
+    Hang,
+    /// Answer 400 "Duplicate Transaction Reference", as Paystack does when
+    /// asked to initialize a reference it already holds.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fault {
+    pub(super) mode: FaultMode,
+    pub(super) remaining: u32,
+}
+
+/// A transaction, in minor units and Paystack's status words whatever the
+/// dialect; the Flutterwave dialect translates at its edge.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Transaction {
+    pub(super) id: i64,
+    pub(super) reference: String,
+    pub(super) amount: i64,
+    pub(super) currency: String,
+    pub(super) email: String,
+    /// `ongoing` until the customer acts, then `success`, `failed` or
+    /// `abandoned`.
+    pub(super) status: String,
+    pub(super) access_code: String,
+    pub(super) paid_at: Option<DateTime<Utc>>,
+    pub(super) gateway_response: String,
+    /// What verify and webhooks report, when a test forces a different amount.
+    pub(super) reported_amount: Option<i64>,
+    pub(super) reported_currency: Option<String>,
+    /// Where the checkout sends the customer once they decided (Paystack's
+    /// `callback_url`, Flutterwave's `redirect_url`).
+    pub(super) callback_url: Option<String>,
+}
+
+impl Transaction {
+    /// The transaction in Paystack's shape.
+    pub(super) fn report(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "reference": self.reference,
+            "status": self.status,
+            "amount": self.reported_amount.unwrap_or(self.amount),
+            "currency": self.reported_currency.as_deref().unwrap_or(&self.currency),
+            "paid_at": self.paid_at,
+            "gateway_response": self.gateway_response,
+        })
+    }
+
+    /// The event announcing this transaction's outcome, in Paystack's shape.
+    pub(super) fn webhook_body(&self) -> serde_json::Value {
+        let event = match self.status.as_str() {
+            "success" => "charge.success",
+            "failed" => "charge.failed",
+            _ => "charge.abandoned",
+        };
+        json!({"event": event, "data": self.report()})
+    }
+}
+
+/// What an initialize asks for, in minor units, whichever dialect.
+pub(super) struct Opening {
+    pub(super) reference: String,
+    pub(super) amount: i64,
+    pub(super) currency: String,
+    pub(super) email: String,
+    pub(super) callback_url: Option<String>,
+}
+
+/// Why an initialize opens nothing.
+pub(super) enum OpenRefusal {
+    /// The reference is held by a transaction with other parameters.
+    Conflict,
+    /// [`MAX_TRANSACTIONS`] reached.
+    Full,
+}
+
+impl Sandbox {
+    /// Opens a transaction, or finds the one the reference already names
+    /// when the parameters are the same (a repeated initialize).
+    pub(super) fn open(&self, opening: Opening) -> Result<Transaction, OpenRefusal> {
+        let mut state = self.lock();
+        if let Some(existing) = state.transactions.get(&opening.reference) {
+            let same = existing.amount == opening.amount
+                && existing.currency == opening.currency
+                && existing.email == opening.email;
+            return if same {
+                Ok(existing.clone())
+            } else {
+                Err(OpenRefusal::Conflict)
+            };
+        }
+        if state.transactions.len() >= MAX_TRANSACTIONS {
+            return Err(OpenRefusal::Full);
+        }
+        state.next_id += 1;
+        let tx = Transaction {
+            id: state.next_id,
+            reference: opening.reference,
+            amount: opening.amount,
+            currency: opening.currency,
+            email: opening.email,
+            status: "ongoing".into(),
+            access_code: format!("ac_{}", uuid::Uuid::new_v4().simple()),
+            paid_at: None,
+            gateway_response: "Pending".into(),
+            reported_amount: None,
+            reported_currency: None,
+            callback_url: opening.callback_url,
+        };
+        state.insert(tx.clone());
+        Ok(tx)
+    }
+
+    /// Settles a transaction as the customer (or a test) decided, and
+    /// announces it by webhook. Only an `ongoing` transaction changes: a
+    /// provider does not re-decide.
+    pub(super) fn settle(&self, reference: &str, outcome: &str) -> Option<Transaction> {
+        let (tx, changed) = self.settle_quietly(reference, outcome)?;
+        if changed
+            && let Some(sender) = &self.inner.webhooks
+            && let Some(body) = self.webhook_body(&tx)
+        {
+            sender.send_in_background(body);
+        }
+        Some(tx)
+    }
+
+    pub(super) fn settle_quietly(
+        &self,
+        reference: &str,
+        outcome: &str,
+    ) -> Option<(Transaction, bool)> {
+        let mut state = self.lock();
+        let tx = state.transactions.get_mut(reference)?;
+        let changed = tx.status == "ongoing";
+        if changed {
+            tx.status = outcome.to_owned();
+            tx.gateway_response = match outcome {
+                "success" => "Approved",
+                "failed" => "Declined",
+                _ => "Abandoned",
+            }
+            .to_owned();
+            if outcome == "success" {
+                tx.paid_at = Some(Utc::now());
+            }
+        }
+        Some((tx.clone(), changed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Secret, provider::routing::ConnectorName};
+
+    #[test]
+    fn each_dialect_holds_its_own_transactions() {
+        let sandbox = Sandbox::new(Secret::new("sk"), "http://h", None).with_refund_settle(None);
+        let opening = || Opening {
+            reference: "r-1".into(),
+            amount: 500,
+            currency: "NGN".into(),
+            email: "a@b.c".into(),
+            callback_url: None,
+        };
+        let first = sandbox.open(opening()).ok().unwrap();
+        let again = sandbox.open(opening()).ok().unwrap();
+        assert_eq!(first.access_code, again.access_code, "idempotent");
+        let other = Opening {
+            amount: 600,
+            ..opening()
+        };
+        assert!(matches!(sandbox.open(other), Err(OpenRefusal::Conflict)));
+        let flutterwave = sandbox.of(ConnectorName::Flutterwave).unwrap();
+        let theirs = flutterwave.open(opening()).ok().unwrap();
+        assert_ne!(theirs.id, first.id);
+        assert_eq!(sandbox.stats().transactions, 1);
+        assert_eq!(flutterwave.stats().transactions, 1);
+        assert!(flutterwave.inner.refund_settle.is_none());
+    }
+}
