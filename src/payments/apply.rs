@@ -242,6 +242,19 @@ impl PaymentService {
         payment: Payment,
         change: Change,
     ) -> Result<(Payment, Outcome), PaymentError> {
+        self.apply_answering(payment, change, None).await
+    }
+
+    /// [`Self::apply`], and when the change is applied and `answer` is
+    /// given, the request's answer stored under its Idempotency-Key in the
+    /// same transaction (one commit fewer for initialize; see
+    /// [`super::Completion`]).
+    pub(super) async fn apply_answering(
+        &self,
+        payment: Payment,
+        change: Change,
+        answer: Option<&super::Completion>,
+    ) -> Result<(Payment, Outcome), PaymentError> {
         let reference = payment.reference.clone();
         let mut read = Some(payment);
         for _ in 0..CONFLICT_RETRIES {
@@ -256,7 +269,16 @@ impl PaymentService {
             }
             match write(&txn, &current, &decision, None).await? {
                 Some(updated) => {
+                    let answered = match answer {
+                        Some(answer) if matches!(decision.outcome, Outcome::Applied { .. }) => {
+                            Some((answer, answer.store(&txn, &updated).await?))
+                        }
+                        _ => None,
+                    };
                     super::commit(txn).await?;
+                    if let Some((answer, rendered)) = answered {
+                        answer.stored(rendered);
+                    }
                     return Ok((updated, decision.outcome));
                 }
                 None => txn.rollback().await?,

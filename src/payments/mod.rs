@@ -12,10 +12,11 @@
 //! ```text
 //! Payments::initialize ─▶ idempotency::reserve + insert payment (one txn)
 //!        │                                   (a replay returns here)
-//!        ├─▶ actors: the payment's PaymentActor ─▶ service: provider call,
-//!        │     then apply::… (state machine + version-checked update
-//!        │     + audit row, one txn)
-//!        └─▶ idempotency::complete (the response, stored for replays)
+//!        ├─▶ actors: the payment's PaymentActor ─▶ service: provider call
+//!        │     (failing over between connectors), then apply::… (state
+//!        │     machine + version-checked update + audit row + outbox
+//!        │     event, and the response stored under the key: one txn)
+//!        └─▶ idempotency::complete, for any other outcome (or release)
 //! Payments::verify / apply_webhook ─▶ actors ─▶ service ─▶ apply
 //! ```
 //!
@@ -152,6 +153,67 @@ pub struct Rendered {
     pub body: String,
 }
 
+/// An initialize's answer and the key it is stored under. When the
+/// provider's checkout is applied, the answer is rendered from the payment
+/// as written and stored with the key in that same transaction, so a
+/// successful initialize commits twice (key + payment; checkout + answer)
+/// rather than three times. Any other outcome is stored afterwards, as for
+/// every request ([`Payments::store_outcome`]).
+#[derive(Clone)]
+pub(crate) struct Completion {
+    claim: idempotency::Claim,
+    render: Arc<dyn Fn(Result<Payment, PaymentError>) -> Rendered + Send + Sync>,
+    /// Set once the transaction that stored the answer committed.
+    stored: Arc<std::sync::OnceLock<Rendered>>,
+}
+
+impl Completion {
+    fn new(
+        claim: idempotency::Claim,
+        render: impl Fn(Result<Payment, PaymentError>) -> Rendered + Send + Sync + 'static,
+    ) -> Completion {
+        Completion {
+            claim,
+            render: Arc::new(render),
+            stored: Arc::default(),
+        }
+    }
+
+    fn render(&self, result: Result<Payment, PaymentError>) -> Rendered {
+        (self.render)(result)
+    }
+
+    /// Stores the answer for `payment` under the key in `txn`. A request
+    /// that no longer owns the key stores nothing (counted as
+    /// `stale_owner`) and still answers its caller with it.
+    pub(crate) async fn store(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        payment: &Payment,
+    ) -> Result<Rendered, PaymentError> {
+        let rendered = self.render(Ok(payment.clone()));
+        idempotency::complete(txn, &self.claim, &rendered).await?;
+        Ok(rendered)
+    }
+
+    /// Its transaction committed.
+    pub(crate) fn stored(&self, rendered: Rendered) {
+        let _ = self.stored.set(rendered);
+    }
+
+    fn answered(&self) -> Option<Rendered> {
+        self.stored.get().cloned()
+    }
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion")
+            .field("claim", &self.claim)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The answer to a request that may carry an Idempotency-Key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -251,7 +313,7 @@ impl Payments {
         client_id: Uuid,
         idempotent: Option<Idempotent>,
         request: Result<NewPaymentRequest, Vec<FieldError>>,
-        render: impl Fn(Result<Payment, PaymentError>) -> Rendered + Send,
+        render: impl Fn(Result<Payment, PaymentError>) -> Rendered + Send + Sync + 'static,
     ) -> Result<Answer, PaymentError> {
         let request = request.and_then(|r| self.check_pin(r));
         let Some(idempotent) = idempotent else {
@@ -259,7 +321,7 @@ impl Payments {
             let route = self.connectors.route(request.currency, request.provider);
             let payment = self.create(client_id, &request, first(&route)?).await?;
             let payment = self
-                .open_at_provider(&payment.reference, request.callback_url, false, route)
+                .open_at_provider(&payment.reference, request.callback_url, false, route, None)
                 .await?;
             return Ok(Answer::Fresh(render(Ok(payment))));
         };
@@ -317,10 +379,22 @@ impl Payments {
         };
         commit(txn).await?;
 
+        let answer = Completion::new(claim, render);
         let result = self
-            .open_at_provider(&reference, callback_url, resumed, route)
+            .open_at_provider(
+                &reference,
+                callback_url,
+                resumed,
+                route,
+                Some(answer.clone()),
+            )
             .await;
-        self.store_outcome(&claim, result, render).await
+        if let Some(rendered) = answer.answered() {
+            // Stored with the checkout, in its transaction.
+            return Ok(Answer::Fresh(rendered));
+        }
+        self.store_outcome(&claim, result, |result| answer.render(result))
+            .await
     }
 
     /// Refunds `client_id`'s payment `reference` (all that is left, or
@@ -593,11 +667,13 @@ impl Payments {
         callback_url: Option<String>,
         resumed: bool,
         route: Vec<ConnectorName>,
+        answer: Option<Completion>,
     ) -> Result<Payment, PaymentError> {
         let command = Command::Initialize {
             callback_url,
             resumed,
             route,
+            answer,
         };
         self.registry.call(reference, command).await
     }

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{
-    PaymentError, WebhookApplied,
+    Completion, PaymentError, WebhookApplied,
     apply::{Change, Source, corrupt, status_of},
 };
 use crate::{
@@ -65,6 +65,7 @@ impl PaymentService {
         callback_url: Option<String>,
         resumed: bool,
         route: &[ConnectorName],
+        completion: Option<Completion>,
     ) -> Result<Payment, PaymentError> {
         let mut payment = self.load(reference).await?;
         if status_of(&payment)? != PaymentStatus::Created {
@@ -99,7 +100,9 @@ impl PaymentService {
                         connector: Some(name),
                         ..Change::new(PaymentEvent::ProviderAccepted, Source::Initialize)
                     };
-                    let (payment, _) = self.apply(payment, change).await?;
+                    let (payment, _) = self
+                        .apply_answering(payment, change, completion.as_ref())
+                        .await?;
                     return still_held(payment, name);
                 }
                 Err(ProviderError::Rejected(message)) if resumed => {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::registry::RegistryInner;
 use crate::{
     domain::RefundReport,
-    payments::{PaymentError, WebhookApplied, WebhookChange, service::PaymentService},
+    payments::{Completion, PaymentError, WebhookApplied, WebhookChange, service::PaymentService},
     provider::{routing::ConnectorName, timing::ProviderClock},
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
@@ -32,6 +32,9 @@ pub enum Command {
         resumed: bool,
         /// The connectors to try, in order, after the one holding it.
         route: Vec<ConnectorName>,
+        /// Where the request's answer goes, with its key, when the
+        /// provider's checkout is applied.
+        answer: Option<Completion>,
     },
     /// Ask the provider and apply what it reports, for the client that
     /// owns the payment.
@@ -177,9 +180,10 @@ impl Handler<Envelope> for PaymentActor {
                     callback_url,
                     resumed,
                     route,
+                    answer,
                 } => {
                     service
-                        .open_at_provider(&reference, callback_url, resumed, &route)
+                        .open_at_provider(&reference, callback_url, resumed, &route, answer)
                         .await
                 }
                 Command::Verify {
