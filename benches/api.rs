@@ -90,6 +90,29 @@ async fn initialize_body_load(
     .await
 }
 
+/// Initialize with a fresh Idempotency-Key per request (the key is
+/// reserved with the payment and the answer stored with the checkout).
+async fn initialize_keyed_load(
+    name: &str,
+    base: &str,
+    keys: &[String],
+    concurrency: usize,
+) -> Report {
+    let http = client();
+    let base = base.to_owned();
+    let keys: Arc<Vec<String>> = Arc::new(keys.to_vec());
+    let body = json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com"});
+    load(name, concurrency, seconds(), None, move |i| {
+        let request = http
+            .post(format!("{base}/v1/payments/initialize"))
+            .bearer_auth(&keys[i % keys.len()])
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&body);
+        async move { request.send().await.is_ok_and(|r| r.status() == 201) }
+    })
+    .await
+}
+
 /// Initialize through two connectors, Paystack first: healthy; then Paystack
 /// failing (every call a 500) with its breaker open, so each payment goes
 /// to Flutterwave; and Flutterwave pinned, for the dialect's own cost.
@@ -277,6 +300,20 @@ async fn main() {
         10,
     )
     .await;
+    let keyed = initialize_keyed_load(
+        "POST initialize with Idempotency-Key, limiter off",
+        &base,
+        &keys,
+        CONCURRENCY,
+    )
+    .await;
+    let keyed_light = initialize_keyed_load(
+        "POST initialize with Idempotency-Key, limiter off, 10 connections",
+        &base,
+        &keys,
+        10,
+    )
+    .await;
     server.terminate();
 
     // The limiter's own round trip, from this process: what it adds to a
@@ -313,6 +350,8 @@ async fn main() {
         &unlimited,
         &light_on,
         &light_off,
+        &keyed,
+        &keyed_light,
         &verify,
         &get,
         &check_one,
