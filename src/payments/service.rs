@@ -52,7 +52,8 @@ impl PaymentService {
     /// payment moves to the next connector of `route` — written, with an
     /// audit row naming the connector and why, before that one is asked —
     /// so a crash mid-way resumes where it was, and a checkout is only ever
-    /// shown from the connector that answered. A refusal (4xx) is final.
+    /// shown from the connector that answered. A refusal (400, 422) is
+    /// final.
     ///
     /// A provider refusal fails the payment. But a `resumed` payment (its
     /// first request crashed or timed out) may already exist at the

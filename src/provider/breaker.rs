@@ -135,7 +135,7 @@ impl Breaker {
     pub fn new(connector: &'static str, settings: BreakerSettings) -> Breaker {
         let state = Arc::new(AtomicU8::new(BreakerState::Closed as u8));
         metrics::counter!("payorch_connector_calls_rejected_total", "connector" => connector)
-            .absolute(0);
+            .increment(0);
         let policy = failure_policy::consecutive_failures(
             settings.failures.max(1),
             backoff::constant(settings.open_for),

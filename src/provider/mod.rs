@@ -296,7 +296,18 @@ impl Connectors {
                 let name = ConnectorName::of_stored(c.name()).expect("connectors have known names");
                 (name, c)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Every failover a route can make exists as a series from start.
+        for (from, _) in &enabled {
+            for (to, _) in enabled.iter().filter(|(to, _)| to != from) {
+                metrics::counter!(
+                    "payorch_connector_failovers_total",
+                    "from" => from.as_str(),
+                    "to" => to.as_str(),
+                )
+                .increment(0);
+            }
+        }
         Connectors { enabled, routing }
     }
 

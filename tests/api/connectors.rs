@@ -42,22 +42,6 @@ async fn fault(app: &TestApp, provider: &str, mode: &str, count: u32) {
     assert_eq!(response.status(), 204, "fault {provider}");
 }
 
-async fn stats(app: &TestApp, provider: &str) -> Value {
-    let path = match provider {
-        "flutterwave" => "/sandbox/flutterwave/_control/stats",
-        _ => "/sandbox/_control/stats",
-    };
-    app.http
-        .get(app.url(path))
-        .bearer_auth(SANDBOX_SECRET_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn readyz_connector(app: &TestApp, name: &str) -> String {
     let body: Value = app
         .http
@@ -163,11 +147,11 @@ async fn a_thousand_initializes_split_by_the_weights() {
     assert_eq!(paystack + flutterwave, 1_000);
     assert!((650..=750).contains(&paystack), "paystack {paystack}");
     assert_eq!(
-        stats(&app, "paystack").await["transactions"],
+        app.sandbox_stats_of("paystack").await["transactions"],
         paystack as u64
     );
     assert_eq!(
-        stats(&app, "flutterwave").await["transactions"],
+        app.sandbox_stats_of("flutterwave").await["transactions"],
         flutterwave as u64
     );
 }
@@ -200,7 +184,10 @@ async fn a_failing_connector_fails_over_opens_its_breaker_and_recovers_after_a_p
         references.push(body["reference"].as_str().unwrap().to_owned());
     }
     // Three 500s opened the breaker; the other seven never asked Paystack.
-    assert_eq!(stats(&app, "paystack").await["initialize_calls"], 3);
+    assert_eq!(
+        app.sandbox_stats_of("paystack").await["initialize_calls"],
+        3
+    );
     assert_eq!(readyz_connector(&app, "paystack").await, "open");
     assert_eq!(breaker_gauge(&app, "paystack").await, Some(2.0));
     // The audit trail names each attempt.
@@ -300,8 +287,8 @@ async fn a_replay_after_a_failover_returns_the_second_checkout() {
         .await
         .unwrap();
     assert_eq!(replay, first, "byte for byte the first answer");
-    assert_eq!(stats(&app, "flutterwave").await["transactions"], 1);
-    assert_eq!(stats(&app, "paystack").await["transactions"], 0);
+    assert_eq!(app.sandbox_stats_of("flutterwave").await["transactions"], 1);
+    assert_eq!(app.sandbox_stats_of("paystack").await["transactions"], 0);
 }
 
 #[tokio::test]
@@ -310,7 +297,10 @@ async fn a_refusal_is_final_and_does_not_fail_over() {
     fault(&app, "paystack", "duplicate", 1).await;
     let response = app.initialize(&ngn(5_000), None).await;
     assert_problem(response, 402, "provider_rejected").await;
-    assert_eq!(stats(&app, "flutterwave").await["initialize_calls"], 0);
+    assert_eq!(
+        app.sandbox_stats_of("flutterwave").await["initialize_calls"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -320,8 +310,8 @@ async fn every_connector_down_is_a_gateway_error_with_nothing_shown() {
     fault(&app, "flutterwave", "error", 1).await;
     let response = app.initialize(&ngn(5_000), None).await;
     assert_problem(response, 502, "provider_unavailable").await;
-    assert_eq!(stats(&app, "paystack").await["transactions"], 0);
-    assert_eq!(stats(&app, "flutterwave").await["transactions"], 0);
+    assert_eq!(app.sandbox_stats_of("paystack").await["transactions"], 0);
+    assert_eq!(app.sandbox_stats_of("flutterwave").await["transactions"], 0);
 }
 
 #[tokio::test]
@@ -344,7 +334,10 @@ async fn a_pinned_connector_is_used_alone_and_must_be_enabled() {
         "provider_unavailable",
     )
     .await;
-    assert_eq!(stats(&app, "paystack").await["initialize_calls"], 0);
+    assert_eq!(
+        app.sandbox_stats_of("paystack").await["initialize_calls"],
+        0
+    );
 
     let before = app.payment_count().await;
     body["provider"] = json!("stripe");

@@ -282,8 +282,13 @@ impl TestApp {
     }
 
     pub async fn sandbox_stats(&self) -> serde_json::Value {
+        self.sandbox_stats_of("paystack").await
+    }
+
+    /// The sandbox's counts for one dialect (`paystack`, `flutterwave`).
+    pub async fn sandbox_stats_of(&self, provider: &str) -> serde_json::Value {
         self.http
-            .get(self.url("/sandbox/_control/stats"))
+            .get(self.url(&format!("/sandbox/_control/stats?provider={provider}")))
             .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
             .send()
             .await

@@ -85,11 +85,9 @@ pub async fn burst(
     Data(sandbox): Data<&Sandbox>,
     Json(body): Json<BurstRequest>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let Some(sandbox) = sandbox.of_named(body.provider.as_deref()) else {
-        return sandbox.unknown_provider();
+    let sandbox = match sandbox.control_target(req, body.provider.as_deref()) {
+        Ok(target) => target,
+        Err(response) => return *response,
     };
     let Some(sender) = sandbox.inner.webhooks.clone() else {
         return sandbox.refuse(StatusCode::CONFLICT, "the sandbox has no webhook URL");

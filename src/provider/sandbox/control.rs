@@ -18,21 +18,27 @@ use super::{
 };
 
 impl Sandbox {
-    /// The dialect a control call names (`None`: this one), if this
-    /// sandbox reaches it.
-    pub(super) fn of_named(&self, provider: Option<&str>) -> Option<&Sandbox> {
-        match provider {
-            None => Some(self),
-            Some(name) => self.of(name.parse().ok()?),
+    /// The dialect a control call is for (`None`: this one), once the call
+    /// is authorized; otherwise the response that ends it (401, or 400 for
+    /// a dialect this sandbox does not reach).
+    pub(super) fn control_target(
+        &self,
+        req: &Request,
+        provider: Option<&str>,
+    ) -> Result<&Sandbox, Box<Response>> {
+        if !self.authorized(req) {
+            return Err(Box::new(self.unauthorized()));
         }
-    }
-
-    /// The answer to a control call naming a dialect out of reach.
-    pub(super) fn unknown_provider(&self) -> Response {
-        self.refuse(
-            StatusCode::BAD_REQUEST,
-            "provider: paystack or flutterwave (from the base)",
-        )
+        let target = match provider {
+            None => Some(self),
+            Some(name) => name.parse().ok().and_then(|name| self.of(name)),
+        };
+        target.ok_or_else(|| {
+            Box::new(self.refuse(
+                StatusCode::BAD_REQUEST,
+                "provider: paystack or flutterwave (from the base)",
+            ))
+        })
     }
 }
 
@@ -51,11 +57,9 @@ pub async fn set_fault(
     Data(sandbox): Data<&Sandbox>,
     Json(body): Json<FaultBody>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let Some(target) = sandbox.of_named(body.provider.as_deref()) else {
-        return sandbox.unknown_provider();
+    let target = match sandbox.control_target(req, body.provider.as_deref()) {
+        Ok(target) => target,
+        Err(response) => return *response,
     };
     target.lock().faults.insert(
         body.operation,
@@ -96,11 +100,9 @@ pub async fn force_outcome(
     Path(reference): Path<String>,
     Json(body): Json<OutcomeBody>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let Some(sandbox) = sandbox.of_named(body.provider.as_deref()) else {
-        return sandbox.unknown_provider();
+    let sandbox = match sandbox.control_target(req, body.provider.as_deref()) {
+        Ok(target) => target,
+        Err(response) => return *response,
     };
     if !matches!(body.status.as_str(), "success" | "failed" | "abandoned") {
         return sandbox.refuse(
@@ -141,11 +143,8 @@ pub async fn stats(
     Data(sandbox): Data<&Sandbox>,
     Query(query): Query<StatsQuery>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    match sandbox.of_named(query.provider.as_deref()) {
-        Some(target) => Json(target.stats()).into_response(),
-        None => sandbox.unknown_provider(),
+    match sandbox.control_target(req, query.provider.as_deref()) {
+        Ok(target) => Json(target.stats()).into_response(),
+        Err(response) => *response,
     }
 }

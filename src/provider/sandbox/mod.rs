@@ -187,11 +187,6 @@ impl Sandbox {
         self.lock().stats
     }
 
-    /// The counts of the dialect `provider` speaks, if this sandbox has it.
-    pub fn stats_of(&self, provider: ConnectorName) -> Option<Stats> {
-        self.of(provider).map(Sandbox::stats)
-    }
-
     /// The dialect `provider`: this one, or its Flutterwave sibling.
     fn of(&self, provider: ConnectorName) -> Option<&Sandbox> {
         if self.inner.dialect == provider {
@@ -311,10 +306,6 @@ mod tests {
             &sandbox
         ));
         assert!(flutterwave.of(ConnectorName::Paystack).is_none());
-        assert!(sandbox.of_named(Some("stripe")).is_none());
-        assert_eq!(
-            sandbox.stats_of(ConnectorName::Flutterwave),
-            Some(Stats::default())
-        );
+        assert_eq!(flutterwave.stats(), Stats::default());
     }
 }

@@ -232,11 +232,9 @@ pub async fn force(
     Path(id): Path<i64>,
     Json(body): Json<OutcomeBody>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let Some(sandbox) = sandbox.of_named(body.provider.as_deref()) else {
-        return sandbox.unknown_provider();
+    let sandbox = match sandbox.control_target(req, body.provider.as_deref()) {
+        Ok(target) => target,
+        Err(response) => return *response,
     };
     if !matches!(body.status.as_str(), "processed" | "failed") {
         return sandbox.refuse(StatusCode::BAD_REQUEST, "status: processed or failed");
