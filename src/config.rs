@@ -193,6 +193,9 @@ pub struct Config {
     pub allow_private_endpoints: bool,
     /// Unacknowledged messages one worker holds at most.
     pub worker_prefetch: u16,
+    /// `PAYORCH_WORKER_BATCH`: webhooks a worker applies in one
+    /// transaction at most (RabbitMQ; at most the prefetch).
+    pub worker_batch: usize,
     /// Reconciliation: payments pending (and refunds pending) longer than
     /// this are asked about at the provider.
     pub reconcile_after: Duration,
@@ -383,7 +386,8 @@ impl Config {
             )?,
             event_timeout: Duration::from_millis(env.or("PAYORCH_EVENT_TIMEOUT_MS", "10000")?),
             allow_private_endpoints: env.bool("PAYORCH_ALLOW_PRIVATE_ENDPOINTS", false)?,
-            worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "32")?,
+            worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "128")?,
+            worker_batch: env.or::<usize>("PAYORCH_WORKER_BATCH", "64")?.max(1),
             reconcile_after: Duration::from_secs(env.or("PAYORCH_RECONCILE_AFTER_S", "900")?),
             abandon_after: Duration::from_secs(env.or("PAYORCH_ABANDON_AFTER_S", "86400")?),
             reconcile_every: Duration::from_secs(

@@ -200,6 +200,7 @@ pub async fn serve(
                 core.payments.clone(),
                 core.queue.clone(),
                 cfg.worker_prefetch,
+                cfg.worker_batch,
                 stopped(worker_stops.clone()),
             )),
             tokio::spawn(payments::reconcile::run_sweeper(
@@ -300,6 +301,7 @@ pub async fn run_worker(
         core.payments.clone(),
         core.queue.clone(),
         cfg.worker_prefetch,
+        cfg.worker_batch,
         shutdown,
     )
     .await;

@@ -1,14 +1,19 @@
-//! Webhook processing: each message from the queue is one call to the
+//! Webhook processing: each message from the queue becomes a call to the
 //! payment core, and the core's answer decides what becomes of the message.
 //!
 //! [`run`] is the loop of `payorch worker` and of `serve`'s in-process
-//! worker alike: the queue facade consumes (RabbitMQ or the queue table),
-//! [`process`] decides. Acknowledged only after the core committed.
+//! worker alike: the queue facade hands over what it holds, up to a batch
+//! at a time (RabbitMQ; the queue table hands one message at a time), and
+//! [`process_batch`] decides. The events that apply a provider's signed
+//! figures go to the core together ([`Payments::apply_webhooks`]: one
+//! transaction on PostgreSQL); the few that need more (a connector asked
+//! to confirm, a refund, an event only recorded) are handled one by one
+//! beside them. A message is acknowledged only after the core committed.
 
-use std::future::Future;
+use std::{future::Future, time::Instant};
 
 use crate::{
-    payments::{PaymentError, Payments, WebhookApplied},
+    payments::{PaymentError, Payments, WebhookApplied, WebhookEvent},
     queue::{Disposition, Envelope, WebhookQueue},
     store::webhooks::WebhookRecord,
     webhook::event::Action,
@@ -19,28 +24,93 @@ use crate::{
 /// it is recorded as unconfirmed (reconciliation asks again later).
 const CONFIRM_TRIES: u32 = 3;
 
-/// Consumes `queue` until `shutdown`, `prefetch` messages at a time, then
-/// finishes what it holds and returns.
+/// Consumes `queue` until `shutdown`, `prefetch` messages in hand and up
+/// to `batch` applied together, then finishes what it holds and returns.
 pub async fn run(
     payments: Payments,
     queue: WebhookQueue,
     prefetch: u16,
+    batch: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     queue
-        .consume(prefetch, shutdown, move |envelope| {
+        .consume_batches(prefetch, batch, shutdown, move |envelopes| {
             let payments = payments.clone();
-            async move { timed(&payments, envelope).await }
+            async move { process_batch(&payments, envelopes).await }
         })
         .await;
 }
 
-async fn timed(payments: &Payments, envelope: Envelope) -> Disposition {
-    let started = std::time::Instant::now();
-    let dedup_key = envelope.message.dedup_key().to_owned();
-    let disposition = process(payments, envelope).await;
-    metrics::histogram!("payorch_webhook_processing_seconds")
-        .record(started.elapsed().as_secs_f64());
+/// What one message asks, once read: the event to apply with others, or
+/// something handled on its own.
+enum Prepared {
+    Apply(WebhookEvent),
+    Alone {
+        attempt: u32,
+        record: WebhookRecord,
+        action: Action,
+    },
+}
+
+/// Applies a batch of webhook messages; the disposition of each, in order.
+pub async fn process_batch(payments: &Payments, envelopes: Vec<Envelope>) -> Vec<Disposition> {
+    let started = Instant::now();
+    let count = envelopes.len();
+    let mut dispositions: Vec<Option<Disposition>> = vec![None; count];
+    let mut batch = Vec::with_capacity(count);
+    let mut alone = Vec::new();
+    for (index, envelope) in envelopes.into_iter().enumerate() {
+        let dedup_key = envelope.message.dedup_key().to_owned();
+        match prepare(payments, envelope) {
+            Ok(Prepared::Apply(event)) => batch.push((index, dedup_key, event)),
+            Ok(Prepared::Alone {
+                attempt,
+                record,
+                action,
+            }) => alone.push((index, dedup_key, attempt, record, action)),
+            Err(disposition) => dispositions[index] = Some(disposition),
+        }
+    }
+    let (keys, events): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|(index, key, event)| ((index, key, event.record.reference.clone()), event))
+        .unzip();
+    let applied = async {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        payments.apply_webhooks(events).await
+    };
+    let handled = futures_util::future::join_all(alone.into_iter().map(
+        |(index, key, attempt, record, action)| async move {
+            (
+                index,
+                key,
+                handle_alone(payments, attempt, record, action).await,
+            )
+        },
+    ));
+    let (applied, handled) = tokio::join!(applied, handled);
+    for ((index, key, reference), result) in keys.into_iter().zip(applied) {
+        let disposition = disposition_of(&reference, result);
+        dispositions[index] = Some(counted(&key, disposition));
+    }
+    for (index, key, disposition) in handled {
+        dispositions[index] = Some(counted(&key, disposition));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for _ in 0..count {
+        metrics::histogram!("payorch_webhook_processing_seconds").record(elapsed);
+    }
+    dispositions
+        .into_iter()
+        .map(|d| d.unwrap_or_else(|| Disposition::Retry("not processed".into())))
+        .collect()
+}
+
+/// Counts a message that is not acknowledged (the acknowledged ones are
+/// counted by what the core did with them).
+fn counted(dedup_key: &str, disposition: Disposition) -> Disposition {
     let result = match &disposition {
         Disposition::Ack => return disposition,
         Disposition::Retry(_) | Disposition::RetryNotBefore(..) | Disposition::Defer(_) => {
@@ -62,18 +132,36 @@ async fn timed(payments: &Payments, envelope: Envelope) -> Disposition {
     request_id = envelope.message.request_id().unwrap_or("-"),
 ))]
 pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
-    let envelope_attempt = envelope.attempt;
+    match prepare(payments, envelope) {
+        Ok(Prepared::Apply(WebhookEvent { record, event })) => {
+            let reference = record.reference.clone();
+            disposition_of(&reference, payments.apply_webhook(record, event).await)
+        }
+        Ok(Prepared::Alone {
+            attempt,
+            record,
+            action,
+        }) => handle_alone(payments, attempt, record, action).await,
+        Err(disposition) => disposition,
+    }
+}
+
+/// Reads a message: what it asks, or (`Err`) why it is parked.
+fn prepare(payments: &Payments, envelope: Envelope) -> Result<Prepared, Disposition> {
+    let attempt = envelope.attempt;
     let webhook = match envelope.message.into_webhook() {
         Ok(webhook) => webhook,
-        Err(reason) => return Disposition::Park(format!("unparsable: {reason}")),
+        Err(reason) => return Err(Disposition::Park(format!("unparsable: {reason}"))),
     };
     let Some(connector) = payments.connectors().get(&webhook.provider) else {
-        return Disposition::Park(format!("connector `{}` is not enabled", webhook.provider));
+        return Err(Disposition::Park(format!(
+            "connector `{}` is not enabled",
+            webhook.provider
+        )));
     };
-    let action = match connector.webhook_action(&webhook.event) {
-        Ok(action) => action,
-        Err(reason) => return Disposition::Park(reason),
-    };
+    let action = connector
+        .webhook_action(&webhook.event)
+        .map_err(Disposition::Park)?;
     let record = WebhookRecord {
         provider: webhook.provider,
         event_id: webhook.event.dedup_key,
@@ -82,36 +170,53 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
         payload: webhook.payload.to_value(),
         received_at: webhook.received_at,
     };
-    let (reference, applied) = match action {
+    Ok(match action {
+        // `reference` is the event's own, which the record carries.
+        Action::Apply { event, .. } => Prepared::Apply(WebhookEvent { record, event }),
+        action => Prepared::Alone {
+            attempt,
+            record,
+            action,
+        },
+    })
+}
+
+/// A message that is not applied with others: a connector asked first, a
+/// refund, or an event only recorded.
+async fn handle_alone(
+    payments: &Payments,
+    attempt: u32,
+    record: WebhookRecord,
+    action: Action,
+) -> Disposition {
+    match action {
         Action::Apply { reference, event } => {
-            let applied = payments.apply_webhook(record, event).await;
-            (reference, applied)
+            disposition_of(&reference, payments.apply_webhook(record, event).await)
         }
         Action::Confirm { reference } => {
-            let last_try = envelope_attempt >= CONFIRM_TRIES - 1;
-            let applied = payments.confirm_webhook(record, last_try).await;
-            (reference, applied)
+            let last_try = attempt >= CONFIRM_TRIES - 1;
+            disposition_of(&reference, payments.confirm_webhook(record, last_try).await)
         }
         Action::Refund {
             reference,
             notice,
             report,
-        } => {
-            return match payments.apply_refund_webhook(record, notice, report).await {
-                Ok(_) => Disposition::Ack,
-                Err(PaymentError::NotFound) => {
-                    Disposition::Retry(format!("no payment {reference} yet"))
-                }
-                Err(err) => Disposition::Retry(err.to_string()),
-            };
-        }
-        Action::Record => {
-            return match payments.record_unhandled(&record).await {
-                Ok(_) => Disposition::Ack,
-                Err(err) => Disposition::Retry(err.to_string()),
-            };
-        }
-    };
+        } => match payments.apply_refund_webhook(record, notice, report).await {
+            Ok(_) => Disposition::Ack,
+            Err(PaymentError::NotFound) => {
+                Disposition::Retry(format!("no payment {reference} yet"))
+            }
+            Err(err) => Disposition::Retry(err.to_string()),
+        },
+        Action::Record => match payments.record_unhandled(&record).await {
+            Ok(_) => Disposition::Ack,
+            Err(err) => Disposition::Retry(err.to_string()),
+        },
+    }
+}
+
+/// What the core's answer makes of a message about `reference`.
+fn disposition_of(reference: &str, applied: Result<WebhookApplied, PaymentError>) -> Disposition {
     match applied {
         Ok(WebhookApplied::Applied(payment, outcome)) => {
             tracing::info!(reference, status = payment.status, outcome = ?outcome, "webhook applied");

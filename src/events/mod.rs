@@ -95,6 +95,17 @@ async fn record<T: Serialize>(
     refund_id: Option<Uuid>,
     data: T,
 ) -> Result<(), DbErr> {
+    store::insert(db, event(client_id, kind, payment_id, refund_id, data)).await
+}
+
+/// The outbox row of a new event.
+fn event<T: Serialize>(
+    client_id: Uuid,
+    kind: &str,
+    payment_id: Uuid,
+    refund_id: Option<Uuid>,
+    data: T,
+) -> Event {
     let id = new_event_id();
     let created_at = Utc::now();
     let body = serde_json::to_string(&Body {
@@ -104,21 +115,16 @@ async fn record<T: Serialize>(
         data,
     })
     .expect("an event serializes");
-    store::insert(
-        db,
-        Event {
-            id,
-            client_id,
-            kind: kind.to_owned(),
-            payment_id: Some(payment_id),
-            refund_id,
-            body,
-            created_at,
-            published_at: None,
-        },
-    )
-    .await?;
-    Ok(())
+    Event {
+        id,
+        client_id,
+        kind: kind.to_owned(),
+        payment_id: Some(payment_id),
+        refund_id,
+        body,
+        created_at,
+        published_at: None,
+    }
 }
 
 /// Writes the event for `payment`'s change, in the caller's transaction.
@@ -127,8 +133,14 @@ pub async fn record_payment(
     payment: &Payment,
     kind: &str,
 ) -> Result<(), DbErr> {
+    store::insert(db, payment_event(payment, kind)).await
+}
+
+/// The outbox row reporting `payment` as it is after a change of `kind`
+/// (written with [`store::insert_many`] when several are).
+pub fn payment_event(payment: &Payment, kind: &str) -> Event {
     let view = crate::http::payments::PaymentView::new(payment.clone(), None);
-    record(db, payment.client_id, kind, payment.id, None, view).await
+    event(payment.client_id, kind, payment.id, None, view)
 }
 
 /// Writes the event for `refund`'s change, in the caller's transaction.

@@ -26,7 +26,7 @@ use crate::{
 
 /// The outcome recorded for a webhook from a connector that does not hold
 /// the payment.
-const OTHER_CONNECTOR: &str = "ignored:other_connector";
+pub(super) const OTHER_CONNECTOR: &str = "ignored:other_connector";
 
 /// How often a version conflict is retried before giving up (503).
 pub(super) const CONFLICT_RETRIES: usize = 8;
@@ -86,9 +86,9 @@ pub(super) struct Decision {
     /// The row update, if any. A delivered event that changes nothing on a
     /// row read without its lock still bumps the version, which proves the
     /// status the audit row describes was current when it was written.
-    update: Option<Changes>,
-    to: PaymentStatus,
-    cause: String,
+    pub(super) update: Option<Changes>,
+    pub(super) to: PaymentStatus,
+    pub(super) cause: String,
     /// Nothing worth a write: a poll that found nothing new.
     unchanged: bool,
 }

@@ -26,6 +26,7 @@
 
 mod actors;
 mod apply;
+mod batch;
 pub mod idempotency;
 pub mod reconcile;
 mod refunds;
@@ -57,6 +58,7 @@ use crate::{
 
 pub use self::{
     apply::outcome_label,
+    batch::WebhookEvent,
     reconcile::{Sweep, SweepReport},
     refunds::NewRefundRequest,
 };
@@ -273,6 +275,7 @@ pub struct Payments {
     db: DatabaseConnection,
     connectors: Arc<Connectors>,
     registry: PaymentRegistry,
+    service: Arc<PaymentService>,
     /// How long a started Idempotency-Key is held before a retry may take it over.
     idempotency_lock: Duration,
 }
@@ -294,7 +297,8 @@ impl Payments {
         Ok(Payments {
             db,
             connectors,
-            registry: PaymentRegistry::new(service, system, actors.idle, actors.mailbox),
+            registry: PaymentRegistry::new(service.clone(), system, actors.idle, actors.mailbox),
+            service,
             idempotency_lock,
         })
     }
@@ -598,6 +602,33 @@ impl Payments {
         self.registry
             .apply_webhook(record, WebhookChange::Event(event))
             .await
+    }
+
+    /// Applies provider webhooks, exactly once per event identity, each
+    /// payment's in the order given; the result of each, in that order.
+    /// On PostgreSQL in one transaction (see [`batch`]), serialized with
+    /// every other change of the same payments by their row locks; should
+    /// that transaction fail, or on SQLite, one at a time through the
+    /// payments' actors.
+    pub async fn apply_webhooks(
+        &self,
+        events: Vec<WebhookEvent>,
+    ) -> Vec<Result<WebhookApplied, PaymentError>> {
+        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            match self.service.apply_webhook_batch(&events).await {
+                Ok(results) => return results,
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    events = events.len(),
+                    "webhook batch not applied; applying its events one by one"
+                ),
+            }
+        }
+        let mut results = Vec::with_capacity(events.len());
+        for WebhookEvent { record, event } in events {
+            results.push(self.apply_webhook(record, event).await);
+        }
+        results
     }
 
     /// Applies a provider webhook whose figures are not signed: the

@@ -33,6 +33,9 @@ use super::{Disposition, Envelope, QueueError, QueueMessage, RetryPolicy};
 const ROUTING_KEY: &str = "webhook";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a worker holding fewer messages than a batch waits for more:
+/// the most a lone webhook is delayed by batching.
+pub const LINGER: Duration = Duration::from_millis(2);
 
 #[derive(Clone)]
 pub struct AmqpQueue {
@@ -531,38 +534,12 @@ impl AmqpQueue {
         F: Future<Output = Disposition> + Send + 'static,
     {
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(200);
-        let tag = format!("payorch-worker-{}", uuid::Uuid::new_v4().simple());
+        let mut session = Session::new(prefetch);
         loop {
-            let (conn, channel) = match self.consumer_channel(prefetch).await {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "worker cannot reach the broker");
-                    tokio::select! {
-                        _ = &mut shutdown => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
+            let Some((conn, channel, mut consumer)) = self.open(&mut session, &mut shutdown).await
+            else {
+                return;
             };
-            let consumer = channel
-                .basic_consume(
-                    self.names.main.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await;
-            let mut consumer = match consumer {
-                Ok(consumer) => consumer,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot consume; reconnecting");
-                    continue;
-                }
-            };
-            tracing::info!(queue = self.names.main, prefetch, "worker consuming");
-            backoff = Duration::from_millis(200);
             let mut in_flight = JoinSet::new();
             let stopping = loop {
                 tokio::select! {
@@ -587,9 +564,7 @@ impl AmqpQueue {
                     held = in_flight.len(),
                     "worker stopping: finishing held messages"
                 );
-                let _ = channel
-                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-                    .await;
+                session.cancel(&channel).await;
             }
             while in_flight.join_next().await.is_some() {}
             let _ = conn.close(200, "worker done".into()).await;
@@ -597,6 +572,162 @@ impl AmqpQueue {
                 tracing::info!("worker stopped");
                 return;
             }
+        }
+    }
+
+    /// Consumes the main queue until `shutdown` a batch at a time (see
+    /// [`super::WebhookQueue::consume_batches`]): what arrived, up to
+    /// `batch` messages, waiting at most [`LINGER`] for more once one is
+    /// in hand. A batch is settled before the next is taken, so its last
+    /// delivery tag acknowledges it whole (`multiple`).
+    pub async fn consume_batches<H, F>(
+        &self,
+        prefetch: u16,
+        batch: usize,
+        shutdown: impl Future<Output = ()>,
+        handle: H,
+    ) where
+        H: Fn(Vec<Envelope>) -> F,
+        F: Future<Output = Vec<Disposition>>,
+    {
+        tokio::pin!(shutdown);
+        let batch = batch.clamp(1, usize::from(prefetch.max(1)));
+        let mut session = Session::new(prefetch);
+        loop {
+            let Some((conn, channel, mut consumer)) = self.open(&mut session, &mut shutdown).await
+            else {
+                return;
+            };
+            let stopping = loop {
+                let first = tokio::select! {
+                    _ = &mut shutdown => break true,
+                    next = consumer.next() => next,
+                };
+                let mut deliveries = match first {
+                    Some(Ok(delivery)) => vec![delivery],
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "consumer failed; reconnecting");
+                        break false;
+                    }
+                    None => break false,
+                };
+                let linger = tokio::time::Instant::now() + LINGER;
+                let mut broken = false;
+                while deliveries.len() < batch {
+                    match tokio::time::timeout_at(linger, consumer.next()).await {
+                        Ok(Some(Ok(delivery))) => deliveries.push(delivery),
+                        Ok(Some(Err(_)) | None) => {
+                            broken = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.handle_batch(deliveries, &handle).await;
+                if broken {
+                    tracing::warn!("consumer failed; reconnecting");
+                    break false;
+                }
+            };
+            if stopping {
+                session.cancel(&channel).await;
+            }
+            let _ = conn.close(200, "worker done".into()).await;
+            if stopping {
+                tracing::info!("worker stopped");
+                return;
+            }
+        }
+    }
+
+    /// A consuming session: connected, topology declared, consuming. `None`
+    /// if `shutdown` came first; retried with backoff meanwhile.
+    async fn open<S: Future<Output = ()>>(
+        &self,
+        session: &mut Session,
+        shutdown: &mut std::pin::Pin<&mut S>,
+    ) -> Option<(Connection, Channel, lapin::Consumer)> {
+        loop {
+            let (conn, channel) = match self.consumer_channel(session.prefetch).await {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?session.backoff, "worker cannot reach the broker");
+                    tokio::select! {
+                        _ = shutdown.as_mut() => return None,
+                        _ = tokio::time::sleep(session.backoff) => {}
+                    }
+                    session.backoff = (session.backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let consumer = channel
+                .basic_consume(
+                    self.names.main.as_str().into(),
+                    session.tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await;
+            match consumer {
+                Ok(consumer) => {
+                    tracing::info!(
+                        queue = self.names.main,
+                        prefetch = session.prefetch,
+                        "worker consuming"
+                    );
+                    session.backoff = Duration::from_millis(200);
+                    return Some((conn, channel, consumer));
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot consume; reconnecting"),
+            }
+        }
+    }
+
+    /// Settles a batch: each message's non-ack disposition is published
+    /// (confirmed) first, then the batch is acknowledged with one
+    /// `multiple` ack, or, if some message could not be moved on, each is
+    /// settled alone (those back to the queue).
+    async fn handle_batch<H, F>(&self, deliveries: Vec<Delivery>, handle: &H)
+    where
+        H: Fn(Vec<Envelope>) -> F,
+        F: Future<Output = Vec<Disposition>>,
+    {
+        let mut decoded = Vec::with_capacity(deliveries.len());
+        let mut envelopes = Vec::with_capacity(deliveries.len());
+        let mut next: Vec<Result<(), QueueError>> = Vec::with_capacity(deliveries.len());
+        for (index, delivery) in deliveries.iter().enumerate() {
+            match decode(&delivery.data, &delivery.properties) {
+                Ok(envelope) => {
+                    decoded.push(index);
+                    envelopes.push(envelope);
+                    next.push(Ok(()));
+                }
+                Err(reason) => next.push(self.park(&foreign(delivery, reason)).await),
+            }
+        }
+        let dispositions = handle(envelopes.clone()).await;
+        let moved = futures_util::future::join_all(
+            envelopes
+                .iter()
+                .zip(&dispositions)
+                .map(|(envelope, disposition)| self.settle_new(envelope, disposition)),
+        )
+        .await;
+        for (index, result) in decoded.into_iter().zip(moved) {
+            next[index] = result;
+        }
+        let Some(last) = deliveries.last() else {
+            return;
+        };
+        if next.iter().all(Result::is_ok) {
+            let acked = last.ack(BasicAckOptions { multiple: true }).await;
+            if let Err(err) = acked {
+                tracing::warn!(error = %err, "ack failed; the batch will be redelivered");
+            }
+            return;
+        }
+        for (delivery, result) in deliveries.iter().zip(next) {
+            settle(delivery, result).await;
         }
     }
 
@@ -608,24 +739,7 @@ impl AmqpQueue {
         let envelope = match decode(&delivery.data, &delivery.properties) {
             Ok(envelope) => envelope,
             Err(reason) => {
-                // Not ours to read, but not ours to drop either.
-                let foreign = Envelope {
-                    message: QueueMessage::WebhookV1 {
-                        provider: "unknown".into(),
-                        dedup_key: delivery
-                            .properties
-                            .message_id()
-                            .as_ref()
-                            .map(|id| id.to_string())
-                            .unwrap_or_default(),
-                        body: String::from_utf8_lossy(&delivery.data).into_owned(),
-                        received_at: chrono::Utc::now(),
-                        request_id: None,
-                    },
-                    attempt: 0,
-                    reason: Some(reason),
-                };
-                settle(&delivery, self.park(&foreign).await).await;
+                settle(&delivery, self.park(&foreign(&delivery, reason)).await).await;
                 return;
             }
         };
@@ -657,6 +771,51 @@ impl AmqpQueue {
                 .await
             }
         }
+    }
+}
+
+/// A delivery that does not read as an envelope: not ours to read, but
+/// not ours to drop either, so it is parked as it came.
+fn foreign(delivery: &Delivery, reason: String) -> Envelope {
+    Envelope {
+        message: QueueMessage::WebhookV1 {
+            provider: "unknown".into(),
+            dedup_key: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            body: String::from_utf8_lossy(&delivery.data).into_owned(),
+            received_at: chrono::Utc::now(),
+            request_id: None,
+        },
+        attempt: 0,
+        reason: Some(reason),
+    }
+}
+
+/// A consumer's identity and reconnect state, across its sessions.
+struct Session {
+    prefetch: u16,
+    tag: String,
+    backoff: Duration,
+}
+
+impl Session {
+    fn new(prefetch: u16) -> Session {
+        Session {
+            prefetch,
+            tag: format!("payorch-worker-{}", uuid::Uuid::new_v4().simple()),
+            backoff: Duration::from_millis(200),
+        }
+    }
+
+    /// Stops deliveries to this consumer (shutdown).
+    async fn cancel(&self, channel: &Channel) {
+        let _ = channel
+            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+            .await;
     }
 }
 

@@ -344,6 +344,58 @@ impl WebhookQueue {
         }
     }
 
+    /// Like [`Self::consume`], but `handle` takes what is in hand, up to
+    /// `batch` messages (RabbitMQ; the queue table hands over one at a
+    /// time), and decides each; a batch is acknowledged once every message
+    /// in it is settled. A handler that panics sends its whole batch to
+    /// the retry tier.
+    pub async fn consume_batches<H, F>(
+        &self,
+        prefetch: u16,
+        batch: usize,
+        shutdown: impl Future<Output = ()>,
+        handle: H,
+    ) where
+        H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Vec<Disposition>> + Send + 'static,
+    {
+        let handle = move |envelopes: Vec<Envelope>| {
+            use futures_util::FutureExt;
+            let count = envelopes.len();
+            std::panic::AssertUnwindSafe(handle(envelopes))
+                .catch_unwind()
+                .map(move |outcome| {
+                    outcome.unwrap_or_else(|_| {
+                        tracing::error!(
+                            count,
+                            "webhook batch handling panicked; retrying it later"
+                        );
+                        vec![Disposition::Retry("handling panicked".into()); count]
+                    })
+                })
+        };
+        match self {
+            WebhookQueue::Amqp(queue) => {
+                queue
+                    .consume_batches(prefetch, batch, shutdown, handle)
+                    .await
+            }
+            WebhookQueue::Table(queue) => {
+                queue
+                    .consume(prefetch, shutdown, move |envelope| {
+                        let handled = handle(vec![envelope]);
+                        async move {
+                            handled
+                                .await
+                                .pop()
+                                .unwrap_or_else(|| Disposition::Retry("no disposition".into()))
+                        }
+                    })
+                    .await
+            }
+        }
+    }
+
     /// Up to `limit` parked messages, without removing them.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<Envelope>, QueueError> {
         match self {

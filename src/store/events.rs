@@ -22,6 +22,14 @@ pub async fn insert(db: &impl ConnectionTrait, event: Event) -> Result<(), DbErr
     Ok(())
 }
 
+/// Several outbox rows in one statement.
+pub async fn insert_many(db: &impl ConnectionTrait, events: Vec<Event>) -> Result<(), DbErr> {
+    event::Entity::insert_many(events.into_iter().map(event::ActiveModel::from))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Event>, DbErr> {
     event::Entity::find_by_id(id.to_owned()).one(db).await
 }

@@ -106,6 +106,21 @@ pub async fn lock_by_reference(
     by_reference(reference).lock_exclusive().one(txn).await
 }
 
+/// Reads the payments with these references and holds their row locks
+/// until `txn` ends, taken in `id` order so that two transactions locking
+/// overlapping sets queue rather than deadlock (PostgreSQL).
+pub async fn lock_many_by_reference(
+    txn: &impl ConnectionTrait,
+    references: impl IntoIterator<Item = String>,
+) -> Result<Vec<Payment>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Reference.is_in(references))
+        .order_by_asc(payment::Column::Id)
+        .lock_exclusive()
+        .all(txn)
+        .await
+}
+
 /// `client_id`'s payment under its own reference `reference`: another
 /// client's payment is as invisible as a missing one.
 pub async fn find_owned(
@@ -148,7 +163,12 @@ pub async fn update_versioned(
     current: &Payment,
     changes: &Changes,
 ) -> Result<Option<Payment>, DbErr> {
-    let now = Utc::now();
+    let next = advance(current, changes, Utc::now());
+    Ok(write_versioned(db, current, &next).await?.then_some(next))
+}
+
+/// `current` with `changes` made at `now`: one version later.
+pub fn advance(current: &Payment, changes: &Changes, now: chrono::DateTime<Utc>) -> Payment {
     let mut next = current.clone();
     next.version += 1;
     next.updated_at = now;
@@ -167,6 +187,16 @@ pub async fn update_versioned(
     if changes.paid && next.paid_at.is_none() {
         next.paid_at = Some(now);
     }
+    next
+}
+
+/// Writes `next`'s changeable fields over the row, if it is still at
+/// `current`'s version; `false` if it moved on.
+pub async fn write_versioned(
+    db: &impl ConnectionTrait,
+    current: &Payment,
+    next: &Payment,
+) -> Result<bool, DbErr> {
     let result = payment::Entity::update_many()
         .col_expr(payment::Column::Status, Expr::value(next.status.clone()))
         .col_expr(
@@ -188,7 +218,7 @@ pub async fn update_versioned(
         .filter(payment::Column::Version.eq(current.version))
         .exec(db)
         .await?;
-    Ok((result.rows_affected == 1).then_some(next))
+    Ok(result.rows_affected == 1)
 }
 
 /// Moves a still-`created` payment to another connector (failover),
@@ -225,7 +255,32 @@ pub async fn record_transition(
     cause: &str,
     event_id: Option<&str>,
 ) -> Result<(), DbErr> {
-    payment_transition::Entity::insert(payment_transition::ActiveModel {
+    payment_transition::Entity::insert(transition(payment_id, from, to, cause, event_id))
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Audit rows for several changes, in one statement.
+pub async fn record_transitions(
+    db: &impl ConnectionTrait,
+    rows: Vec<payment_transition::ActiveModel>,
+) -> Result<(), DbErr> {
+    payment_transition::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The audit row of one change (`cause` cut to its column's 64 characters).
+pub fn transition(
+    payment_id: Uuid,
+    from: &str,
+    to: &str,
+    cause: &str,
+    event_id: Option<&str>,
+) -> payment_transition::ActiveModel {
+    payment_transition::ActiveModel {
         payment_id: Set(payment_id),
         from_status: Set(from.to_owned()),
         to_status: Set(to.to_owned()),
@@ -233,8 +288,5 @@ pub async fn record_transition(
         event_id: Set(event_id.map(str::to_owned)),
         created_at: Set(Utc::now()),
         ..Default::default()
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    }
 }

@@ -2,7 +2,12 @@
 //! row's unique key is what makes processing exactly-once.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, sea_query::OnConflict};
+use std::collections::HashSet;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::OnConflict,
+};
 use uuid::Uuid;
 
 use super::entities::webhook_event::{self, Column};
@@ -27,23 +32,53 @@ pub async fn insert(
     record: &WebhookRecord,
     outcome: &str,
 ) -> Result<bool, DbErr> {
-    let inserted = webhook_event::Entity::insert(webhook_event::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        provider: Set(record.provider.clone()),
-        event_id: Set(record.event_id.clone()),
-        reference: Set((!record.reference.is_empty()).then(|| record.reference.clone())),
-        event_type: Set(record.event_type.clone()),
-        payload: Set(record.payload.clone()),
-        received_at: Set(record.received_at),
-        processed_at: Set(Some(Utc::now())),
-        outcome: Set(Some(outcome.to_owned())),
-    })
-    .on_conflict(
-        OnConflict::columns([Column::Provider, Column::EventId])
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(inserted == 1)
+    Ok(insert_many(db, [(record, outcome)]).await? == 1)
+}
+
+/// Records several processed events in one statement; how many were new
+/// (the rest were recorded before).
+pub async fn insert_many<'a>(
+    db: &impl ConnectionTrait,
+    processed: impl IntoIterator<Item = (&'a WebhookRecord, &'a str)>,
+) -> Result<u64, DbErr> {
+    let now = Utc::now();
+    let rows = processed
+        .into_iter()
+        .map(|(record, outcome)| webhook_event::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            provider: Set(record.provider.clone()),
+            event_id: Set(record.event_id.clone()),
+            reference: Set((!record.reference.is_empty()).then(|| record.reference.clone())),
+            event_type: Set(record.event_type.clone()),
+            payload: Set(record.payload.clone()),
+            received_at: Set(record.received_at),
+            processed_at: Set(Some(now)),
+            outcome: Set(Some(outcome.to_owned())),
+        });
+    webhook_event::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([Column::Provider, Column::EventId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await
+}
+
+/// Of these event identities, the (provider, event id) pairs recorded
+/// already.
+pub async fn recorded<'a>(
+    db: &impl ConnectionTrait,
+    records: impl IntoIterator<Item = &'a WebhookRecord>,
+) -> Result<HashSet<(String, String)>, DbErr> {
+    let ids: Vec<String> = records.into_iter().map(|r| r.event_id.clone()).collect();
+    let rows: Vec<(String, String)> = webhook_event::Entity::find()
+        .select_only()
+        .column(Column::Provider)
+        .column(Column::EventId)
+        .filter(Column::EventId.is_in(ids))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
 }

@@ -427,6 +427,9 @@ pub struct TcpProxy {
     target: String,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// While `true`, what clients send is not passed on (it waits in the
+    /// sockets); what the target sends still reaches them.
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 impl TcpProxy {
@@ -437,6 +440,7 @@ impl TcpProxy {
             target: target.to_owned(),
             tasks: std::sync::Mutex::new(Vec::new()),
             connections: Arc::new(std::sync::Mutex::new(Vec::new())),
+            hold: tokio::sync::watch::channel(false).0,
         };
         proxy.serve(listener);
         proxy
@@ -445,18 +449,31 @@ impl TcpProxy {
     fn serve(&self, listener: tokio::net::TcpListener) {
         let target = self.target.clone();
         let connections = self.connections.clone();
+        let hold = self.hold.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 let target = target.clone();
+                let held = hold.subscribe();
                 let pipe = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_target, to_target) = outbound.into_split();
+                        let (never, _) = tokio::sync::watch::channel(false);
+                        tokio::join!(
+                            pump(from_client, to_target, held),
+                            pump(from_target, to_client, never.subscribe()),
+                        );
                     }
                 });
                 connections.lock().unwrap().push(pipe);
             }
         });
         self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Stops passing on what clients send (`true`) or passes it on again.
+    pub fn hold_upstream(&self, hold: bool) {
+        self.hold.send_replace(hold);
     }
 
     /// Stops listening and drops every open connection.
@@ -482,6 +499,39 @@ impl TcpProxy {
             }
         };
         self.serve(listener);
+    }
+}
+
+/// Copies `from` to `to` while `hold` is `false`; ends with either side.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut hold: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while *hold.borrow_and_update() {
+            if hold.changed().await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            // Re-checked at the top; a read in progress is safely dropped.
+            changed = hold.changed() => if changed.is_err() {
+                // The proxy is gone: plain copying from here on.
+                let _ = tokio::io::copy(&mut from, &mut to).await;
+                return;
+            },
+        }
     }
 }
 

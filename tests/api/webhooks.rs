@@ -782,3 +782,128 @@ async fn concurrent_publishes_while_unroutable_acknowledge_only_what_was_queued(
         "every acknowledged event is queued"
     );
 }
+
+/// Consumers on the main queue, as the broker counts them.
+async fn consumers(pipeline: &Pipeline) -> u32 {
+    let (conn, channel) = pipeline.queue.consumer_channel(1).await.unwrap();
+    let queue = channel
+        .queue_declare(
+            pipeline.queue.names().main.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = conn.close(200, "counted".into()).await;
+    queue.consumer_count()
+}
+
+/// The worst moment to die: the batch's transaction has committed and its
+/// acknowledgement has not reached the broker. The worker's connection
+/// runs through a proxy that passes the broker's deliveries on but holds
+/// everything the worker sends, so its ack never arrives; it is killed
+/// with SIGKILL once the database holds the batch. The broker redelivers
+/// every event to the next worker, which finds each one recorded: nothing
+/// is applied twice, nothing is left in any queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_commit_and_ack_applies_nothing_twice() {
+    const EVENTS: i64 = 24;
+    let pipeline = Pipeline::start(0, &[]).await;
+    let proxy = crate::helpers::TcpProxy::start("127.0.0.1:5672").await;
+    let mut through_proxy = pipeline.env.clone();
+    through_proxy.insert(
+        "AMQP_URL".into(),
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
+    );
+    let mut references = Vec::new();
+    for _ in 0..EVENTS {
+        let payment = pipeline.app.new_payment(3_000).await;
+        references.push(payment["reference"].as_str().unwrap().to_owned());
+    }
+    let mut doomed = WorkerProcess::spawn(&through_proxy);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumers(&pipeline).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never started consuming"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let versions = "SELECT SUM(version)::bigint FROM payments";
+    let versions_before = scalar(&pipeline.app.db, versions).await;
+    proxy.hold_upstream(true);
+    for (id, reference) in references.iter().enumerate() {
+        let body = charge("charge.success", 9_000 + id as i64, reference, 3_000);
+        assert_eq!(pipeline.post(&body).await.status(), 200);
+    }
+    // Committed: every event is recorded and every payment succeeded.
+    pipeline.processed(EVENTS, Duration::from_secs(60)).await;
+    doomed.signal("-KILL");
+    doomed.wait();
+    proxy.cut();
+    // Unacknowledged, so the broker has every event back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pipeline.depth(".webhooks").await < EVENTS as u32 {
+        assert!(
+            Instant::now() < deadline,
+            "the broker never got the events back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut next = WorkerProcess::spawn(&pipeline.env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pipeline.queues_empty().await {
+        assert!(
+            Instant::now() < deadline,
+            "the redeliveries were never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A clean stop settles what it holds; then nothing is left unacknowledged.
+    next.signal("-TERM");
+    assert_eq!(next.wait(), Some(0));
+    assert!(
+        pipeline.queues_empty().await,
+        "every redelivery acknowledged"
+    );
+    let db = &pipeline.app.db;
+    assert_eq!(
+        scalar(db, "SELECT COUNT(*) FROM webhook_events").await,
+        EVENTS
+    );
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM payment_transitions WHERE event_id IS NOT NULL"
+        )
+        .await,
+        EVENTS,
+        "one audit row per event"
+    );
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM payments WHERE status = 'succeeded'"
+        )
+        .await,
+        EVENTS,
+        "every payment succeeded"
+    );
+    assert_eq!(
+        scalar(db, versions).await,
+        versions_before + EVENTS,
+        "each by one change"
+    );
+    assert_eq!(
+        scalar(
+            db,
+            "SELECT COUNT(*) FROM events WHERE type = 'payment.succeeded'"
+        )
+        .await,
+        EVENTS,
+        "one merchant event per payment"
+    );
+}

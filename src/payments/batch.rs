@@ -1,0 +1,155 @@
+//! Many provider webhooks applied in one transaction: the workers' path on
+//! PostgreSQL.
+//!
+//! The payments the batch names are locked in one statement, in `id`
+//! order, so two workers whose batches share payments queue on the locks
+//! instead of deadlocking; holding the locks is what serializes a
+//! payment's changes here, as its actor does for the API. Which events
+//! were processed before is read once. Then each event, in queue order, is
+//! decided by the pure state machine ([`decide`]) against the payment as
+//! the events before it left it, in memory. The writes are set-based: one
+//! statement for the dedup rows, one update per payment that changed (its
+//! version advanced once per change), one for the audit rows, one for the
+//! merchant events. One commit, so the batch's effects exist together or
+//! not at all: a crash before the commit leaves the events to be
+//! redelivered, after it their dedup rows make the redelivery a duplicate.
+//!
+//! An event that cannot be decided (its payment is missing, or its row does
+//! not parse) is left out and reported alone; the rest still commit. If a
+//! statement fails, the whole transaction is rolled back and the caller
+//! applies the events one at a time ([`super::Payments::apply_webhooks`]).
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{
+    PaymentError, WebhookApplied,
+    apply::{Change, OTHER_CONNECTOR, Source, decide, outcome_label},
+    service::{PaymentService, held_by},
+};
+use crate::{
+    domain::PaymentEvent,
+    store::{
+        self,
+        payments::{self, Payment},
+        webhooks::{self, WebhookRecord},
+    },
+};
+
+/// A webhook's event, ready to apply.
+#[derive(Debug, Clone)]
+pub struct WebhookEvent {
+    pub record: WebhookRecord,
+    pub event: PaymentEvent,
+}
+
+/// One payment during a batch: as locked, and as the batch's events so far
+/// leave it.
+struct Held {
+    read: Payment,
+    now: Payment,
+}
+
+impl PaymentService {
+    /// Applies `events` in one transaction; the result of each, in order.
+    /// `Err`: nothing was written (the caller may apply them one by one).
+    pub(super) async fn apply_webhook_batch(
+        &self,
+        events: &[WebhookEvent],
+    ) -> Result<Vec<Result<WebhookApplied, PaymentError>>, PaymentError> {
+        let txn = store::begin_write(&self.db).await?;
+        let references: BTreeSet<String> =
+            events.iter().map(|e| e.record.reference.clone()).collect();
+        let mut held: HashMap<String, Held> = payments::lock_many_by_reference(&txn, references)
+            .await?
+            .into_iter()
+            .map(|p| {
+                let held = Held {
+                    read: p.clone(),
+                    now: p,
+                };
+                (held.read.reference.clone(), held)
+            })
+            .collect();
+        let mut seen = webhooks::recorded(&txn, events.iter().map(|e| &e.record)).await?;
+        let at = chrono::Utc::now();
+        let mut results = Vec::with_capacity(events.len());
+        let mut recorded: Vec<(&WebhookRecord, String)> = Vec::with_capacity(events.len());
+        let mut transitions = Vec::with_capacity(events.len());
+        let mut merchant_events = Vec::new();
+        for WebhookEvent { record, event } in events {
+            let Some(payment) = held.get_mut(&record.reference) else {
+                results.push(Err(PaymentError::NotFound));
+                continue;
+            };
+            let identity = (record.provider.clone(), record.event_id.clone());
+            if seen.contains(&identity) {
+                results.push(Ok(WebhookApplied::Duplicate));
+                continue;
+            }
+            if !held_by(&payment.now, &record.provider) {
+                tracing::warn!(
+                    reference = record.reference,
+                    holder = payment.now.provider,
+                    from = record.provider,
+                    "webhook from a connector that does not hold the payment; ignored"
+                );
+                seen.insert(identity);
+                recorded.push((record, OTHER_CONNECTOR.to_owned()));
+                results.push(Ok(WebhookApplied::Ignored(OTHER_CONNECTOR)));
+                continue;
+            }
+            let change = Change::new(*event, Source::Webhook);
+            let decision = match decide(&payment.now, &change, true, true) {
+                Ok(decision) => decision,
+                Err(err) => {
+                    results.push(Err(err));
+                    continue;
+                }
+            };
+            seen.insert(identity);
+            recorded.push((record, outcome_label(&decision.outcome)));
+            let after = match decision.update.as_ref() {
+                Some(changes) => payments::advance(&payment.now, changes, at),
+                None => payment.now.clone(),
+            };
+            transitions.push(payments::transition(
+                after.id,
+                &payment.now.status,
+                decision.to.as_str(),
+                &decision.cause,
+                Some(&record.event_id),
+            ));
+            if let Some(kind) = crate::events::payment_event_type(&decision.outcome) {
+                merchant_events.push(crate::events::payment_event(&after, kind));
+            }
+            payment.now = after.clone();
+            results.push(Ok(WebhookApplied::Applied(
+                Box::new(after),
+                decision.outcome,
+            )));
+        }
+        let expected = recorded.len() as u64;
+        let fresh =
+            webhooks::insert_many(&txn, recorded.iter().map(|(r, o)| (*r, o.as_str()))).await?;
+        if fresh != expected {
+            // Recorded by someone not holding the payment's lock: only an
+            // event naming another payment than its first delivery did.
+            txn.rollback().await?;
+            return Err(PaymentError::Unavailable(
+                "a webhook batch (an event was recorded meanwhile)",
+            ));
+        }
+        for payment in held.values() {
+            if payment.now.version != payment.read.version
+                && !payments::write_versioned(&txn, &payment.read, &payment.now).await?
+            {
+                txn.rollback().await?;
+                return Err(super::apply::too_contended());
+            }
+        }
+        payments::record_transitions(&txn, transitions).await?;
+        store::events::insert_many(&txn, merchant_events).await?;
+        super::commit(txn).await?;
+        Ok(results)
+    }
+}
