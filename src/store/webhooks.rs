@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -71,12 +71,28 @@ pub async fn recorded<'a>(
     db: &impl ConnectionTrait,
     records: impl IntoIterator<Item = &'a WebhookRecord>,
 ) -> Result<HashSet<(String, String)>, DbErr> {
-    let ids: Vec<String> = records.into_iter().map(|r| r.event_id.clone()).collect();
+    // One equality on the whole unique key per event: each is an index
+    // probe whatever the planner believes of the table's size (an `IN`
+    // list on `event_id` under one provider was planned, on a young table,
+    // as a scan of all that provider's rows).
+    let mut any = Condition::any();
+    let mut empty = true;
+    for record in records {
+        empty = false;
+        any = any.add(
+            Condition::all()
+                .add(Column::Provider.eq(record.provider.as_str()))
+                .add(Column::EventId.eq(record.event_id.as_str())),
+        );
+    }
+    if empty {
+        return Ok(HashSet::new());
+    }
     let rows: Vec<(String, String)> = webhook_event::Entity::find()
         .select_only()
         .column(Column::Provider)
         .column(Column::EventId)
-        .filter(Column::EventId.is_in(ids))
+        .filter(any)
         .into_tuple()
         .all(db)
         .await?;

@@ -7,17 +7,15 @@ use std::{sync::Arc, time::Duration};
 use payorch::{
     config::{SANDBOX_SECRET_KEY, Secret},
     domain::{Amount, Currency, Email, Reference},
-    payments::{
-        ActorSettings, Answer, NewPaymentRequest, PaymentError, Payments, Rendered, WebhookApplied,
-    },
-    provider::{Connectors, paystack::PaystackClient},
+    payments::{Answer, NewPaymentRequest, PaymentError, Payments, Rendered, WebhookApplied},
+    provider::paystack::PaystackClient,
     store::{self, payments::Payment},
 };
 use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::helpers::{SendJson, TestDb};
+use crate::helpers::{SendJson, TestDb, start_payments};
 
 struct Fixture {
     payments: Payments,
@@ -62,26 +60,6 @@ async fn fixture(idle: Duration) -> Fixture {
         _stop: stop,
         _db: test_db,
     }
-}
-
-/// One process's payment core: its own actors, on the given pool.
-fn start_payments(
-    db: DatabaseConnection,
-    provider: Arc<PaystackClient>,
-    idle: Duration,
-) -> Payments {
-    let actors = ActorSettings {
-        idle,
-        mailbox: 64,
-        arbiters: 2,
-    };
-    Payments::start(
-        db,
-        Connectors::single(provider),
-        actors,
-        Duration::from_secs(30),
-    )
-    .unwrap()
 }
 
 /// The created payment's reference, or the error's words.

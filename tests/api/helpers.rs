@@ -5,6 +5,8 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 use payorch::{
     Config,
     config::DatabaseUrl,
+    payments::{ActorSettings, Payments},
+    provider::{Connectors, paystack::PaystackClient},
     store::{self, api_clients},
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
@@ -587,4 +589,24 @@ pub async fn holding_relay(
         }
     });
     (addr, release)
+}
+
+/// One process's payment core: its own actors, on the given pool.
+pub fn start_payments(
+    db: DatabaseConnection,
+    provider: Arc<PaystackClient>,
+    idle: Duration,
+) -> Payments {
+    let actors = ActorSettings {
+        idle,
+        mailbox: 64,
+        arbiters: 2,
+    };
+    Payments::start(
+        db,
+        Connectors::single(provider),
+        actors,
+        Duration::from_secs(30),
+    )
+    .unwrap()
 }

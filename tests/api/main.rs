@@ -5,6 +5,7 @@
 mod helpers;
 
 mod actors;
+mod batch;
 mod cli;
 mod connectors;
 mod events;

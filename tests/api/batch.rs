@@ -1,0 +1,512 @@
+//! Provider webhooks applied many at a time (`Payments::apply_webhooks`, the
+//! workers' path): on PostgreSQL in one transaction, each event exactly
+//! once and each payment's in queue order; on SQLite one by one, with the
+//! same results.
+//!
+//! The batches are applied by a core of their own (`Fixture::worker`), as a
+//! worker process has. Its actors serve only the one-by-one path, so on
+//! PostgreSQL "it has none" proves a batch went through in one transaction
+//! rather than through the fallback.
+
+use std::{sync::Arc, time::Duration};
+
+use payorch::{
+    config::{SANDBOX_SECRET_KEY, Secret},
+    domain::{
+        Amount, Currency, Email, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, Reference,
+    },
+    payments::{
+        Answer, NewPaymentRequest, PaymentError, Payments, Rendered, WebhookApplied, WebhookEvent,
+    },
+    provider::paystack::PaystackClient,
+    store::{
+        self,
+        entities::{event, payment, payment_transition, webhook_event},
+        payments::{Payment, Transition},
+        webhooks::WebhookRecord,
+    },
+};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::helpers::{TestDb, start_payments};
+
+/// The connector that holds the test payments, as its webhooks name it
+/// (the sandbox speaks Paystack's dialect; the payments store `paystack`).
+const PROVIDER: &str = "sandbox";
+/// What every test payment asks for, in NGN.
+const AMOUNT: i64 = 5_000;
+
+type Applied = Result<WebhookApplied, PaymentError>;
+
+struct Fixture {
+    /// Creates the payments (initialize, through the sandbox).
+    creator: Payments,
+    /// Applies the batches: its own core and pool, like a worker process.
+    worker: Payments,
+    db: DatabaseConnection,
+    client_id: Uuid,
+    provider: Arc<PaystackClient>,
+    _stop: oneshot::Sender<()>,
+    test_db: TestDb,
+}
+
+async fn fixture(test_db: TestDb) -> Fixture {
+    crate::helpers::init_logs();
+    let db = test_db.connect().await;
+    store::migrate(&db, &test_db.url.parse().unwrap())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(payorch::serve_sandbox(
+        crate::helpers::sandbox_config(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let provider = Arc::new(PaystackClient::new(
+        PROVIDER,
+        sandbox.parse().unwrap(),
+        Secret::new(SANDBOX_SECRET_KEY),
+        Duration::from_secs(5),
+    ));
+    let creator = core(db.clone(), provider.clone());
+    let worker = core(test_db.connect().await, provider.clone());
+    let (client, _) = store::api_clients::create(&db, "batch").await.unwrap();
+    Fixture {
+        creator,
+        worker,
+        db,
+        client_id: client.id,
+        provider,
+        _stop: stop,
+        test_db,
+    }
+}
+
+/// One process's payment core on `db`; actors idle long enough to still
+/// be there when a test counts them.
+fn core(db: DatabaseConnection, provider: Arc<PaystackClient>) -> Payments {
+    start_payments(db, provider, Duration::from_secs(600))
+}
+
+impl Fixture {
+    /// Another worker process's core: its own actors and pool, same database.
+    async fn another_worker(&self) -> Payments {
+        core(self.test_db.connect().await, self.provider.clone())
+    }
+
+    /// A new payment, pending at the sandbox.
+    async fn pending_payment(&self) -> Payment {
+        self.pending_payment_as(Reference::generate()).await
+    }
+
+    /// A new payment under the client's `reference`, pending at the sandbox
+    /// (and held there under that same reference).
+    async fn pending_payment_as(&self, reference: Reference) -> Payment {
+        let request = NewPaymentRequest {
+            reference: reference.clone(),
+            amount: Amount::new(AMOUNT).unwrap(),
+            currency: Currency::NGN,
+            email: Email::parse("ada@example.com").unwrap(),
+            callback_url: None,
+            metadata: None,
+            provider: None,
+        };
+        let answer = self
+            .creator
+            .initialize(self.client_id, None, Ok(request), |result| match result {
+                Ok(payment) => Rendered {
+                    status: 201,
+                    body: payment.reference,
+                },
+                Err(err) => Rendered {
+                    status: 500,
+                    body: err.to_string(),
+                },
+            })
+            .await
+            .unwrap();
+        let Answer::Fresh(Rendered { status: 201, body }) = answer else {
+            panic!("not initialized: {answer:?}");
+        };
+        assert_eq!(
+            body,
+            reference.as_str(),
+            "held under the client's reference"
+        );
+        let payment = self.payment(&body).await;
+        assert_eq!(payment.status, "pending");
+        payment
+    }
+
+    /// The payment as stored now.
+    async fn payment(&self, reference: &str) -> Payment {
+        store::payments::find_by_reference(&self.db, reference)
+            .await
+            .unwrap()
+            .expect("the payment exists")
+    }
+
+    /// The payment's audit rows written for the webhook `event_id`.
+    async fn transitions_of(&self, payment: &Payment, event_id: &str) -> Vec<Transition> {
+        store::payments::transitions(&self.db, payment.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.event_id.as_deref() == Some(event_id))
+            .collect()
+    }
+
+    /// The dedup rows of (`PROVIDER`, `event_id`).
+    async fn dedup_rows(&self, event_id: &str) -> Vec<webhook_event::Model> {
+        webhook_event::Entity::find()
+            .filter(webhook_event::Column::Provider.eq(PROVIDER))
+            .filter(webhook_event::Column::EventId.eq(event_id))
+            .all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// The merchant events (outbox rows) of type `kind` about `payment`.
+    async fn merchant_events(&self, payment: &Payment, kind: &str) -> u64 {
+        event::Entity::find()
+            .filter(event::Column::PaymentId.eq(payment.id))
+            .filter(event::Column::Kind.eq(kind))
+            .count(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Rows in each table a webhook writes to, and every payment's version.
+    async fn snapshot(&self) -> Snapshot {
+        let mut versions: Vec<(String, i32)> = payment::Entity::find()
+            .all(&self.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.reference, p.version))
+            .collect();
+        versions.sort();
+        Snapshot {
+            webhook_events: webhook_event::Entity::find().count(&self.db).await.unwrap(),
+            transitions: payment_transition::Entity::find()
+                .count(&self.db)
+                .await
+                .unwrap(),
+            merchant_events: event::Entity::find().count(&self.db).await.unwrap(),
+            versions,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    webhook_events: u64,
+    transitions: u64,
+    merchant_events: u64,
+    versions: Vec<(String, i32)>,
+}
+
+/// A charge for exactly what the test payments ask.
+fn succeeded() -> PaymentEvent {
+    PaymentEvent::ChargeSucceeded {
+        amount: Amount::new(AMOUNT).unwrap(),
+        currency: Currency::NGN,
+    }
+}
+
+/// The webhook `event_id` from `PROVIDER` about `reference`, carrying `event`.
+fn webhook(event_id: &str, reference: &str, event: PaymentEvent) -> WebhookEvent {
+    let event_type = match event {
+        PaymentEvent::ChargeSucceeded { .. } => "charge.success",
+        PaymentEvent::ChargeFailed => "charge.failed",
+        _ => "charge.other",
+    };
+    WebhookEvent {
+        record: WebhookRecord {
+            provider: PROVIDER.into(),
+            event_id: event_id.into(),
+            event_type: event_type.into(),
+            reference: reference.into(),
+            payload: serde_json::json!({"event": event_type, "id": event_id}),
+            received_at: chrono::Utc::now(),
+        },
+        event,
+    }
+}
+
+/// The payment an applied event left and the state machine's verdict.
+fn applied(result: &Applied) -> (&Payment, Outcome) {
+    match result {
+        Ok(WebhookApplied::Applied(payment, outcome)) => (&**payment, *outcome),
+        other => panic!("not applied: {other:?}"),
+    }
+}
+
+fn to(status: PaymentStatus) -> Outcome {
+    Outcome::Applied { to: status }
+}
+
+/// The batch of tests 1 and 5: for A a success, then that same event
+/// again (same provider and event id, a redelivery), then a second,
+/// distinct success; for B a failure. Applied by `fixture.worker`; checks
+/// every result and row. `a_writes`: how often A's row is written — once
+/// under the batch's lock; on SQLite, read without a lock, each event
+/// bumps the version (the proof its audit row was current).
+async fn apply_the_mixed_batch(fixture: &Fixture, a_writes: i32) {
+    let a = fixture.pending_payment().await;
+    let b = fixture.pending_payment().await;
+    let before = fixture.snapshot().await;
+    let batch = vec![
+        webhook("evt-a-1", &a.reference, succeeded()),
+        webhook("evt-b-1", &b.reference, PaymentEvent::ChargeFailed),
+        webhook("evt-a-1", &a.reference, succeeded()),
+        webhook("evt-a-2", &a.reference, succeeded()),
+    ];
+
+    let results = fixture.worker.apply_webhooks(batch).await;
+
+    assert_eq!(results.len(), 4, "{results:?}");
+    let (after_a1, outcome) = applied(&results[0]);
+    assert_eq!(outcome, to(PaymentStatus::Succeeded));
+    assert_eq!(after_a1.status, "succeeded");
+    assert_eq!(after_a1.version, a.version + 1);
+    let (after_b1, outcome) = applied(&results[1]);
+    assert_eq!(outcome, to(PaymentStatus::Failed));
+    assert_eq!(after_b1.status, "failed");
+    assert!(
+        matches!(results[2], Ok(WebhookApplied::Duplicate)),
+        "the repeated event is a duplicate: {:?}",
+        results[2]
+    );
+    let (after_a2, outcome) = applied(&results[3]);
+    assert_eq!(
+        outcome,
+        Outcome::Ignored(IgnoreReason::Duplicate),
+        "a second success is never credited"
+    );
+    assert_eq!(after_a2.status, "succeeded");
+
+    let (a_now, b_now) = (
+        fixture.payment(&a.reference).await,
+        fixture.payment(&b.reference).await,
+    );
+    assert_eq!(a_now.status, "succeeded");
+    assert_eq!(b_now.status, "failed");
+    assert_eq!(a_now.version, a.version + a_writes);
+    assert_eq!(b_now.version, b.version + 1);
+
+    // One dedup row per distinct event, carrying its outcome.
+    for (event_id, outcome) in [
+        ("evt-a-1", "applied:succeeded"),
+        ("evt-a-2", "ignored:duplicate"),
+        ("evt-b-1", "applied:failed"),
+    ] {
+        let rows = fixture.dedup_rows(event_id).await;
+        assert_eq!(rows.len(), 1, "{event_id}: {rows:?}");
+        assert_eq!(rows[0].outcome.as_deref(), Some(outcome), "{event_id}");
+    }
+
+    // One audit row per event that was not a duplicate, in queue order:
+    // A's first event is the one that moved it.
+    for (payment, event_id, from, into) in [
+        (&a, "evt-a-1", "pending", "succeeded"),
+        (&a, "evt-a-2", "succeeded", "succeeded"),
+        (&b, "evt-b-1", "pending", "failed"),
+    ] {
+        let rows = fixture.transitions_of(payment, event_id).await;
+        assert_eq!(rows.len(), 1, "{event_id}: {rows:?}");
+        assert_eq!(
+            (rows[0].from_status.as_str(), rows[0].to_status.as_str()),
+            (from, into),
+            "{event_id}"
+        );
+    }
+
+    // The merchant hears of each change once, and of nothing else.
+    assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
+    assert_eq!(fixture.merchant_events(&b, "payment.failed").await, 1);
+    let after = fixture.snapshot().await;
+    assert_eq!(after.webhook_events - before.webhook_events, 3);
+    assert_eq!(after.transitions - before.transitions, 3);
+    assert_eq!(after.merchant_events - before.merchant_events, 2);
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_event_once_in_queue_order() {
+    let fixture = fixture(TestDb::postgres().await).await;
+    apply_the_mixed_batch(&fixture, 1).await;
+    assert_eq!(
+        fixture.worker.live_actors(),
+        0,
+        "applied in one transaction"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_replayed_whole_changes_nothing() {
+    let fixture = fixture(TestDb::postgres().await).await;
+    let (a, b) = (
+        fixture.pending_payment().await,
+        fixture.pending_payment().await,
+    );
+    let batch = vec![
+        webhook("evt-a-1", &a.reference, succeeded()),
+        webhook("evt-b-1", &b.reference, PaymentEvent::ChargeFailed),
+        webhook("evt-a-2", &a.reference, succeeded()),
+    ];
+    let first = fixture.worker.apply_webhooks(batch.clone()).await;
+    assert!(
+        first
+            .iter()
+            .all(|r| matches!(r, Ok(WebhookApplied::Applied(..)))),
+        "{first:?}"
+    );
+    let committed = fixture.snapshot().await;
+
+    // Redelivered whole, as after a crash between the commit and the acks.
+    let replayed = fixture.worker.apply_webhooks(batch).await;
+
+    assert_eq!(replayed.len(), 3);
+    for result in &replayed {
+        assert!(
+            matches!(result, Ok(WebhookApplied::Duplicate)),
+            "{replayed:?}"
+        );
+    }
+    assert_eq!(fixture.snapshot().await, committed);
+    assert_eq!(
+        fixture.worker.live_actors(),
+        0,
+        "applied in one transaction"
+    );
+}
+
+#[tokio::test]
+async fn an_event_for_a_missing_payment_does_not_sink_its_batch() {
+    let fixture = fixture(TestDb::postgres().await).await;
+    let (a, b) = (
+        fixture.pending_payment().await,
+        fixture.pending_payment().await,
+    );
+    // A payment whose webhook outruns its creation.
+    let late = Reference::generate();
+    let batch = vec![
+        webhook("evt-a", &a.reference, succeeded()),
+        webhook("evt-late", late.as_str(), succeeded()),
+        webhook("evt-b", &b.reference, PaymentEvent::ChargeFailed),
+    ];
+
+    let results = fixture.worker.apply_webhooks(batch.clone()).await;
+
+    assert_eq!(results.len(), 3);
+    assert!(
+        matches!(results[1], Err(PaymentError::NotFound)),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(applied(&results[0]).1, to(PaymentStatus::Succeeded));
+    assert_eq!(applied(&results[2]).1, to(PaymentStatus::Failed));
+    assert_eq!(fixture.payment(&a.reference).await.status, "succeeded");
+    assert_eq!(fixture.payment(&b.reference).await.status, "failed");
+    assert_eq!(fixture.dedup_rows("evt-a").await.len(), 1);
+    assert_eq!(fixture.dedup_rows("evt-b").await.len(), 1);
+    assert!(
+        fixture.dedup_rows("evt-late").await.is_empty(),
+        "nothing recorded for the missing payment's event"
+    );
+    assert_eq!(
+        fixture.worker.live_actors(),
+        0,
+        "applied in one transaction"
+    );
+
+    // So once its payment exists, the event's retry applies it.
+    let created = fixture.pending_payment_as(late).await;
+    let retried = fixture.worker.apply_webhooks(vec![batch[1].clone()]).await;
+    assert_eq!(applied(&retried[0]).1, to(PaymentStatus::Succeeded));
+    assert_eq!(
+        fixture.payment(&created.reference).await.status,
+        "succeeded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_batches_over_the_same_payments_in_opposite_orders_neither_deadlock_nor_double_apply() {
+    const PAYMENTS: usize = 50;
+    const ROUNDS: usize = 3;
+    let fixture = fixture(TestDb::postgres().await).await;
+    let other = fixture.another_worker().await;
+    for round in 0..ROUNDS {
+        let mut payments = Vec::with_capacity(PAYMENTS);
+        for _ in 0..PAYMENTS {
+            payments.push(fixture.pending_payment().await);
+        }
+        // Distinct events (two deliveries of a success, with their own
+        // ids), one batch naming the payments forwards, one backwards.
+        let forward: Vec<_> = payments
+            .iter()
+            .map(|p| webhook(&format!("fwd-{}", p.reference), &p.reference, succeeded()))
+            .collect();
+        let backward: Vec<_> = payments
+            .iter()
+            .rev()
+            .map(|p| webhook(&format!("bwd-{}", p.reference), &p.reference, succeeded()))
+            .collect();
+
+        let (first, second) = tokio::join!(
+            tokio::spawn({
+                let worker = fixture.worker.clone();
+                async move { worker.apply_webhooks(forward).await }
+            }),
+            tokio::spawn({
+                let worker = other.clone();
+                async move { worker.apply_webhooks(backward).await }
+            }),
+        );
+        let results: Vec<Applied> = first.unwrap().into_iter().chain(second.unwrap()).collect();
+
+        let outcomes: Vec<Outcome> = results.iter().map(|r| applied(r).1).collect();
+        let credited = outcomes
+            .iter()
+            .filter(|o| **o == to(PaymentStatus::Succeeded))
+            .count();
+        let ignored = outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Ignored(IgnoreReason::Duplicate))
+            .count();
+        assert_eq!((credited, ignored), (PAYMENTS, PAYMENTS), "round {round}");
+        for payment in &payments {
+            let now = fixture.payment(&payment.reference).await;
+            assert_eq!(now.status, "succeeded");
+            assert_eq!(now.version, payment.version + 1, "{}", payment.reference);
+            let into_succeeded = store::payments::transitions(&fixture.db, payment.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|t| t.to_status == "succeeded" && t.from_status != "succeeded")
+                .count();
+            assert_eq!(into_succeeded, 1, "{} succeeded once", payment.reference);
+        }
+    }
+    // A deadlock (or any failed transaction) would have sent the batch
+    // one by one through these cores' actors.
+    assert_eq!(fixture.worker.live_actors(), 0, "no batch fell back");
+    assert_eq!(other.live_actors(), 0, "no batch fell back");
+}
+
+#[tokio::test]
+async fn on_sqlite_the_events_are_applied_one_by_one_with_the_same_results() {
+    let fixture = fixture(TestDb::sqlite()).await;
+    apply_the_mixed_batch(&fixture, 2).await;
+    assert_eq!(
+        fixture.worker.live_actors(),
+        2,
+        "each payment's events went through its actor"
+    );
+}
