@@ -10,8 +10,8 @@
 //! been processed before. The writes are set-based: one statement for the
 //! dedup rows, which counts the new ones — fewer than planned means a
 //! redelivery, and the batch is rolled back and decided again with the
-//! recorded events read first — one update per payment that changed (its
-//! version advanced once per change), one for the audit rows, one for the
+//! recorded events read first — one update for the payments that changed (each
+//! version-checked, advanced once per change), one for the audit rows, one for the
 //! merchant events. One commit, so the batch's effects exist together or
 //! not at all: a crash before the commit leaves the events to be
 //! redelivered, after it their dedup rows make the redelivery a duplicate.
@@ -126,13 +126,14 @@ impl PaymentService {
             txn.rollback().await?;
             return Ok(None);
         }
-        for payment in held.values() {
-            if payment.now.version != payment.read.version
-                && !payments::write_versioned(&txn, &payment.read, &payment.now).await?
-            {
-                txn.rollback().await?;
-                return Err(super::apply::too_contended());
-            }
+        let changed: Vec<(&Payment, &Payment)> = held
+            .values()
+            .filter(|p| p.now.version != p.read.version)
+            .map(|p| (&p.read, &p.now))
+            .collect();
+        if !payments::write_versioned_many(&txn, &changed).await? {
+            txn.rollback().await?;
+            return Err(super::apply::too_contended());
         }
         payments::record_transitions(&txn, plan.transitions).await?;
         store::events::insert_many(&txn, plan.merchant_events).await?;

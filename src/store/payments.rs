@@ -221,6 +221,56 @@ pub async fn write_versioned(
     Ok(result.rows_affected == 1)
 }
 
+/// [`write_versioned`] for several payments in one statement (PostgreSQL):
+/// each `(read, next)` pair is written if its row is still at `read`'s
+/// version. `false` if any row moved on (the caller rolls back).
+pub async fn write_versioned_many(
+    db: &impl ConnectionTrait,
+    changed: &[(&Payment, &Payment)],
+) -> Result<bool, DbErr> {
+    if changed.is_empty() {
+        return Ok(true);
+    }
+    const COLUMNS: usize = 9;
+    let mut rows = Vec::with_capacity(changed.len());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changed.len() * COLUMNS);
+    for (index, (read, next)) in changed.iter().enumerate() {
+        let n = index * COLUMNS;
+        rows.push(format!(
+            "(${}::uuid, ${}::integer, ${}::varchar, ${}::varchar, ${}::text, ${}::varchar, ${}::integer, ${}::timestamptz, ${}::timestamptz)",
+            n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7, n + 8, n + 9
+        ));
+        values.extend([
+            next.id.into(),
+            read.version.into(),
+            next.status.clone().into(),
+            next.failure_reason.clone().into(),
+            next.authorization_url.clone().into(),
+            next.access_code.clone().into(),
+            next.version.into(),
+            next.updated_at.into(),
+            next.paid_at.into(),
+        ]);
+    }
+    let sql = format!(
+        "UPDATE payments AS p SET status = v.status, failure_reason = v.failure_reason, \
+         authorization_url = v.authorization_url, access_code = v.access_code, \
+         version = v.version, updated_at = v.updated_at, paid_at = v.paid_at \
+         FROM (VALUES {}) AS v(id, read_version, status, failure_reason, authorization_url, \
+         access_code, version, updated_at, paid_at) \
+         WHERE p.id = v.id AND p.version = v.read_version",
+        rows.join(", ")
+    );
+    let result = db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    Ok(result.rows_affected() == changed.len() as u64)
+}
+
 /// Moves a still-`created` payment to another connector (failover),
 /// version-checked. `Ok(None)`: it changed first.
 pub async fn move_to_connector(

@@ -510,3 +510,44 @@ async fn on_sqlite_the_events_are_applied_one_by_one_with_the_same_results() {
         "each payment's events went through its actor"
     );
 }
+
+#[tokio::test]
+async fn the_set_based_versioned_write_changes_nothing_when_one_row_moved_on() {
+    let fixture = fixture(TestDb::postgres().await).await;
+    let a = fixture.pending_payment().await;
+    let b = fixture.pending_payment().await;
+    let now = chrono::Utc::now();
+    let advanced = |p: &Payment| {
+        let mut next = p.clone();
+        next.version += 1;
+        next.status = "success".into();
+        next.paid_at = Some(now);
+        next
+    };
+    let (a_next, b_next) = (advanced(&a), advanced(&b));
+    // `b` as read one version ago: someone wrote it since.
+    let mut b_stale = b.clone();
+    b_stale.version -= 1;
+    let txn = store::begin_write(&fixture.db).await.unwrap();
+    let written =
+        store::payments::write_versioned_many(&txn, &[(&a, &a_next), (&b_stale, &b_next)])
+            .await
+            .unwrap();
+    txn.rollback().await.unwrap();
+    assert!(!written, "a stale version must be reported");
+
+    let txn = store::begin_write(&fixture.db).await.unwrap();
+    let written = store::payments::write_versioned_many(&txn, &[(&a, &a_next), (&b, &b_next)])
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert!(written);
+    for (before, expected) in [(&a, &a_next), (&b, &b_next)] {
+        let row = fixture.payment(&before.reference).await;
+        assert_eq!(
+            (row.version, row.status.as_str(), row.paid_at.is_some()),
+            (expected.version, "success", true)
+        );
+        assert_eq!(row.amount, before.amount, "only the changeable fields move");
+    }
+}
