@@ -223,9 +223,13 @@ async fn main() {
         // Rates count from the first delivery, so a worker process's
         // start (connect, migrations check) is reported apart.
         let mut first_delivery = None;
-        while ready(&queue, &work_queue).await > 0 || processed(&observer).await < done {
-            if first_delivery.is_none() && ready(&queue, &work_queue).await < EVENTS as u32 {
+        loop {
+            let waiting = ready(&queue, &work_queue).await;
+            if first_delivery.is_none() && waiting < EVENTS as u32 {
                 first_delivery = Some(Instant::now());
+            }
+            if waiting == 0 && processed(&observer).await >= done {
+                break;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(900),

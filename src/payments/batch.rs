@@ -63,7 +63,7 @@ struct Plan<'a> {
 /// Whether the events' dedup rows are read before deciding, or assumed
 /// absent (the insert counts what was new, and a shortfall means a
 /// redelivery: the batch is decided again with the rows read).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Dedup {
     Assume,
     Read,

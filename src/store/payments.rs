@@ -223,7 +223,8 @@ pub async fn write_versioned(
 
 /// [`write_versioned`] for several payments in one statement (PostgreSQL):
 /// each `(read, next)` pair is written if its row is still at `read`'s
-/// version. `false` if any row moved on (the caller rolls back).
+/// version. `false` if any row moved on (the caller rolls back). It writes
+/// the same columns as [`write_versioned`]: change both together.
 pub async fn write_versioned_many(
     db: &impl ConnectionTrait,
     changed: &[(&Payment, &Payment)],

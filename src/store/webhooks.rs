@@ -75,17 +75,14 @@ pub async fn recorded<'a>(
     // probe whatever the planner believes of the table's size (an `IN`
     // list on `event_id` under one provider was planned, on a young table,
     // as a scan of all that provider's rows).
-    let mut any = Condition::any();
-    let mut empty = true;
-    for record in records {
-        empty = false;
-        any = any.add(
+    let any = records.into_iter().fold(Condition::any(), |any, record| {
+        any.add(
             Condition::all()
                 .add(Column::Provider.eq(record.provider.as_str()))
                 .add(Column::EventId.eq(record.event_id.as_str())),
-        );
-    }
-    if empty {
+        )
+    });
+    if any.is_empty() {
         return Ok(HashSet::new());
     }
     let rows: Vec<(String, String)> = webhook_event::Entity::find()

@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use payorch::{
     config::{SANDBOX_SECRET_KEY, Secret},
-    domain::{Amount, Currency, Email, Reference},
-    payments::{Answer, NewPaymentRequest, PaymentError, Payments, Rendered, WebhookApplied},
+    domain::{Amount, Currency, Reference},
+    payments::{Answer, PaymentError, Payments, Rendered, WebhookApplied},
     provider::paystack::PaystackClient,
     store::{self, payments::Payment},
 };
@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::helpers::{SendJson, TestDb, start_payments};
+use crate::helpers::{SendJson, TestDb, payment_request, start_payments};
 
 struct Fixture {
     payments: Payments,
@@ -78,15 +78,7 @@ fn reference_or_error(result: Result<Payment, PaymentError>) -> Rendered {
 
 impl Fixture {
     async fn pending_payment(&self) -> String {
-        let request = NewPaymentRequest {
-            reference: Reference::generate(),
-            amount: Amount::new(100).unwrap(),
-            currency: Currency::NGN,
-            email: Email::parse("a@b.co").unwrap(),
-            callback_url: None,
-            metadata: None,
-            provider: None,
-        };
+        let request = payment_request(Reference::generate(), 100);
         let answer = self
             .payments
             .initialize(self.client_id, None, Ok(request), reference_or_error)

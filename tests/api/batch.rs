@@ -12,12 +12,8 @@ use std::{sync::Arc, time::Duration};
 
 use payorch::{
     config::{SANDBOX_SECRET_KEY, Secret},
-    domain::{
-        Amount, Currency, Email, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, Reference,
-    },
-    payments::{
-        Answer, NewPaymentRequest, PaymentError, Payments, Rendered, WebhookApplied, WebhookEvent,
-    },
+    domain::{Amount, Currency, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, Reference},
+    payments::{Answer, PaymentError, Payments, Rendered, WebhookApplied, WebhookEvent},
     provider::paystack::PaystackClient,
     store::{
         self,
@@ -30,7 +26,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Quer
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::helpers::{TestDb, start_payments};
+use crate::helpers::{TestDb, payment_request, start_payments};
 
 /// The connector that holds the test payments, as its webhooks name it
 /// (the sandbox speaks Paystack's dialect; the payments store `paystack`).
@@ -95,6 +91,12 @@ fn core(db: DatabaseConnection, provider: Arc<PaystackClient>) -> Payments {
 }
 
 impl Fixture {
+    /// The worker's events went through the batch: no payment actor was
+    /// started for them.
+    fn assert_batched(&self) {
+        assert_eq!(self.worker.live_actors(), 0, "applied in one transaction");
+    }
+
     /// Another worker process's core: its own actors and pool, same database.
     async fn another_worker(&self) -> Payments {
         core(self.test_db.connect().await, self.provider.clone())
@@ -108,15 +110,7 @@ impl Fixture {
     /// A new payment under the client's `reference`, pending at the sandbox
     /// (and held there under that same reference).
     async fn pending_payment_as(&self, reference: Reference) -> Payment {
-        let request = NewPaymentRequest {
-            reference: reference.clone(),
-            amount: Amount::new(AMOUNT).unwrap(),
-            currency: Currency::NGN,
-            email: Email::parse("ada@example.com").unwrap(),
-            callback_url: None,
-            metadata: None,
-            provider: None,
-        };
+        let request = payment_request(reference.clone(), AMOUNT);
         let answer = self
             .creator
             .initialize(self.client_id, None, Ok(request), |result| match result {
@@ -341,11 +335,7 @@ async fn apply_the_mixed_batch(fixture: &Fixture, a_writes: i32) {
 async fn a_batch_applies_each_event_once_in_queue_order() {
     let fixture = fixture(TestDb::postgres().await).await;
     apply_the_mixed_batch(&fixture, 1).await;
-    assert_eq!(
-        fixture.worker.live_actors(),
-        0,
-        "applied in one transaction"
-    );
+    fixture.assert_batched();
 }
 
 #[tokio::test]
@@ -380,11 +370,7 @@ async fn a_batch_replayed_whole_changes_nothing() {
         );
     }
     assert_eq!(fixture.snapshot().await, committed);
-    assert_eq!(
-        fixture.worker.live_actors(),
-        0,
-        "applied in one transaction"
-    );
+    fixture.assert_batched();
 }
 
 #[tokio::test]
@@ -420,11 +406,7 @@ async fn an_event_for_a_missing_payment_does_not_sink_its_batch() {
         fixture.dedup_rows("evt-late").await.is_empty(),
         "nothing recorded for the missing payment's event"
     );
-    assert_eq!(
-        fixture.worker.live_actors(),
-        0,
-        "applied in one transaction"
-    );
+    fixture.assert_batched();
 
     // So once its payment exists, the event's retry applies it.
     let created = fixture.pending_payment_as(late).await;

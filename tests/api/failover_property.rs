@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::helpers::TestDb;
 use payorch::{
     config::{SANDBOX_SECRET_KEY, Secret},
-    domain::{Amount, Currency, Email, Reference},
+    domain::Reference,
     payments::{ActorSettings, Answer, NewPaymentRequest, PaymentError, Payments, Rendered},
     provider::ProviderError,
     store::payments::Payment,
@@ -158,13 +158,11 @@ impl World {
         let (client, _) = payorch::store::api_clients::create(&db, "p").await.unwrap();
         for _ in 0..3 {
             let request = NewPaymentRequest {
-                reference: Reference::parse(&format!("prop-{}", Uuid::new_v4().simple())).unwrap(),
-                amount: Amount::new(5_000).unwrap(),
-                currency: Currency::NGN,
-                email: Email::parse("a@b.co").unwrap(),
-                callback_url: None,
-                metadata: None,
                 provider: case.pinned.map(|p| p.parse().unwrap()),
+                ..crate::helpers::payment_request(
+                    Reference::parse(&format!("prop-{}", Uuid::new_v4().simple())).unwrap(),
+                    5_000,
+                )
             };
             let reference = request.reference.as_str().to_owned();
             let answer = payments

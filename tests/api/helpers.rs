@@ -5,7 +5,8 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 use payorch::{
     Config,
     config::DatabaseUrl,
-    payments::{ActorSettings, Payments},
+    domain::{Amount, Currency, Email, Reference},
+    payments::{ActorSettings, NewPaymentRequest, Payments},
     provider::{Connectors, paystack::PaystackClient},
     store::{self, api_clients},
 };
@@ -609,4 +610,18 @@ pub fn start_payments(
         Duration::from_secs(30),
     )
     .unwrap()
+}
+
+/// An NGN payment request for `amount` under `reference`, no pin, no
+/// callback, no metadata.
+pub fn payment_request(reference: Reference, amount: i64) -> NewPaymentRequest {
+    NewPaymentRequest {
+        reference,
+        amount: Amount::new(amount).unwrap(),
+        currency: Currency::NGN,
+        email: Email::parse("a@b.co").unwrap(),
+        callback_url: None,
+        metadata: None,
+        provider: None,
+    }
 }

@@ -325,10 +325,8 @@ async fn a_resumed_initialize_refused_for_a_reference_held_on_other_terms_fails(
 async fn a_request_that_outlived_its_key_lock_cannot_overwrite_the_retry() {
     use payorch::{
         config::{SANDBOX_SECRET_KEY, Secret},
-        domain::{Amount, Currency, Email, IdempotencyKey, Reference},
-        payments::{
-            ActorSettings, Answer, Idempotent, NewPaymentRequest, PaymentError, Payments, Rendered,
-        },
+        domain::{IdempotencyKey, Reference},
+        payments::{ActorSettings, Answer, Idempotent, PaymentError, Payments, Rendered},
         provider::{Connectors, paystack::PaystackClient},
         store::payments::Payment,
     };
@@ -370,15 +368,7 @@ async fn a_request_that_outlived_its_key_lock_cannot_overwrite_the_retry() {
         key: IdempotencyKey::parse(&Uuid::new_v4().to_string()).unwrap(),
         fingerprint: "the same request".into(),
     };
-    let request = NewPaymentRequest {
-        reference: Reference::parse("fenced-1").unwrap(),
-        amount: Amount::new(700).unwrap(),
-        currency: Currency::NGN,
-        email: Email::parse("a@b.co").unwrap(),
-        callback_url: None,
-        metadata: None,
-        provider: None,
-    };
+    let request = crate::helpers::payment_request(Reference::parse("fenced-1").unwrap(), 700);
     let answered_by = |who: &'static str| {
         move |result: Result<Payment, PaymentError>| Rendered {
             status: 201,
