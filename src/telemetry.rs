@@ -53,12 +53,13 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// Every counter whose labels are a fixed set starts at zero, so alert
-/// rules and dashboards see the series before the first event (a rate over
-/// a series that does not exist yet is no rate at all).
+/// Every counter and histogram whose labels are a fixed set starts at
+/// zero, so alert rules and dashboards see the series before the first
+/// event (a rate over a series that does not exist yet is no rate at all).
+/// Connectors register theirs as they are built (their names are config).
 fn register_known_series() {
     use crate::ratelimit::Route;
-    for result in ["applied", "duplicate", "retried", "parked"] {
+    for result in ["applied", "duplicate", "ignored", "retried", "parked"] {
         metrics::counter!("payorch_webhooks_processed_total", "result" => result).increment(0);
     }
     for status in ["queued", "parked"] {
@@ -90,6 +91,9 @@ fn register_known_series() {
     for result in ["delivered", "retrying", "failed", "deferred", "skipped"] {
         metrics::counter!("payorch_event_deliveries_total", "result" => result).increment(0);
     }
+    // A histogram is registered by taking its handle; it renders empty.
+    let _ = metrics::histogram!("payorch_webhook_processing_seconds");
+    let _ = metrics::histogram!("payorch_event_attempt_seconds");
     metrics::counter!("payorch_events_relayed_total").increment(0);
     metrics::gauge!("payorch_events_outbox_lag_seconds").set(0.0);
     for kind in ["payment", "refund"] {

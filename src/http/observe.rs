@@ -170,7 +170,8 @@ fn server_timing(elapsed: Duration, provider: Duration) -> HeaderValue {
     .expect("digits and ASCII make a header value")
 }
 
-/// Registers the request counter of every [`KNOWN_REQUESTS`] status at 0.
+/// Registers the request counter and duration histogram of every
+/// [`KNOWN_REQUESTS`] status at 0.
 pub fn register_known_series() {
     for (route, method, statuses) in KNOWN_REQUESTS {
         for status in *statuses {
@@ -180,6 +181,7 @@ pub fn register_known_series() {
                 ("status", status.to_string()),
             ];
             metrics::counter!("payorch_http_requests_total", &labels).increment(0);
+            let _ = metrics::histogram!("payorch_http_request_duration_seconds", &labels);
         }
     }
 }

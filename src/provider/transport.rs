@@ -37,6 +37,9 @@ pub(super) enum Retry {
     UntilSent,
 }
 
+/// The operations a connector's calls are timed by.
+const OPERATIONS: [&str; 4] = ["initialize", "verify", "refund", "find_refund"];
+
 /// One connector's HTTP client.
 pub(super) struct Transport {
     /// The connector's name, for metrics.
@@ -192,6 +195,21 @@ impl Transport {
     }
 
     /// Provider latency and errors, by connector, operation and outcome.
+    /// Registers this connector's request histogram of every operation and
+    /// outcome, empty, so dashboards see the series before the first call.
+    pub(super) fn register_known_series(connector: &'static str) {
+        for operation in OPERATIONS {
+            for outcome in ["ok", "rejected", "unavailable", "timeout"] {
+                let _ = metrics::histogram!(
+                    "payorch_provider_request_duration_seconds",
+                    "connector" => connector,
+                    "operation" => operation,
+                    "outcome" => outcome,
+                );
+            }
+        }
+    }
+
     fn observe<T>(
         &self,
         operation: &'static str,

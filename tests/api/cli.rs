@@ -118,48 +118,116 @@ async fn apikey_create_prints_the_key_last_and_stores_only_its_hash() {
 /// SQLite, a printed dev key, `/healthz` up, and a clean exit on SIGTERM.
 #[test]
 fn serve_runs_on_embedded_defaults_and_stops_on_sigterm() {
-    let dir = tempdir();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = payorch()
-        .arg("serve")
-        .current_dir(&dir)
-        // The contract default is 127.0.0.1:8080; tests must not collide on it.
-        .env("PAYORCH_HTTP_ADDR", &addr)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut printed = String::new();
-    while !printed.contains("dev API key") {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "exited: {printed}"
-        );
-        printed.push_str(&line);
-    }
-    assert!(printed.contains("embedded mode"), "{printed}");
+    let serve = EmbeddedServe::start(&[]);
+    assert!(serve.printed.contains("embedded mode"), "{}", serve.printed);
     assert!(
-        dir.join("payorch.db").exists(),
+        serve.dir.join("payorch.db").exists(),
         "SQLite file in the working dir"
     );
+    assert_eq!(serve.get("/healthz").0, 200);
+    assert_eq!(serve.stop(), Some(0));
+}
 
-    payorch::install_crypto_provider();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let status = runtime.block_on(async {
-        reqwest::get(format!("http://{addr}/healthz"))
-            .await
-            .unwrap()
-            .status()
-    });
+/// Before any request, a fresh process already has every series whose
+/// labels are a fixed set, at zero: counters and histograms alike.
+#[test]
+fn every_fixed_label_series_exists_at_zero_before_the_first_event() {
+    let serve = EmbeddedServe::start(&[("PAYORCH_PROVIDERS", "paystack,flutterwave")]);
+    let (status, text) = serve.get("/metrics");
     assert_eq!(status, 200);
+    let zero = |series: &str| {
+        assert!(
+            text.lines().any(|line| line == format!("{series} 0")),
+            "{series} 0 missing from a fresh /metrics"
+        )
+    };
+    for result in ["applied", "duplicate", "ignored", "retried", "parked"] {
+        zero(&format!(
+            "payorch_webhooks_processed_total{{result=\"{result}\"}}"
+        ));
+    }
+    zero("payorch_idempotency_total{result=\"replayed\"}");
+    zero("payorch_webhook_processing_seconds_count");
+    zero("payorch_event_attempt_seconds_count");
+    zero(
+        "payorch_http_request_duration_seconds_count\
+         {route=\"/v1/payments/initialize\",method=\"POST\",status=\"201\"}",
+    );
+    zero(
+        "payorch_http_requests_total\
+         {route=\"/v1/payments/{reference}/verify\",method=\"POST\",status=\"502\"}",
+    );
+    for connector in ["paystack", "flutterwave"] {
+        zero(&format!(
+            "payorch_provider_request_duration_seconds_count\
+             {{connector=\"{connector}\",operation=\"verify\",outcome=\"timeout\"}}"
+        ));
+    }
+    assert_eq!(serve.stop(), Some(0));
+}
 
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let exit = wait_with_timeout(&mut child, Duration::from_secs(20));
-    assert_eq!(exit.and_then(|s| s.code()), Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
+/// `payorch serve` in an empty directory of its own, on a free port, up
+/// once it has printed its dev key.
+struct EmbeddedServe {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    addr: String,
+    printed: String,
+}
+
+impl EmbeddedServe {
+    /// With `env` on top of nothing configured.
+    fn start(env: &[(&str, &str)]) -> EmbeddedServe {
+        let dir = tempdir();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = payorch()
+            .arg("serve")
+            .current_dir(&dir)
+            // The contract default is 127.0.0.1:8080; tests must not collide on it.
+            .env("PAYORCH_HTTP_ADDR", &addr)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut printed = String::new();
+        while !printed.contains("dev API key") {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "exited: {printed}"
+            );
+            printed.push_str(&line);
+        }
+        EmbeddedServe {
+            child,
+            dir,
+            addr,
+            printed,
+        }
+    }
+
+    /// `GET path`: its status and body.
+    fn get(&self, path: &str) -> (reqwest::StatusCode, String) {
+        payorch::install_crypto_provider();
+        let url = format!("http://{}{path}", self.addr);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let response = reqwest::get(url).await.unwrap();
+            let status = response.status();
+            (status, response.text().await.unwrap())
+        })
+    }
+
+    /// SIGTERM, then its exit code (`None` if it did not exit in 20 s).
+    fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let exit = wait_with_timeout(&mut self.child, Duration::from_secs(20));
+        let _ = std::fs::remove_dir_all(&self.dir);
+        exit.and_then(|s| s.code())
+    }
 }
 
 fn tempdir() -> std::path::PathBuf {

@@ -24,6 +24,29 @@ pub fn random_name(prefix: &str) -> String {
     format!("{prefix}_{}", Uuid::new_v4().simple())
 }
 
+/// For a test that asserts process-wide state which other tests in this
+/// binary change as they run (a gauge with a connector's name): `true` in
+/// a child process of this test binary that runs `test` alone — the test
+/// goes on there; `false` in the parent once that child passed.
+pub fn in_own_process(test: &str) -> bool {
+    const ALONE: &str = "PAYORCH_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success() && printed.contains("1 passed"),
+        "{test} in its own process:\n{printed}{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    false
+}
+
 /// A database of its own for one test, dropped when the value is.
 pub struct TestDb {
     pub url: String,
