@@ -116,40 +116,20 @@ pub async fn reserve(
     fingerprint: &str,
     lock: Duration,
 ) -> Result<Reservation, PaymentError> {
-    let now = database_now(db).await?;
-    let locked_until = now + lock;
     let claim = Claim {
         client_id,
         key,
         owner: Uuid::new_v4(),
     };
-    let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
-        client_id: Set(client_id),
-        key: Set(key.as_uuid()),
-        request_hash: Set(fingerprint.to_owned()),
-        state: Set(STARTED.to_owned()),
-        payment_id: Set(None),
-        refund_id: Set(None),
-        response_status: Set(None),
-        response_body: Set(None),
-        created_at: Set(now),
-        locked_until: Set(Some(locked_until)),
-        owner: Set(Some(claim.owner)),
-    })
-    .on_conflict(
-        OnConflict::columns([Column::ClientId, Column::Key])
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    if inserted == 1 {
+    if insert_key(db, &claim, fingerprint, lock).await? {
         return Ok(Reservation::Proceed {
             claim,
             payment_id: None,
             refund_id: None,
         });
     }
+    let now = database_now(db).await?;
+    let locked_until = now + lock;
 
     let existing = idempotency_key::Entity::find_by_id((client_id, key.as_uuid()))
         .one(db)
@@ -190,6 +170,59 @@ pub async fn reserve(
     } else {
         Err(PaymentError::IdempotencyInFlight)
     }
+}
+
+/// Inserts `claim`'s key, started and locked for `lock`; `false` if the
+/// client has used the key before. On PostgreSQL its times are the
+/// database's `now()`, in the insert itself (no round trip to read it).
+async fn insert_key(
+    db: &impl ConnectionTrait,
+    claim: &Claim,
+    fingerprint: &str,
+    lock: Duration,
+) -> Result<bool, DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let inserted = db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO idempotency_keys \
+                 (client_id, key, request_hash, state, created_at, locked_until, owner) \
+                 VALUES ($1, $2, $3, $4, now(), now() + make_interval(secs => $5), $6) \
+                 ON CONFLICT (client_id, key) DO NOTHING",
+                [
+                    claim.client_id.into(),
+                    claim.key.as_uuid().into(),
+                    fingerprint.into(),
+                    STARTED.into(),
+                    lock.as_secs_f64().into(),
+                    claim.owner.into(),
+                ],
+            ))
+            .await?;
+        return Ok(inserted.rows_affected() == 1);
+    }
+    let now = Utc::now();
+    let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+        client_id: Set(claim.client_id),
+        key: Set(claim.key.as_uuid()),
+        request_hash: Set(fingerprint.to_owned()),
+        state: Set(STARTED.to_owned()),
+        payment_id: Set(None),
+        refund_id: Set(None),
+        response_status: Set(None),
+        response_body: Set(None),
+        created_at: Set(now),
+        locked_until: Set(Some(now + lock)),
+        owner: Set(Some(claim.owner)),
+    })
+    .on_conflict(
+        OnConflict::columns([Column::ClientId, Column::Key])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(inserted == 1)
 }
 
 /// The database's clock (PostgreSQL), or this host's (SQLite: one host).

@@ -40,7 +40,7 @@ use uuid::Uuid;
 use self::{
     actors::{ActorSystem, Command, PaymentRegistry},
     idempotency::Reservation,
-    service::PaymentService,
+    service::{Opening, PaymentService},
 };
 use crate::{
     domain::{
@@ -325,7 +325,12 @@ impl Payments {
             let route = self.connectors.route(request.currency, request.provider);
             let payment = self.create(client_id, &request, first(&route)?).await?;
             let payment = self
-                .open_at_provider(&payment.reference, request.callback_url, false, route, None)
+                .open_at_provider(
+                    Opening::Created(Box::new(payment)),
+                    request.callback_url,
+                    route,
+                    None,
+                )
                 .await?;
             return Ok(Answer::Fresh(render(Ok(payment))));
         };
@@ -336,7 +341,7 @@ impl Payments {
                 claim, payment_id, ..
             } => (claim, payment_id),
         };
-        let (reference, callback_url, resumed, route) = match (earlier_payment, request) {
+        let (opening, callback_url, route) = match (earlier_payment, request) {
             // An earlier attempt created the payment and then crashed or
             // failed with a 5xx: finish that payment, never a second one,
             // starting with the connector it was left at.
@@ -354,7 +359,7 @@ impl Payments {
                     (None, Ok(currency)) => self.connectors.route(currency, None),
                     (None, Err(_)) => Vec::new(),
                 };
-                (payment.reference, callback_url, true, route)
+                (Opening::Resumed(payment.reference), callback_url, route)
             }
             (None, request) => {
                 let created = match request {
@@ -372,7 +377,7 @@ impl Payments {
                 match created {
                     Ok((payment, callback_url, route)) => {
                         idempotency::attach_payment(&txn, &claim, payment.id).await?;
-                        (payment.reference, callback_url, false, route)
+                        (Opening::Created(Box::new(payment)), callback_url, route)
                     }
                     Err(err) if err.is_final() => {
                         return self.refuse(txn, client_id, &idempotent, err, &render).await;
@@ -385,13 +390,7 @@ impl Payments {
 
         let answer = Completion::new(claim, render);
         let result = self
-            .open_at_provider(
-                &reference,
-                callback_url,
-                resumed,
-                route,
-                Some(answer.clone()),
-            )
+            .open_at_provider(opening, callback_url, route, Some(answer.clone()))
             .await;
         if let Some(rendered) = answer.answered() {
             // Stored with the checkout, in its transaction.
@@ -694,19 +693,19 @@ impl Payments {
     /// Opens the provider transaction through the payment's actor.
     async fn open_at_provider(
         &self,
-        reference: &str,
+        opening: Opening,
         callback_url: Option<String>,
-        resumed: bool,
         route: Vec<ConnectorName>,
         answer: Option<Completion>,
     ) -> Result<Payment, PaymentError> {
+        let reference = opening.reference().to_owned();
         let command = Command::Initialize {
+            opening,
             callback_url,
-            resumed,
             route,
             answer,
         };
-        self.registry.call(reference, command).await
+        self.registry.call(&reference, command).await
     }
 
     /// Stores a final answer under a key whose reserving transaction was lost.

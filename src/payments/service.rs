@@ -23,6 +23,26 @@ use crate::{
     },
 };
 
+/// The payment an initialize opens at the provider.
+#[derive(Debug, Clone)]
+pub enum Opening {
+    /// Created by this request, as its transaction wrote it: opened without
+    /// reading it back (the write's version check catches a change since).
+    Created(Box<Payment>),
+    /// Created by an earlier request with the same Idempotency-Key, which
+    /// may already have reached the provider: read afresh.
+    Resumed(String),
+}
+
+impl Opening {
+    pub fn reference(&self) -> &str {
+        match self {
+            Opening::Created(payment) => &payment.reference,
+            Opening::Resumed(reference) => reference,
+        }
+    }
+}
+
 pub struct PaymentService {
     pub db: DatabaseConnection,
     pub connectors: Arc<Connectors>,
@@ -55,20 +75,23 @@ impl PaymentService {
     /// shown from the connector that answered. A refusal (400, 422) is
     /// final.
     ///
-    /// A provider refusal fails the payment. But a `resumed` payment (its
+    /// A provider refusal fails the payment. But a [resumed](Opening::Resumed) payment (its
     /// first request crashed or timed out) may already exist at the
     /// provider, which then refuses the repeated reference: so a refused
     /// resume first asks the provider what it holds under the reference
     /// ([`Self::settle_refused_resume`]).
     pub(super) async fn open_at_provider(
         &self,
-        reference: &str,
+        opening: Opening,
         callback_url: Option<String>,
-        resumed: bool,
         route: &[ConnectorName],
         completion: Option<Completion>,
     ) -> Result<Payment, PaymentError> {
-        let mut payment = self.load(reference).await?;
+        let (mut payment, resumed) = match opening {
+            Opening::Created(payment) => (*payment, false),
+            Opening::Resumed(reference) => (self.load(&reference).await?, true),
+        };
+        let reference = payment.reference.clone();
         if status_of(&payment)? != PaymentStatus::Created {
             return Ok(payment);
         }
@@ -118,11 +141,11 @@ impl PaymentService {
                 Err(err) => err,
             };
             let Some(fallback) = failovers.find(|c| self.connectors.is_enabled(*c)) else {
-                tracing::warn!(reference, connector = name, error = %err, "provider initialize failed");
+                tracing::warn!(%reference, connector = name, error = %err, "provider initialize failed");
                 return Err(err.into());
             };
             tracing::warn!(
-                reference,
+                %reference,
                 connector = name,
                 to = fallback.as_str(),
                 error = %err,
@@ -138,7 +161,7 @@ impl PaymentService {
             payment = match self.move_to_connector(payment, fallback, &cause).await? {
                 Some(moved) => moved,
                 None => {
-                    let current = self.load(reference).await?;
+                    let current = self.load(&reference).await?;
                     if status_of(&current)? != PaymentStatus::Created {
                         // Another request opened it meanwhile: that one stands.
                         return Ok(current);

@@ -15,7 +15,10 @@ use uuid::Uuid;
 use super::registry::RegistryInner;
 use crate::{
     domain::RefundReport,
-    payments::{Completion, PaymentError, WebhookApplied, WebhookChange, service::PaymentService},
+    payments::{
+        Completion, PaymentError, WebhookApplied, WebhookChange,
+        service::{Opening, PaymentService},
+    },
     provider::{routing::ConnectorName, timing::ProviderClock},
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
@@ -25,11 +28,10 @@ use crate::{
 /// What can be asked of a payment.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Open the provider transaction of a `created` payment. `resumed`: an
-    /// earlier request created it and may already have reached the provider.
+    /// Open the provider transaction of a `created` payment.
     Initialize {
+        opening: Opening,
         callback_url: Option<String>,
-        resumed: bool,
         /// The connectors to try, in order, after the one holding it.
         route: Vec<ConnectorName>,
         /// Where the request's answer goes, with its key, when the
@@ -177,13 +179,13 @@ impl Handler<Envelope> for PaymentActor {
         self.serialize(clock, |service, reference| async move {
             match command {
                 Command::Initialize {
+                    opening,
                     callback_url,
-                    resumed,
                     route,
                     answer,
                 } => {
                     service
-                        .open_at_provider(&reference, callback_url, resumed, &route, answer)
+                        .open_at_provider(opening, callback_url, &route, answer)
                         .await
                 }
                 Command::Verify {
