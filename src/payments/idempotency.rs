@@ -60,6 +60,9 @@ pub enum Reservation {
         claim: Claim,
         payment_id: Option<Uuid>,
         refund_id: Option<Uuid>,
+        /// The key was new and already names the `planned` payment: no
+        /// [`attach_payment`] needed once it is created.
+        attached: bool,
     },
     /// Answer with what the first request answered, byte for byte.
     Replay(Rendered),
@@ -108,24 +111,28 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
 }
 
 /// Claims `key` for this request, or says why not. Call inside the
-/// transaction that will create the payment.
+/// transaction that will create the payment; `planned`: the id that
+/// payment will have, written with a new key (the key and its payment
+/// commit together or not at all).
 pub async fn reserve(
     db: &impl ConnectionTrait,
     client_id: Uuid,
     key: IdempotencyKey,
     fingerprint: &str,
     lock: Duration,
+    planned: Option<Uuid>,
 ) -> Result<Reservation, PaymentError> {
     let claim = Claim {
         client_id,
         key,
         owner: Uuid::new_v4(),
     };
-    if insert_key(db, &claim, fingerprint, lock).await? {
+    if insert_key(db, &claim, fingerprint, lock, planned).await? {
         return Ok(Reservation::Proceed {
             claim,
             payment_id: None,
             refund_id: None,
+            attached: planned.is_some(),
         });
     }
     let now = database_now(db).await?;
@@ -166,28 +173,31 @@ pub async fn reserve(
             claim,
             payment_id: existing.payment_id,
             refund_id: existing.refund_id,
+            attached: false,
         })
     } else {
         Err(PaymentError::IdempotencyInFlight)
     }
 }
 
-/// Inserts `claim`'s key, started and locked for `lock`; `false` if the
-/// client has used the key before. On PostgreSQL its times are the
-/// database's `now()`, in the insert itself (no round trip to read it).
+/// Inserts `claim`'s key, started, locked for `lock` and naming `payment`;
+/// `false` if the client has used the key before. On PostgreSQL its times
+/// are the database's `now()`, in the insert itself (no round trip to
+/// read it).
 async fn insert_key(
     db: &impl ConnectionTrait,
     claim: &Claim,
     fingerprint: &str,
     lock: Duration,
+    payment: Option<Uuid>,
 ) -> Result<bool, DbErr> {
     if db.get_database_backend() == DbBackend::Postgres {
         let inserted = db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "INSERT INTO idempotency_keys \
-                 (client_id, key, request_hash, state, created_at, locked_until, owner) \
-                 VALUES ($1, $2, $3, $4, now(), now() + make_interval(secs => $5), $6) \
+                 (client_id, key, request_hash, state, created_at, locked_until, owner, payment_id) \
+                 VALUES ($1, $2, $3, $4, now(), now() + make_interval(secs => $5), $6, $7) \
                  ON CONFLICT (client_id, key) DO NOTHING",
                 [
                     claim.client_id.into(),
@@ -196,6 +206,7 @@ async fn insert_key(
                     STARTED.into(),
                     lock.as_secs_f64().into(),
                     claim.owner.into(),
+                    payment.into(),
                 ],
             ))
             .await?;
@@ -207,7 +218,7 @@ async fn insert_key(
         key: Set(claim.key.as_uuid()),
         request_hash: Set(fingerprint.to_owned()),
         state: Set(STARTED.to_owned()),
-        payment_id: Set(None),
+        payment_id: Set(payment),
         refund_id: Set(None),
         response_status: Set(None),
         response_body: Set(None),

@@ -334,12 +334,19 @@ impl Payments {
                 .await?;
             return Ok(Answer::Fresh(render(Ok(payment))));
         };
+        let planned = Uuid::now_v7();
         let txn = crate::store::begin_write(&self.db).await?;
-        let (claim, earlier_payment) = match self.claim_key(&txn, client_id, &idempotent).await? {
+        let reservation = self
+            .claim_key(&txn, client_id, &idempotent, Some(planned))
+            .await?;
+        let (claim, earlier_payment, attached) = match reservation {
             Reservation::Replay(stored) => return Ok(Answer::Replayed(stored)),
             Reservation::Proceed {
-                claim, payment_id, ..
-            } => (claim, payment_id),
+                claim,
+                payment_id,
+                attached,
+                ..
+            } => (claim, payment_id, attached),
         };
         let (opening, callback_url, route) = match (earlier_payment, request) {
             // An earlier attempt created the payment and then crashed or
@@ -366,9 +373,11 @@ impl Payments {
                     Ok(request) => {
                         let route = self.connectors.route(request.currency, request.provider);
                         match first(&route) {
-                            Ok(connector) => insert_payment(&txn, client_id, &request, connector)
-                                .await
-                                .map(|payment| (payment, request.callback_url, route)),
+                            Ok(connector) => {
+                                insert_payment(&txn, planned, client_id, &request, connector)
+                                    .await
+                                    .map(|payment| (payment, request.callback_url, route))
+                            }
                             Err(err) => Err(err),
                         }
                     }
@@ -376,7 +385,9 @@ impl Payments {
                 };
                 match created {
                     Ok((payment, callback_url, route)) => {
-                        idempotency::attach_payment(&txn, &claim, payment.id).await?;
+                        if !attached {
+                            idempotency::attach_payment(&txn, &claim, payment.id).await?;
+                        }
                         (Opening::Created(Box::new(payment)), callback_url, route)
                     }
                     Err(err) if err.is_final() => {
@@ -424,12 +435,13 @@ impl Payments {
             return Ok(Answer::Fresh(render(Ok(refund))));
         };
         let txn = crate::store::begin_write(&self.db).await?;
-        let (claim, earlier_refund) = match self.claim_key(&txn, client_id, &idempotent).await? {
-            Reservation::Replay(stored) => return Ok(Answer::Replayed(stored)),
-            Reservation::Proceed {
-                claim, refund_id, ..
-            } => (claim, refund_id),
-        };
+        let (claim, earlier_refund) =
+            match self.claim_key(&txn, client_id, &idempotent, None).await? {
+                Reservation::Replay(stored) => return Ok(Answer::Replayed(stored)),
+                Reservation::Proceed {
+                    claim, refund_id, ..
+                } => (claim, refund_id),
+            };
         let (refund_id, at_provider) = match (earlier_refund, request) {
             // An earlier attempt created it: finish that one (it is sent at
             // most once whatever happens here).
@@ -480,11 +492,13 @@ impl Payments {
 
     /// Reserves `idempotent`'s key in `txn` (nothing is written for a
     /// replay, so the caller may drop `txn` then), counting the outcome.
+    /// `planned`: see [`idempotency::reserve`].
     async fn claim_key(
         &self,
         txn: &sea_orm::DatabaseTransaction,
         client_id: Uuid,
         idempotent: &Idempotent,
+        planned: Option<Uuid>,
     ) -> Result<Reservation, PaymentError> {
         let reservation = idempotency::reserve(
             txn,
@@ -492,6 +506,7 @@ impl Payments {
             idempotent.key,
             &idempotent.fingerprint,
             self.idempotency_lock,
+            planned,
         )
         .await
         .inspect_err(|err| {
@@ -685,7 +700,7 @@ impl Payments {
         connector: ConnectorName,
     ) -> Result<Payment, PaymentError> {
         let txn = crate::store::begin_write(&self.db).await?;
-        let payment = insert_payment(&txn, client_id, request, connector).await?;
+        let payment = insert_payment(&txn, Uuid::now_v7(), client_id, request, connector).await?;
         commit(txn).await?;
         Ok(payment)
     }
@@ -722,6 +737,7 @@ impl Payments {
             idempotent.key,
             &idempotent.fingerprint,
             self.idempotency_lock,
+            None,
         )
         .await;
         match reserved {
@@ -745,6 +761,7 @@ impl Payments {
 /// another client's payment holds that one: then under a generated one.
 async fn insert_payment(
     txn: &impl sea_orm::ConnectionTrait,
+    id: Uuid,
     client_id: Uuid,
     request: &NewPaymentRequest,
     connector: ConnectorName,
@@ -754,6 +771,7 @@ async fn insert_payment(
         let inserted = store::insert(
             txn,
             store::NewPayment {
+                id,
                 client_id,
                 reference: &request.reference,
                 provider_reference,

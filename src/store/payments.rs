@@ -18,6 +18,8 @@ pub use payment_transition::Model as Transition;
 
 /// A payment about to be created.
 pub struct NewPayment<'a> {
+    /// Chosen before the insert (an Idempotency-Key names it first).
+    pub id: Uuid,
     pub client_id: Uuid,
     /// The client's reference.
     pub reference: &'a Reference,
@@ -39,7 +41,7 @@ pub async fn insert(
 ) -> Result<Option<Payment>, DbErr> {
     let now = Utc::now();
     let model = Payment {
-        id: Uuid::now_v7(),
+        id: new.id,
         client_id: new.client_id,
         reference: new.provider_reference.as_str().to_owned(),
         client_reference: new.reference.as_str().to_owned(),

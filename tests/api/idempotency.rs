@@ -187,6 +187,7 @@ async fn a_crashed_requests_key_is_usable_after_its_lock_expires() {
         IdempotencyKey::parse(&key.to_string()).unwrap(),
         &fingerprint,
         std::time::Duration::from_secs(1),
+        None,
     )
     .await
     .unwrap();
@@ -486,8 +487,16 @@ async fn a_stale_release_leaves_the_new_owners_lock() {
         .unwrap();
     let (client, _) = payorch::store::api_clients::create(&db, "c").await.unwrap();
     let key = IdempotencyKey::parse(&Uuid::new_v4().to_string()).unwrap();
-    let reserve =
-        |lock_ms| idempotency::reserve(&db, client.id, key, "f", Duration::from_millis(lock_ms));
+    let reserve = |lock_ms| {
+        idempotency::reserve(
+            &db,
+            client.id,
+            key,
+            "f",
+            Duration::from_millis(lock_ms),
+            None,
+        )
+    };
     let Ok(Reservation::Proceed { claim: stale, .. }) = reserve(1).await else {
         panic!("the first reservation proceeds");
     };

@@ -163,6 +163,7 @@ async fn retention_purges_old_keys_and_events_but_never_the_audit_trail() {
     let payment = store::payments::insert(
         &db,
         store::payments::NewPayment {
+            id: uuid::Uuid::now_v7(),
             client_id: client.id,
             reference: &reference,
             provider_reference: &reference,
