@@ -1,6 +1,7 @@
 //! `make bench-webhooks`: 10,000 signed webhooks at 100 concurrent senders
 //! (ack rate and latency) beside RabbitMQ's own confirmed-publish rate
-//! measured the same way (the ceiling); then the drain with 1, 2 and 4
+//! measured the same way (the ceiling), payorch's HTTP floor (`/healthz`)
+//! and its ingest called without HTTP; then the drain with 1, 2 and 4
 //! worker processes beside pgbench running the equivalent transaction
 //! (dedup insert + versioned update + audit insert) on the same server.
 
@@ -48,6 +49,190 @@ async fn processed(db: &sea_orm::DatabaseConnection) -> i64 {
         .unwrap()
         .unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// `EVENTS` confirmed publishes shaped as payorch's (through a direct
+/// exchange, `mandatory`, its headers and message id, an envelope-sized
+/// body) by `SENDERS` tasks: on one channel, pipelined, or on `channels`
+/// channels holding one publish each from publish to confirm, as payorch's
+/// publisher does.
+async fn shaped_publishes(prefix: &str, channels: usize) -> Report {
+    use lapin::{
+        BasicProperties, Connection, ConnectionProperties, ExchangeKind,
+        options::{
+            BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+            ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+        },
+        types::{AMQPValue, FieldTable},
+    };
+    let conn = Connection::connect(AMQP, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let setup = conn.create_channel().await.unwrap();
+    let (queue, exchange) = (format!("{prefix}.shaped"), format!("{prefix}.shaped"));
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    setup
+        .queue_declare(queue.as_str().into(), durable, args)
+        .await
+        .unwrap();
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    setup
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    setup
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "webhook".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut headers = FieldTable::default();
+    headers.insert("x-attempt".into(), AMQPValue::LongLongInt(0));
+    headers.insert("x-provider".into(), AMQPValue::LongString("sandbox".into()));
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id("paystack:1000001:po-0123456789abcdef0123456789abcdef".into())
+        .with_content_type("application/json".into())
+        .with_headers(headers);
+    let mut pool = Vec::with_capacity(channels);
+    for _ in 0..channels {
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        pool.push(tokio::sync::Mutex::new(channel));
+    }
+    let pool = Arc::new(pool);
+    let body = Arc::new(vec![b'x'; 900]);
+    let label = match channels {
+        1 => "RabbitMQ: publish shaped as payorch's, one channel, pipelined".to_owned(),
+        n => format!("RabbitMQ: publish shaped as payorch's, {n} channels, one publish each"),
+    };
+    let exchange_name = Arc::new(exchange.clone());
+    let report = load(
+        &label,
+        SENDERS,
+        Duration::from_secs(600),
+        Some(EVENTS),
+        move |i| {
+            let (pool, body, exchange, properties) = (
+                pool.clone(),
+                body.clone(),
+                exchange_name.clone(),
+                properties.clone(),
+            );
+            async move {
+                let channel = pool[i % pool.len()].lock().await;
+                let published = channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        "webhook".into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &body,
+                        properties,
+                    )
+                    .await;
+                let Ok(confirm) = published else {
+                    return false;
+                };
+                // One channel: the next publish goes out before this confirm.
+                let channel = (pool.len() > 1).then_some(channel);
+                let confirmed = confirm.await.is_ok_and(|c| c.is_ack());
+                drop(channel);
+                confirmed
+            }
+        },
+    )
+    .await;
+    setup
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    setup
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
+    let _ = conn.close(200, "measured".into()).await;
+    report
+}
+
+/// payorch's ingest of `EVENTS` signed copies of `sample`, called directly
+/// by `SENDERS` tasks: the signature check, the parse and the confirmed
+/// publish through payorch's own publisher, onto a queue of its own (the
+/// caller deletes it).
+async fn ingest_alone(prefix: &str, sample: &str) -> (Report, payorch::queue::amqp::AmqpQueue) {
+    use payorch::{
+        config::Secret,
+        provider::{Connectors, paystack::PaystackClient},
+        queue::{RetryPolicy, WebhookQueue, amqp::AmqpQueue},
+        webhook::ingest::WebhookIngest,
+    };
+    let client = PaystackClient::new(
+        "paystack",
+        "http://127.0.0.1:9/".parse().unwrap(),
+        Secret::new(SECRET),
+        Duration::from_secs(5),
+    );
+    let queue = AmqpQueue::new(
+        AMQP,
+        &format!("{prefix}-ingest"),
+        RetryPolicy {
+            delays: vec![Duration::from_secs(1)],
+        },
+    );
+    let ingest = Arc::new(WebhookIngest {
+        connectors: Connectors::single(Arc::new(client)),
+        queue: WebhookQueue::Amqp(queue.clone()),
+    });
+    let signature = payorch::provider::paystack::sign_webhook(SECRET.as_bytes(), sample.as_bytes());
+    let body = Arc::new((sample.to_owned(), signature));
+    let report = load(
+        "ingest without HTTP (signature, parse, confirmed publish)",
+        SENDERS,
+        Duration::from_secs(600),
+        Some(EVENTS),
+        move |_| {
+            let (ingest, body) = (ingest.clone(), body.clone());
+            async move {
+                let (text, signature) = &*body;
+                ingest
+                    .receive(
+                        "sandbox",
+                        |_| Some(signature.clone()),
+                        text.as_bytes(),
+                        None,
+                    )
+                    .await
+                    .is_ok()
+            }
+        },
+    )
+    .await;
+    (report, queue)
 }
 
 fn pgbench(db: &BenchDb) -> f64 {
@@ -142,6 +327,35 @@ async fn main() {
     let before = CpuSample::take(&[("sender", vec![me]), ("RabbitMQ", broker.clone())]);
     let ceiling = broker_ceiling(&prefix, sample.len(), EVENTS, SENDERS).await;
     let ceiling_cpu = before.per_unit_since(EVENTS);
+    // What an ack is made of, each measured alone: payorch's HTTP stack
+    // answering the cheapest route, and its ingest (signature, parse, the
+    // confirmed publish of its envelope) called in this process, no HTTP.
+    let http_floor = {
+        let (http, base) = (http.clone(), base.clone());
+        load(
+            "GET /healthz (HTTP floor)",
+            SENDERS,
+            Duration::from_secs(600),
+            Some(EVENTS),
+            move |_| {
+                let request = http.get(format!("{base}/healthz"));
+                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+            },
+        )
+        .await
+    };
+    // The broker's cost of payorch's message (direct exchange, mandatory,
+    // headers, envelope size) apart from that of its channel pattern.
+    let mut shaped = Vec::new();
+    for channels in [1, 64] {
+        let before = CpuSample::take(&[("RabbitMQ", broker.clone())]);
+        let report = shaped_publishes(&prefix, channels).await;
+        shaped.push((report, before.per_unit_since(EVENTS)));
+    }
+    let before = CpuSample::take(&[("ingest", vec![me]), ("RabbitMQ", broker.clone())]);
+    let (ingest, ingest_queue) = ingest_alone(&prefix, &sample).await;
+    let ingest_cpu = before.per_unit_since(EVENTS);
+    ingest_queue.delete_topology().await.unwrap();
     let mut ack_cpu = Vec::new();
 
     let mut acks = Vec::new();
@@ -263,6 +477,11 @@ async fn main() {
 
     println!("{HEADER}");
     println!("{}", ceiling.row(None));
+    for (report, _) in &shaped {
+        println!("{}", report.row(None));
+    }
+    println!("{}", http_floor.row(None));
+    println!("{}", ingest.row(None));
     for ack in &acks {
         println!("{}", ack.row(None));
     }
@@ -273,6 +492,23 @@ async fn main() {
         100.0 * acks.iter().map(Report::rate).fold(0.0, f64::max) / ceiling.rate()
     );
     println!("CPU per confirmed publish, broker alone: {ceiling_cpu}");
+    for (report, cpu) in &shaped {
+        println!("CPU per publish, {}: {cpu}", report.name);
+    }
+    println!("CPU per ingest without HTTP: {ingest_cpu}");
+    let floor = 1.0 / (1.0 / http_floor.rate() + 1.0 / ceiling.rate());
+    let floor_ingest = 1.0 / (1.0 / http_floor.rate() + 1.0 / ingest.rate());
+    let best_ack = acks.iter().map(Report::rate).fold(0.0, f64::max);
+    println!(
+        "ack rate vs 1/(1/HTTP floor + 1/broker) = {floor:.0}/s: {:.0}% (first round), {:.0}% (best round)",
+        100.0 * acks[0].rate() / floor,
+        100.0 * best_ack / floor
+    );
+    println!(
+        "ack rate vs 1/(1/HTTP floor + 1/ingest without HTTP) = {floor_ingest:.0}/s: {:.0}% (first round), {:.0}% (best round)",
+        100.0 * acks[0].rate() / floor_ingest,
+        100.0 * best_ack / floor_ingest
+    );
     for (ack, cpu) in acks.iter().zip(&ack_cpu) {
         println!("CPU per ack, {}: {cpu}", ack.name);
     }
