@@ -22,9 +22,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -182,8 +181,7 @@ pub async fn reserve(
 
 /// Inserts `claim`'s key, started, locked for `lock` and naming `payment`;
 /// `false` if the client has used the key before. On PostgreSQL its times
-/// are the database's `now()`, in the insert itself (no round trip to
-/// read it).
+/// are the database's `now()`, read by the insert itself (no round trip).
 async fn insert_key(
     db: &impl ConnectionTrait,
     claim: &Claim,
@@ -191,49 +189,49 @@ async fn insert_key(
     lock: Duration,
     payment: Option<Uuid>,
 ) -> Result<bool, DbErr> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let inserted = db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "INSERT INTO idempotency_keys \
-                 (client_id, key, request_hash, state, created_at, locked_until, owner, payment_id) \
-                 VALUES ($1, $2, $3, $4, now(), now() + make_interval(secs => $5), $6, $7) \
-                 ON CONFLICT (client_id, key) DO NOTHING",
-                [
-                    claim.client_id.into(),
-                    claim.key.as_uuid().into(),
-                    fingerprint.into(),
-                    STARTED.into(),
-                    lock.as_secs_f64().into(),
-                    claim.owner.into(),
-                    payment.into(),
-                ],
-            ))
-            .await?;
-        return Ok(inserted.rows_affected() == 1);
-    }
-    let now = Utc::now();
-    let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
-        client_id: Set(claim.client_id),
-        key: Set(claim.key.as_uuid()),
-        request_hash: Set(fingerprint.to_owned()),
-        state: Set(STARTED.to_owned()),
-        payment_id: Set(payment),
-        refund_id: Set(None),
-        response_status: Set(None),
-        response_body: Set(None),
-        created_at: Set(now),
-        locked_until: Set(Some(now + lock)),
-        owner: Set(Some(claim.owner)),
-    })
-    .on_conflict(
-        OnConflict::columns([Column::ClientId, Column::Key])
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(inserted == 1)
+    let backend = db.get_database_backend();
+    let (created_at, locked_until) = if backend == DbBackend::Postgres {
+        (
+            Expr::cust("now()"),
+            Expr::cust(format!(
+                "now() + interval '{} milliseconds'",
+                lock.as_millis()
+            )),
+        )
+    } else {
+        let now = Utc::now();
+        (Expr::value(now), Expr::value(now + lock))
+    };
+    let insert = Query::insert()
+        .into_table(idempotency_key::Entity)
+        .columns([
+            Column::ClientId,
+            Column::Key,
+            Column::RequestHash,
+            Column::State,
+            Column::PaymentId,
+            Column::CreatedAt,
+            Column::LockedUntil,
+            Column::Owner,
+        ])
+        .values_panic([
+            Expr::value(claim.client_id),
+            Expr::value(claim.key.as_uuid()),
+            Expr::value(fingerprint),
+            Expr::value(STARTED),
+            Expr::value(payment),
+            created_at,
+            locked_until,
+            Expr::value(claim.owner),
+        ])
+        .on_conflict(
+            OnConflict::columns([Column::ClientId, Column::Key])
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned();
+    let inserted = db.execute_raw(backend.build(&insert)).await?;
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// The database's clock (PostgreSQL), or this host's (SQLite: one host).

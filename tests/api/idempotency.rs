@@ -23,7 +23,18 @@ async fn app_with(vars: &[(&str, &str)]) -> TestApp {
 
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_stored_response_byte_for_byte() {
-    let app = TestApp::spawn().await;
+    replays_byte_for_byte(&TestApp::spawn().await).await;
+}
+
+/// SQLite writes the key with this host's clock, PostgreSQL with its own.
+#[tokio::test]
+async fn the_same_key_and_body_replays_on_sqlite_too() {
+    let db = Arc::new(TestDb::sqlite());
+    let env = test_env(&db);
+    replays_byte_for_byte(&TestApp::spawn_with(db, env).await).await;
+}
+
+async fn replays_byte_for_byte(app: &TestApp) {
     let key = Uuid::new_v4().to_string();
     let first = app.initialize(&body(2_500), Some(&key)).await;
     assert_eq!(first.status(), 201);
