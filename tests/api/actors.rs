@@ -5,26 +5,24 @@
 use std::{sync::Arc, time::Duration};
 
 use payorch::{
-    config::{SANDBOX_SECRET_KEY, Secret},
+    config::SANDBOX_SECRET_KEY,
     domain::{Amount, Currency, Reference},
     payments::{Answer, PaymentError, Payments, Rendered, WebhookApplied},
     provider::paystack::PaystackClient,
     store::{self, payments::Payment},
 };
 use sea_orm::DatabaseConnection;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::helpers::{SendJson, TestDb, payment_request, start_payments};
+use crate::helpers::{SandboxServer, SendJson, TestDb, payment_request, start_payments};
 
 struct Fixture {
     payments: Payments,
     db: DatabaseConnection,
     client_id: Uuid,
     provider: Arc<PaystackClient>,
-    sandbox: String,
+    sandbox: SandboxServer,
     http: reqwest::Client,
-    _stop: oneshot::Sender<()>,
     _db: TestDb,
 }
 
@@ -35,19 +33,8 @@ async fn fixture(idle: Duration) -> Fixture {
     store::migrate(&db, &test_db.url.parse().unwrap())
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sandbox = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let cfg = crate::helpers::sandbox_config();
-    tokio::spawn(payorch::serve_sandbox(cfg, listener, async {
-        let _ = stopped.await;
-    }));
-    let provider = Arc::new(PaystackClient::new(
-        "sandbox",
-        sandbox.parse().unwrap(),
-        Secret::new(SANDBOX_SECRET_KEY),
-        Duration::from_secs(5),
-    ));
+    let sandbox = SandboxServer::start().await;
+    let provider = sandbox.client("sandbox");
     let payments = start_payments(db.clone(), provider.clone(), idle);
     let (client, _) = store::api_clients::create(&db, "c").await.unwrap();
     Fixture {
@@ -57,7 +44,6 @@ async fn fixture(idle: Duration) -> Fixture {
         provider,
         sandbox,
         http: reqwest::Client::new(),
-        _stop: stop,
         _db: test_db,
     }
 }
@@ -112,7 +98,7 @@ impl Fixture {
     async fn verify_calls(&self) -> u64 {
         let stats: serde_json::Value = self
             .http
-            .get(format!("{}/_control/stats", self.sandbox))
+            .get(format!("{}/_control/stats", self.sandbox.url))
             .bearer_auth(SANDBOX_SECRET_KEY)
             .json_body()
             .await;

@@ -11,7 +11,6 @@
 use std::{sync::Arc, time::Duration};
 
 use payorch::{
-    config::{SANDBOX_SECRET_KEY, Secret},
     domain::{Amount, Currency, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, Reference},
     payments::{Answer, PaymentError, Payments, Rendered, WebhookApplied, WebhookEvent},
     provider::paystack::PaystackClient,
@@ -23,10 +22,9 @@ use payorch::{
     },
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::helpers::{TestDb, payment_request, start_payments};
+use crate::helpers::{SandboxServer, TestDb, payment_request, start_payments};
 
 /// The connector that holds the test payments, as its webhooks name it
 /// (the sandbox speaks Paystack's dialect; the payments store `paystack`).
@@ -44,7 +42,7 @@ struct Fixture {
     db: DatabaseConnection,
     client_id: Uuid,
     provider: Arc<PaystackClient>,
-    _stop: oneshot::Sender<()>,
+    _sandbox: SandboxServer,
     test_db: TestDb,
 }
 
@@ -54,22 +52,8 @@ async fn fixture(test_db: TestDb) -> Fixture {
     store::migrate(&db, &test_db.url.parse().unwrap())
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sandbox = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(payorch::serve_sandbox(
-        crate::helpers::sandbox_config(),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let provider = Arc::new(PaystackClient::new(
-        PROVIDER,
-        sandbox.parse().unwrap(),
-        Secret::new(SANDBOX_SECRET_KEY),
-        Duration::from_secs(5),
-    ));
+    let sandbox = SandboxServer::start().await;
+    let provider = sandbox.client(PROVIDER);
     let creator = core(db.clone(), provider.clone());
     let worker = core(test_db.connect().await, provider.clone());
     let (client, _) = store::api_clients::create(&db, "batch").await.unwrap();
@@ -79,7 +63,7 @@ async fn fixture(test_db: TestDb) -> Fixture {
         db,
         client_id: client.id,
         provider,
-        _stop: stop,
+        _sandbox: sandbox,
         test_db,
     }
 }

@@ -163,6 +163,34 @@ pub fn sandbox_config() -> Arc<Config> {
     )
 }
 
+/// The sandbox provider on a free port, served until the value is dropped.
+pub struct SandboxServer {
+    pub url: String,
+    _stop: oneshot::Sender<()>,
+}
+
+impl SandboxServer {
+    pub async fn start() -> SandboxServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(payorch::serve_sandbox(sandbox_config(), listener, async {
+            let _ = stopped.await;
+        }));
+        SandboxServer { url, _stop: stop }
+    }
+
+    /// A client of it in Paystack's dialect, named `name`.
+    pub fn client(&self, name: &'static str) -> Arc<PaystackClient> {
+        Arc::new(PaystackClient::new(
+            name,
+            self.url.parse().unwrap(),
+            payorch::config::Secret::new(payorch::config::SANDBOX_SECRET_KEY),
+            Duration::from_secs(5),
+        ))
+    }
+}
+
 pub fn config_from(env: &HashMap<String, String>) -> Config {
     Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration is valid")
 }
