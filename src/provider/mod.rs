@@ -297,10 +297,8 @@ impl Connectors {
                 (name, c)
             })
             .collect::<Vec<_>>();
-        // Every failover a route can make, and every call a connector can
-        // time, exists as a series from start.
+        // Every failover a route can make exists as a series from start.
         for (from, _) in &enabled {
-            transport::Transport::register_known_series(from.as_str());
             for (to, _) in enabled.iter().filter(|(to, _)| to != from) {
                 metrics::counter!(
                     "payorch_connector_failovers_total",

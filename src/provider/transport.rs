@@ -59,6 +59,7 @@ impl Transport {
         timeout: Duration,
     ) -> Transport {
         crate::install_crypto_provider();
+        Transport::register_known_series(connector);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2).min(timeout))
             .timeout(timeout)
@@ -197,7 +198,7 @@ impl Transport {
     /// Provider latency and errors, by connector, operation and outcome.
     /// Registers this connector's request histogram of every operation and
     /// outcome, empty, so dashboards see the series before the first call.
-    pub(super) fn register_known_series(connector: &'static str) {
+    fn register_known_series(connector: &'static str) {
         for operation in OPERATIONS {
             for outcome in ["ok", "rejected", "unavailable", "timeout"] {
                 let _ = metrics::histogram!(
