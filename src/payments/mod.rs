@@ -25,9 +25,9 @@
 //! check, see [`apply`]).
 
 mod actors;
-mod apply;
-mod batch;
+mod decide;
 pub mod idempotency;
+mod pipeline;
 pub mod reconcile;
 mod refunds;
 mod service;
@@ -57,8 +57,8 @@ use crate::{
 };
 
 pub use self::{
-    apply::outcome_label,
-    batch::WebhookEvent,
+    decide::outcome_label,
+    pipeline::WebhookEvent,
     reconcile::{Sweep, SweepReport},
     refunds::NewRefundRequest,
 };
@@ -629,7 +629,7 @@ impl Payments {
         events: Vec<WebhookEvent>,
     ) -> Vec<Result<WebhookApplied, PaymentError>> {
         if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
-            match self.service.apply_webhook_batch(&events).await {
+            match self.service.apply_webhooks(&events).await {
                 Ok(results) => return results,
                 Err(err) => tracing::warn!(
                     error = %err,

@@ -22,7 +22,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{PaymentError, Payments, actors::Command, apply::Source, service::PaymentService};
+use super::{PaymentError, Payments, actors::Command, decide::Source, service::PaymentService};
 use crate::{
     domain::{PaymentEvent, PaymentStatus, Reference},
     provider::ProviderError,
@@ -229,7 +229,7 @@ impl PaymentService {
         if payment.status != PaymentStatus::Pending.as_str() {
             return Ok(payment);
         }
-        let reference = Reference::parse(reference).map_err(super::apply::corrupt)?;
+        let reference = Reference::parse(reference).map_err(super::decide::corrupt)?;
         let event = match self.connector_of(&payment)?.verify(&reference).await {
             Ok(report) => report.event()?,
             // The provider holds no such transaction: nobody paid it.
@@ -241,7 +241,7 @@ impl PaymentService {
             PaymentEvent::ChargePending => return Ok(payment),
             event => event,
         };
-        let change = super::apply::Change::new(event, Source::Reconcile);
+        let change = super::decide::Change::new(event, Source::Reconcile);
         Ok(self.apply(payment, change).await?.0)
     }
 }

@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::{
     PaymentError,
-    apply::{CONFLICT_RETRIES, Change, Source, corrupt, decide, status_of, too_contended, write},
+    decide::{CONFLICT_RETRIES, Change, OTHER_CONNECTOR, Source, corrupt, held_by, status_of},
+    pipeline::{Holding, too_contended},
     service::PaymentService,
 };
 use crate::{
@@ -186,12 +187,12 @@ impl PaymentService {
             );
             return Ok(webhooks::insert(&self.db, record, "ignored:unknown_refund").await?);
         };
-        if !super::service::held_by(&self.payment_of(&refund).await?, &record.provider) {
+        if !held_by(&self.payment_of(&refund).await?, &record.provider) {
             tracing::warn!(
                 reference = record.reference,
                 "refund event from a connector that does not hold the payment; recorded, not applied"
             );
-            return Ok(webhooks::insert(&self.db, record, "ignored:other_connector").await?);
+            return Ok(webhooks::insert(&self.db, record, OTHER_CONNECTOR).await?);
         }
         self.settle_refund_with(
             &record.reference,
@@ -218,7 +219,8 @@ impl PaymentService {
     ) -> Result<bool, PaymentError> {
         let event_id = webhook.map(|record| record.event_id.as_str());
         for _ in 0..CONFLICT_RETRIES {
-            let (txn, payment, locked) = self.begin_with(reference).await?;
+            let (txn, mut holding) = self.hold([reference.to_owned()]).await?;
+            let payment = holding.only().cloned().ok_or(PaymentError::NotFound)?;
             let refund = refunds::find(&txn, refund_id)
                 .await?
                 .filter(|r| r.payment_id == payment.id)
@@ -262,7 +264,7 @@ impl PaymentService {
             crate::events::record_refund(&txn, &settled, &payment.client_reference).await?;
             let cause = format!("{}:refund_{}", source.as_str(), to.as_str());
             if !self
-                .record_refund_change(&txn, &payment, locked, source, &cause, event_id, to)
+                .record_refund_change(&txn, &mut holding, source, &cause, event_id, to)
                 .await?
             {
                 txn.rollback().await?;
@@ -275,29 +277,23 @@ impl PaymentService {
     }
 
     /// The payment's side of a settled refund: `refunded` when the
-    /// succeeded refunds cover it, otherwise an audit row. `false`: the
-    /// payment moved on since it was read (retry).
-    #[allow(clippy::too_many_arguments)]
+    /// succeeded refunds cover it (through the apply pipeline), otherwise
+    /// an audit row. `false`: the payment moved on since it was read (retry).
     async fn record_refund_change(
         &self,
         txn: &DatabaseTransaction,
-        payment: &Payment,
-        locked: bool,
+        holding: &mut Holding,
         source: Source,
         cause: &str,
         event_id: Option<&str>,
         to: RefundStatus,
     ) -> Result<bool, PaymentError> {
+        let payment = holding.only().cloned().ok_or(PaymentError::NotFound)?;
         let covered = to == RefundStatus::Succeeded
             && refunds::succeeded_total(txn, payment.id).await? >= payment.amount;
         if covered {
-            let decision = decide(
-                payment,
-                &Change::new(PaymentEvent::Refunded, source),
-                locked,
-                true,
-            )?;
-            return Ok(write(txn, payment, &decision, event_id).await?.is_some());
+            let change = Change::new(PaymentEvent::Refunded, source);
+            return self.apply_in(txn, holding, change, event_id).await;
         }
         payments::record_transition(
             txn,

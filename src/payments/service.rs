@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     Completion, PaymentError, WebhookApplied,
-    apply::{Change, Source, corrupt, status_of},
+    decide::{Change, Source, corrupt, held_by, status_of},
 };
 use crate::{
     domain::{Amount, Currency, Email, PaymentEvent, PaymentStatus, Reference},
@@ -18,7 +18,7 @@ use crate::{
         Connectors, InitializeRequest, PaymentProvider, ProviderError, routing::ConnectorName,
     },
     store::{
-        payments::{Changes, Payment},
+        payments::{self, Changes, Payment},
         webhooks::{self, WebhookRecord},
     },
 };
@@ -269,6 +269,34 @@ impl PaymentService {
             .0)
     }
 
+    /// Moves a `created` payment to `connector` (failover at initialize),
+    /// with an audit row whose `cause` says why. `None`: the payment moved
+    /// on meanwhile (another request opened it).
+    async fn move_to_connector(
+        &self,
+        payment: Payment,
+        connector: ConnectorName,
+        cause: &str,
+    ) -> Result<Option<Payment>, PaymentError> {
+        let txn = crate::store::begin_write(&self.db).await?;
+        let Some(moved) = payments::move_to_connector(&txn, &payment, connector.as_str()).await?
+        else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
+        payments::record_transition(
+            &txn,
+            payment.id,
+            &payment.status,
+            &moved.status,
+            cause,
+            None,
+        )
+        .await?;
+        super::commit(txn).await?;
+        Ok(Some(moved))
+    }
+
     /// A webhook whose proof does not sign its figures (Flutterwave's
     /// `verif-hash`): the payment's connector is asked, and what it reports
     /// is applied as the webhook's effect. A transaction it does not report
@@ -333,10 +361,3 @@ fn connector_label(payment: &Payment) -> &'static str {
 
 /// The outcome recorded for a webhook its connector did not confirm.
 const UNCONFIRMED: &str = "ignored:unconfirmed";
-
-/// Whether the connector a webhook came from (its path's name) holds
-/// `payment`.
-pub(super) fn held_by(payment: &Payment, webhook_provider: &str) -> bool {
-    let holder = ConnectorName::of_stored(&payment.provider);
-    holder.is_some() && holder == ConnectorName::of_stored(webhook_provider)
-}

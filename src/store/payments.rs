@@ -158,17 +158,6 @@ pub struct Changes {
     pub paid: bool,
 }
 
-/// Applies `changes` if the row is still at `current.version`. `Ok(None)`:
-/// someone else changed it first — reload and decide again.
-pub async fn update_versioned(
-    db: &impl ConnectionTrait,
-    current: &Payment,
-    changes: &Changes,
-) -> Result<Option<Payment>, DbErr> {
-    let next = advance(current, changes, Utc::now());
-    Ok(write_versioned(db, current, &next).await?.then_some(next))
-}
-
 /// `current` with `changes` made at `now`: one version later.
 pub fn advance(current: &Payment, changes: &Changes, now: chrono::DateTime<Utc>) -> Payment {
     let mut next = current.clone();
@@ -192,77 +181,114 @@ pub fn advance(current: &Payment, changes: &Changes, now: chrono::DateTime<Utc>)
     next
 }
 
-/// Writes `next`'s changeable fields over the row, if it is still at
-/// `current`'s version; `false` if it moved on.
-pub async fn write_versioned(
-    db: &impl ConnectionTrait,
-    current: &Payment,
-    next: &Payment,
-) -> Result<bool, DbErr> {
-    let result = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(next.status.clone()))
-        .col_expr(
-            payment::Column::FailureReason,
-            Expr::value(next.failure_reason.clone()),
-        )
-        .col_expr(
-            payment::Column::AuthorizationUrl,
-            Expr::value(next.authorization_url.clone()),
-        )
-        .col_expr(
-            payment::Column::AccessCode,
-            Expr::value(next.access_code.clone()),
-        )
-        .col_expr(payment::Column::Version, Expr::value(next.version))
-        .col_expr(payment::Column::UpdatedAt, Expr::value(next.updated_at))
-        .col_expr(payment::Column::PaidAt, Expr::value(next.paid_at))
-        .filter(payment::Column::Id.eq(current.id))
-        .filter(payment::Column::Version.eq(current.version))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+/// A column a state change writes: its PostgreSQL type (for a `VALUES`
+/// list) and its value in the changed payment.
+struct Written {
+    column: payment::Column,
+    pg_type: &'static str,
+    value: fn(&Payment) -> sea_orm::Value,
 }
 
-/// [`write_versioned`] for several payments in one statement (PostgreSQL):
-/// each `(read, next)` pair is written if its row is still at `read`'s
-/// version. `false` if any row moved on (the caller rolls back). It writes
-/// the same columns as [`write_versioned`]: change both together.
+/// The columns a state change writes — the one list both statements of
+/// [`write_versioned_many`] are built from.
+const WRITTEN: [Written; 7] = [
+    Written {
+        column: payment::Column::Status,
+        pg_type: "varchar",
+        value: |p| p.status.clone().into(),
+    },
+    Written {
+        column: payment::Column::FailureReason,
+        pg_type: "varchar",
+        value: |p| p.failure_reason.clone().into(),
+    },
+    Written {
+        column: payment::Column::AuthorizationUrl,
+        pg_type: "text",
+        value: |p| p.authorization_url.clone().into(),
+    },
+    Written {
+        column: payment::Column::AccessCode,
+        pg_type: "varchar",
+        value: |p| p.access_code.clone().into(),
+    },
+    Written {
+        column: payment::Column::Version,
+        pg_type: "integer",
+        value: |p| p.version.into(),
+    },
+    Written {
+        column: payment::Column::UpdatedAt,
+        pg_type: "timestamptz",
+        value: |p| p.updated_at.into(),
+    },
+    Written {
+        column: payment::Column::PaidAt,
+        pg_type: "timestamptz",
+        value: |p| p.paid_at.into(),
+    },
+];
+
+/// Writes each `(read, next)` pair's changeable fields ([`WRITTEN`]) over
+/// its row, if the row is still at `read`'s version. `false` if any row
+/// moved on (the caller rolls back). Several rows on PostgreSQL go in one
+/// `UPDATE … FROM (VALUES …)`; otherwise one `UPDATE` per row.
 pub async fn write_versioned_many(
     db: &impl ConnectionTrait,
     changed: &[(&Payment, &Payment)],
 ) -> Result<bool, DbErr> {
-    if changed.is_empty() {
-        return Ok(true);
+    if changed.len() > 1 && db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        return write_versioned_values(db, changed).await;
     }
-    const COLUMNS: usize = 9;
+    for (read, next) in changed {
+        let update = WRITTEN
+            .iter()
+            .fold(payment::Entity::update_many(), |update, written| {
+                update.col_expr(written.column, Expr::value((written.value)(next)))
+            });
+        let result = update
+            .filter(payment::Column::Id.eq(read.id))
+            .filter(payment::Column::Version.eq(read.version))
+            .exec(db)
+            .await?;
+        if result.rows_affected != 1 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// [`write_versioned_many`]'s one-statement form (PostgreSQL).
+async fn write_versioned_values(
+    db: &impl ConnectionTrait,
+    changed: &[(&Payment, &Payment)],
+) -> Result<bool, DbErr> {
+    use sea_orm::{EntityName, IdenStatic};
+    let width = WRITTEN.len() + 2;
     let mut rows = Vec::with_capacity(changed.len());
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changed.len() * COLUMNS);
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changed.len() * width);
     for (index, (read, next)) in changed.iter().enumerate() {
-        let n = index * COLUMNS;
-        rows.push(format!(
-            "(${}::uuid, ${}::integer, ${}::varchar, ${}::varchar, ${}::text, ${}::varchar, ${}::integer, ${}::timestamptz, ${}::timestamptz)",
-            n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7, n + 8, n + 9
-        ));
-        values.extend([
-            next.id.into(),
-            read.version.into(),
-            next.status.clone().into(),
-            next.failure_reason.clone().into(),
-            next.authorization_url.clone().into(),
-            next.access_code.clone().into(),
-            next.version.into(),
-            next.updated_at.into(),
-            next.paid_at.into(),
-        ]);
+        let n = index * width;
+        let mut row = vec![format!("${}::uuid", n + 1), format!("${}::integer", n + 2)];
+        values.extend([next.id.into(), read.version.into()]);
+        for (i, written) in WRITTEN.iter().enumerate() {
+            row.push(format!("${}::{}", n + 3 + i, written.pg_type));
+            values.push((written.value)(next));
+        }
+        rows.push(format!("({})", row.join(", ")));
     }
+    let names: Vec<String> = WRITTEN
+        .iter()
+        .map(|w| w.column.as_str().to_owned())
+        .collect();
+    let set: Vec<String> = names.iter().map(|c| format!("{c} = v.{c}")).collect();
     let sql = format!(
-        "UPDATE payments AS p SET status = v.status, failure_reason = v.failure_reason, \
-         authorization_url = v.authorization_url, access_code = v.access_code, \
-         version = v.version, updated_at = v.updated_at, paid_at = v.paid_at \
-         FROM (VALUES {}) AS v(id, read_version, status, failure_reason, authorization_url, \
-         access_code, version, updated_at, paid_at) \
+        "UPDATE {table} AS p SET {set} FROM (VALUES {rows}) AS v(id, read_version, {names}) \
          WHERE p.id = v.id AND p.version = v.read_version",
-        rows.join(", ")
+        table = payment::Entity.table_name(),
+        set = set.join(", "),
+        rows = rows.join(", "),
+        names = names.join(", "),
     );
     let result = db
         .execute_raw(sea_orm::Statement::from_sql_and_values(
@@ -272,6 +298,17 @@ pub async fn write_versioned_many(
         ))
         .await?;
     Ok(result.rows_affected() == changed.len() as u64)
+}
+
+/// The payments with these references, read without locks.
+pub async fn find_many_by_reference(
+    db: &impl ConnectionTrait,
+    references: impl IntoIterator<Item = String>,
+) -> Result<Vec<Payment>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Reference.is_in(references))
+        .all(db)
+        .await
 }
 
 /// Moves a still-`created` payment to another connector (failover),
