@@ -10,8 +10,9 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use uuid::Uuid;
 
 use super::{
-    PaymentError,
+    Answer, Idempotent, PaymentError, Payments, Rendered, commit,
     decide::{CONFLICT_RETRIES, Change, OTHER_CONNECTOR, Source, corrupt, held_by, status_of},
+    idempotency::{self, Reservation},
     pipeline::{Holding, too_contended},
     service::PaymentService,
 };
@@ -376,6 +377,99 @@ impl PaymentService {
         payments::find_by_id(&self.db, refund.payment_id)
             .await?
             .ok_or_else(|| PaymentError::Internal(format!("refund {} has no payment", refund.id)))
+    }
+}
+
+impl Payments {
+    /// Refunds `client_id`'s payment `reference` (all that is left, or
+    /// `request.amount`): the refund is created pending and its amount
+    /// promised in one transaction — with its Idempotency-Key, as for
+    /// initialize — then sent to the provider through the payment's actor.
+    /// A provider that does not answer leaves it pending for
+    /// reconciliation (still a 201); one that refuses fails it.
+    pub async fn refund(
+        &self,
+        client_id: Uuid,
+        reference: &str,
+        idempotent: Option<Idempotent>,
+        request: Result<NewRefundRequest, Vec<FieldError>>,
+        render: impl Fn(Result<Refund, PaymentError>) -> Rendered + Send,
+    ) -> Result<Answer, PaymentError> {
+        let Some(idempotent) = idempotent else {
+            let request = request.map_err(PaymentError::Invalid)?;
+            let txn = crate::store::begin_write(&self.db).await?;
+            let (refund, at_provider) = create(&txn, client_id, reference, &request).await?;
+            commit(txn).await?;
+            let refund = self.send_refund(&at_provider, refund.id).await?;
+            return Ok(Answer::Fresh(render(Ok(refund))));
+        };
+        let txn = crate::store::begin_write(&self.db).await?;
+        let (claim, earlier_refund) =
+            match self.claim_key(&txn, client_id, &idempotent, None).await? {
+                Reservation::Replay(stored) => return Ok(Answer::Replayed(stored)),
+                Reservation::Proceed {
+                    claim, refund_id, ..
+                } => (claim, refund_id),
+            };
+        let (refund_id, at_provider) = match (earlier_refund, request) {
+            // An earlier attempt created it: finish that one (it is sent at
+            // most once whatever happens here).
+            (Some(refund_id), _) => {
+                let payment = payments::find_owned(&txn, client_id, reference)
+                    .await?
+                    .ok_or(PaymentError::NotFound)?;
+                (refund_id, payment.reference)
+            }
+            (None, request) => {
+                let created = match request {
+                    Ok(request) => create(&txn, client_id, reference, &request).await,
+                    Err(errors) => Err(PaymentError::Invalid(errors)),
+                };
+                match created {
+                    Ok((refund, at_provider)) => {
+                        idempotency::attach_refund(&txn, &claim, refund.id).await?;
+                        (refund.id, at_provider)
+                    }
+                    Err(err) if err.is_final() => {
+                        return self.refuse(txn, client_id, &idempotent, err, &render).await;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        commit(txn).await?;
+        let result = self.send_refund(&at_provider, refund_id).await;
+        self.store_outcome(&claim, result, render).await
+    }
+
+    /// `client_id`'s refunds of its payment `reference`, oldest first.
+    pub async fn refunds(
+        &self,
+        client_id: Uuid,
+        reference: &str,
+    ) -> Result<Vec<Refund>, PaymentError> {
+        list(&self.db, client_id, reference).await
+    }
+
+    /// Settles the refund a provider's refund webhook names, exactly once
+    /// per event. `false`: a duplicate, or a refund payorch did not make.
+    pub async fn apply_refund_webhook(
+        &self,
+        record: WebhookRecord,
+        notice: RefundNotice,
+        report: RefundReport,
+    ) -> Result<bool, PaymentError> {
+        self.registry
+            .apply_refund_webhook(record, notice, report)
+            .await
+    }
+
+    pub(super) async fn send_refund(
+        &self,
+        reference: &str,
+        refund_id: Uuid,
+    ) -> Result<Refund, PaymentError> {
+        self.registry.send_refund(reference, refund_id).await
     }
 }
 
