@@ -23,10 +23,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    config::Config,
-    webhook::event::{self, ReceivedWebhook},
-};
+use crate::domain::webhook::ReceivedWebhook;
 
 /// What travels through the queue.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,7 +35,7 @@ pub enum QueueMessage {
     #[serde(rename = "webhook.v1")]
     WebhookV1 {
         provider: String,
-        /// The event identity (see `crate::webhook::event`).
+        /// The event identity (see `crate::domain::webhook`).
         dedup_key: String,
         /// The raw body as received.
         body: String,
@@ -117,31 +114,6 @@ impl QueueMessage {
             QueueMessage::WebhookV1 { request_id, .. } => request_id.as_deref(),
             QueueMessage::WebhookV2(webhook) => webhook.request_id.as_deref(),
             QueueMessage::EventDelivery(_) => None,
-        }
-    }
-
-    /// The webhook, parsed (a `webhook.v1` body is parsed here, once: those
-    /// predate other connectors, so they are all Paystack's dialect).
-    pub fn into_webhook(self) -> Result<ReceivedWebhook, String> {
-        match self {
-            QueueMessage::WebhookV2(webhook) => Ok(webhook),
-            QueueMessage::EventDelivery(_) => Err("an event delivery, not a webhook".into()),
-            QueueMessage::WebhookV1 {
-                provider,
-                body,
-                received_at,
-                request_id,
-                ..
-            } => {
-                let event = crate::provider::paystack::parse_event(body.as_bytes())?;
-                Ok(ReceivedWebhook {
-                    provider,
-                    event,
-                    payload: event::RawJson::new(body),
-                    received_at,
-                    request_id,
-                })
-            }
         }
     }
 }
@@ -240,39 +212,41 @@ pub enum WebhookQueue {
     Table(table::TableQueue),
 }
 
+/// Where the queues live, resolved once at start: RabbitMQ, or the table
+/// in payorch's own database.
+#[derive(Clone)]
+pub enum QueueBackend {
+    /// The broker at this URL.
+    Amqp(String),
+    /// The `queued_messages` table in this database.
+    Table(DatabaseConnection),
+}
+
 impl WebhookQueue {
-    /// RabbitMQ when `AMQP_URL` is set, otherwise the table in `db`.
-    pub fn from_config(cfg: &Config, db: &DatabaseConnection) -> WebhookQueue {
-        WebhookQueue::of_kind(cfg, db, WEBHOOKS, cfg.retry_policy.clone(), 0)
+    /// The provider webhooks' queue under `prefix`, retried on `retry`.
+    pub fn webhooks(backend: &QueueBackend, prefix: &str, retry: RetryPolicy) -> WebhookQueue {
+        WebhookQueue::of_kind(backend, prefix, WEBHOOKS, retry, 0)
     }
 
     /// The merchant events' delivery queue, beside the webhook queue on the
     /// same backend: its own retry schedule, with jitter.
-    pub fn events(cfg: &Config, db: &DatabaseConnection) -> WebhookQueue {
-        WebhookQueue::of_kind(
-            cfg,
-            db,
-            EVENTS,
-            cfg.event_retry_policy.clone(),
-            EVENT_RETRY_JITTER_PERCENT,
-        )
+    pub fn events(backend: &QueueBackend, prefix: &str, retry: RetryPolicy) -> WebhookQueue {
+        WebhookQueue::of_kind(backend, prefix, EVENTS, retry, EVENT_RETRY_JITTER_PERCENT)
     }
 
     fn of_kind(
-        cfg: &Config,
-        db: &DatabaseConnection,
+        backend: &QueueBackend,
+        prefix: &str,
         kind: &str,
         retry: RetryPolicy,
         jitter_percent: u32,
     ) -> WebhookQueue {
-        match &cfg.amqp_url {
-            Some(url) => WebhookQueue::Amqp(
-                amqp::AmqpQueue::new(url.expose(), &cfg.queue_prefix, retry)
-                    .of_kind(kind, jitter_percent),
+        match backend {
+            QueueBackend::Amqp(url) => WebhookQueue::Amqp(
+                amqp::AmqpQueue::new(url, prefix, retry).of_kind(kind, jitter_percent),
             ),
-            None => WebhookQueue::Table(
-                table::TableQueue::new(db.clone(), &cfg.queue_prefix, retry)
-                    .of_kind(kind, jitter_percent),
+            QueueBackend::Table(db) => WebhookQueue::Table(
+                table::TableQueue::new(db.clone(), prefix, retry).of_kind(kind, jitter_percent),
             ),
         }
     }
