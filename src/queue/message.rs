@@ -1,7 +1,7 @@
 //! What the queue carries: a versioned, tagged [`QueueMessage`] in an
 //! [`Envelope`] with its delivery history, and what a handler decides
 //! about it ([`Disposition`]). The queue reads none of the payloads: a
-//! webhook's body is the ingest side's to read (`crate::webhook::queued`),
+//! webhook's body is webhook ingest's to read back (its `queued` module),
 //! an event delivery the deliverer's.
 
 use std::time::Duration;
