@@ -119,8 +119,12 @@ impl Core {
             cfg.idempotency_lock,
         )
         .map_err(StartupError::Listen)?;
-        let queue = WebhookQueue::from_config(cfg, &db);
-        let events_queue = WebhookQueue::events(cfg, &db);
+        let queue = webhook_queue(cfg, &db);
+        let events_queue = WebhookQueue::events(
+            &queue_backend(cfg, &db),
+            &cfg.queue_prefix,
+            cfg.event_retry_policy.clone(),
+        );
         Ok(Core {
             db,
             provider_secret,
@@ -421,6 +425,23 @@ fn stopped_shared(
         let _ = stops.wait_for(|stop| *stop).await;
     };
     futures_util::FutureExt::shared(stopped)
+}
+
+/// RabbitMQ when `AMQP_URL` is set, otherwise the queue table in `db`.
+fn queue_backend(cfg: &Config, db: &sea_orm::DatabaseConnection) -> queue::QueueBackend {
+    match &cfg.amqp_url {
+        Some(url) => queue::QueueBackend::Amqp(url.expose().to_owned()),
+        None => queue::QueueBackend::Table(db.clone()),
+    }
+}
+
+/// The provider webhooks' queue the configuration names (`payorch dlq`).
+pub fn webhook_queue(cfg: &Config, db: &sea_orm::DatabaseConnection) -> WebhookQueue {
+    WebhookQueue::webhooks(
+        &queue_backend(cfg, db),
+        &cfg.queue_prefix,
+        cfg.retry_policy.clone(),
+    )
 }
 
 /// The shared limiter when Redis is configured, the local one otherwise.

@@ -152,7 +152,7 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
         Command::Dlq { action } => {
             // RabbitMQ's parking queue, or the queue table without AMQP_URL.
             let db = store::connect(&cfg).await?;
-            let queue = payorch::queue::WebhookQueue::from_config(&cfg, &db);
+            let queue = payorch::webhook_queue(&cfg, &db);
             match action {
                 DlqAction::List { limit } => {
                     let parked = queue.dead_letters(limit).await?;

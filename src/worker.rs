@@ -13,10 +13,11 @@
 use std::{future::Future, time::Instant};
 
 use crate::{
+    domain::webhook::Action,
     payments::{PaymentError, Payments, WebhookApplied, WebhookEvent},
     queue::{Disposition, Envelope, WebhookQueue},
     store::webhooks::WebhookRecord,
-    webhook::event::Action,
+    webhook,
 };
 
 /// How many times a webhook whose figures are not signed (Flutterwave) is
@@ -149,7 +150,7 @@ pub async fn process(payments: &Payments, envelope: Envelope) -> Disposition {
 /// Reads a message: what it asks, or (`Err`) why it is parked.
 fn prepare(payments: &Payments, envelope: Envelope) -> Result<Prepared, Disposition> {
     let attempt = envelope.attempt;
-    let webhook = match envelope.message.into_webhook() {
+    let webhook = match webhook::queued::received(envelope.message) {
         Ok(webhook) => webhook,
         Err(reason) => return Err(Disposition::Park(format!("unparsable: {reason}"))),
     };

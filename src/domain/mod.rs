@@ -11,12 +11,15 @@
 //! the offending field.
 //!
 //! `payment` holds the payment state machine: one pure function that decides
-//! what an event from a provider does to a payment.
+//! what an event from a provider does to a payment; `webhook` what payorch
+//! reads from a provider's webhook, whichever connector sent it (the
+//! vocabulary shared by the connectors, the queue and the worker).
 
 pub mod ids;
 pub mod money;
 pub mod payment;
 pub mod refund;
+pub mod webhook;
 
 pub use ids::{Email, IdempotencyKey, Reference};
 pub use money::{Amount, Currency};

@@ -10,221 +10,29 @@
 //! long delay never holds up a short one), or parks it for an operator.
 //! After the last tier a message is parked, never dropped.
 //!
-//! A message is a versioned, tagged [`QueueMessage`]; its identity (the
-//! event's dedup key) travels as the AMQP `message_id`, and the attempt
-//! count and reasons as headers (columns in the table).
+//! One rule, one place: what a disposition does is decided once
+//! ([`settle`]), and one consumer loop ([`consumer`]) serves both
+//! backends; each backend only stores and moves messages.
+//!
+//! A message is a versioned, tagged [`QueueMessage`] ([`message`]); its
+//! identity (the event's dedup key) travels as the AMQP `message_id`, and
+//! the attempt count and reasons as headers (columns in the table). The
+//! queue reads no payload: it imports nothing of the configuration, the
+//! connectors or webhook ingest, which build on it.
 
 pub mod amqp;
+pub mod consumer;
+pub mod message;
+pub mod settle;
 pub mod table;
 
-use std::{future::Future, time::Duration};
+use std::future::Future;
 
-use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
-use serde::{Deserialize, Serialize};
 
-use crate::{
-    config::Config,
-    webhook::event::{self, ReceivedWebhook},
-};
-
-/// What travels through the queue.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "type")]
-pub enum QueueMessage {
-    /// A verified webhook as raw text, read by the consumer: authentic
-    /// bodies payorch could not parse (parked on receipt), and messages
-    /// queued before `webhook.v2` existed.
-    #[serde(rename = "webhook.v1")]
-    WebhookV1 {
-        provider: String,
-        /// The event identity (see `crate::webhook::event`).
-        dedup_key: String,
-        /// The raw body as received.
-        body: String,
-        received_at: DateTime<Utc>,
-        /// The ingest request's id, to follow one event through the logs.
-        request_id: Option<String>,
-    },
-    /// A verified webhook, parsed once on receipt.
-    #[serde(rename = "webhook.v2")]
-    WebhookV2(ReceivedWebhook),
-    /// One merchant event for one endpoint (the events queue).
-    #[serde(rename = "event_delivery.v1")]
-    EventDelivery(EventDelivery),
-}
-
-/// What the events queue carries: an event, the endpoints it goes to, and
-/// its body (the merchant's own data; the endpoints' secrets stay in the
-/// database). The relay queues one message per event for all its
-/// endpoints; a delivery that fails is queued again for its endpoint alone.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EventDelivery {
-    /// `{event_id}` (several endpoints) or `{event_id}:{endpoint_id}`: the
-    /// message identity.
-    pub key: String,
-    pub event_id: String,
-    pub endpoints: Vec<uuid::Uuid>,
-    pub queued_at: DateTime<Utc>,
-    /// The body as stored; absent: read it from the event log.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-}
-
-impl EventDelivery {
-    pub fn new(event_id: &str, endpoints: Vec<uuid::Uuid>, body: Option<String>) -> EventDelivery {
-        let key = match endpoints.as_slice() {
-            [one] => format!("{event_id}:{one}"),
-            _ => event_id.to_owned(),
-        };
-        EventDelivery {
-            key,
-            event_id: event_id.to_owned(),
-            endpoints,
-            queued_at: Utc::now(),
-            body,
-        }
-    }
-}
-
-impl QueueMessage {
-    pub fn dedup_key(&self) -> &str {
-        match self {
-            QueueMessage::WebhookV1 { dedup_key, .. } => dedup_key,
-            QueueMessage::WebhookV2(webhook) => &webhook.event.dedup_key,
-            QueueMessage::EventDelivery(delivery) => &delivery.key,
-        }
-    }
-
-    pub fn provider(&self) -> &str {
-        match self {
-            QueueMessage::WebhookV1 { provider, .. } => provider,
-            QueueMessage::WebhookV2(webhook) => &webhook.provider,
-            QueueMessage::EventDelivery(_) => "payorch",
-        }
-    }
-
-    pub fn received_at(&self) -> DateTime<Utc> {
-        match self {
-            QueueMessage::WebhookV1 { received_at, .. } => *received_at,
-            QueueMessage::WebhookV2(webhook) => webhook.received_at,
-            QueueMessage::EventDelivery(delivery) => delivery.queued_at,
-        }
-    }
-
-    pub fn request_id(&self) -> Option<&str> {
-        match self {
-            QueueMessage::WebhookV1 { request_id, .. } => request_id.as_deref(),
-            QueueMessage::WebhookV2(webhook) => webhook.request_id.as_deref(),
-            QueueMessage::EventDelivery(_) => None,
-        }
-    }
-
-    /// The webhook, parsed (a `webhook.v1` body is parsed here, once: those
-    /// predate other connectors, so they are all Paystack's dialect).
-    pub fn into_webhook(self) -> Result<ReceivedWebhook, String> {
-        match self {
-            QueueMessage::WebhookV2(webhook) => Ok(webhook),
-            QueueMessage::EventDelivery(_) => Err("an event delivery, not a webhook".into()),
-            QueueMessage::WebhookV1 {
-                provider,
-                body,
-                received_at,
-                request_id,
-                ..
-            } => {
-                let event = crate::provider::paystack::parse_event(body.as_bytes())?;
-                Ok(ReceivedWebhook {
-                    provider,
-                    event,
-                    payload: event::RawJson::new(body),
-                    received_at,
-                    request_id,
-                })
-            }
-        }
-    }
-}
-
-/// A message with its delivery history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
-    pub message: QueueMessage,
-    /// Attempts made so far (0 on first delivery).
-    pub attempt: u32,
-    /// Why it was last retried or parked.
-    pub reason: Option<String>,
-}
-
-/// What becomes of a consumed message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Done (applied, a duplicate, or nothing to do): acknowledge.
-    Ack,
-    /// Not now (unknown reference, database trouble): the retry tier.
-    Retry(String),
-    /// Never (unusable): the dead-letter queue, for an operator.
-    Park(String),
-    /// Like `Retry`, but not before this long (a receiver's `Retry-After`):
-    /// the first tier at least this long and at least the attempt's own.
-    RetryNotBefore(String, Duration),
-    /// Not now and not counted as an attempt (its destination is busy):
-    /// back after the first retry delay.
-    Defer(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("the broker is unavailable: {0}")]
-    Unavailable(String),
-    #[error("the broker did not confirm in time")]
-    Timeout,
-    #[error("the broker refused the message")]
-    Nacked,
-    #[error("the broker could not route the message to a queue")]
-    Unroutable,
-    #[error("the queue table: {0}")]
-    Database(#[from] sea_orm::DbErr),
-}
-
-/// Retry tiers: the delay before each further attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub delays: Vec<Duration>,
-}
-
-impl RetryPolicy {
-    /// The delay before attempt `attempt + 1`, or `None`: park it.
-    pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
-        self.delays.get(attempt as usize).copied()
-    }
-
-    /// The delay before attempt `attempt + 1`, at least `not_before`: the
-    /// shortest tier that is (or the longest there is). `None`: park it.
-    pub fn tier_at_least(&self, attempt: u32, not_before: Duration) -> Option<Duration> {
-        let own = self.delay_after(attempt)?;
-        let wanted = own.max(not_before);
-        Some(
-            self.delays
-                .iter()
-                .copied()
-                .filter(|d| *d >= wanted)
-                .min()
-                .or_else(|| self.delays.iter().copied().max())
-                .unwrap_or(own),
-        )
-    }
-}
-
-/// `delay` lengthened by up to `percent` %, at random (spreads the retries
-/// of many messages that failed together).
-pub fn jittered(delay: Duration, percent: u32) -> Duration {
-    if percent == 0 {
-        return delay;
-    }
-    let extra = rand::random_range(0..=percent) as f64 / 100.0;
-    delay.mul_f64(1.0 + extra)
-}
+pub use consumer::Intake;
+pub use message::{Disposition, Envelope, EventDelivery, QueueError, QueueMessage};
+pub use settle::{RetryPolicy, Settlement, jittered};
 
 /// The provider webhooks' queue.
 pub const WEBHOOKS: &str = "webhooks";
@@ -240,39 +48,41 @@ pub enum WebhookQueue {
     Table(table::TableQueue),
 }
 
+/// Where the queues live, resolved once at start: RabbitMQ, or the table
+/// in payorch's own database.
+#[derive(Clone)]
+pub enum QueueBackend {
+    /// The broker at this URL.
+    Amqp(String),
+    /// The `queued_messages` table in this database.
+    Table(DatabaseConnection),
+}
+
 impl WebhookQueue {
-    /// RabbitMQ when `AMQP_URL` is set, otherwise the table in `db`.
-    pub fn from_config(cfg: &Config, db: &DatabaseConnection) -> WebhookQueue {
-        WebhookQueue::of_kind(cfg, db, WEBHOOKS, cfg.retry_policy.clone(), 0)
+    /// The provider webhooks' queue under `prefix`, retried on `retry`.
+    pub fn webhooks(backend: &QueueBackend, prefix: &str, retry: RetryPolicy) -> WebhookQueue {
+        WebhookQueue::of_kind(backend, prefix, WEBHOOKS, retry, 0)
     }
 
     /// The merchant events' delivery queue, beside the webhook queue on the
     /// same backend: its own retry schedule, with jitter.
-    pub fn events(cfg: &Config, db: &DatabaseConnection) -> WebhookQueue {
-        WebhookQueue::of_kind(
-            cfg,
-            db,
-            EVENTS,
-            cfg.event_retry_policy.clone(),
-            EVENT_RETRY_JITTER_PERCENT,
-        )
+    pub fn events(backend: &QueueBackend, prefix: &str, retry: RetryPolicy) -> WebhookQueue {
+        WebhookQueue::of_kind(backend, prefix, EVENTS, retry, EVENT_RETRY_JITTER_PERCENT)
     }
 
     fn of_kind(
-        cfg: &Config,
-        db: &DatabaseConnection,
+        backend: &QueueBackend,
+        prefix: &str,
         kind: &str,
         retry: RetryPolicy,
         jitter_percent: u32,
     ) -> WebhookQueue {
-        match &cfg.amqp_url {
-            Some(url) => WebhookQueue::Amqp(
-                amqp::AmqpQueue::new(url.expose(), &cfg.queue_prefix, retry)
-                    .of_kind(kind, jitter_percent),
+        match backend {
+            QueueBackend::Amqp(url) => WebhookQueue::Amqp(
+                amqp::AmqpQueue::new(url, prefix, retry).of_kind(kind, jitter_percent),
             ),
-            None => WebhookQueue::Table(
-                table::TableQueue::new(db.clone(), &cfg.queue_prefix, retry)
-                    .of_kind(kind, jitter_percent),
+            QueueBackend::Table(db) => WebhookQueue::Table(
+                table::TableQueue::new(db.clone(), prefix, retry).of_kind(kind, jitter_percent),
             ),
         }
     }
@@ -295,8 +105,8 @@ impl WebhookQueue {
         disposition: &Disposition,
     ) -> Result<(), QueueError> {
         match self {
-            WebhookQueue::Amqp(queue) => queue.settle_new(envelope, disposition).await,
-            WebhookQueue::Table(queue) => queue.settle_new(envelope, disposition).await,
+            WebhookQueue::Amqp(queue) => queue.requeue(envelope, disposition).await,
+            WebhookQueue::Table(queue) => queue.requeue(envelope, disposition).await,
         }
     }
 
@@ -312,10 +122,11 @@ impl WebhookQueue {
         }
     }
 
-    /// Consumes until `shutdown`, at most `prefetch` messages in hand,
-    /// settling each by what `handle` decides; then stops taking messages,
-    /// finishes those it holds, and returns. A message is acknowledged only
-    /// after its handler returned, so a crash redelivers it; a handler that
+    /// Consumes until `shutdown`, one message at a time and up to
+    /// `prefetch` at once, settling each by what `handle` decides; then
+    /// stops taking messages, finishes those it holds, and returns. A
+    /// message is acknowledged only after its handler returned and its
+    /// next home (if any) is safe, so a crash redelivers it; a handler that
     /// panics sends its message to the retry tier (and so, in the end, to
     /// the dead letters) instead of holding it forever.
     pub async fn consume<H, F>(&self, prefetch: u16, shutdown: impl Future<Output = ()>, handle: H)
@@ -323,32 +134,20 @@ impl WebhookQueue {
         H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Disposition> + Send + 'static,
     {
-        let handle = move |envelope: Envelope| {
-            use futures_util::FutureExt;
-            let key = envelope.message.dedup_key().to_owned();
-            std::panic::AssertUnwindSafe(handle(envelope))
-                .catch_unwind()
-                .map(move |outcome| {
-                    outcome.unwrap_or_else(|_| {
-                        tracing::error!(
-                            dedup_key = key,
-                            "webhook handling panicked; retrying it later"
-                        );
-                        Disposition::Retry("handling panicked".into())
-                    })
-                })
-        };
-        match self {
-            WebhookQueue::Amqp(queue) => queue.consume(prefetch, shutdown, handle).await,
-            WebhookQueue::Table(queue) => queue.consume(prefetch, shutdown, handle).await,
-        }
+        self.consume_with(
+            Intake::singly(prefetch),
+            shutdown,
+            consumer::one_at_a_time(handle),
+        )
+        .await;
     }
 
     /// Like [`Self::consume`], but `handle` takes what is in hand, up to
-    /// `batch` messages (RabbitMQ; the queue table hands over one at a
-    /// time), and decides each; a batch is acknowledged once every message
-    /// in it is settled. A handler that panics sends its whole batch to
-    /// the retry tier.
+    /// `batch` messages (RabbitMQ, waiting at most [`amqp::LINGER`] after
+    /// the first; the queue table hands over one at a time, up to
+    /// `prefetch` at once), and decides each; a batch is acknowledged once
+    /// every message in it is settled. A handler that panics sends its
+    /// whole batch to the retry tier.
     pub async fn consume_batches<H, F>(
         &self,
         prefetch: u16,
@@ -359,40 +158,26 @@ impl WebhookQueue {
         H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Vec<Disposition>> + Send + 'static,
     {
-        let handle = move |envelopes: Vec<Envelope>| {
-            use futures_util::FutureExt;
-            let count = envelopes.len();
-            std::panic::AssertUnwindSafe(handle(envelopes))
-                .catch_unwind()
-                .map(move |outcome| {
-                    outcome.unwrap_or_else(|_| {
-                        tracing::error!(
-                            count,
-                            "webhook batch handling panicked; retrying it later"
-                        );
-                        vec![Disposition::Retry("handling panicked".into()); count]
-                    })
-                })
+        let intake = match self {
+            WebhookQueue::Amqp(_) => Intake::batched(prefetch, batch),
+            WebhookQueue::Table(_) => Intake::singly(prefetch),
         };
+        self.consume_with(intake, shutdown, handle).await;
+    }
+
+    /// The consumer loop ([`consumer`]) on this backend.
+    pub async fn consume_with<H, F>(
+        &self,
+        intake: Intake,
+        shutdown: impl Future<Output = ()>,
+        handle: H,
+    ) where
+        H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Vec<Disposition>> + Send + 'static,
+    {
         match self {
-            WebhookQueue::Amqp(queue) => {
-                queue
-                    .consume_batches(prefetch, batch, shutdown, handle)
-                    .await
-            }
-            WebhookQueue::Table(queue) => {
-                queue
-                    .consume(prefetch, shutdown, move |envelope| {
-                        let handled = handle(vec![envelope]);
-                        async move {
-                            handled
-                                .await
-                                .pop()
-                                .unwrap_or_else(|| Disposition::Retry("no disposition".into()))
-                        }
-                    })
-                    .await
-            }
+            WebhookQueue::Amqp(queue) => queue.consume(intake, shutdown, handle).await,
+            WebhookQueue::Table(queue) => queue.consume_with(intake, shutdown, handle).await,
         }
     }
 

@@ -2,7 +2,9 @@
 //! (SQLite in embedded mode, or PostgreSQL without RabbitMQ). Publishing is
 //! one committed insert, so an acknowledged webhook survives a stop or a
 //! crash; a consumer leases rows, hands them to its handler, and deletes,
-//! delays or parks each by the handler's [`Disposition`].
+//! delays or parks each as the one policy settles the handler's
+//! [`Disposition`] (`super::settle`), in the one consumer loop
+//! (`super::consumer`).
 //!
 //! Consumers wake when this process publishes, and otherwise look again
 //! every [`POLL`] (for retries coming due, and rows other processes wrote):
@@ -19,9 +21,12 @@ use std::{
 };
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::sync::Notify;
 
-use super::{Disposition, Envelope, QueueError, QueueMessage, RetryPolicy};
+use super::{
+    Disposition, Envelope, QueueError, QueueMessage, RetryPolicy, Settlement,
+    consumer::{self, Inbox, Intake, Settler, Take, Taken, Verdict},
+};
 
 /// How long a consumer holds a message before another may take it.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -141,39 +146,21 @@ impl TableQueue {
     }
 
     /// Stores `envelope` where `disposition` sends a consumed message.
-    pub async fn settle_new(
+    pub async fn requeue(
         &self,
         envelope: &Envelope,
         disposition: &Disposition,
     ) -> Result<(), QueueError> {
-        let with = |attempt: u32, reason: &str| Envelope {
-            message: envelope.message.clone(),
-            attempt,
-            reason: Some(reason.to_owned()),
-        };
-        let attempt = envelope.attempt;
-        let (next, state, delay) = match disposition {
-            Disposition::Ack => return Ok(()),
-            Disposition::Retry(reason) => match self.retry.delay_after(attempt) {
-                Some(delay) => (with(attempt + 1, reason), READY, delay),
-                None => (with(attempt, reason), PARKED, Duration::ZERO),
-            },
-            Disposition::RetryNotBefore(reason, not_before) => {
-                match self.retry.delay_after(attempt) {
-                    Some(delay) => (with(attempt + 1, reason), READY, delay.max(*not_before)),
-                    None => (with(attempt, reason), PARKED, Duration::ZERO),
-                }
+        let settlement = Settlement::of(disposition, envelope.attempt, &self.retry);
+        match (&settlement, settlement.moved(envelope)) {
+            (Settlement::ToTier { delay, .. }, Some(moved)) => {
+                let delay = super::jittered(*delay, self.jitter_percent);
+                self.insert_after(&moved, READY, delay).await?;
+                self.published.notify_one();
             }
-            Disposition::Defer(reason) => (
-                with(attempt, reason),
-                READY,
-                self.retry.delays.first().copied().unwrap_or(POLL),
-            ),
-            Disposition::Park(reason) => (with(attempt, reason), PARKED, Duration::ZERO),
-        };
-        let delay = super::jittered(delay, self.jitter_percent);
-        self.insert_after(&next, state, delay).await?;
-        self.published.notify_one();
+            (Settlement::Park { .. }, Some(moved)) => self.insert(&moved, PARKED).await?,
+            _ => {}
+        }
         Ok(())
     }
 
@@ -219,8 +206,8 @@ impl TableQueue {
                 Err(err) => {
                     // Not ours to read, but not ours to drop either.
                     tracing::warn!(id, error = %err, "unreadable queued message; parking it");
-                    self.settle(id, &Disposition::Park(format!("unreadable: {err}")), 0)
-                        .await?;
+                    let reason = format!("unreadable: {err}");
+                    self.settle(id, &Settlement::Park { reason }).await?;
                     continue;
                 }
             };
@@ -238,33 +225,17 @@ impl TableQueue {
     }
 
     /// Deletes, delays or parks a leased message.
-    async fn settle(
-        &self,
-        id: i64,
-        disposition: &Disposition,
-        attempt: u32,
-    ) -> Result<(), QueueError> {
-        let statement = match disposition {
-            Disposition::Ack => {
+    async fn settle(&self, id: i64, settlement: &Settlement) -> Result<(), QueueError> {
+        let statement = match settlement {
+            Settlement::Ack => {
                 self.statement("DELETE FROM queued_messages WHERE id = $1", vec![id.into()])
             }
-            Disposition::Retry(reason) => match self.retry.delay_after(attempt) {
-                Some(delay) => self.delay_statement(id, attempt + 1, reason, delay),
-                None => self.park_statement(id, reason),
-            },
-            Disposition::RetryNotBefore(reason, not_before) => {
-                match self.retry.delay_after(attempt) {
-                    Some(delay) => {
-                        self.delay_statement(id, attempt + 1, reason, delay.max(*not_before))
-                    }
-                    None => self.park_statement(id, reason),
-                }
-            }
-            Disposition::Defer(reason) => {
-                let first = self.retry.delays.first().copied().unwrap_or(POLL);
-                self.delay_statement(id, attempt, reason, first)
-            }
-            Disposition::Park(reason) => self.park_statement(id, reason),
+            Settlement::ToTier {
+                delay,
+                attempt,
+                reason,
+            } => self.delay_statement(id, *attempt, reason, *delay),
+            Settlement::Park { reason } => self.park_statement(id, reason),
         };
         self.db.execute_raw(statement).await?;
         Ok(())
@@ -310,77 +281,48 @@ impl TableQueue {
         Ok(())
     }
 
-    /// Consumes until `shutdown`; then takes no new work but drains what is
-    /// ready (within [`DRAIN_LIMIT`]), finishes what it holds, and returns.
-    /// What is left stays in the table for the next start.
+    /// Consumes until `shutdown`, one message at a time, up to `prefetch`
+    /// at once (see [`Self::consume_with`]).
     pub async fn consume<H, F>(&self, prefetch: u16, shutdown: impl Future<Output = ()>, handle: H)
     where
         H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Disposition> + Send + 'static,
     {
+        self.consume_with(
+            Intake::singly(prefetch),
+            shutdown,
+            consumer::one_at_a_time(handle),
+        )
+        .await;
+    }
+
+    /// Consumes until `shutdown`; then takes no new work but drains what is
+    /// ready (within [`DRAIN_LIMIT`]), finishes what it holds, and returns.
+    /// What is left stays in the table for the next start.
+    pub async fn consume_with<H, F>(
+        &self,
+        intake: Intake,
+        shutdown: impl Future<Output = ()>,
+        handle: H,
+    ) where
+        H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Vec<Disposition>> + Send + 'static,
+    {
         tokio::pin!(shutdown);
         if let Err(err) = self.release_stale_leases().await {
             tracing::warn!(error = %err, "could not release stale queue leases");
         }
-        let capacity = usize::from(prefetch.max(1));
-        let mut in_flight = JoinSet::new();
-        let mut draining_since: Option<tokio::time::Instant> = None;
-        tracing::info!(queue = self.name, prefetch, "in-process worker consuming");
-        loop {
-            let out_of_time = draining_since.is_some_and(|since| since.elapsed() >= DRAIN_LIMIT);
-            // A stopping consumer past its drain time takes nothing new.
-            let room = if out_of_time {
-                0
-            } else {
-                capacity - in_flight.len()
-            };
-            let leased = if room > 0 {
-                match self.lease(room).await {
-                    Ok(leased) => leased,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot read the queue table; retrying");
-                        Vec::new()
-                    }
-                }
-            } else {
-                Vec::new()
-            };
-            let got = leased.len();
-            for Leased { id, envelope } in leased {
-                let queue = self.clone();
-                let handle = handle.clone();
-                in_flight.spawn(async move {
-                    let attempt = envelope.attempt;
-                    let disposition = handle(envelope).await;
-                    if let Err(err) = queue.settle(id, &disposition, attempt).await {
-                        // The lease runs out and the message comes back.
-                        tracing::warn!(id, error = %err, "could not settle a queued message");
-                    }
-                });
-            }
-            if draining_since.is_some() {
-                if (got == 0 || out_of_time) && in_flight.is_empty() {
-                    tracing::info!("in-process worker stopped");
-                    return;
-                }
-                if got == 0 || out_of_time {
-                    in_flight.join_next().await;
-                }
-                continue;
-            }
-            if got > 0 && in_flight.len() < capacity {
-                continue;
-            }
-            tokio::select! {
-                _ = &mut shutdown => {
-                    tracing::info!(held = in_flight.len(), "in-process worker draining");
-                    draining_since = Some(tokio::time::Instant::now());
-                }
-                _ = self.published.notified() => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
-        }
+        tracing::info!(
+            queue = self.name,
+            prefetch = intake.prefetch,
+            "in-process worker consuming"
+        );
+        let mut leases = Leases {
+            queue: self.clone(),
+            draining_since: None,
+        };
+        consumer::run(&mut leases, intake, &self.retry, shutdown.as_mut(), &handle).await;
+        tracing::info!("in-process worker stopped");
     }
 
     /// Up to `limit` parked messages, oldest first.
@@ -458,3 +400,77 @@ impl TableQueue {
 /// How long a stopping consumer keeps taking ready messages before it
 /// leaves the rest for the next start.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// The table's side of the consumer loop: leased rows.
+struct Leases {
+    queue: TableQueue,
+    /// Since when a stopping consumer drains.
+    draining_since: Option<tokio::time::Instant>,
+}
+
+impl Inbox for Leases {
+    /// The leased row.
+    type Receipt = i64;
+    type Settler = TableQueue;
+
+    async fn take(&mut self, max: usize) -> Take<i64> {
+        // A stopping consumer past its drain time takes nothing new.
+        if self
+            .draining_since
+            .is_some_and(|since| since.elapsed() >= DRAIN_LIMIT)
+        {
+            return Take::Nothing;
+        }
+        match self.queue.lease(max).await {
+            Ok(leased) if leased.is_empty() => Take::Nothing,
+            Ok(leased) => Take::Messages(
+                leased
+                    .into_iter()
+                    .map(|Leased { id, envelope }| Taken {
+                        receipt: id,
+                        envelope: Ok(envelope),
+                    })
+                    .collect(),
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the queue table; retrying");
+                Take::Nothing
+            }
+        }
+    }
+
+    /// Until this process publishes, or [`POLL`] passed (retries coming
+    /// due, rows other processes wrote).
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.queue.published.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+
+    async fn stop(&mut self, held: usize) {
+        tracing::info!(held, "in-process worker draining");
+        self.draining_since = Some(tokio::time::Instant::now());
+    }
+
+    fn settler(&self) -> TableQueue {
+        self.queue.clone()
+    }
+}
+
+impl Settler for TableQueue {
+    type Receipt = i64;
+
+    async fn settle(&self, batch: Vec<(i64, Verdict)>) {
+        for (id, verdict) in batch {
+            let settlement = match verdict {
+                Verdict::Settled(_, settlement) => settlement,
+                Verdict::Unreadable(reason) => Settlement::Park { reason },
+            };
+            if let Err(err) = TableQueue::settle(self, id, &settlement).await {
+                // The lease runs out and the message comes back.
+                tracing::warn!(id, error = %err, "could not settle a queued message");
+            }
+        }
+    }
+}

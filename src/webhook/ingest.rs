@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::event::{RawJson, ReceivedWebhook};
 use crate::{
+    domain::webhook::{RawJson, ReceivedWebhook},
     provider::Connectors,
     queue::{Envelope, QueueError, QueueMessage, WebhookQueue},
 };

@@ -1,0 +1,256 @@
+//! The one consumer loop, for both backends and both consumers (the
+//! webhook worker and the merchant-event deliverer). It takes messages
+//! while it holds fewer batches than it may, hands them to the handler a
+//! batch at a time (a single message is a batch of one), turns each
+//! [`Disposition`] into a [`Settlement`] by the one policy
+//! ([`super::settle`]), and has the backend carry that out: a message is
+//! acknowledged only once its next home is safe. A handler that panics
+//! sends its whole batch to the retry tier instead of holding it forever.
+//!
+//! On shutdown it stops taking new messages (RabbitMQ cancels the
+//! consumer; the queue table still drains what is ready for a while),
+//! finishes the batches it holds, and returns.
+//!
+//! A backend supplies an [`Inbox`]: how it takes messages, how it waits
+//! for more, and how it settles them ([`Settler`]).
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use futures_util::FutureExt;
+use tokio::task::JoinSet;
+
+use super::{Disposition, Envelope, RetryPolicy, settle::Settlement};
+
+/// How a consumer takes its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intake {
+    /// Messages held unacknowledged at most (RabbitMQ's prefetch).
+    pub prefetch: u16,
+    /// Messages handed to the handler together, at most.
+    pub batch: usize,
+    /// Batches handled at once, at most.
+    pub batches: usize,
+}
+
+impl Intake {
+    /// One message at a time, up to `prefetch` of them at once.
+    pub fn singly(prefetch: u16) -> Intake {
+        Intake {
+            prefetch,
+            batch: 1,
+            batches: usize::from(prefetch.max(1)),
+        }
+    }
+
+    /// Up to `batch` messages together (no more than `prefetch`), one
+    /// batch at a time: a batch is settled before the next is taken, so
+    /// RabbitMQ can acknowledge it whole (`multiple`).
+    pub fn batched(prefetch: u16, batch: usize) -> Intake {
+        Intake {
+            prefetch,
+            batch: batch.clamp(1, usize::from(prefetch.max(1))),
+            batches: 1,
+        }
+    }
+
+    /// Whether one acknowledgement may cover a whole batch and everything
+    /// before it (RabbitMQ's `multiple`): only when no other batch is held.
+    pub fn acks_whole_batches(&self) -> bool {
+        self.batches == 1
+    }
+}
+
+/// A message taken from a backend: what settles it, and what it carries —
+/// or why it cannot be read (such a message is parked as it came).
+pub(super) struct Taken<R> {
+    pub receipt: R,
+    pub envelope: Result<Envelope, String>,
+}
+
+/// What an [`Inbox`] had.
+pub(super) enum Take<R> {
+    Messages(Vec<Taken<R>>),
+    /// Nothing at the moment.
+    Nothing,
+    /// The source is gone (a lost connection): finish what is held, return.
+    Broken,
+}
+
+/// How a handled message ends.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per message in hand, moved once; boxing would allocate for every message"
+)]
+pub(super) enum Verdict {
+    Settled(Envelope, Settlement),
+    Unreadable(String),
+}
+
+/// A backend's consuming side.
+pub(super) trait Inbox: Send {
+    type Receipt: Send + 'static;
+    type Settler: Settler<Receipt = Self::Receipt>;
+
+    /// Up to `max` messages, without waiting for a first one. After
+    /// [`Self::stop`], what the backend still hands out while draining.
+    fn take(&mut self, max: usize) -> impl Future<Output = Take<Self::Receipt>> + Send;
+
+    /// Returns when [`Self::take`] may find something; cancel-safe.
+    fn wait(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Shutdown: no new deliveries; `held` batches are being finished.
+    fn stop(&mut self, held: usize) -> impl Future<Output = ()> + Send;
+
+    fn settler(&self) -> Self::Settler;
+}
+
+/// A backend's settling side, shared by the batches in flight.
+pub(super) trait Settler: Clone + Send + Sync + 'static {
+    type Receipt: Send + 'static;
+
+    /// Carries out each message's verdict, in the order taken.
+    fn settle(&self, batch: Vec<(Self::Receipt, Verdict)>) -> impl Future<Output = ()> + Send;
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// Shutdown: everything held was finished.
+    Stopped,
+    /// The inbox broke; what it held was finished. Open another.
+    Broken,
+}
+
+/// The consumer loop over one inbox, until `shutdown` or until it breaks.
+pub(super) async fn run<I, S, H, F>(
+    inbox: &mut I,
+    intake: Intake,
+    retry: &RetryPolicy,
+    mut shutdown: Pin<&mut S>,
+    handle: &H,
+) -> Ended
+where
+    I: Inbox,
+    S: Future<Output = ()>,
+    H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Vec<Disposition>> + Send + 'static,
+{
+    let retry = Arc::new(retry.clone());
+    let mut in_flight = JoinSet::new();
+    let mut stopping = false;
+    let ended = loop {
+        let room = intake.batches.saturating_sub(in_flight.len());
+        if room > 0 {
+            match inbox.take(room * intake.batch).await {
+                Take::Messages(taken) => {
+                    let mut taken = taken.into_iter().peekable();
+                    while taken.peek().is_some() {
+                        let batch: Vec<_> = taken.by_ref().take(intake.batch).collect();
+                        in_flight.spawn(handle_batch(
+                            batch,
+                            handle.clone(),
+                            inbox.settler(),
+                            retry.clone(),
+                        ));
+                    }
+                    continue;
+                }
+                Take::Broken => break Ended::Broken,
+                Take::Nothing if stopping && in_flight.is_empty() => break Ended::Stopped,
+                Take::Nothing => {}
+            }
+        }
+        let shutdown_now = tokio::select! {
+            _ = shutdown.as_mut(), if !stopping => true,
+            _ = inbox.wait(), if room > 0 && !stopping => false,
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => false,
+        };
+        if shutdown_now {
+            stopping = true;
+            inbox.stop(in_flight.len()).await;
+        }
+    };
+    while in_flight.join_next().await.is_some() {}
+    ended
+}
+
+/// Hands one batch to the handler and settles each message by what it
+/// decided.
+async fn handle_batch<T, H, F>(
+    taken: Vec<Taken<T::Receipt>>,
+    handle: H,
+    settler: T,
+    retry: Arc<RetryPolicy>,
+) where
+    T: Settler,
+    H: Fn(Vec<Envelope>) -> F,
+    F: Future<Output = Vec<Disposition>>,
+{
+    let envelopes: Vec<Envelope> = taken
+        .iter()
+        .filter_map(|t| t.envelope.as_ref().ok().cloned())
+        .collect();
+    let count = envelopes.len();
+    let mut dispositions = if count == 0 {
+        Vec::new()
+    } else {
+        guarded(&handle, envelopes).await
+    }
+    .into_iter();
+    let verdicts = taken
+        .into_iter()
+        .map(|Taken { receipt, envelope }| {
+            let verdict = match envelope {
+                Ok(envelope) => {
+                    let disposition = dispositions
+                        .next()
+                        .unwrap_or_else(|| Disposition::Retry("no disposition".into()));
+                    let settlement = Settlement::of(&disposition, envelope.attempt, &retry);
+                    Verdict::Settled(envelope, settlement)
+                }
+                Err(reason) => Verdict::Unreadable(reason),
+            };
+            (receipt, verdict)
+        })
+        .collect();
+    settler.settle(verdicts).await;
+}
+
+/// The handler's dispositions; a panic retries the whole batch later.
+async fn guarded<H, F>(handle: &H, envelopes: Vec<Envelope>) -> Vec<Disposition>
+where
+    H: Fn(Vec<Envelope>) -> F,
+    F: Future<Output = Vec<Disposition>>,
+{
+    let count = envelopes.len();
+    let first = envelopes[0].message.dedup_key().to_owned();
+    std::panic::AssertUnwindSafe(handle(envelopes))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(
+                count,
+                dedup_key = first,
+                "message handling panicked; retrying the batch later"
+            );
+            vec![Disposition::Retry("handling panicked".into()); count]
+        })
+}
+
+/// A handler of one message as a handler of batches (of one).
+pub fn one_at_a_time<H, F>(
+    handle: H,
+) -> impl Fn(Vec<Envelope>) -> futures_util::future::BoxFuture<'static, Vec<Disposition>>
++ Clone
++ Send
++ Sync
++ 'static
+where
+    H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Disposition> + Send + 'static,
+{
+    move |envelopes: Vec<Envelope>| {
+        let handled: Vec<F> = envelopes.into_iter().map(&handle).collect();
+        async move { futures_util::future::join_all(handled).await }.boxed()
+    }
+}
