@@ -260,6 +260,7 @@ async fn a_worker_sweeps_on_its_own() {
         ("PAYORCH_RECONCILE_EVERY_S".to_owned(), "1".to_owned()),
     ]);
     let cfg = Arc::new(crate::helpers::config_from(&env));
+    let (cfg_prefix, event_retry) = (cfg.queue_prefix.clone(), cfg.event_retry_policy.clone());
     let queue = payorch::queue::amqp::AmqpQueue::new(
         crate::webhooks::AMQP,
         &cfg.queue_prefix,
@@ -292,4 +293,14 @@ async fn a_worker_sweeps_on_its_own() {
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
     queue.delete_topology().await.unwrap();
+    // The worker delivers merchant events too: their queues go as well.
+    payorch::queue::amqp::AmqpQueue::new(
+        crate::webhooks::AMQP,
+        &cfg_prefix,
+        event_retry,
+    )
+    .of_kind(payorch::queue::EVENTS, 0)
+    .delete_topology()
+    .await
+    .unwrap();
 }
