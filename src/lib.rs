@@ -39,6 +39,7 @@ pub mod payments;
 pub mod provider;
 pub mod queue;
 pub mod ratelimit;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod views;

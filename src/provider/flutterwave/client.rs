@@ -19,13 +19,13 @@ use super::{
     },
 };
 use crate::{
-    config::Secret,
     domain::Reference,
     provider::{
         ChargeReport, ChargeStatus, Checkout, InitializeRequest, PaymentProvider, ProviderError,
         ProviderRefund, RefundRequest,
         transport::{Retry, Transport},
     },
+    secret::Secret,
     webhook::event::{Action, ProviderEvent},
 };
 

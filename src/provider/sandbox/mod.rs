@@ -65,7 +65,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, http::StatusCod
 
 pub use self::state::{FaultMode, Operation, Stats};
 use self::state::{State, Transaction};
-use crate::{config::Secret, provider::routing::ConnectorName};
+use crate::{provider::routing::ConnectorName, secret::Secret};
 
 /// Beyond this many transactions a dialect refuses new ones (429).
 pub const MAX_TRANSACTIONS: usize = 1_000_000;

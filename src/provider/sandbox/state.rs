@@ -213,7 +213,7 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Secret, provider::routing::ConnectorName};
+    use crate::{provider::routing::ConnectorName, secret::Secret};
 
     #[test]
     fn each_dialect_holds_its_own_transactions() {
