@@ -106,6 +106,7 @@ impl Core {
     ) -> Result<Core, StartupError> {
         install_crypto_provider();
         telemetry::metrics();
+        http::observe::register_known_series();
         cfg.check_provider_named()?;
         let db = store::connect(cfg).await?;
         if cfg.auto_migrate {
