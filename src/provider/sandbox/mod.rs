@@ -260,7 +260,10 @@ impl Sandbox {
             "/checkout/:access_code",
             poem::get(checkout::page).post(checkout::submit),
         )
-        .at("/_control/refunds/:id/outcome", poem::post(refunds::force))
+        .at(
+            "/_control/refunds/:id/outcome",
+            poem::post(control::force_refund),
+        )
         .at("/_control/faults", poem::post(control::set_fault))
         .at(
             "/_control/transactions/:reference/outcome",
