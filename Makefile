@@ -39,9 +39,10 @@ browser-test: ## the sandbox checkout page in Chromium (Playwright) against $(BI
 migrate: ## apply database migrations (DATABASE_URL, default the SQLite file)
 	$(CARGO) run --quiet -- migrate
 
-lint: ## formatting check and clippy with warnings as errors
+lint: ## formatting check, clippy with warnings as errors, and no module cycles (tests/layers.rs)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --test layers
 
 fmt:
 	$(CARGO) fmt --all

@@ -23,6 +23,8 @@
 //! - [`ratelimit`]: per-client limits, one atomic Redis call per check, with a
 //!   local limiter when Redis is away.
 //! - [`store`]: sea-orm on PostgreSQL or SQLite; schema in `migrations/`.
+//! - [`views`]: the payment and refund as the API returns them and the
+//!   merchant events carry them.
 //!
 //! [`serve`] and [`run_worker`] start from the same [`Core`]; `serve` runs on
 //! a listener the caller owns, so tests bind port 0 and run many isolated
@@ -37,8 +39,10 @@ pub mod payments;
 pub mod provider;
 pub mod queue;
 pub mod ratelimit;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod views;
 pub mod webhook;
 pub mod worker;
 
@@ -102,6 +106,7 @@ impl Core {
     ) -> Result<Core, StartupError> {
         install_crypto_provider();
         telemetry::metrics();
+        http::observe::register_known_series();
         cfg.check_provider_named()?;
         let db = store::connect(cfg).await?;
         if cfg.auto_migrate {

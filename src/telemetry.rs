@@ -56,7 +56,9 @@ pub fn metrics() -> &'static PrometheusHandle {
 /// Every counter and histogram whose labels are a fixed set starts at
 /// zero, so alert rules and dashboards see the series before the first
 /// event (a rate over a series that does not exist yet is no rate at all).
-/// Connectors register theirs as they are built (their names are config).
+/// Connectors register theirs as they are built (their names are config);
+/// the HTTP layer's request series are registered by [`crate::Core::start`]
+/// beside this, since telemetry sits below `http`.
 fn register_known_series() {
     use crate::ratelimit::Route;
     for result in ["applied", "duplicate", "ignored", "retried", "parked"] {
@@ -87,7 +89,6 @@ fn register_known_series() {
     }
     metrics::counter!("payorch_ratelimit_fallback_total").increment(0);
     metrics::counter!("payorch_queue_unroutable_total").increment(0);
-    crate::http::observe::register_known_series();
     for result in ["delivered", "retrying", "failed", "deferred", "skipped"] {
         metrics::counter!("payorch_event_deliveries_total", "result" => result).increment(0);
     }

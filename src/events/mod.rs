@@ -139,7 +139,7 @@ pub async fn record_payment(
 /// The outbox row reporting `payment` as it is after a change of `kind`
 /// (written with [`store::insert_many`] when several are).
 pub fn payment_event(payment: &Payment, kind: &str) -> Event {
-    let view = crate::http::payments::PaymentView::new(payment.clone(), None);
+    let view = crate::views::PaymentView::new(payment.clone(), None);
     event(payment.client_id, kind, payment.id, None, view)
 }
 
@@ -150,7 +150,7 @@ pub async fn record_refund(
     payment_reference: &str,
 ) -> Result<(), DbErr> {
     let kind = format!("refund.{}", refund.status);
-    let view = crate::http::refunds::RefundView::new(refund.clone(), payment_reference);
+    let view = crate::views::RefundView::new(refund.clone(), payment_reference);
     record(
         db,
         refund.client_id,

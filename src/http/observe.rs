@@ -82,9 +82,9 @@ pub fn route_template(path: &str) -> &'static str {
 }
 
 /// Each operation's route template, method and the statuses it documents:
-/// their request counters exist from start (see
-/// `crate::telemetry::metrics`), so a rate of 5xx or 429 is 0, not absent,
-/// before the first one.
+/// their request counters exist from start (`crate::Core::start` registers
+/// them beside `crate::telemetry::metrics`), so a rate of 5xx or 429 is 0,
+/// not absent, before the first one.
 const KNOWN_REQUESTS: &[(&str, &str, &[u16])] = &[
     ("/healthz", "GET", &[200]),
     ("/readyz", "GET", &[200, 503]),

@@ -2,11 +2,8 @@
 //! money back to the customer. Like initialize, a refund may carry an
 //! `Idempotency-Key`, and its answer is stored and replayed.
 
-use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, param::Path, payload::Json};
-use serde::Serialize;
-use uuid::Uuid;
+use poem_openapi::{ApiResponse, OpenApi, param::Header, param::Path, payload::Json};
 
 use super::{
     ApiTags, AppState,
@@ -16,6 +13,7 @@ use super::{
     problem::{ProblemJson, StoredJson},
     requests::{RefundBody, idempotent, validate_refund},
 };
+pub use crate::views::RefundView;
 use crate::{
     payments::{Answer, PaymentError, Rendered},
     store::refunds::Refund,
@@ -23,41 +21,6 @@ use crate::{
 
 pub struct RefundsApi {
     pub state: AppState,
-}
-
-/// A refund as clients see it.
-#[derive(Debug, Object, Serialize)]
-pub struct RefundView {
-    pub id: Uuid,
-    pub payment_reference: String,
-    /// Minor units.
-    pub amount: i64,
-    pub currency: String,
-    /// pending, succeeded or failed.
-    pub status: String,
-    #[oai(nullable)]
-    pub reason: Option<String>,
-    /// Why it failed (`provider_rejected`, `provider_failed`…).
-    #[oai(nullable)]
-    pub failure_reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl RefundView {
-    pub fn new(refund: Refund, payment_reference: &str) -> RefundView {
-        RefundView {
-            id: refund.id,
-            payment_reference: payment_reference.to_owned(),
-            amount: refund.amount,
-            currency: refund.currency,
-            status: refund.status,
-            reason: refund.reason,
-            failure_reason: refund.failure_reason,
-            created_at: refund.created_at,
-            updated_at: refund.updated_at,
-        }
-    }
 }
 
 #[derive(ApiResponse)]

@@ -13,7 +13,7 @@ pub mod sandbox;
 pub mod timing;
 mod transport;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
@@ -24,8 +24,8 @@ use self::{
     routing::{ConnectorName, Routing},
 };
 use crate::{
-    config::{Config, ProviderKind, Secret},
     domain::{Amount, Currency, Email, PaymentEvent, Reference, RefundReport},
+    secret::Secret,
     webhook::event::{Action, ProviderEvent},
 };
 
@@ -361,15 +361,38 @@ impl Connectors {
     }
 }
 
-/// The connectors `cfg` enables, calling the real providers or the sandbox.
+/// What the connectors are made from: the configuration's connector
+/// variables (`From<&Config>` is in `config`, which sits above this module).
+#[derive(Debug, Clone)]
+pub struct ConnectorSettings {
+    /// Real providers (`PAYORCH_PROVIDER=paystack`): every enabled
+    /// connector has its base URL; otherwise a missing one is the sandbox.
+    pub live: bool,
+    /// The enabled connectors, in order.
+    pub providers: Vec<ConnectorName>,
+    pub routing: Routing,
+    pub breaker: BreakerSettings,
+    /// Budget for one provider call, retries included.
+    pub timeout: Duration,
+    /// Where `payorch sandbox` listens, when it is not mounted.
+    pub sandbox_addr: SocketAddr,
+    pub paystack_base_url: Option<reqwest::Url>,
+    pub flutterwave_base_url: Option<reqwest::Url>,
+    pub flutterwave_secret_key: Option<Secret>,
+    pub flutterwave_webhook_hash: Option<Secret>,
+}
+
+/// The connectors `cfg` enables (a `&Config`, or its [`ConnectorSettings`]),
+/// calling the real providers or the sandbox.
 /// `secret`: the Paystack dialect's key (configured or the sandbox's);
 /// `sandbox_base`: where the sandbox listens when it is mounted on the
 /// API's own listener.
 pub fn from_config(
-    cfg: &Config,
+    cfg: impl Into<ConnectorSettings>,
     secret: Secret,
     sandbox_base: Option<reqwest::Url>,
 ) -> Arc<Connectors> {
+    let cfg: ConnectorSettings = cfg.into();
     let sandbox = || {
         sandbox_base.clone().unwrap_or_else(|| {
             format!("http://{}/", cfg.sandbox_addr)
@@ -377,7 +400,7 @@ pub fn from_config(
                 .expect("a socket address makes a URL")
         })
     };
-    let live = cfg.provider == ProviderKind::Paystack;
+    let live = cfg.live;
     let enabled = cfg
         .providers
         .iter()
@@ -390,7 +413,7 @@ pub fn from_config(
                         sandbox()
                     }),
                     secret.clone(),
-                    cfg.provider_timeout,
+                    cfg.timeout,
                 )),
                 ConnectorName::Flutterwave => Arc::new(flutterwave::FlutterwaveClient::new(
                     cfg.flutterwave_base_url.clone().unwrap_or_else(|| {
@@ -405,7 +428,7 @@ pub fn from_config(
                     cfg.flutterwave_webhook_hash
                         .clone()
                         .unwrap_or_else(|| secret.clone()),
-                    cfg.provider_timeout,
+                    cfg.timeout,
                 )),
             };
             Arc::new(Guarded::new(client, cfg.breaker))

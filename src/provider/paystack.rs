@@ -26,8 +26,8 @@ use super::{
     transport::{Retry, Transport},
 };
 use crate::{
-    config::Secret,
     domain::{PaymentEvent, Reference, RefundReport},
+    secret::Secret,
     webhook::event::{self, Action, ProviderEvent, RefundNotice},
 };
 

@@ -21,7 +21,7 @@ use rand::Rng;
 use reqwest::{StatusCode, Url};
 
 use super::ProviderError;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 const ATTEMPTS: u32 = 3;
 const BASE_BACKOFF: Duration = Duration::from_millis(100);

@@ -1,6 +1,6 @@
 //! The test hooks under `/_control/…` in each dialect: make the next calls
-//! of an operation fail (`faults`), force a transaction's outcome, and read
-//! the counts (`stats`); a refund's outcome and bursts have their own files.
+//! of an operation fail (`faults`), force a transaction's or a refund's
+//! outcome, and read the counts (`stats`); bursts have their own file.
 //! Asked at the base, a hook reaches the Flutterwave dialect too when the
 //! call names it: `"provider": "flutterwave"` in the body, or
 //! `?provider=flutterwave` for stats.
@@ -13,9 +13,10 @@ use poem::{
 use serde::Deserialize;
 
 use super::{
-    Sandbox,
+    Sandbox, flutterwave,
     state::{Fault, FaultMode, Operation},
 };
+use crate::provider::routing::ConnectorName;
 
 impl Sandbox {
     /// The dialect a control call is for (`None`: this one), once the call
@@ -89,7 +90,7 @@ pub struct OutcomeBody {
 }
 
 /// The default of a control body's `notify`.
-pub(super) fn yes() -> bool {
+fn yes() -> bool {
     true
 }
 
@@ -146,5 +147,42 @@ pub async fn stats(
     match sandbox.control_target(req, query.provider.as_deref()) {
         Ok(target) => Json(target.stats()).into_response(),
         Err(response) => *response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RefundOutcomeBody {
+    /// `processed` or `failed` in either dialect (Flutterwave reports them
+    /// as `completed` and `failed`).
+    status: String,
+    /// Announce it by webhook (default), or stay quiet for reconciliation.
+    #[serde(default = "yes")]
+    notify: bool,
+    /// `paystack` or `flutterwave`; default: the dialect asked.
+    provider: Option<String>,
+}
+
+#[handler]
+pub async fn force_refund(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Path(id): Path<i64>,
+    Json(body): Json<RefundOutcomeBody>,
+) -> Response {
+    let sandbox = match sandbox.control_target(req, body.provider.as_deref()) {
+        Ok(target) => target,
+        Err(response) => return *response,
+    };
+    if !matches!(body.status.as_str(), "processed" | "failed") {
+        return sandbox.refuse(StatusCode::BAD_REQUEST, "status: processed or failed");
+    }
+    match sandbox.settle_refund(id, &body.status, body.notify) {
+        Some(refund) => match sandbox.inner.dialect {
+            ConnectorName::Paystack => Json(refund.view()).into_response(),
+            ConnectorName::Flutterwave => {
+                Json(flutterwave::RefundView::of(&refund)).into_response()
+            }
+        },
+        None => sandbox.refuse(StatusCode::NOT_FOUND, "Refund not found"),
     }
 }

@@ -23,8 +23,7 @@ use serde_json::{json, value::RawValue};
 
 use super::{
     Sandbox,
-    refunds::SandboxRefund,
-    state::{OpenRefusal, Opening, Operation, Transaction},
+    state::{OpenRefusal, Opening, Operation, SandboxRefund, Transaction},
 };
 use crate::{domain::Currency, provider::flutterwave as connector};
 

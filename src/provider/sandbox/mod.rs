@@ -65,7 +65,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, http::StatusCod
 
 pub use self::state::{FaultMode, Operation, Stats};
 use self::state::{State, Transaction};
-use crate::{config::Secret, provider::routing::ConnectorName};
+use crate::{provider::routing::ConnectorName, secret::Secret};
 
 /// Beyond this many transactions a dialect refuses new ones (429).
 pub const MAX_TRANSACTIONS: usize = 1_000_000;
@@ -260,7 +260,10 @@ impl Sandbox {
             "/checkout/:access_code",
             poem::get(checkout::page).post(checkout::submit),
         )
-        .at("/_control/refunds/:id/outcome", poem::post(refunds::force))
+        .at(
+            "/_control/refunds/:id/outcome",
+            poem::post(control::force_refund),
+        )
         .at("/_control/faults", poem::post(control::set_fault))
         .at(
             "/_control/transactions/:reference/outcome",

@@ -1,28 +1,29 @@
 //! The sandbox's Paystack dialect, at its base: `POST /transaction/initialize`
 //! (idempotent per reference, the amount a number or a numeric string) and
-//! `GET /transaction/verify/{reference}`, in Paystack's shapes; its refunds
-//! are in [`super::refunds`]. Errors come in Paystack's envelope
-//! `{"status": false, "message"}`.
+//! `GET /transaction/verify/{reference}`, and its refunds (`POST /refund`,
+//! `GET /refund/{id}`, `GET /refund?transaction={reference}`, opened and
+//! settled by `refunds.rs`), in Paystack's shapes. Errors come in Paystack's
+//! envelope `{"status": false, "message"}`.
 
 use poem::{
     IntoResponse, Request, Response, Route, handler,
     http::StatusCode,
-    web::{Data, Json, Path},
+    web::{Data, Json, Path, Query},
 };
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Sandbox, refunds,
-    state::{OpenRefusal, Opening, Operation, Transaction},
+    Sandbox,
+    state::{OpenRefusal, Opening, Operation, SandboxRefund, Transaction},
 };
 
 pub(super) fn api_routes() -> Route {
     Route::new()
         .at("/transaction/initialize", poem::post(initialize))
         .at("/transaction/verify/:reference", poem::get(verify))
-        .at("/refund", poem::post(refunds::create).get(refunds::list))
-        .at("/refund/:id", poem::get(refunds::fetch))
+        .at("/refund", poem::post(create_refund).get(list_refunds))
+        .at("/refund/:id", poem::get(fetch_refund))
 }
 
 /// An error in Paystack's envelope.
@@ -112,4 +113,82 @@ async fn verify(
         // Paystack answers an unknown reference with 400, not 404.
         None => error(StatusCode::BAD_REQUEST, "Transaction reference not found"),
     }
+}
+
+#[derive(Deserialize)]
+pub struct RefundBody {
+    transaction: String,
+    amount: Option<i64>,
+    merchant_note: Option<String>,
+}
+
+#[handler]
+pub async fn create_refund(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    body: poem::Result<Json<RefundBody>>,
+) -> Response {
+    if let Some(response) = sandbox.admit(req, Operation::Refund).await {
+        return response;
+    }
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "Invalid request body");
+    };
+    match sandbox.open_refund(&body.transaction, body.amount, body.merchant_note) {
+        Ok(refund) => Json(json!({
+            "status": true,
+            "message": "Refund has been queued for processing",
+            "data": refund.view(),
+        }))
+        .into_response(),
+        Err((status, message)) => error(status, message),
+    }
+}
+
+#[handler]
+pub async fn fetch_refund(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Path(id): Path<i64>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    let refund = {
+        let mut state = sandbox.lock();
+        state.stats.refund_lookups += 1;
+        state.refunds.get(&id).map(SandboxRefund::view)
+    };
+    match refund {
+        Some(data) => Json(json!({"status": true, "message": "Refund retrieved", "data": data}))
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "Refund not found"),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RefundQuery {
+    transaction: String,
+}
+
+#[handler]
+pub async fn list_refunds(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Query(query): Query<RefundQuery>,
+) -> Response {
+    if !sandbox.authorized(req) {
+        return sandbox.unauthorized();
+    }
+    let refunds: Vec<_> = {
+        let mut state = sandbox.lock();
+        state.stats.refund_lookups += 1;
+        state
+            .refunds
+            .values()
+            .filter(|r| r.transaction_reference == query.transaction)
+            .map(SandboxRefund::view)
+            .collect()
+    };
+    Json(json!({"status": true, "message": "Refunds retrieved", "data": refunds})).into_response()
 }

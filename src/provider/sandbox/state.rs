@@ -1,7 +1,8 @@
 //! What a dialect remembers, in memory: its transactions (in minor units and
 //! Paystack's status words whatever the dialect), its refunds, the faults a
 //! test injected and the counts of what was asked. Opening and settling a
-//! transaction happen here; the dialects only translate.
+//! transaction happen here (a refund's, in `refunds.rs`); the dialects only
+//! translate. The other files use this one; it uses none of them.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{MAX_TRANSACTIONS, Sandbox, refunds};
+use super::{MAX_TRANSACTIONS, Sandbox};
 
 #[derive(Default)]
 pub(super) struct State {
@@ -18,7 +19,7 @@ pub(super) struct State {
     /// Transaction id → reference (Flutterwave refunds name the id).
     pub(super) by_id: HashMap<i64, String>,
     pub(super) next_id: i64,
-    pub(super) refunds: HashMap<i64, refunds::SandboxRefund>,
+    pub(super) refunds: HashMap<i64, SandboxRefund>,
     pub(super) faults: HashMap<Operation, Fault>,
     pub(super) stats: Stats,
 }
@@ -31,6 +32,22 @@ impl State {
         self.transactions.insert(tx.reference.clone(), tx);
         self.stats.transactions += 1;
     }
+}
+
+/// A refund, in minor units and Paystack's words whatever the dialect.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxRefund {
+    pub(super) id: i64,
+    pub(super) transaction_reference: String,
+    /// The refunded transaction's id (Flutterwave names it so).
+    pub(super) transaction_id: i64,
+    pub(super) amount: i64,
+    pub(super) currency: String,
+    /// `pending`, then `processed` or `failed`.
+    pub(super) status: String,
+    /// The merchant's note: Paystack's `merchant_note`, Flutterwave's
+    /// `comments`.
+    pub(super) merchant_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -213,7 +230,7 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Secret, provider::routing::ConnectorName};
+    use crate::{provider::routing::ConnectorName, secret::Secret};
 
     #[test]
     fn each_dialect_holds_its_own_transactions() {

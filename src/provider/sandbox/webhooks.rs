@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::{
-    config::Secret,
     provider::{flutterwave, paystack, routing::ConnectorName},
+    secret::Secret,
 };
 
 const ATTEMPTS: u32 = 8;

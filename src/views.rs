@@ -1,0 +1,139 @@
+//! The payment and refund as clients see them: the JSON the API returns
+//! (and stores as an idempotent request's answer) and the merchant events
+//! carry. Below both `http` and `events`, so neither imports the other for
+//! them; the OpenAPI schema names are the type names.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::store::{
+    payments::{Payment, Transition},
+    refunds::Refund,
+};
+
+/// A payment as clients see it.
+#[derive(Debug, Object, Serialize)]
+pub struct PaymentView {
+    pub id: Uuid,
+    /// Your reference (unique among your payments).
+    pub reference: String,
+    /// The reference the provider knows the payment by: yours, unless
+    /// another client already used it, then one payorch generated.
+    pub provider_reference: String,
+    /// created, pending, succeeded, failed, abandoned or refunded.
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub email: String,
+    pub provider: String,
+    #[oai(nullable)]
+    pub authorization_url: Option<String>,
+    #[oai(nullable)]
+    pub access_code: Option<String>,
+    #[oai(nullable)]
+    pub metadata: Option<serde_json::Value>,
+    /// Why a payment failed or was flagged (e.g. `amount_mismatch`).
+    #[oai(nullable)]
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub paid_at: Option<DateTime<Utc>>,
+    /// The sum of this payment's refunds that have not failed (pending ones
+    /// included), in minor units.
+    pub refunded_amount: i64,
+    /// Counts this payment's changes: a later state has a higher version
+    /// (merchant events can be ordered by it).
+    pub version: i64,
+    /// The audit trail, oldest first (GET only).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transitions: Option<Vec<TransitionView>>,
+}
+
+#[derive(Debug, Object, Serialize)]
+pub struct TransitionView {
+    pub from_status: String,
+    pub to_status: String,
+    /// What caused it: `verify:charge_succeeded`, `webhook:charge_failed:ignored_late`…
+    pub cause: String,
+    #[oai(nullable)]
+    pub event_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl PaymentView {
+    pub fn new(payment: Payment, transitions: Option<Vec<Transition>>) -> PaymentView {
+        PaymentView {
+            id: payment.id,
+            reference: payment.client_reference,
+            provider_reference: payment.reference,
+            status: payment.status,
+            amount: payment.amount,
+            currency: payment.currency,
+            email: payment.email,
+            provider: payment.provider,
+            authorization_url: payment.authorization_url,
+            access_code: payment.access_code,
+            metadata: payment.metadata,
+            failure_reason: payment.failure_reason,
+            created_at: payment.created_at,
+            updated_at: payment.updated_at,
+            paid_at: payment.paid_at,
+            refunded_amount: payment.refunded_amount,
+            version: i64::from(payment.version),
+            transitions: transitions.map(|rows| {
+                rows.into_iter()
+                    .map(|t| TransitionView {
+                        from_status: t.from_status,
+                        to_status: t.to_status,
+                        cause: t.cause,
+                        event_id: t.event_id,
+                        created_at: t.created_at,
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a payment view serializes")
+    }
+}
+
+/// A refund as clients see it.
+#[derive(Debug, Object, Serialize)]
+pub struct RefundView {
+    pub id: Uuid,
+    pub payment_reference: String,
+    /// Minor units.
+    pub amount: i64,
+    pub currency: String,
+    /// pending, succeeded or failed.
+    pub status: String,
+    #[oai(nullable)]
+    pub reason: Option<String>,
+    /// Why it failed (`provider_rejected`, `provider_failed`…).
+    #[oai(nullable)]
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RefundView {
+    pub fn new(refund: Refund, payment_reference: &str) -> RefundView {
+        RefundView {
+            id: refund.id,
+            payment_reference: payment_reference.to_owned(),
+            amount: refund.amount,
+            currency: refund.currency,
+            status: refund.status,
+            reason: refund.reason,
+            failure_reason: refund.failure_reason,
+            created_at: refund.created_at,
+            updated_at: refund.updated_at,
+        }
+    }
+}
