@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use payorch::{
     config::Secret,
     provider::{PaymentProvider, flutterwave::FlutterwaveClient, paystack::PaystackClient},
-    webhook::event::{RawJson, ReceivedWebhook},
+    domain::webhook::{RawJson, ReceivedWebhook},
 };
 
 static CONNECTORS: LazyLock<[Box<dyn PaymentProvider>; 2]> = LazyLock::new(|| {

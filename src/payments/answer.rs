@@ -10,18 +10,9 @@ use uuid::Uuid;
 
 use super::{
     PaymentError, Payments, commit,
-    idempotency::{self, Reservation},
+    idempotency::{self, Rendered, Reservation},
 };
 use crate::{domain::IdempotencyKey, store::payments::Payment};
-
-/// A response as it is sent and, under an Idempotency-Key, stored: the
-/// caller renders an outcome (its `render` argument) and the core stores
-/// exactly these bytes, so a replay is byte for byte the first answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    pub status: u16,
-    pub body: String,
-}
 
 /// An initialize's answer and the key it is stored under. When the
 /// provider's checkout is applied, the answer is rendered from the payment

@@ -28,11 +28,20 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{PaymentError, Rendered};
+use super::PaymentError;
 use crate::{
     domain::IdempotencyKey,
     store::entities::idempotency_key::{self, Column},
 };
+
+/// A response as it is sent and, under an Idempotency-Key, stored: the
+/// caller renders an outcome (its `render` argument) and the core stores
+/// exactly these bytes, so a replay is byte for byte the first answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub status: u16,
+    pub body: String,
+}
 
 /// How long a finished key is kept before the purge deletes it.
 pub const RETENTION: Duration = Duration::from_secs(24 * 60 * 60);

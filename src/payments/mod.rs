@@ -61,9 +61,10 @@ use crate::{
 };
 
 pub use self::{
-    answer::{Answer, Idempotent, Rendered},
+    answer::{Answer, Idempotent},
     decide::outcome_label,
     error::{PaymentError, is_unique_violation},
+    idempotency::Rendered,
     initialize::NewPaymentRequest,
     pipeline::WebhookEvent,
     reconcile::{Sweep, SweepReport},

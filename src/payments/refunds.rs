@@ -17,6 +17,7 @@ use super::{
     service::PaymentService,
 };
 use crate::{
+    domain::webhook::RefundNotice,
     domain::{
         Amount, Currency, FieldError, PaymentEvent, Reference, RefundRefusal, RefundReport,
         RefundStatus, refund,
@@ -27,7 +28,6 @@ use crate::{
         refunds::{self, NewRefund, Refund, SENDING, SENT, UNSENT},
         webhooks::{self, WebhookRecord},
     },
-    webhook::event::RefundNotice,
 };
 
 /// A validated request for a refund.

@@ -24,9 +24,9 @@ use self::{
     routing::{ConnectorName, Routing},
 };
 use crate::{
+    domain::webhook::{Action, ProviderEvent},
     domain::{Amount, Currency, Email, PaymentEvent, Reference, RefundReport},
     secret::Secret,
-    webhook::event::{Action, ProviderEvent},
 };
 
 /// What payorch asks a provider to start.

@@ -26,9 +26,9 @@ use super::{
     transport::{Retry, Transport},
 };
 use crate::{
+    domain::webhook::{self, Action, ProviderEvent, RefundNotice},
     domain::{PaymentEvent, Reference, RefundReport},
     secret::Secret,
-    webhook::event::{self, Action, ProviderEvent, RefundNotice},
 };
 
 /// The header Paystack signs its webhooks in.
@@ -350,7 +350,7 @@ pub fn parse_event(body: &[u8]) -> Result<ProviderEvent, String> {
             return Err("the event names neither data.id nor data.reference".into());
         }
     };
-    if dedup_key.len() > event::MAX_KEY {
+    if dedup_key.len() > webhook::MAX_KEY {
         return Err("the event identity is too long".into());
     }
     let refund = raw.event.starts_with("refund.").then(|| RefundNotice {
@@ -387,7 +387,7 @@ fn action_of(event: &ProviderEvent) -> Result<Action, String> {
         });
     }
     let payment_event = match event.event_type.as_str() {
-        "charge.success" => event::charge_succeeded(event)?,
+        "charge.success" => webhook::charge_succeeded(event)?,
         "charge.failed" => PaymentEvent::ChargeFailed,
         "charge.abandoned" => PaymentEvent::ChargeAbandoned,
         _ => return Ok(Action::Record),

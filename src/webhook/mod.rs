@@ -3,6 +3,5 @@
 //! worker (`crate::worker`), through the payment core, deduplicated by
 //! event identity.
 
-pub mod event;
 pub mod ingest;
 pub mod queued;

@@ -12,10 +12,10 @@ use std::{
 
 use payorch::{
     config::SANDBOX_SECRET_KEY,
+    domain::webhook as event,
     provider::paystack,
     queue::{Disposition, Envelope, QueueMessage, RetryPolicy, table::TableQueue},
     store,
-    webhook::event,
 };
 use serde_json::json;
 use tokio::sync::oneshot;

@@ -294,13 +294,9 @@ async fn a_worker_sweeps_on_its_own() {
     worker.await.unwrap().unwrap();
     queue.delete_topology().await.unwrap();
     // The worker delivers merchant events too: their queues go as well.
-    payorch::queue::amqp::AmqpQueue::new(
-        crate::webhooks::AMQP,
-        &cfg_prefix,
-        event_retry,
-    )
-    .of_kind(payorch::queue::EVENTS, 0)
-    .delete_topology()
-    .await
-    .unwrap();
+    payorch::queue::amqp::AmqpQueue::new(crate::webhooks::AMQP, &cfg_prefix, event_retry)
+        .of_kind(payorch::queue::EVENTS, 0)
+        .delete_topology()
+        .await
+        .unwrap();
 }

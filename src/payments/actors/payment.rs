@@ -1,7 +1,7 @@
 //! The actor that owns one payment reference in this process.
 
 use std::{
-    sync::Weak,
+    sync::{Arc, Weak},
     time::{Duration, Instant},
 };
 
@@ -12,9 +12,9 @@ use actix::{
 
 use uuid::Uuid;
 
-use super::registry::RegistryInner;
 use crate::{
     domain::RefundReport,
+    domain::webhook::RefundNotice,
     payments::{
         Completion, PaymentError, WebhookApplied, WebhookChange,
         service::{Opening, PaymentService},
@@ -22,7 +22,6 @@ use crate::{
     provider::{routing::ConnectorName, timing::ProviderClock},
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
-    webhook::event::RefundNotice,
 };
 
 /// What can be asked of a payment.
@@ -88,10 +87,25 @@ impl Message for WebhookEnvelope {
     type Result = Result<WebhookApplied, PaymentError>;
 }
 
+/// What a payment actor needs of the registry that started it: the work
+/// it runs and where, its limits, and a way to leave when idle. (The
+/// registry implements it; the actor knows no more of the registry.)
+pub(super) trait Home: Send + Sync + 'static {
+    fn service(&self) -> &Arc<PaymentService>;
+    fn runtime(&self) -> &tokio::runtime::Handle;
+    /// How long the actor may stay idle before it leaves.
+    fn idle(&self) -> Duration;
+    /// Messages it may have waiting.
+    fn mailbox(&self) -> usize;
+    /// Removes the actor's entry if it is still `generation` and nothing is
+    /// on its way to it; `true`: it may stop.
+    fn evict(&self, reference: &str, generation: u64) -> bool;
+}
+
 pub struct PaymentActor {
     pub(super) reference: String,
     pub(super) generation: u64,
-    pub(super) registry: Weak<RegistryInner>,
+    pub(super) registry: Weak<dyn Home>,
     pub(super) last_active: Instant,
 }
 
@@ -103,8 +117,8 @@ impl Actor for PaymentActor {
             ctx.stop();
             return;
         };
-        ctx.set_mailbox_capacity(registry.mailbox);
-        let idle = registry.idle;
+        ctx.set_mailbox_capacity(registry.mailbox());
+        let idle = registry.idle();
         // Check at a fraction of the idle time so an actor lingers at most ~1.25×.
         let every = (idle / 4).max(Duration::from_millis(10));
         ctx.run_interval(every, move |actor, ctx| {
@@ -133,7 +147,7 @@ impl PaymentActor {
     ) -> AtomicResponse<Self, Result<T, PaymentError>>
     where
         T: Send + 'static,
-        F: FnOnce(std::sync::Arc<PaymentService>, String) -> Fut,
+        F: FnOnce(Arc<PaymentService>, String) -> Fut,
         Fut: std::future::Future<Output = Result<T, PaymentError>> + Send + 'static,
     {
         self.last_active = Instant::now();
@@ -147,9 +161,9 @@ impl PaymentActor {
                 .into_actor(self),
             ));
         };
-        let task = registry.runtime.spawn(ProviderClock::run(
+        let task = registry.runtime().spawn(ProviderClock::run(
             clock,
-            work(registry.service.clone(), self.reference.clone()),
+            work(registry.service().clone(), self.reference.clone()),
         ));
         AtomicResponse::new(Box::pin(
             async move {

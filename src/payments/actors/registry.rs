@@ -8,7 +8,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -22,17 +22,17 @@ use uuid::Uuid;
 use super::{
     ActorSystem,
     payment::{
-        Command, Envelope, PaymentActor, RefundCommand, RefundEnvelope, RefundWebhookEnvelope,
-        WebhookEnvelope,
+        Command, Envelope, Home, PaymentActor, RefundCommand, RefundEnvelope,
+        RefundWebhookEnvelope, WebhookEnvelope,
     },
 };
 use crate::{
     domain::RefundReport,
+    domain::webhook::RefundNotice,
     payments::{PaymentError, WebhookApplied, WebhookChange, service::PaymentService},
     provider::timing::ProviderClock,
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
-    webhook::event::RefundNotice,
 };
 
 struct Entry {
@@ -41,7 +41,7 @@ struct Entry {
     in_flight: usize,
 }
 
-pub(super) struct RegistryInner {
+struct RegistryInner {
     actors: DashMap<String, Entry>,
     generations: AtomicU64,
     system: ActorSystem,
@@ -51,9 +51,24 @@ pub(super) struct RegistryInner {
     pub(super) mailbox: usize,
 }
 
-impl RegistryInner {
-    /// Removes the entry if it is still `generation` and nothing is in flight.
-    pub(super) fn evict(&self, reference: &str, generation: u64) -> bool {
+impl Home for RegistryInner {
+    fn service(&self) -> &Arc<PaymentService> {
+        &self.service
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    fn mailbox(&self) -> usize {
+        self.mailbox
+    }
+
+    fn evict(&self, reference: &str, generation: u64) -> bool {
         let evicted = self
             .actors
             .remove_if(reference, |_, entry| {
@@ -199,7 +214,7 @@ impl PaymentRegistry {
         let inner = &self.inner;
         let mut entry = inner.actors.entry(reference.to_owned()).or_insert_with(|| {
             let generation = inner.generations.fetch_add(1, Ordering::Relaxed);
-            let registry = Arc::downgrade(inner);
+            let registry: Weak<dyn Home> = Arc::downgrade(inner) as Weak<RegistryInner>;
             let reference = reference.to_owned();
             let addr =
                 PaymentActor::start_in_arbiter(inner.system.arbiter(), move |_| PaymentActor {

@@ -20,13 +20,13 @@ use super::{
 };
 use crate::{
     domain::Reference,
+    domain::webhook::{Action, ProviderEvent},
     provider::{
         ChargeReport, ChargeStatus, Checkout, InitializeRequest, PaymentProvider, ProviderError,
         ProviderRefund, RefundRequest,
         transport::{Retry, Transport},
     },
     secret::Secret,
-    webhook::event::{Action, ProviderEvent},
 };
 
 pub struct FlutterwaveClient {

@@ -13,7 +13,7 @@
 //! `verif-hash` is a pre-shared secret that Flutterwave sends as it is (it
 //! does not sign the body), so a webhook proves only that *someone who knows
 //! the hash* sent it: its figures are never applied. `charge.completed`
-//! becomes [`Action::Confirm`](crate::webhook::event::Action::Confirm): the worker asks [`PaymentProvider::verify`](super::PaymentProvider::verify)
+//! becomes [`Action::Confirm`](crate::domain::webhook::Action::Confirm): the worker asks [`PaymentProvider::verify`](super::PaymentProvider::verify)
 //! and applies what the API says.
 //!
 //! Sources: <https://developer.flutterwave.com/docs/collecting-payments/standard>,

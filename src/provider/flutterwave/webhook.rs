@@ -11,7 +11,7 @@ use super::{
     amounts::amount_minor,
     wire::{id_number, id_text},
 };
-use crate::webhook::event::{self, Action, ProviderEvent};
+use crate::domain::webhook::{self, Action, ProviderEvent};
 
 /// The header Flutterwave sends its webhooks' secret hash in.
 pub const HASH_HEADER: &str = "verif-hash";
@@ -70,7 +70,7 @@ pub fn parse_event(body: &[u8]) -> Result<ProviderEvent, String> {
         (None, Some(tx_ref)) => format!("{name}:{tx_ref}"),
         (None, None) => return Err("the event names neither data.id nor data.tx_ref".into()),
     };
-    if dedup_key.len() > event::MAX_KEY {
+    if dedup_key.len() > webhook::MAX_KEY {
         return Err("the event identity is too long".into());
     }
     let amount = match (&raw.data.amount, &raw.data.currency) {
