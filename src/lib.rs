@@ -10,21 +10,32 @@
 //!                                        ─▶ payments::Payments (same path)
 //! ```
 //!
-//! - [`config`]: the one typed [`Config`], read from the environment once.
-//! - [`domain`]: pure types and the payment state machine; no I/O.
+//! - [`config`]: the one typed [`Config`], read from the environment once;
+//!   [`secret`]: values that never print.
+//! - [`domain`]: pure types, the payment state machine and the webhook
+//!   vocabulary; no I/O.
 //! - [`payments`]: the payment core, one method per operation; it owns the
-//!   transactions, idempotency and the per-payment actors.
+//!   transactions, idempotency and the per-payment actors, and every change
+//!   goes through its one apply pipeline.
 //! - [`http`]: the poem front end — each operation declares its gate
 //!   (authentication, rate limit, body limit); errors leave as problem+json.
-//! - [`webhook`] and [`queue`]: signed ingest onto RabbitMQ or the queue
-//!   table; [`worker`] applies each message through the core.
-//! - [`provider`]: the provider trait, the Paystack client and the built-in
-//!   sandbox provider.
+//! - [`views`]: the payment and refund as the API returns them and the
+//!   merchant events carry them.
+//! - [`webhook`]: signed ingest onto the [`queue`] (RabbitMQ or the queue
+//!   table: one consumer loop, one retry policy); [`worker`] applies the
+//!   messages through the core.
+//! - [`events`]: merchant events — the outbox, its relay, signed delivery;
+//!   [`listen`]: `payorch listen`, which prints them for a developer.
+//! - [`provider`]: the connector trait, routing and breakers, the Paystack
+//!   and Flutterwave clients and the built-in sandbox provider.
 //! - [`ratelimit`]: per-client limits, one atomic Redis call per check, with a
 //!   local limiter when Redis is away.
 //! - [`store`]: sea-orm on PostgreSQL or SQLite; schema in `migrations/`.
-//! - [`views`]: the payment and refund as the API returns them and the
-//!   merchant events carry them.
+//! - [`telemetry`]: logs and metrics.
+//!
+//! Layers point one way (`tests/layers.rs` checks that no modules refer to
+//! each other in a circle): `http`, `worker` and `events` sit on
+//! `payments`, which sits on `provider`, `queue`, `store` and `domain`.
 //!
 //! [`serve`] and [`run_worker`] start from the same [`Core`]; `serve` runs on
 //! a listener the caller owns, so tests bind port 0 and run many isolated
