@@ -9,7 +9,7 @@
 //!      ─▶ POST to the endpoint, each attempt in `event_attempts`
 //! ```
 //!
-//! - [`record_payment`] / [`record_refund`]: the outbox write, called by
+//! - [`payment_event`] / [`record_refund`]: the outbox rows, written by
 //!   the payment core inside the transaction of the change.
 //! - [`relay`]: from outbox to queue; [`delivery`]: from queue to endpoint.
 //! - [`Events`]: the endpoints API, the event log and redelivery.
@@ -127,17 +127,8 @@ fn event<T: Serialize>(
     }
 }
 
-/// Writes the event for `payment`'s change, in the caller's transaction.
-pub async fn record_payment(
-    db: &impl ConnectionTrait,
-    payment: &Payment,
-    kind: &str,
-) -> Result<(), DbErr> {
-    store::insert(db, payment_event(payment, kind)).await
-}
-
 /// The outbox row reporting `payment` as it is after a change of `kind`
-/// (written with [`store::insert_many`] when several are).
+/// (the apply pipeline writes its changes' rows with [`store::insert_many`]).
 pub fn payment_event(payment: &Payment, kind: &str) -> Event {
     let view = crate::views::PaymentView::new(payment.clone(), None);
     event(payment.client_id, kind, payment.id, None, view)

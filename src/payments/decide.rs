@@ -115,6 +115,16 @@ pub(super) fn decide(
     locked: bool,
     delivered: bool,
 ) -> Result<Verdict, PaymentError> {
+    let held = change.connector.is_none_or(|c| held_by(current, c));
+    if !held && delivered {
+        tracing::warn!(
+            reference = current.reference,
+            holder = current.provider,
+            from = change.connector,
+            "webhook from a connector that does not hold the payment; ignored"
+        );
+        return Ok(Verdict::OtherConnector);
+    }
     let status = status_of(current)?;
     let amount = Amount::new(current.amount).map_err(corrupt)?;
     let currency = Currency::parse(&current.currency).map_err(corrupt)?;
@@ -127,18 +137,7 @@ pub(super) fn decide(
         }
     };
     let proof = (!locked).then(Changes::default);
-    if let Some(connector) = change.connector
-        && !held_by(current, connector)
-    {
-        if delivered {
-            tracing::warn!(
-                reference = current.reference,
-                holder = current.provider,
-                from = connector,
-                "webhook from a connector that does not hold the payment; ignored"
-            );
-            return Ok(Verdict::OtherConnector);
-        }
+    if let Some(connector) = change.connector.filter(|_| !held) {
         // The payment failed over to another connector meanwhile: this
         // connector's checkout (or refusal) is never shown.
         return Ok(Verdict::Write(Decision {

@@ -200,7 +200,7 @@ impl Payments {
 
     /// Applies provider webhooks, exactly once per event identity, each
     /// payment's in the order given; the result of each, in that order.
-    /// On PostgreSQL in one transaction (see [`batch`]), serialized with
+    /// On PostgreSQL in one transaction (the apply pipeline, [`pipeline`]), serialized with
     /// every other change of the same payments by their row locks; should
     /// that transaction fail, or on SQLite, one at a time through the
     /// payments' actors.

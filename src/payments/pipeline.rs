@@ -1,7 +1,9 @@
-//! The one apply pipeline: every change to a payment's state — an answer
-//! to initialize, a verify, a reconciliation, a refund's effect, a provider
-//! webhook, a whole batch of webhooks — goes through it. A single change is
-//! a batch of one.
+//! The one apply pipeline: every change the state machine decides — an
+//! answer to initialize, a verify, a reconciliation, a refund's effect, a
+//! provider webhook, a whole batch of webhooks — goes through it. A single
+//! change is a batch of one. (Two writes are not the state machine's and
+//! stay beside it: a failover moving a `created` payment to another
+//! connector, and the audit row of a partial refund.)
 //!
 //! 1. **Read** the payments the changes name ([`PaymentService::hold`]). On
 //!    PostgreSQL they are locked in one statement, in `id` order, so two

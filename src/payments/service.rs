@@ -1,5 +1,5 @@
 //! The work a payment's actor does for each message: talk to the provider,
-//! then apply what it said ([`super::apply`]). Each method runs inside the
+//! then apply what it said (the apply pipeline, [`super::pipeline`]). Each method runs inside the
 //! payment's actor, so one payment's operations never overlap in this
 //! process.
 

@@ -163,7 +163,17 @@ where
         let shutdown_now = tokio::select! {
             _ = shutdown.as_mut(), if !stopping => true,
             _ = inbox.wait(), if room > 0 && !stopping => false,
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => false,
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Err(err) = joined {
+                    // A batch that died before it was settled leaves its
+                    // messages unsettled: with them outstanding, a later
+                    // whole-batch acknowledgement would cover them too.
+                    // Give up the session; the broker redelivers them.
+                    tracing::error!(error = %err, "a batch ended without settling; reconnecting");
+                    break Ended::Broken;
+                }
+                false
+            }
         };
         if shutdown_now {
             stopping = true;

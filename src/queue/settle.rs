@@ -54,10 +54,15 @@ pub fn jittered(delay: Duration, percent: u32) -> Duration {
 pub enum Settlement {
     /// Nowhere: acknowledged (RabbitMQ) or deleted (the table).
     Ack,
-    /// Back to the main queue after `delay` — the retry tier of that
-    /// length — as attempt `attempt`, with `reason`.
+    /// Back to the main queue as attempt `attempt`, with `reason`, after
+    /// `wait` — the attempt's tier, or longer when the handler asked for
+    /// it (a `Retry-After`). A backend that can hold a message for any
+    /// time (the queue table) waits exactly `wait`; RabbitMQ's tiers have
+    /// fixed lengths, and it takes `delay`: the first tier at least `wait`
+    /// long (or the longest there is).
     ToTier {
         delay: Duration,
+        wait: Duration,
         attempt: u32,
         reason: String,
     },
@@ -75,15 +80,17 @@ impl Settlement {
     /// - `Defer`: the first tier, not counted; parked if there is none.
     /// - `Park`: parked; `Ack`: done.
     pub fn of(disposition: &Disposition, attempt: u32, retry: &RetryPolicy) -> Settlement {
-        let retried = |reason: &String, not_before: Duration| match retry
-            .tier_at_least(attempt, not_before)
-        {
-            Some(delay) => Settlement::ToTier {
+        let retried = |reason: &String, not_before: Duration| match (
+            retry.delay_after(attempt),
+            retry.tier_at_least(attempt, not_before),
+        ) {
+            (Some(own), Some(delay)) => Settlement::ToTier {
                 delay,
+                wait: own.max(not_before),
                 attempt: attempt + 1,
                 reason: reason.clone(),
             },
-            None => Settlement::Park {
+            _ => Settlement::Park {
                 reason: reason.clone(),
             },
         };
@@ -94,6 +101,7 @@ impl Settlement {
             Disposition::Defer(reason) => match retry.delays.first() {
                 Some(first) => Settlement::ToTier {
                     delay: *first,
+                    wait: *first,
                     attempt,
                     reason: reason.clone(),
                 },
@@ -147,6 +155,7 @@ mod tests {
     fn tier(delay: u64, attempt: u32, reason: &str) -> Settlement {
         Settlement::ToTier {
             delay: ms(delay),
+            wait: ms(delay),
             attempt,
             reason: reason.into(),
         }
@@ -193,13 +202,20 @@ mod tests {
                 attempt,
             )
         };
+        let waiting = |delay, wait, attempt| Settlement::ToTier {
+            delay: ms(delay),
+            wait: ms(wait),
+            attempt,
+            reason: "busy".into(),
+        };
         // Shorter than the attempt's own tier: the own tier.
         assert_eq!(asked(10, FIRST), tier(100, 1, "busy"));
-        // Between tiers: the next longer one.
-        assert_eq!(asked(500, FIRST), tier(1_000, 1, "busy"));
+        // Between tiers: the next longer tier, waiting exactly as asked
+        // where the backend can.
+        assert_eq!(asked(500, FIRST), waiting(1_000, 500, 1));
         assert_eq!(asked(1_000, MIDDLE), tier(1_000, 2, "busy"));
-        // Longer than any tier: the longest.
-        assert_eq!(asked(60_000, MIDDLE), tier(10_000, 2, "busy"));
+        // Longer than any tier: the longest tier, or exactly as asked.
+        assert_eq!(asked(60_000, MIDDLE), waiting(10_000, 60_000, 2));
         // Past the last attempt it is parked, however long it asked.
         assert_eq!(asked(10, LAST), park("busy"));
     }

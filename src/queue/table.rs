@@ -153,8 +153,8 @@ impl TableQueue {
     ) -> Result<(), QueueError> {
         let settlement = Settlement::of(disposition, envelope.attempt, &self.retry);
         match (&settlement, settlement.moved(envelope)) {
-            (Settlement::ToTier { delay, .. }, Some(moved)) => {
-                let delay = super::jittered(*delay, self.jitter_percent);
+            (Settlement::ToTier { wait, .. }, Some(moved)) => {
+                let delay = super::jittered(*wait, self.jitter_percent);
                 self.insert_after(&moved, READY, delay).await?;
                 self.published.notify_one();
             }
@@ -231,10 +231,11 @@ impl TableQueue {
                 self.statement("DELETE FROM queued_messages WHERE id = $1", vec![id.into()])
             }
             Settlement::ToTier {
-                delay,
+                wait,
                 attempt,
                 reason,
-            } => self.delay_statement(id, *attempt, reason, *delay),
+                ..
+            } => self.delay_statement(id, *attempt, reason, *wait),
             Settlement::Park { reason } => self.park_statement(id, reason),
         };
         self.db.execute_raw(statement).await?;

@@ -99,15 +99,6 @@ pub async fn find_by_reference(
     by_reference(reference).one(db).await
 }
 
-/// Reads the payment and holds its row lock until `txn` ends (PostgreSQL
-/// `FOR UPDATE`; SQLite, with its single writer, has no row locks).
-pub async fn lock_by_reference(
-    txn: &impl ConnectionTrait,
-    reference: &str,
-) -> Result<Option<Payment>, DbErr> {
-    by_reference(reference).lock_exclusive().one(txn).await
-}
-
 /// Reads the payments with these references and holds their row locks
 /// until `txn` ends, taken in `id` order so that two transactions locking
 /// overlapping sets queue rather than deadlock (PostgreSQL).
