@@ -34,8 +34,10 @@
 //! - [`telemetry`]: logs and metrics.
 //!
 //! Layers point one way (`tests/layers.rs` checks that no modules refer to
-//! each other in a circle): `http`, `worker` and `events` sit on
-//! `payments`, which sits on `provider`, `queue`, `store` and `domain`.
+//! each other in a circle): `domain` at the bottom; `store`, `provider` and
+//! `queue` on it; `views` and `events` (whose outbox rows the core writes in
+//! its own transactions) on those; `payments` on all of them; `http`,
+//! `webhook`, `worker` and `listen` on top.
 //!
 //! [`serve`] and [`run_worker`] start from the same [`Core`]; `serve` runs on
 //! a listener the caller owns, so tests bind port 0 and run many isolated
