@@ -21,4 +21,5 @@ mod queue;
 mod ratelimit;
 mod reconcile;
 mod refunds;
+mod sandbox_ledger;
 mod webhooks;

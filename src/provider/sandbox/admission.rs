@@ -1,7 +1,9 @@
 //! What a call to a dialect's API passes before its handler runs: the bearer
 //! key, then a count in [`Stats`], then any fault a test injected through
 //! `/_control/faults`. A call refused for its key is not counted; one ended
-//! by a fault is.
+//! by a fault is. Faults that end the call come back as its response; the
+//! side-effect ones (`error_after`, `not_found`) as an [`Admission`] the
+//! handler honours, since only it knows what the work and the miss are.
 
 use std::time::Duration;
 
@@ -17,12 +19,45 @@ use crate::provider::routing::ConnectorName;
 /// How long a "hang" fault holds a request: past any sane client timeout.
 const HANG: Duration = Duration::from_secs(30);
 
+/// How an admitted call is to be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// As usual.
+    Answer,
+    /// Do the work as usual, then answer 500 instead (`error_after`).
+    LoseAnswer,
+    /// Answer as if the refund looked up did not exist (`not_found`).
+    Miss,
+}
+
+impl Admission {
+    /// The response to send once the work is done: `response`, or a 500 in
+    /// its place when the answer is to be lost.
+    pub(super) fn finish(self, sandbox: &Sandbox, response: Response) -> Response {
+        match self {
+            Admission::LoseAnswer => sandbox.refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sandbox: injected failure after the work was done",
+            ),
+            Admission::Answer | Admission::Miss => response,
+        }
+    }
+
+    pub(super) fn misses(self) -> bool {
+        self == Admission::Miss
+    }
+}
+
 impl Sandbox {
-    /// Admits a call to `operation`: `Some(response)` ends the request there,
+    /// Admits a call to `operation`: `Err(response)` ends the request there,
     /// unauthorized in this dialect's error shape or as an injected fault.
-    pub(super) async fn admit(&self, req: &Request, operation: Operation) -> Option<Response> {
+    pub(super) async fn admit(
+        &self,
+        req: &Request,
+        operation: Operation,
+    ) -> Result<Admission, Response> {
         if !self.authorized(req) {
-            return Some(self.unauthorized());
+            return Err(self.unauthorized());
         }
         *calls(&mut self.lock().stats, operation) += 1;
         self.fault(operation).await
@@ -40,24 +75,29 @@ impl Sandbox {
         self.refuse(StatusCode::UNAUTHORIZED, "Invalid key")
     }
 
-    /// Applies a pending fault: `Some(response)` ends the request there.
-    async fn fault(&self, operation: Operation) -> Option<Response> {
-        match self.take_fault(operation)? {
-            FaultMode::Error => Some(self.refuse(
+    /// Applies a pending fault: `Err(response)` ends the request there.
+    async fn fault(&self, operation: Operation) -> Result<Admission, Response> {
+        let Some(mode) = self.take_fault(operation) else {
+            return Ok(Admission::Answer);
+        };
+        match mode {
+            FaultMode::Error => Err(self.refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "sandbox: injected failure",
             )),
             FaultMode::Hang => {
                 tokio::time::sleep(HANG).await;
-                Some(self.refuse(StatusCode::GATEWAY_TIMEOUT, "sandbox: injected hang"))
+                Err(self.refuse(StatusCode::GATEWAY_TIMEOUT, "sandbox: injected hang"))
             }
-            FaultMode::Duplicate => Some(self.refuse(
+            FaultMode::Duplicate => Err(self.refuse(
                 StatusCode::BAD_REQUEST,
                 match self.inner.dialect {
                     ConnectorName::Paystack => "Duplicate Transaction Reference",
                     ConnectorName::Flutterwave => "Duplicate transaction reference (tx_ref)",
                 },
             )),
+            FaultMode::ErrorAfter => Ok(Admission::LoseAnswer),
+            FaultMode::NotFound => Ok(Admission::Miss),
         }
     }
 
@@ -73,12 +113,13 @@ impl Sandbox {
     }
 }
 
-/// The count a call to `operation` adds to. Refund lookups are counted by
-/// their handlers: they take no fault.
+/// The count a call to `operation` adds to.
 fn calls(stats: &mut Stats, operation: Operation) -> &mut u64 {
     match operation {
         Operation::Initialize => &mut stats.initialize_calls,
         Operation::Verify => &mut stats.verify_calls,
         Operation::Refund => &mut stats.refund_calls,
+        Operation::RefundLookup => &mut stats.refund_lookups,
+        Operation::List => &mut stats.list_calls,
     }
 }

@@ -1,6 +1,7 @@
 //! The test hooks under `/_control/…` in each dialect: make the next calls
-//! of an operation fail (`faults`), force a transaction's or a refund's
-//! outcome, and read the counts (`stats`); bursts have their own file.
+//! of an operation fail, or succeed and lose their answer, or miss a refund
+//! (`faults`), force a transaction's or a refund's outcome, and read the
+//! counts (`stats`); bursts and the ledger have their own files.
 //! Asked at the base, a hook reaches the Flutterwave dialect too when the
 //! call names it: `"provider": "flutterwave"` in the body, or
 //! `?provider=flutterwave` for stats.
@@ -47,6 +48,8 @@ impl Sandbox {
 pub struct FaultBody {
     operation: Operation,
     mode: FaultMode,
+    /// How many of the next calls it hits (default 1); 0 clears it.
+    #[serde(default = "one")]
     count: u32,
     /// `paystack` or `flutterwave`; default: the dialect asked.
     provider: Option<String>,
@@ -62,6 +65,12 @@ pub async fn set_fault(
         Ok(target) => target,
         Err(response) => return *response,
     };
+    if !body.mode.fits(body.operation) {
+        return target.refuse(
+            StatusCode::BAD_REQUEST,
+            "mode: duplicate is for initialize, verify or refund; error_after for initialize or refund; not_found for refund_lookup",
+        );
+    }
     target.lock().faults.insert(
         body.operation,
         Fault {
@@ -92,6 +101,11 @@ pub struct OutcomeBody {
 /// The default of a control body's `notify`.
 fn yes() -> bool {
     true
+}
+
+/// The default of a fault's `count`.
+fn one() -> u32 {
+    1
 }
 
 #[handler]

@@ -2,7 +2,8 @@
 //! `POST /v3/payments`, `GET /v3/transactions/verify_by_reference?tx_ref=`,
 //! `POST /v3/transactions/{id}/refund`, `GET /v3/refunds/{id}`,
 //! `GET /v3/refunds?page=` (20 a page, newest first, with
-//! `meta.page_info`). It keeps transactions as the Paystack dialect does —
+//! `meta.page_info`); `GET /v3/transactions?from=&to=&page=` is in
+//! `listing.rs`. It keeps transactions as the Paystack dialect does —
 //! minor units, Paystack's status words — and translates here: amounts to
 //! exact decimal major units ([`connector::major_text`]), `success` →
 //! `successful`, `abandoned` → `cancelled`, `ongoing` → `pending`; refunds
@@ -78,7 +79,7 @@ pub(super) fn status_word(paystack: &str) -> &'static str {
 }
 
 /// A refund's status (Paystack's word) in Flutterwave's words.
-fn refund_word(paystack: &str) -> &'static str {
+pub(super) fn refund_word(paystack: &str) -> &'static str {
     match paystack {
         "processed" => "completed",
         "failed" => "failed",
@@ -235,9 +236,14 @@ async fn initialize(
     Data(sandbox): Data<&Sandbox>,
     body: poem::Result<Json<PaymentBody>>,
 ) -> Response {
-    if let Some(response) = sandbox.admit(req, Operation::Initialize).await {
-        return response;
+    match sandbox.admit(req, Operation::Initialize).await {
+        Ok(admission) => admission.finish(sandbox, open_transaction(sandbox, body)),
+        Err(response) => response,
     }
+}
+
+/// Initialize's work and answer.
+fn open_transaction(sandbox: &Sandbox, body: poem::Result<Json<PaymentBody>>) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
@@ -286,7 +292,7 @@ async fn verify(
     Data(sandbox): Data<&Sandbox>,
     Query(query): Query<VerifyQuery>,
 ) -> Response {
-    if let Some(response) = sandbox.admit(req, Operation::Verify).await {
+    if let Err(response) = sandbox.admit(req, Operation::Verify).await {
         return response;
     }
     let Some(tx_ref) = query.tx_ref else {
@@ -319,9 +325,14 @@ async fn create_refund(
     Path(id): Path<i64>,
     body: poem::Result<Json<RefundBody>>,
 ) -> Response {
-    if let Some(response) = sandbox.admit(req, Operation::Refund).await {
-        return response;
+    match sandbox.admit(req, Operation::Refund).await {
+        Ok(admission) => admission.finish(sandbox, open_refund(sandbox, id, body)),
+        Err(response) => response,
     }
+}
+
+/// A refund's work and answer.
+fn open_refund(sandbox: &Sandbox, id: i64, body: poem::Result<Json<RefundBody>>) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
@@ -356,13 +367,14 @@ async fn fetch_refund(
     Data(sandbox): Data<&Sandbox>,
     Path(id): Path<i64>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let refund = {
-        let mut state = sandbox.lock();
-        state.stats.refund_lookups += 1;
-        state.refunds.get(&id).cloned()
+    let admission = match sandbox.admit(req, Operation::RefundLookup).await {
+        Ok(admission) => admission,
+        Err(response) => return response,
+    };
+    let refund = if admission.misses() {
+        None
+    } else {
+        sandbox.lock().refunds.get(&id).cloned()
     };
     match refund {
         Some(refund) => answer("Refund fetched", RefundView::of(&refund)),
@@ -381,13 +393,16 @@ async fn list_refunds(
     Data(sandbox): Data<&Sandbox>,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let mut refunds: Vec<SandboxRefund> = {
-        let mut state = sandbox.lock();
-        state.stats.refund_lookups += 1;
-        state.refunds.values().cloned().collect()
+    let admission = match sandbox.admit(req, Operation::RefundLookup).await {
+        Ok(admission) => admission,
+        Err(response) => return response,
+    };
+    // A miss shows no refunds at all: one empty last page, so a search
+    // ends there having found nothing.
+    let mut refunds: Vec<SandboxRefund> = if admission.misses() {
+        Vec::new()
+    } else {
+        sandbox.lock().refunds.values().cloned().collect()
     };
     refunds.sort_by_key(|r| std::cmp::Reverse(r.id));
     let page = query.page.unwrap_or(1).max(1);
@@ -425,6 +440,7 @@ mod tests {
             amount: 150075,
             currency: "NGN".into(),
             email: "a@b.c".into(),
+            created_at: chrono::Utc::now(),
             status: status.into(),
             access_code: "ac_1".into(),
             paid_at: None,

@@ -15,6 +15,9 @@
 //!   Paystack's refunds. A refund is `pending` until it settles — after
 //!   the configured delay, or when a test settles it — and is then
 //!   announced with a signed `refund.processed` / `refund.failed` webhook.
+//! - `GET /transaction?from=&to=&page=&perPage=`: transactions opened in a
+//!   date range, newest first, paged (`listing.rs`, as for Flutterwave's
+//!   `GET /flutterwave/v3/transactions?from=&to=&page=`).
 //! - Webhooks signed with `x-paystack-signature` (HMAC of the body with the
 //!   secret key), posted to the configured webhook URL.
 //!
@@ -37,13 +40,16 @@
 //! `/_control/…` (`control.rs`), in each dialect (`/flutterwave/_control/…`
 //! for Flutterwave): hooks for tests — force an outcome (and the amount the
 //! provider will report), settle a refund, make the next N calls fail with
-//! 500 or hang, count what was asked, and fire a burst of webhooks. The
+//! 500 or hang, or do their work and lose the answer (`error_after`), or
+//! miss a refund that exists (`not_found` on refund look-ups), count what
+//! was asked, fire a burst of webhooks, and list everything held
+//! (`ledger.rs`: the provider's truth tests compare payorch against). The
 //! base's hooks reach the Flutterwave state too when asked with
 //! `"provider": "flutterwave"` in the body (faults, outcomes, refund
-//! outcomes, bursts) or `?provider=flutterwave` (stats).
+//! outcomes, bursts) or `?provider=flutterwave` (stats, ledger).
 //!
 //! State is in memory (`state.rs`), bounded by [`MAX_TRANSACTIONS`] per
-//! dialect. Initialize, verify and refund calls pass one gate first
+//! dialect. Every API call but the checkout passes one gate first
 //! (`admission.rs`): the key, a count in [`Stats`], then any injected fault.
 
 mod admission;
@@ -51,6 +57,8 @@ mod burst;
 mod checkout;
 mod control;
 mod flutterwave;
+mod ledger;
+mod listing;
 mod paystack;
 mod refunds;
 mod state;
@@ -237,6 +245,14 @@ impl Sandbox {
         }
     }
 
+    /// A refund's status (stored in Paystack's words) in this dialect's words.
+    fn refund_word<'a>(&self, status: &'a str) -> &'a str {
+        match self.inner.dialect {
+            ConnectorName::Paystack => status,
+            ConnectorName::Flutterwave => flutterwave::refund_word(status),
+        }
+    }
+
     /// The sandbox's routes, to mount at its base path: this dialect's, and
     /// the Flutterwave sibling's under `/flutterwave`.
     pub fn routes(&self) -> impl Endpoint + use<> {
@@ -253,8 +269,13 @@ impl Sandbox {
     /// This dialect's API, its checkout page and its test hooks.
     fn dialect_routes(&self) -> Route {
         let api = match self.inner.dialect {
-            ConnectorName::Paystack => paystack::api_routes(),
-            ConnectorName::Flutterwave => flutterwave::api_routes(),
+            ConnectorName::Paystack => {
+                paystack::api_routes().at("/transaction", poem::get(listing::paystack_transactions))
+            }
+            ConnectorName::Flutterwave => flutterwave::api_routes().at(
+                "/v3/transactions",
+                poem::get(listing::flutterwave_transactions),
+            ),
         };
         api.at(
             "/checkout/:access_code",
@@ -270,6 +291,7 @@ impl Sandbox {
             poem::post(control::force_outcome),
         )
         .at("/_control/stats", poem::get(control::stats))
+        .at("/_control/ledger", poem::get(ledger::ledger))
         .at("/_control/burst", poem::post(burst::burst))
     }
 }

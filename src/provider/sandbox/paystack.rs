@@ -2,7 +2,8 @@
 //! (idempotent per reference, the amount a number or a numeric string) and
 //! `GET /transaction/verify/{reference}`, and its refunds (`POST /refund`,
 //! `GET /refund/{id}`, `GET /refund?transaction={reference}`, opened and
-//! settled by `refunds.rs`), in Paystack's shapes. Errors come in Paystack's
+//! settled by `refunds.rs`), in Paystack's shapes; its listing by date
+//! (`GET /transaction`) is in `listing.rs`. Errors come in Paystack's
 //! envelope `{"status": false, "message"}`.
 
 use poem::{
@@ -46,9 +47,14 @@ async fn initialize(
     Data(sandbox): Data<&Sandbox>,
     body: poem::Result<Json<InitializeBody>>,
 ) -> Response {
-    if let Some(response) = sandbox.admit(req, Operation::Initialize).await {
-        return response;
+    match sandbox.admit(req, Operation::Initialize).await {
+        Ok(admission) => admission.finish(sandbox, open_transaction(sandbox, body)),
+        Err(response) => response,
     }
+}
+
+/// Initialize's work and answer.
+fn open_transaction(sandbox: &Sandbox, body: poem::Result<Json<InitializeBody>>) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
@@ -95,7 +101,7 @@ async fn verify(
     Data(sandbox): Data<&Sandbox>,
     Path(reference): Path<String>,
 ) -> Response {
-    if let Some(response) = sandbox.admit(req, Operation::Verify).await {
+    if let Err(response) = sandbox.admit(req, Operation::Verify).await {
         return response;
     }
     let report = sandbox
@@ -128,9 +134,14 @@ pub async fn create_refund(
     Data(sandbox): Data<&Sandbox>,
     body: poem::Result<Json<RefundBody>>,
 ) -> Response {
-    if let Some(response) = sandbox.admit(req, Operation::Refund).await {
-        return response;
+    match sandbox.admit(req, Operation::Refund).await {
+        Ok(admission) => admission.finish(sandbox, open_refund(sandbox, body)),
+        Err(response) => response,
     }
+}
+
+/// A refund's work and answer.
+fn open_refund(sandbox: &Sandbox, body: poem::Result<Json<RefundBody>>) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "Invalid request body");
     };
@@ -151,13 +162,14 @@ pub async fn fetch_refund(
     Data(sandbox): Data<&Sandbox>,
     Path(id): Path<i64>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let refund = {
-        let mut state = sandbox.lock();
-        state.stats.refund_lookups += 1;
-        state.refunds.get(&id).map(SandboxRefund::view)
+    let admission = match sandbox.admit(req, Operation::RefundLookup).await {
+        Ok(admission) => admission,
+        Err(response) => return response,
+    };
+    let refund = if admission.misses() {
+        None
+    } else {
+        sandbox.lock().refunds.get(&id).map(SandboxRefund::view)
     };
     match refund {
         Some(data) => Json(json!({"status": true, "message": "Refund retrieved", "data": data}))
@@ -177,13 +189,15 @@ pub async fn list_refunds(
     Data(sandbox): Data<&Sandbox>,
     Query(query): Query<RefundQuery>,
 ) -> Response {
-    if !sandbox.authorized(req) {
-        return sandbox.unauthorized();
-    }
-    let refunds: Vec<_> = {
-        let mut state = sandbox.lock();
-        state.stats.refund_lookups += 1;
-        state
+    let admission = match sandbox.admit(req, Operation::RefundLookup).await {
+        Ok(admission) => admission,
+        Err(response) => return response,
+    };
+    let refunds: Vec<_> = if admission.misses() {
+        Vec::new()
+    } else {
+        sandbox
+            .lock()
             .refunds
             .values()
             .filter(|r| r.transaction_reference == query.transaction)

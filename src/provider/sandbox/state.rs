@@ -59,6 +59,9 @@ pub struct Stats {
     pub refund_calls: u64,
     #[serde(default)]
     pub refund_lookups: u64,
+    /// Listings of transactions by date range.
+    #[serde(default)]
+    pub list_calls: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -67,6 +70,11 @@ pub enum Operation {
     Initialize,
     Verify,
     Refund,
+    /// Any look-up of refunds: by id, or a listing (Paystack's by
+    /// transaction, Flutterwave's pages).
+    RefundLookup,
+    /// A listing of transactions by date range.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -79,6 +87,29 @@ pub enum FaultMode {
     /// Answer 400 "Duplicate Transaction Reference", as Paystack does when
     /// asked to initialize a reference it already holds.
     Duplicate,
+    /// Do the work as on success (open the transaction, the refund), then
+    /// answer 500: the answer is lost on the way back.
+    ErrorAfter,
+    /// Answer a refund look-up as if the refund did not exist.
+    NotFound,
+}
+
+impl FaultMode {
+    /// Whether this mode means anything for `operation`: the side-effect
+    /// modes only where there is a side effect or a look-up to miss.
+    pub fn fits(self, operation: Operation) -> bool {
+        match self {
+            FaultMode::Error | FaultMode::Hang => true,
+            FaultMode::Duplicate => matches!(
+                operation,
+                Operation::Initialize | Operation::Verify | Operation::Refund
+            ),
+            FaultMode::ErrorAfter => {
+                matches!(operation, Operation::Initialize | Operation::Refund)
+            }
+            FaultMode::NotFound => operation == Operation::RefundLookup,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +127,8 @@ pub(super) struct Transaction {
     pub(super) amount: i64,
     pub(super) currency: String,
     pub(super) email: String,
+    /// When it was opened: what the listings by date range filter on.
+    pub(super) created_at: DateTime<Utc>,
     /// `ongoing` until the customer acts, then `success`, `failed` or
     /// `abandoned`.
     pub(super) status: String,
@@ -177,6 +210,7 @@ impl Sandbox {
             amount: opening.amount,
             currency: opening.currency,
             email: opening.email,
+            created_at: Utc::now(),
             status: "ongoing".into(),
             access_code: format!("ac_{}", uuid::Uuid::new_v4().simple()),
             paid_at: None,
@@ -256,5 +290,20 @@ mod tests {
         assert_eq!(sandbox.stats().transactions, 1);
         assert_eq!(flutterwave.stats().transactions, 1);
         assert!(flutterwave.inner.refund_settle.is_none());
+    }
+
+    #[test]
+    fn side_effect_modes_fit_only_their_operations() {
+        use {FaultMode::*, Operation::*};
+        for operation in [Initialize, Verify, Refund, RefundLookup, List] {
+            assert!(Error.fits(operation) && Hang.fits(operation));
+        }
+        assert!(Duplicate.fits(Verify), "as before: any of the first three");
+        assert!(!Duplicate.fits(RefundLookup) && !Duplicate.fits(List));
+        assert!(ErrorAfter.fits(Initialize) && ErrorAfter.fits(Refund));
+        assert!(!ErrorAfter.fits(Verify) && !ErrorAfter.fits(RefundLookup));
+        assert!(!ErrorAfter.fits(List));
+        assert!(NotFound.fits(RefundLookup));
+        assert!(!NotFound.fits(Initialize) && !NotFound.fits(List));
     }
 }
