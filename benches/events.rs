@@ -209,12 +209,5 @@ async fn main() {
         latencies.last().copied().unwrap_or(f64::NAN),
     );
 
-    let cfg = payorch::Config::from_lookup(|n| env.get(n).cloned()).unwrap();
-    for queue in [
-        payorch::queue::amqp::AmqpQueue::new(AMQP, &prefix, cfg.retry_policy.clone()),
-        payorch::queue::amqp::AmqpQueue::new(AMQP, &prefix, cfg.event_retry_policy.clone())
-            .of_kind(payorch::queue::EVENTS, 0),
-    ] {
-        let _ = queue.delete_topology().await;
-    }
+    delete_payorch_queues(&env).await;
 }

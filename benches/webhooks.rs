@@ -538,8 +538,5 @@ async fn main() {
         println!("{line}");
     }
     // Leave no bench queues behind.
-    let cfg = payorch::Config::from_lookup(|n| env.get(n).cloned()).unwrap();
-    let _ = payorch::queue::amqp::AmqpQueue::new(AMQP, &prefix, cfg.retry_policy)
-        .delete_topology()
-        .await;
+    delete_payorch_queues(&env).await;
 }

@@ -449,3 +449,19 @@ pub fn bench_env(
     }
     env
 }
+
+/// Deletes every queue and exchange the payorch processes of a bench
+/// declared under `env`'s prefix: the webhooks' and the merchant events'
+/// (workers and `serve` deliver events too), so a bench leaves nothing on
+/// the broker.
+pub async fn delete_payorch_queues(env: &HashMap<String, String>) {
+    let cfg = payorch::Config::from_lookup(|n| env.get(n).cloned()).unwrap();
+    let webhooks =
+        payorch::queue::amqp::AmqpQueue::new(AMQP, &cfg.queue_prefix, cfg.retry_policy.clone());
+    let events =
+        payorch::queue::amqp::AmqpQueue::new(AMQP, &cfg.queue_prefix, cfg.event_retry_policy)
+            .of_kind(payorch::queue::EVENTS, 0);
+    for queue in [webhooks, events] {
+        let _ = queue.delete_topology().await;
+    }
+}
