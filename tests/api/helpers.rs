@@ -301,11 +301,32 @@ impl TestApp {
     }
 }
 
+/// Waits (at most 15 s) for `tasks` to end, when the test runs on a
+/// multi-thread runtime: there they run beside the code that drops them,
+/// and a consumer still running could declare its queues again after the
+/// topology is deleted. On a current-thread runtime nothing else runs
+/// while a value is dropped, and the runtime's end cancels them.
+pub fn finish_before_cleanup<T>(tasks: Vec<tokio::task::JoinHandle<T>>) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if tasks.is_empty() || handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    tokio::task::block_in_place(|| {
+        handle.block_on(async {
+            let all = futures_util::future::join_all(tasks);
+            let _ = tokio::time::timeout(Duration::from_secs(15), all).await;
+        })
+    });
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        finish_before_cleanup(self.server.take().into_iter().collect());
         let queues = std::mem::take(&mut self.amqp);
         if !queues.is_empty() {
             // As with the database: a runtime of its own, off the test's.

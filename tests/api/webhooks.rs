@@ -24,8 +24,11 @@ pub struct Pipeline {
     pub app: TestApp,
     pub env: HashMap<String, String>,
     pub queue: AmqpQueue,
-    workers: Vec<oneshot::Sender<()>>,
+    workers: Vec<(oneshot::Sender<()>, WorkerTask)>,
 }
+
+/// An in-process worker's task.
+type WorkerTask = tokio::task::JoinHandle<Result<(), payorch::StartupError>>;
 
 impl Pipeline {
     /// An API on RabbitMQ with `workers` in-process workers.
@@ -58,10 +61,10 @@ impl Pipeline {
     pub fn add_worker(&mut self) {
         let (stop, stopped) = oneshot::channel::<()>();
         let cfg = Arc::new(crate::helpers::config_from(&self.env));
-        tokio::spawn(payorch::run_worker(cfg, async {
+        let worker = tokio::spawn(payorch::run_worker(cfg, async {
             let _ = stopped.await;
         }));
-        self.workers.push(stop);
+        self.workers.push((stop, worker));
     }
 
     /// Posts a signed webhook body.
@@ -130,9 +133,12 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         // Stop the in-process workers before the app deletes the topology.
-        for stop in self.workers.drain(..) {
+        let mut running = Vec::new();
+        for (stop, worker) in self.workers.drain(..) {
             let _ = stop.send(());
+            running.push(worker);
         }
+        crate::helpers::finish_before_cleanup(running);
     }
 }
 
