@@ -261,7 +261,11 @@ impl Events {
             )]));
         }
         self.validate(&request).await?;
-        if endpoints::for_client(&self.db, client_id).await?.len() >= MAX_ENDPOINTS {
+        // Counted and inserted under the client's lock: two registrations
+        // at once cannot both see room for one more.
+        let txn = crate::store::begin_write(&self.db).await?;
+        crate::store::api_clients::lock(&txn, client_id).await?;
+        if endpoints::for_client(&txn, client_id).await?.len() >= MAX_ENDPOINTS {
             return Err(EventsError::Invalid(vec![FieldError::new(
                 "url",
                 format!("a client may have at most {MAX_ENDPOINTS} endpoints"),
@@ -271,7 +275,7 @@ impl Events {
         types.sort();
         types.dedup();
         let endpoint = endpoints::insert(
-            &self.db,
+            &txn,
             NewEndpoint {
                 client_id,
                 url: request.url.unwrap_or_default(),
@@ -281,6 +285,7 @@ impl Events {
             },
         )
         .await?;
+        txn.commit().await?;
         tracing::info!(endpoint = %endpoint.id, %client_id, "webhook endpoint registered");
         Ok(endpoint)
     }

@@ -4,7 +4,10 @@
 
 use chrono::Utc;
 use rand::RngCore;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QuerySelect,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -108,4 +111,16 @@ mod tests {
         assert_ne!(hash, hash_key(&b));
         assert!(!hash.contains(&a[KEY_PREFIX.len()..]));
     }
+}
+
+/// Holds the client's row lock until `txn` ends (PostgreSQL `FOR UPDATE`;
+/// SQLite's write transaction already excludes every other writer), so
+/// changes bounded per client — its endpoints — are checked and made one
+/// at a time. `false`: no such client.
+pub async fn lock(txn: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    Ok(api_client::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .is_some())
 }

@@ -881,3 +881,36 @@ async fn one_endpoint_failing_is_retried_alone_and_the_others_get_the_event_once
     let first = seen.iter().filter(|r| r.id == retried[0].id).count();
     assert_eq!(first, 1, "{seen:?}");
 }
+
+#[tokio::test]
+async fn concurrent_registrations_never_take_a_client_past_its_endpoint_limit() {
+    let app = app_with(events_env).await;
+    let url = |n: usize| json!({"url": format!("http://127.0.0.1:9/hook-{n}")});
+    let limit = payorch::events::MAX_ENDPOINTS;
+    for n in 0..limit - 5 {
+        register(&app, &app.api_key, url(n)).await;
+    }
+    let attempts = (limit..limit + 20).map(|n| {
+        app.http
+            .post(app.url("/v1/webhook-endpoints"))
+            .bearer_auth(&app.api_key)
+            .json(&url(n))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|response| response.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 422).count(), 15, "{statuses:?}");
+    let listed: Value = app
+        .get("/v1/webhook-endpoints")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(limit));
+}
