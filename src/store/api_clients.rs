@@ -97,6 +97,18 @@ pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
     api_client::Entity::find().count(db).await
 }
 
+/// Holds the client's row lock until `txn` ends (PostgreSQL `FOR UPDATE`;
+/// SQLite's write transaction already excludes every other writer), so
+/// changes bounded per client — its endpoints — are checked and made one
+/// at a time. `false`: no such client.
+pub async fn lock(txn: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    Ok(api_client::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,16 +123,4 @@ mod tests {
         assert_ne!(hash, hash_key(&b));
         assert!(!hash.contains(&a[KEY_PREFIX.len()..]));
     }
-}
-
-/// Holds the client's row lock until `txn` ends (PostgreSQL `FOR UPDATE`;
-/// SQLite's write transaction already excludes every other writer), so
-/// changes bounded per client — its endpoints — are checked and made one
-/// at a time. `false`: no such client.
-pub async fn lock(txn: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
-    Ok(api_client::Entity::find_by_id(id)
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .is_some())
 }

@@ -902,8 +902,16 @@ async fn concurrent_registrations_never_take_a_client_past_its_endpoint_limit() 
         .into_iter()
         .map(|response| response.unwrap().status().as_u16())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 5, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 422).count(), 15, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 422).count(),
+        15,
+        "{statuses:?}"
+    );
     let listed: Value = app
         .get("/v1/webhook-endpoints")
         .send()
