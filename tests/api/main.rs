@@ -21,4 +21,5 @@ mod queue;
 mod ratelimit;
 mod reconcile;
 mod refunds;
+mod ssrf;
 mod webhooks;

@@ -4,12 +4,15 @@
 //! unspecified, and every other special-purpose block) is refused — at
 //! registration, and again at delivery, where the HTTP client resolves
 //! names through [`GuardedResolver`] (DNS can change between the two, and
-//! a check before connecting could be raced).
+//! a check before connecting could be raced). A delivery through an
+//! operator's proxy, which resolves the name itself, is checked with
+//! [`check_for_proxy`] before it is sent (see [`super::egress`]).
 //!
 //! A name that does not resolve at registration is accepted: it may be a
 //! merchant's endpoint not yet in DNS. Nothing is sent to it until it
-//! resolves, and then only to allowed addresses: the guarded resolver
-//! drops the forbidden ones.
+//! resolves, and then only to allowed addresses: directly, the guarded
+//! resolver drops the forbidden ones; through a proxy, [`check_for_proxy`]
+//! refuses the delivery unless every address is allowed.
 
 mod ranges;
 
@@ -41,6 +44,8 @@ pub enum UrlError {
         "resolves to a forbidden address (loopback, private, link-local or another special-purpose block)"
     )]
     Private,
+    #[error("does not resolve")]
+    Unresolved,
 }
 
 /// Parses and checks the form of an endpoint URL.
@@ -85,6 +90,24 @@ pub async fn check(url: &reqwest::Url, allow_private: bool) -> Result<(), UrlErr
             Err(UrlError::Private)
         }
         _ => Ok(()),
+    }
+}
+
+/// Before a delivery through a proxy, which resolves `url`'s name with
+/// its own DNS: the name must resolve here, and every address it resolves
+/// to must be allowed (the proxy may connect to any of them).
+pub async fn check_for_proxy(url: &reqwest::Url, allow_private: bool) -> Result<(), UrlError> {
+    if allow_private {
+        return Ok(());
+    }
+    if let Some(ip) = literal(url) {
+        return forbid(ip);
+    }
+    match resolve(url).await {
+        Some(ips) if ips.is_empty() => Err(UrlError::Unresolved),
+        Some(ips) if ips.iter().any(|ip| is_forbidden(*ip)) => Err(UrlError::Private),
+        Some(_) => Ok(()),
+        None => Err(UrlError::Unresolved),
     }
 }
 
@@ -171,9 +194,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_name_that_does_not_resolve_passes_registration() {
+    async fn a_name_that_does_not_resolve_passes_registration_but_not_a_proxied_delivery() {
         let url = parse("http://payorch-test.invalid/hook").unwrap();
         assert!(check(&url, false).await.is_ok());
+        assert_eq!(
+            check_for_proxy(&url, false).await.unwrap_err(),
+            UrlError::Unresolved
+        );
+        assert!(check_for_proxy(&url, true).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn before_a_proxied_delivery_a_name_on_loopback_is_refused() {
+        let url = parse("http://localhost:9/hook").unwrap();
+        assert_eq!(
+            check_for_proxy(&url, false).await.unwrap_err(),
+            UrlError::Private
+        );
+        let literal = parse("http://[::ffff:10.0.0.1]:9/").unwrap();
+        assert_eq!(
+            check_for_proxy(&literal, false).await.unwrap_err(),
+            UrlError::Private
+        );
+        assert!(
+            check_for_proxy(&parse("http://8.8.8.8/").unwrap(), false)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
