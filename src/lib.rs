@@ -185,7 +185,14 @@ impl Core {
             cfg.event_retry_policy.clone(),
             cfg.event_timeout,
             cfg.allows_private_endpoints(),
+            cfg.event_proxy.as_ref().map(config::EventProxy::url),
         );
+        if let Some(proxy) = &cfg.event_proxy {
+            tracing::info!(
+                ?proxy,
+                "merchant event deliveries go through PAYORCH_EVENT_PROXY"
+            );
+        }
         tokio::spawn(deliverer.run(self.events_queue.clone(), shutdown))
     }
 }

@@ -73,11 +73,17 @@ mod tests {
             ("PAYSTACK_SECRET_KEY", "sk_live_very_secret"),
             ("DATABASE_URL", "postgres://u:hunter2@db.internal:6543/pay"),
             ("PAYORCH_PROVIDER", "sandbox"),
+            (
+                "PAYORCH_EVENT_PROXY",
+                "http://egress:proxy-hunter3@proxy.internal:3128",
+            ),
         ])
         .unwrap();
         let printed = format!("{cfg:?}");
         assert!(!printed.contains("sk_live_very_secret"));
         assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("proxy-hunter3"));
+        assert!(printed.contains("proxy.internal:3128"));
         assert!(printed.contains("db.internal:6543"));
     }
 }

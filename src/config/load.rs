@@ -94,6 +94,7 @@ impl Config {
             )?,
             event_timeout: Duration::from_millis(env.or("PAYORCH_EVENT_TIMEOUT_MS", "10000")?),
             allow_private_endpoints: env.bool("PAYORCH_ALLOW_PRIVATE_ENDPOINTS", false)?,
+            event_proxy: env.optional("PAYORCH_EVENT_PROXY")?,
             worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "128")?,
             worker_batch: env.or::<usize>("PAYORCH_WORKER_BATCH", "64")?.max(1),
             reconcile_after: Duration::from_secs(env.or("PAYORCH_RECONCILE_AFTER_S", "900")?),
@@ -167,6 +168,8 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("AMQP_URL", "http://x"),
             ("PAYORCH_LOG_FORMAT", "xml"),
+            ("PAYORCH_EVENT_PROXY", "proxy.internal:3128"),
+            ("PAYORCH_EVENT_PROXY", "socks5://proxy.internal:1080"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");

@@ -9,11 +9,13 @@
 //! [`connectors`] (provider, connectors, routing, breaker), [`limits`]
 //! (time limits checked against each other) and [`database_url`].
 //! The configuration sits above the modules whose settings it holds
-//! (provider, rate limits, queue retry policies); they do not import it.
+//! (provider, rate limits, queue retry policies, the event proxy); they do
+//! not import it.
 
 mod connectors;
 mod database_url;
 mod env;
+mod event_proxy;
 mod limits;
 mod load;
 
@@ -25,6 +27,7 @@ use reqwest::Url;
 pub use self::{
     connectors::{DEFAULT_SANDBOX_WEBHOOK_URL, ProviderKind, SANDBOX_SECRET_KEY},
     database_url::DatabaseUrl,
+    event_proxy::EventProxy,
     load::LogFormat,
 };
 pub use crate::secret::Secret;
@@ -103,6 +106,10 @@ pub struct Config {
     /// `PAYORCH_ALLOW_PRIVATE_ENDPOINTS`: endpoints on loopback and private
     /// networks are allowed (see [`Config::allows_private_endpoints`]).
     pub allow_private_endpoints: bool,
+    /// `PAYORCH_EVENT_PROXY`: the proxy merchant event deliveries go
+    /// through; `None`: they connect directly (never through a proxy of
+    /// the environment).
+    pub event_proxy: Option<EventProxy>,
     /// Unacknowledged messages one worker holds at most.
     pub worker_prefetch: u16,
     /// `PAYORCH_WORKER_BATCH`: webhooks a worker applies in one

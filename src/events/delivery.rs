@@ -30,7 +30,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::{signing, ssrf};
+use super::{egress::Egress, signing, ssrf};
 use crate::{
     queue::{Disposition, Envelope, EventDelivery, QueueMessage, RetryPolicy, WebhookQueue},
     store::{
@@ -63,9 +63,9 @@ const ATTEMPT_BATCH: usize = 500;
 #[derive(Clone)]
 pub struct Deliverer {
     db: DatabaseConnection,
-    http: reqwest::Client,
+    /// The HTTP client, and the SSRF check that goes with its route.
+    egress: Egress,
     retry: RetryPolicy,
-    allow_private: bool,
     /// Each endpoint's [`PER_ENDPOINT`] attempt slots.
     in_flight: Arc<DashMap<Uuid, Arc<Slots>>>,
     endpoints: Arc<DashMap<Uuid, (Instant, Option<Endpoint>)>>,
@@ -126,24 +126,19 @@ impl Deliverer {
         retry: RetryPolicy,
         timeout: Duration,
         allow_private: bool,
+        proxy: Option<&reqwest::Url>,
     ) -> Deliverer {
-        let mut http = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3).min(timeout))
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("payorch-events/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(PER_ENDPOINT);
-        if !allow_private {
-            http = http.dns_resolver(Arc::new(ssrf::GuardedResolver));
-        }
         Deliverer {
             attempts: AttemptLog::start(db.clone()),
             db,
-            http: http
-                .build()
-                .expect("building the event delivery HTTP client"),
+            egress: Egress::new(client, allow_private, proxy),
             retry,
-            allow_private,
             in_flight: Arc::default(),
             endpoints: Arc::default(),
             requeue: None,
@@ -364,7 +359,7 @@ impl Deliverer {
             Ok(url) => url,
             Err(err) => return failed(format!("endpoint URL {err}")),
         };
-        if let Err(err) = ssrf::check_literal(&url, self.allow_private) {
+        if let Err(err) = self.egress.check(&url).await {
             return failed(format!("endpoint URL {err}"));
         }
         let now = Utc::now();
@@ -372,7 +367,7 @@ impl Deliverer {
         let signature =
             signing::signature_header(endpoint.signing_secrets(now), id, timestamp, body);
         let sent = self
-            .http
+            .egress
             .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", id)

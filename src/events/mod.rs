@@ -13,9 +13,12 @@
 //!   the payment core inside the transaction of the change.
 //! - [`relay`]: from outbox to queue; [`delivery`]: from queue to endpoint.
 //! - [`Events`]: the endpoints API, the event log and redelivery.
-//! - [`signing`] and [`ssrf`]: signatures, and where events may go.
+//! - [`signing`] and [`ssrf`]: signatures, and where events may go;
+//!   [`egress`]: how they get there (directly, or through the operator's
+//!   proxy, never the environment's).
 
 pub mod delivery;
+pub mod egress;
 pub mod relay;
 pub mod signing;
 pub mod ssrf;

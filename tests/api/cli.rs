@@ -26,6 +26,7 @@ fn a_bad_value_stops_startup_naming_the_variable_with_status_2() {
         ("PAYORCH_RATE_LIMITS", "initialize=abc"),
         ("DATABASE_URL", "mysql://db/x"),
         ("PAYORCH_HTTP_ADDR", "nowhere"),
+        ("PAYORCH_EVENT_PROXY", "socks5://proxy.internal:1080"),
     ] {
         let output = payorch().arg("serve").env(var, value).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{var}");

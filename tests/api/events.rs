@@ -176,7 +176,7 @@ fn verifies(secret: &str, received: &Received) -> bool {
 }
 
 /// Test environment that lets endpoints live on this machine.
-fn events_env(db: &TestDb) -> HashMap<String, String> {
+pub fn events_env(db: &TestDb) -> HashMap<String, String> {
     let mut env = test_env(db);
     env.insert("PAYORCH_ALLOW_PRIVATE_ENDPOINTS".into(), "true".into());
     env.insert("PAYORCH_EVENT_RETRY_DELAYS_MS".into(), "100,100,100".into());
@@ -190,7 +190,7 @@ async fn app_with(env: impl FnOnce(&TestDb) -> HashMap<String, String>) -> TestA
 }
 
 /// Registers `url` for the test's client; returns the endpoint's JSON.
-async fn register(app: &TestApp, key: &str, body: Value) -> Value {
+pub async fn register(app: &TestApp, key: &str, body: Value) -> Value {
     let response = app
         .http
         .post(app.url("/v1/webhook-endpoints"))
@@ -536,31 +536,32 @@ async fn bad_endpoints_are_refused_with_422_and_nothing_is_stored() {
     );
 }
 
-#[tokio::test]
-async fn delivery_refuses_an_endpoint_that_now_resolves_to_loopback() {
-    // Registered when its name pointed elsewhere; DNS now says 127.0.0.1.
-    let app = TestApp::spawn().await;
-    let receiver = Receiver::start(Behaviour::Accept).await;
+/// Registers an endpoint whose name does not resolve (registration lets
+/// it through), then points it at `url` in the database: as if its DNS
+/// had changed since registration.
+pub async fn endpoint_moved_to(app: &TestApp, url: &str) {
     let created = register(
-        &app,
+        app,
         &app.api_key,
         json!({"url": "https://merchant.example/hook"}),
     )
     .await;
     let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
-    let local = format!("http://localhost:{}/hook", receiver.addr.port());
     use sea_orm::{ConnectionTrait, Statement};
     app.db
         .execute_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             "UPDATE webhook_endpoints SET url = $1 WHERE id = $2",
-            [local.into(), id.into()],
+            [url.into(), id.into()],
         ))
         .await
         .unwrap();
-    app.new_payment(1_000).await;
+}
+
+/// The first delivery attempt of the newest event (waits up to 10 s).
+pub async fn first_attempt(app: &TestApp) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let attempt = loop {
+    loop {
         let page = app.get("/v1/events").json_body().await;
         if let Some(event_id) = page["data"][0]["id"].as_str() {
             let event = app.get(&format!("/v1/events/{event_id}")).json_body().await;
@@ -569,12 +570,25 @@ async fn delivery_refuses_an_endpoint_that_now_resolves_to_loopback() {
                 .and_then(|a| a.first())
                 .cloned()
             {
-                break attempt;
+                return attempt;
             }
         }
         assert!(Instant::now() < deadline, "no attempt recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+#[tokio::test]
+async fn delivery_refuses_an_endpoint_that_now_resolves_to_loopback() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    endpoint_moved_to(
+        &app,
+        &format!("http://localhost:{}/hook", receiver.addr.port()),
+    )
+    .await;
+    app.new_payment(1_000).await;
+    let attempt = first_attempt(&app).await;
     assert_eq!(attempt["status"], "retrying");
     assert!(attempt["response_status"].is_null());
     assert!(

@@ -22,4 +22,5 @@ mod ratelimit;
 mod reconcile;
 mod refunds;
 mod sandbox_ledger;
+mod ssrf;
 mod webhooks;

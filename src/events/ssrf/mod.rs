@@ -1,9 +1,20 @@
 //! Where merchant events may be sent. An endpoint URL must be `http(s)`;
-//! unless private endpoints are allowed, a URL that resolves to a
-//! loopback, private, link-local, shared, multicast or unspecified address
-//! is refused — at registration, and again at delivery, where the HTTP
-//! client resolves names through [`GuardedResolver`] (DNS can change
-//! between the two, and a check before connecting could be raced).
+//! unless private endpoints are allowed, a URL on an address of
+//! [`ranges`] (loopback, private, link-local, shared, multicast,
+//! unspecified, and every other special-purpose block) is refused — at
+//! registration, and again at delivery, where the HTTP client resolves
+//! names through [`GuardedResolver`] (DNS can change between the two, and
+//! a check before connecting could be raced). A delivery through an
+//! operator's proxy, which resolves the name itself, is checked with
+//! [`check_for_proxy`] before it is sent (see [`super::egress`]).
+//!
+//! A name that does not resolve at registration is accepted: it may be a
+//! merchant's endpoint not yet in DNS. Nothing is sent to it until it
+//! resolves, and then only to allowed addresses: directly, the guarded
+//! resolver drops the forbidden ones; through a proxy, [`check_for_proxy`]
+//! refuses the delivery unless every address is allowed.
+
+mod ranges;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -12,39 +23,11 @@ use std::{
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+pub use self::ranges::is_forbidden;
+
 /// The longest endpoint URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Whether `ip` is somewhere a public endpoint cannot be.
-pub fn is_forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                // 100.64.0.0/10, carrier-grade NAT.
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link-local.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
 
 /// Why an endpoint URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,8 +40,12 @@ pub enum UrlError {
     TooLong,
     #[error("must not carry a user name or password")]
     Credentials,
-    #[error("resolves to a loopback, private, link-local or unspecified address")]
+    #[error(
+        "resolves to a forbidden address (loopback, private, link-local or another special-purpose block)"
+    )]
     Private,
+    #[error("does not resolve")]
+    Unresolved,
 }
 
 /// Parses and checks the form of an endpoint URL.
@@ -90,33 +77,58 @@ fn literal(url: &reqwest::Url) -> Option<IpAddr> {
 
 /// Refuses `url` if its host is, or resolves only to, forbidden
 /// addresses. A name that does not resolve now is let through: delivery
-/// checks again when it connects.
+/// checks again.
 pub async fn check(url: &reqwest::Url, allow_private: bool) -> Result<(), UrlError> {
     if allow_private {
         return Ok(());
     }
     if let Some(ip) = literal(url) {
-        return if is_forbidden(ip) {
-            Err(UrlError::Private)
-        } else {
-            Ok(())
-        };
+        return forbid(ip);
     }
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let resolved =
-        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await;
-    match resolved {
-        Ok(Ok(addrs)) => {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            if !addrs.is_empty() && addrs.iter().all(|a| is_forbidden(a.ip())) {
-                Err(UrlError::Private)
-            } else {
-                Ok(())
-            }
+    match resolve(url).await {
+        Some(ips) if !ips.is_empty() && ips.iter().all(|ip| is_forbidden(*ip)) => {
+            Err(UrlError::Private)
         }
         _ => Ok(()),
     }
+}
+
+/// Before a delivery through a proxy, which resolves `url`'s name with
+/// its own DNS: the name must resolve here, and every address it resolves
+/// to must be allowed (the proxy may connect to any of them).
+pub async fn check_for_proxy(url: &reqwest::Url, allow_private: bool) -> Result<(), UrlError> {
+    if allow_private {
+        return Ok(());
+    }
+    if let Some(ip) = literal(url) {
+        return forbid(ip);
+    }
+    match resolve(url).await {
+        Some(ips) if ips.is_empty() => Err(UrlError::Unresolved),
+        Some(ips) if ips.iter().any(|ip| is_forbidden(*ip)) => Err(UrlError::Private),
+        Some(_) => Ok(()),
+        None => Err(UrlError::Unresolved),
+    }
+}
+
+fn forbid(ip: IpAddr) -> Result<(), UrlError> {
+    if is_forbidden(ip) {
+        Err(UrlError::Private)
+    } else {
+        Ok(())
+    }
+}
+
+/// The addresses `url`'s host resolves to; `None` if the look-up failed
+/// or took longer than [`RESOLVE_TIMEOUT`].
+async fn resolve(url: &reqwest::Url) -> Option<Vec<IpAddr>> {
+    let host = url.host_str()?.to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .ok()?
+        .ok()?;
+    Some(addrs.map(|a| a.ip()).collect())
 }
 
 /// Checks the address literal of a URL before sending to it (a name is
@@ -154,36 +166,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_and_local_addresses_are_forbidden() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "::",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-            "224.0.0.1",
-        ] {
-            assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in [
-            "8.8.8.8",
-            "1.1.1.1",
-            "2606:4700::1111",
-            "100.128.0.1",
-            "172.32.0.1",
-        ] {
-            assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
     fn only_http_urls_without_credentials_are_endpoints() {
         assert!(parse("https://merchant.example/hooks").is_ok());
         assert_eq!(
@@ -209,5 +191,44 @@ mod tests {
             check_literal(&literal, false).unwrap_err(),
             UrlError::Private
         );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_passes_registration_but_not_a_proxied_delivery() {
+        let url = parse("http://payorch-test.invalid/hook").unwrap();
+        assert!(check(&url, false).await.is_ok());
+        assert_eq!(
+            check_for_proxy(&url, false).await.unwrap_err(),
+            UrlError::Unresolved
+        );
+        assert!(check_for_proxy(&url, true).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn before_a_proxied_delivery_a_name_on_loopback_is_refused() {
+        let url = parse("http://localhost:9/hook").unwrap();
+        assert_eq!(
+            check_for_proxy(&url, false).await.unwrap_err(),
+            UrlError::Private
+        );
+        let literal = parse("http://[::ffff:10.0.0.1]:9/").unwrap();
+        assert_eq!(
+            check_for_proxy(&literal, false).await.unwrap_err(),
+            UrlError::Private
+        );
+        assert!(
+            check_for_proxy(&parse("http://8.8.8.8/").unwrap(), false)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_guarded_resolver_fails_a_name_that_resolves_only_to_loopback() {
+        // What a delivery meets when a name accepted at registration (it
+        // did not resolve then) later resolves to a private address.
+        let name: Name = "localhost".parse().unwrap();
+        let err = GuardedResolver.resolve(name).await.err().unwrap();
+        assert!(err.to_string().contains("forbidden"), "{err}");
     }
 }
