@@ -237,11 +237,12 @@ impl Sandbox {
         }
     }
 
-    /// `tx`'s status in this dialect's words.
+    /// `tx`'s status in this dialect's words, as its verify reports it
+    /// (in Flutterwave's, the latest attempt's).
     fn status_word<'a>(&self, tx: &'a Transaction) -> &'a str {
         match self.inner.dialect {
             ConnectorName::Paystack => &tx.status,
-            ConnectorName::Flutterwave => flutterwave::status_word(&tx.status),
+            ConnectorName::Flutterwave => flutterwave::reported_status(tx),
         }
     }
 
