@@ -464,3 +464,35 @@ pub fn from_config(
         .collect();
     Arc::new(Connectors::new(enabled, cfg.routing.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: ChargeStatus) -> ChargeReport {
+        ChargeReport {
+            provider_transaction_id: Some(1),
+            status,
+            status_word: String::new(),
+            amount: 0,
+            currency: "NGN".into(),
+            gateway_response: None,
+        }
+    }
+
+    #[test]
+    fn a_declined_attempt_reads_as_pending_never_as_failed() {
+        assert_eq!(
+            report(ChargeStatus::Declined).event(),
+            Ok(PaymentEvent::ChargePending)
+        );
+        assert_eq!(
+            report(ChargeStatus::Failed).event(),
+            Ok(PaymentEvent::ChargeFailed)
+        );
+        assert_eq!(
+            report(ChargeStatus::Pending).event(),
+            Ok(PaymentEvent::ChargePending)
+        );
+    }
+}
