@@ -306,7 +306,8 @@ impl PaymentService {
     /// transaction the connector reports under another reference
     /// (`ignored:other_transaction`); a declined attempt on a checkout the
     /// customer can still pay (`ignored:attempt_declined`: the payment stays
-    /// pending, and is abandoned by the sweep if nobody pays); a
+    /// pending, with an audit row, and is abandoned by the sweep if nobody
+    /// pays); a
     /// transaction it does not report settled (`ignored:unconfirmed`, on the
     /// last try; the reconciliation sweep asks again later).
     pub(super) async fn confirm_webhook(
@@ -329,8 +330,12 @@ impl PaymentService {
             None => connector.verify(&reference).await.map(Some),
         };
         let event = match answer {
+            // Applied as what it is, so the audit trail shows it: the
+            // state machine keeps the payment pending.
             Ok(Some(report)) if report.status == ChargeStatus::Declined => {
-                return self.record_ignored(record, ATTEMPT_DECLINED).await;
+                return self
+                    .apply_webhook(record, PaymentEvent::AttemptDeclined)
+                    .await;
             }
             Ok(Some(report)) => report.event()?,
             Ok(None) => {
@@ -395,10 +400,6 @@ fn connector_label(payment: &Payment) -> &'static str {
 
 /// The outcome recorded for a webhook its connector did not confirm.
 const UNCONFIRMED: &str = "ignored:unconfirmed";
-
-/// The outcome recorded for a webhook naming a declined attempt on a
-/// checkout that stays payable: not final, so nothing changes.
-const ATTEMPT_DECLINED: &str = "ignored:attempt_declined";
 
 /// The outcome recorded for a webhook naming a transaction its connector
 /// reports under another reference.

@@ -591,13 +591,16 @@ async fn a_flutterwave_checkout_declined_then_paid_succeeds_and_never_tells_the_
     let told = merchant_events(&app, reference).await;
     assert!(told.contains(&"payment.succeeded".to_owned()), "{told:?}");
     assert!(!told.contains(&"payment.failed".to_owned()), "{told:?}");
+    let transitions = done["transitions"].as_array().unwrap();
     assert!(
-        done["transitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t["to_status"] != "failed"),
+        transitions.iter().all(|t| t["to_status"] != "failed"),
         "{done}"
+    );
+    assert!(
+        transitions.iter().any(|t| t["cause"]
+            == "webhook:attempt_declined:ignored_attempt_declined"
+            && t["to_status"] == "pending"),
+        "the declined attempt is in the audit trail: {done}"
     );
 
     // The provider's truth: two attempts under one tx_ref.
