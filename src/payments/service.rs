@@ -302,14 +302,14 @@ impl PaymentService {
     /// `verif-hash`): the payment's connector is asked — about the
     /// transaction `transaction_id` the webhook names, which must be the
     /// payment's, or by reference when it names none — and what it reports
-    /// is applied as the webhook's effect. Recorded, changing nothing: a
-    /// transaction the connector reports under another reference
-    /// (`ignored:other_transaction`); a declined attempt on a checkout the
-    /// customer can still pay (`ignored:attempt_declined`: the payment stays
-    /// pending, with an audit row, and is abandoned by the sweep if nobody
-    /// pays); a
-    /// transaction it does not report settled (`ignored:unconfirmed`, on the
-    /// last try; the reconciliation sweep asks again later).
+    /// is applied as the webhook's effect. A declined attempt on a checkout
+    /// the customer can still pay is applied as
+    /// [`PaymentEvent::AttemptDeclined`] (`ignored:attempt_declined`, with an
+    /// audit row): the payment stays pending, and the sweep abandons it if
+    /// nobody pays. Recorded, changing nothing: a transaction the connector
+    /// reports under another reference (`ignored:other_transaction`); one it
+    /// does not report settled (`ignored:unconfirmed`, on the last try; the
+    /// reconciliation sweep asks again later).
     pub(super) async fn confirm_webhook(
         &self,
         record: &WebhookRecord,
