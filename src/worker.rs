@@ -194,9 +194,17 @@ async fn handle_alone(
         Action::Apply { reference, event } => {
             disposition_of(&reference, payments.apply_webhook(record, event).await)
         }
-        Action::Confirm { reference } => {
+        Action::Confirm {
+            reference,
+            transaction_id,
+        } => {
             let last_try = attempt >= CONFIRM_TRIES - 1;
-            disposition_of(&reference, payments.confirm_webhook(record, last_try).await)
+            disposition_of(
+                &reference,
+                payments
+                    .confirm_webhook(record, transaction_id, last_try)
+                    .await,
+            )
         }
         Action::Refund {
             reference,

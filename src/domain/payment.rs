@@ -28,6 +28,10 @@
 //! - The provider refusing initialize fails a payment only while it is still
 //!   `created`: once some attempt opened the transaction, a refusal (say, of
 //!   the repeated reference) is stale and `Ignored(Late)`.
+//! - A declined attempt on a checkout the customer can still pay
+//!   (Flutterwave's) is not a failure: the next attempt may pay. It is
+//!   `Ignored(AttemptDeclined)` and the payment stays pending, so the
+//!   merchant is never told `failed` about a payment that then succeeds.
 //!
 //! The match in [`transition`] lists every (status, event) pair without a
 //! wildcard, so adding a status or an event does not compile until someone
@@ -112,6 +116,9 @@ pub enum PaymentEvent {
         currency: Currency,
     },
     ChargeFailed,
+    /// One attempt was declined on a checkout that stays payable: the
+    /// customer may try again under the same reference.
+    AttemptDeclined,
     /// The customer left the checkout without paying.
     ChargeAbandoned,
     Refunded,
@@ -125,6 +132,7 @@ impl PaymentEvent {
             PaymentEvent::ChargePending => "charge_pending",
             PaymentEvent::ChargeSucceeded { .. } => "charge_succeeded",
             PaymentEvent::ChargeFailed => "charge_failed",
+            PaymentEvent::AttemptDeclined => "attempt_declined",
             PaymentEvent::ChargeAbandoned => "charge_abandoned",
             PaymentEvent::Refunded => "refunded",
         }
@@ -156,6 +164,8 @@ pub enum IgnoreReason {
     Duplicate,
     /// The event describes a state the payment has already moved past.
     Late,
+    /// A declined attempt on a checkout that can still be paid: not final.
+    AttemptDeclined,
 }
 
 impl IgnoreReason {
@@ -163,6 +173,7 @@ impl IgnoreReason {
         match self {
             IgnoreReason::Duplicate => "duplicate",
             IgnoreReason::Late => "late",
+            IgnoreReason::AttemptDeclined => "attempt_declined",
         }
     }
 }
@@ -206,8 +217,12 @@ pub fn transition(
 
     match (current, *event) {
         // Still open: the provider moves the payment forward.
-        (S::Created, E::ProviderAccepted | E::ChargePending) => applied(S::Pending),
+        (S::Created, E::ProviderAccepted | E::ChargePending | E::AttemptDeclined) => {
+            applied(S::Pending)
+        }
         (S::Pending, E::ProviderAccepted | E::ChargePending) => Outcome::Ignored(Duplicate),
+        // The customer may still pay on the same checkout.
+        (S::Pending, E::AttemptDeclined) => Outcome::Ignored(IgnoreReason::AttemptDeclined),
         // Another attempt already opened the transaction: this refusal is stale.
         (S::Created, E::ProviderRejected) => applied(S::Failed),
         (S::Pending, E::ProviderRejected) => Outcome::Ignored(Late),
@@ -236,6 +251,7 @@ pub fn transition(
             | E::ProviderRejected
             | E::ChargePending
             | E::ChargeFailed
+            | E::AttemptDeclined
             | E::ChargeAbandoned,
         ) => Outcome::Ignored(Late),
 
@@ -255,6 +271,7 @@ pub fn transition(
             | E::ProviderRejected
             | E::ChargePending
             | E::ChargeFailed
+            | E::AttemptDeclined
             | E::ChargeAbandoned,
         ) => Outcome::Ignored(Late),
 
@@ -267,6 +284,7 @@ pub fn transition(
             | E::ChargePending
             | E::ChargeSucceeded { .. }
             | E::ChargeFailed
+            | E::AttemptDeclined
             | E::ChargeAbandoned,
         ) => Outcome::Ignored(Late),
     }
@@ -277,7 +295,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::FlagReason::{AmountMismatch, CurrencyMismatch, SuccessAfterTerminal};
-    use super::IgnoreReason::{Duplicate, Late};
+    use super::IgnoreReason::{AttemptDeclined, Duplicate, Late};
     use super::PaymentEvent as E;
     use super::PaymentStatus as S;
     use super::RejectReason::InvalidTransition;
@@ -324,7 +342,7 @@ mod tests {
     }
 
     /// One sample of every event kind, with success in its three shapes.
-    fn event_samples() -> [PaymentEvent; 9] {
+    fn event_samples() -> [PaymentEvent; 10] {
         [
             E::ProviderAccepted,
             E::ProviderRejected,
@@ -333,6 +351,7 @@ mod tests {
             paid_wrong_amount(),
             paid_wrong_currency(),
             E::ChargeFailed,
+            E::AttemptDeclined,
             E::ChargeAbandoned,
             E::Refunded,
         ]
@@ -349,6 +368,7 @@ mod tests {
             (S::Created, paid_wrong_amount(), Flagged(AmountMismatch)),
             (S::Created, paid_wrong_currency(), Flagged(CurrencyMismatch)),
             (S::Created, E::ChargeFailed, to(S::Failed)),
+            (S::Created, E::AttemptDeclined, to(S::Pending)),
             (S::Created, E::ChargeAbandoned, to(S::Abandoned)),
             (S::Created, E::Refunded, Rejected(InvalidTransition)),
             //
@@ -359,6 +379,7 @@ mod tests {
             (S::Pending, paid_wrong_amount(), Flagged(AmountMismatch)),
             (S::Pending, paid_wrong_currency(), Flagged(CurrencyMismatch)),
             (S::Pending, E::ChargeFailed, to(S::Failed)),
+            (S::Pending, E::AttemptDeclined, Ignored(AttemptDeclined)),
             (S::Pending, E::ChargeAbandoned, to(S::Abandoned)),
             (S::Pending, E::Refunded, Rejected(InvalidTransition)),
             //
@@ -369,6 +390,7 @@ mod tests {
             (S::Succeeded, paid_wrong_amount(), Ignored(Duplicate)),
             (S::Succeeded, paid_wrong_currency(), Ignored(Duplicate)),
             (S::Succeeded, E::ChargeFailed, Ignored(Late)),
+            (S::Succeeded, E::AttemptDeclined, Ignored(Late)),
             (S::Succeeded, E::ChargeAbandoned, Ignored(Late)),
             (S::Succeeded, E::Refunded, to(S::Refunded)),
             //
@@ -387,6 +409,7 @@ mod tests {
                 Flagged(SuccessAfterTerminal),
             ),
             (S::Failed, E::ChargeFailed, Ignored(Duplicate)),
+            (S::Failed, E::AttemptDeclined, Ignored(Late)),
             (S::Failed, E::ChargeAbandoned, Ignored(Late)),
             (S::Failed, E::Refunded, Rejected(InvalidTransition)),
             //
@@ -405,6 +428,7 @@ mod tests {
                 Flagged(SuccessAfterTerminal),
             ),
             (S::Abandoned, E::ChargeFailed, Ignored(Late)),
+            (S::Abandoned, E::AttemptDeclined, Ignored(Late)),
             (S::Abandoned, E::ChargeAbandoned, Ignored(Duplicate)),
             (S::Abandoned, E::Refunded, Rejected(InvalidTransition)),
             //
@@ -415,6 +439,7 @@ mod tests {
             (S::Refunded, paid_wrong_amount(), Ignored(Late)),
             (S::Refunded, paid_wrong_currency(), Ignored(Late)),
             (S::Refunded, E::ChargeFailed, Ignored(Late)),
+            (S::Refunded, E::AttemptDeclined, Ignored(Late)),
             (S::Refunded, E::ChargeAbandoned, Ignored(Late)),
             (S::Refunded, E::Refunded, Ignored(Duplicate)),
         ]
@@ -457,9 +482,10 @@ mod tests {
                 E::ChargeAbandoned => 4,
                 E::Refunded => 5,
                 E::ProviderRejected => 6,
+                E::AttemptDeclined => 7,
             }
         }
-        let mut seen = [false; 7];
+        let mut seen = [false; 8];
         for event in event_samples() {
             seen[kind(&event)] = true;
         }
@@ -513,6 +539,7 @@ mod tests {
                 "charge_succeeded",
                 "charge_succeeded",
                 "charge_failed",
+                "attempt_declined",
                 "charge_abandoned",
                 "refunded",
             ]
@@ -522,6 +549,7 @@ mod tests {
         assert_eq!(SuccessAfterTerminal.as_str(), "success_after_terminal");
         assert_eq!(Duplicate.as_str(), "duplicate");
         assert_eq!(Late.as_str(), "late");
+        assert_eq!(AttemptDeclined.as_str(), "attempt_declined");
         assert_eq!(InvalidTransition.as_str(), "invalid_transition");
     }
 
@@ -546,6 +574,7 @@ mod tests {
             )
                 .prop_map(|(amount, currency)| E::ChargeSucceeded { amount, currency }),
             Just(E::ChargeFailed),
+            Just(E::AttemptDeclined),
             Just(E::ChargeAbandoned),
             Just(E::Refunded),
         ]

@@ -85,8 +85,13 @@ pub enum Action {
     },
     /// Ask the connector about the payment `reference` and apply what it
     /// reports, never the event's own figures: for connectors whose webhook
-    /// proof does not sign the body (Flutterwave's `verif-hash`).
-    Confirm { reference: String },
+    /// proof does not sign the body (Flutterwave's `verif-hash`). By the
+    /// provider's `transaction_id` the event names, when it names one (that
+    /// attempt, which must be `reference`'s); else by the reference.
+    Confirm {
+        reference: String,
+        transaction_id: Option<i64>,
+    },
     /// Record it (once) so it can be seen; no payment changes.
     Record,
 }

@@ -101,9 +101,13 @@ pub enum WebhookApplied {
 pub enum WebhookChange {
     /// Apply this event (its proof signs its figures).
     Event(PaymentEvent),
-    /// Ask the payment's connector and apply what it reports; on the
+    /// Ask the payment's connector (about `transaction_id`, the attempt the
+    /// event names, when it names one) and apply what it reports; on the
     /// `last_try`, record an unconfirmed event instead of leaving it.
-    Confirm { last_try: bool },
+    Confirm {
+        transaction_id: Option<i64>,
+        last_try: bool,
+    },
 }
 
 /// How the per-payment actors are run.
@@ -229,15 +233,21 @@ impl Payments {
     /// payment's connector is asked about it first, and what it reports is
     /// applied, exactly once per event identity. A charge the connector
     /// does not report settled yet is `Unconfirmed` (nothing written, for a
-    /// retry), or on the `last_try` recorded as `ignored:unconfirmed`.
+    /// retry), or on the `last_try` recorded as `ignored:unconfirmed`; a
+    /// declined attempt on a checkout that stays payable is recorded as
+    /// `ignored:attempt_declined`, and a transaction the connector reports
+    /// under another reference as `ignored:other_transaction`.
     pub async fn confirm_webhook(
         &self,
         record: WebhookRecord,
+        transaction_id: Option<i64>,
         last_try: bool,
     ) -> Result<WebhookApplied, PaymentError> {
-        self.registry
-            .apply_webhook(record, WebhookChange::Confirm { last_try })
-            .await
+        let change = WebhookChange::Confirm {
+            transaction_id,
+            last_try,
+        };
+        self.registry.apply_webhook(record, change).await
     }
 
     /// The enabled connectors (webhook ingest, `/readyz`).

@@ -15,7 +15,8 @@ use super::{
 use crate::{
     domain::{Amount, Currency, Email, PaymentEvent, PaymentStatus, Reference},
     provider::{
-        Connectors, InitializeRequest, PaymentProvider, ProviderError, routing::ConnectorName,
+        ChargeStatus, Connectors, InitializeRequest, PaymentProvider, ProviderError,
+        routing::ConnectorName,
     },
     store::{
         payments::{self, Changes, Payment},
@@ -298,13 +299,21 @@ impl PaymentService {
     }
 
     /// A webhook whose proof does not sign its figures (Flutterwave's
-    /// `verif-hash`): the payment's connector is asked, and what it reports
-    /// is applied as the webhook's effect. A transaction it does not report
-    /// settled is recorded (`ignored:unconfirmed`) and changes nothing;
-    /// the reconciliation sweep asks again later.
+    /// `verif-hash`): the payment's connector is asked — about the
+    /// transaction `transaction_id` the webhook names, which must be the
+    /// payment's, or by reference when it names none — and what it reports
+    /// is applied as the webhook's effect. A declined attempt on a checkout
+    /// the customer can still pay is applied as
+    /// [`PaymentEvent::AttemptDeclined`] (`ignored:attempt_declined`, with an
+    /// audit row): the payment stays pending, and the sweep abandons it if
+    /// nobody pays. Recorded, changing nothing: a transaction the connector
+    /// reports under another reference (`ignored:other_transaction`); one it
+    /// does not report settled (`ignored:unconfirmed`, on the last try; the
+    /// reconciliation sweep asks again later).
     pub(super) async fn confirm_webhook(
         &self,
         record: &WebhookRecord,
+        transaction_id: Option<i64>,
         last_try: bool,
     ) -> Result<WebhookApplied, PaymentError> {
         let payment = self.load(&record.reference).await?;
@@ -315,8 +324,29 @@ impl PaymentService {
                 .await;
         }
         let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
-        let event = match self.connector_of(&payment)?.verify(&reference).await {
-            Ok(report) => report.event()?,
+        let connector = self.connector_of(&payment)?;
+        let answer = match transaction_id {
+            Some(id) => connector.verify_transaction(&reference, id).await,
+            None => connector.verify(&reference).await.map(Some),
+        };
+        let event = match answer {
+            // Applied as what it is, so the audit trail shows it: the
+            // state machine keeps the payment pending.
+            Ok(Some(report)) if report.status == ChargeStatus::Declined => {
+                return self
+                    .apply_webhook(record, PaymentEvent::AttemptDeclined)
+                    .await;
+            }
+            Ok(Some(report)) => report.event()?,
+            Ok(None) => {
+                tracing::warn!(
+                    reference = payment.reference,
+                    event_id = record.event_id,
+                    transaction_id,
+                    "webhook names another reference's transaction; not applied"
+                );
+                return self.record_ignored(record, OTHER_TRANSACTION).await;
+            }
             Err(ProviderError::Rejected(_)) => PaymentEvent::ChargePending,
             Err(err) => return Err(err.into()),
         };
@@ -329,13 +359,22 @@ impl PaymentService {
                 event_id = record.event_id,
                 "webhook not confirmed by the connector; not applied"
             );
-            return Ok(if webhooks::insert(&self.db, record, UNCONFIRMED).await? {
-                WebhookApplied::Ignored(UNCONFIRMED)
-            } else {
-                WebhookApplied::Duplicate
-            });
+            return self.record_ignored(record, UNCONFIRMED).await;
         }
         self.apply_webhook(record, event).await
+    }
+
+    /// Records `record` once with the outcome `why`, changing no payment.
+    async fn record_ignored(
+        &self,
+        record: &WebhookRecord,
+        why: &'static str,
+    ) -> Result<WebhookApplied, PaymentError> {
+        Ok(if webhooks::insert(&self.db, record, why).await? {
+            WebhookApplied::Ignored(why)
+        } else {
+            WebhookApplied::Duplicate
+        })
     }
 }
 
@@ -361,3 +400,7 @@ fn connector_label(payment: &Payment) -> &'static str {
 
 /// The outcome recorded for a webhook its connector did not confirm.
 const UNCONFIRMED: &str = "ignored:unconfirmed";
+
+/// The outcome recorded for a webhook naming a transaction its connector
+/// reports under another reference.
+const OTHER_TRANSACTION: &str = "ignored:other_transaction";

@@ -52,6 +52,11 @@ pub struct Checkout {
 pub enum ChargeStatus {
     Succeeded,
     Failed,
+    /// One declined attempt on a checkout that stays payable (Flutterwave:
+    /// the customer may try again under the same reference). Not final:
+    /// on a poll it reads as pending, and a webhook naming it is recorded,
+    /// not applied.
+    Declined,
     /// Not decided yet (or abandoned on the provider's page: the customer
     /// can still pay, so on a poll it is not final).
     Pending,
@@ -85,7 +90,7 @@ impl ChargeReport {
                 Ok(PaymentEvent::ChargeSucceeded { amount, currency })
             }
             ChargeStatus::Failed => Ok(PaymentEvent::ChargeFailed),
-            ChargeStatus::Pending => Ok(PaymentEvent::ChargePending),
+            ChargeStatus::Declined | ChargeStatus::Pending => Ok(PaymentEvent::ChargePending),
         }
     }
 }
@@ -164,6 +169,20 @@ pub trait PaymentProvider: Send + Sync + 'static {
 
     /// Asks for the current state of a transaction.
     async fn verify(&self, reference: &Reference) -> Result<ChargeReport, ProviderError>;
+
+    /// Asks for the provider's transaction `transaction_id` (one attempt,
+    /// where the provider keeps several under a reference), which a webhook
+    /// named as one of `reference`'s. `None`: the provider reports it under
+    /// another reference, so it is not this payment's. A connector without
+    /// such a look-up asks by reference.
+    async fn verify_transaction(
+        &self,
+        reference: &Reference,
+        transaction_id: i64,
+    ) -> Result<Option<ChargeReport>, ProviderError> {
+        let _ = transaction_id;
+        self.verify(reference).await.map(Some)
+    }
 
     /// Asks for a refund. Never repeated by the client once the request may
     /// have reached the provider: a lost answer is found with
@@ -244,6 +263,15 @@ impl PaymentProvider for Guarded {
 
     async fn verify(&self, reference: &Reference) -> Result<ChargeReport, ProviderError> {
         self.guard(self.client.verify(reference)).await
+    }
+
+    async fn verify_transaction(
+        &self,
+        reference: &Reference,
+        transaction_id: i64,
+    ) -> Result<Option<ChargeReport>, ProviderError> {
+        self.guard(self.client.verify_transaction(reference, transaction_id))
+            .await
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
@@ -435,4 +463,36 @@ pub fn from_config(
         })
         .collect();
     Arc::new(Connectors::new(enabled, cfg.routing.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: ChargeStatus) -> ChargeReport {
+        ChargeReport {
+            provider_transaction_id: Some(1),
+            status,
+            status_word: String::new(),
+            amount: 0,
+            currency: "NGN".into(),
+            gateway_response: None,
+        }
+    }
+
+    #[test]
+    fn a_declined_attempt_reads_as_pending_never_as_failed() {
+        assert_eq!(
+            report(ChargeStatus::Declined).event(),
+            Ok(PaymentEvent::ChargePending)
+        );
+        assert_eq!(
+            report(ChargeStatus::Failed).event(),
+            Ok(PaymentEvent::ChargeFailed)
+        );
+        assert_eq!(
+            report(ChargeStatus::Pending).event(),
+            Ok(PaymentEvent::ChargePending)
+        );
+    }
 }

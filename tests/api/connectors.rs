@@ -1,6 +1,7 @@
 //! Two connectors behind the routing rules: weighted split, pinning,
 //! failover behind circuit breakers, Flutterwave's webhooks (hash, then a
-//! verify before anything is applied), exact amounts, and `Server-Timing`.
+//! verify of the attempt they name before anything is applied; a declined
+//! attempt is not final), exact amounts, and `Server-Timing`.
 //! Both dialects are the built-in sandbox's, mounted on the app.
 
 use std::{
@@ -391,11 +392,105 @@ async fn post_flutterwave_webhook(app: &TestApp, hash: &str, body: &Value) -> re
 }
 
 fn charge_completed(reference: &str, amount: &str, status: &str) -> Value {
+    charge_completed_of(rand::random::<u32>().into(), reference, amount, status)
+}
+
+/// A `charge.completed` naming the transaction (attempt) `id`.
+fn charge_completed_of(id: i64, reference: &str, amount: &str, status: &str) -> Value {
     let body = format!(
-        r#"{{"event":"charge.completed","data":{{"id":{},"tx_ref":"{reference}","flw_ref":"FLW-1","amount":{amount},"currency":"NGN","status":"{status}"}}}}"#,
-        rand::random::<u32>()
+        r#"{{"event":"charge.completed","data":{{"id":{id},"tx_ref":"{reference}","flw_ref":"FLW-1","amount":{amount},"currency":"NGN","status":"{status}"}}}}"#,
     );
     serde_json::from_str(&body).unwrap()
+}
+
+/// Forces a Flutterwave checkout's outcome through the sandbox's control
+/// API; returns the attempt (or transaction) as it reports it.
+async fn force_flutterwave(app: &TestApp, reference: &str, body: Value) -> Value {
+    let response = app
+        .http
+        .post(app.url(&format!(
+            "/sandbox/flutterwave/_control/transactions/{reference}/outcome"
+        )))
+        .bearer_auth(SANDBOX_SECRET_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Every webhook outcome recorded for `reference`, oldest first.
+async fn webhook_outcomes(app: &TestApp, reference: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT outcome FROM webhook_events WHERE reference = '{reference}' \
+         ORDER BY received_at, id"
+    );
+    app.db
+        .query_all_raw(Statement::from_string(app.db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            row.try_get_by_index::<Option<String>>(0)
+                .unwrap()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+async fn until_outcomes(app: &TestApp, reference: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let outcomes = webhook_outcomes(app, reference).await;
+        if outcomes.len() >= count {
+            return outcomes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {outcomes:?} for {reference}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The sandbox ledger's entry for the Flutterwave checkout `reference`.
+async fn flutterwave_ledger_entry(app: &TestApp, reference: &str) -> Value {
+    let ledger: Value = app
+        .http
+        .get(app.url("/sandbox/_control/ledger?provider=flutterwave"))
+        .bearer_auth(SANDBOX_SECRET_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reference"] == reference)
+        .cloned()
+        .unwrap_or_else(|| panic!("{reference} not in {ledger}"))
+}
+
+/// The merchant event types of the payment `reference`, newest first.
+async fn merchant_events(app: &TestApp, reference: &str) -> Vec<String> {
+    let page = app
+        .get(&format!("/v1/events?payment={reference}"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -442,26 +537,160 @@ async fn a_flutterwave_webhook_needs_the_hash_and_the_verify_call() {
     assert_eq!(app.payment(reference).await["status"], "pending");
 
     // Paid for one kobo less than asked, quietly (no webhook from the
-    // sandbox): the next webhook's own figures claim the full amount, but
-    // the verify call's figures are what count, and the mismatch is
-    // flagged, never credited.
-    let forced = app
-        .http
-        .post(app.url(&format!(
-            "/sandbox/flutterwave/_control/transactions/{reference}/outcome"
-        )))
-        .bearer_auth(SANDBOX_SECRET_KEY)
-        .json(&json!({"status": "success", "amount": 150_074, "notify": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forced.status(), 200);
-    let claimed = charge_completed(reference, "1500.75", "successful");
+    // sandbox): the next webhook, naming that attempt, claims the full
+    // amount in its own figures, but the verify call's figures are what
+    // count, and the mismatch is flagged, never credited.
+    let forced = force_flutterwave(
+        &app,
+        reference,
+        json!({"status": "success", "amount": 150_074, "notify": false}),
+    )
+    .await;
+    let attempt = forced["id"].as_i64().unwrap();
+    let claimed = charge_completed_of(attempt, reference, "1500.75", "successful");
     let response = post_flutterwave_webhook(&app, SANDBOX_SECRET_KEY, &claimed).await;
     assert_eq!(response.status(), 200);
     let flagged = until(&app, reference, |p| !p["failure_reason"].is_null()).await;
     assert_eq!(flagged["status"], "pending", "{flagged}");
     assert_eq!(flagged["failure_reason"], "amount_mismatch");
+}
+
+#[tokio::test]
+async fn a_flutterwave_checkout_declined_then_paid_succeeds_and_never_tells_the_merchant_failed() {
+    let app = app_with(&[]).await;
+    let payment = flutterwave_payment(&app, 150_075, "NGN").await;
+    let reference = payment["reference"].as_str().unwrap();
+
+    // The customer is declined: one attempt, announced and confirmed by its
+    // id, which is not final while the checkout can still be paid.
+    assert_eq!(app.checkout(&payment, "failed").await.status(), 200);
+    assert_eq!(
+        until_outcomes(&app, reference, 1).await,
+        ["ignored:attempt_declined"]
+    );
+    assert_eq!(app.payment(reference).await["status"], "pending");
+    let page = app
+        .http
+        .get(payment["authorization_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"value="success""#), "still payable: {page}");
+
+    // The customer pays on the same checkout.
+    assert_eq!(app.checkout(&payment, "success").await.status(), 200);
+    let done = until(&app, reference, |p| p["status"] != "pending").await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        until_outcomes(&app, reference, 2).await,
+        ["ignored:attempt_declined", "applied:succeeded"]
+    );
+    let told = merchant_events(&app, reference).await;
+    assert!(told.contains(&"payment.succeeded".to_owned()), "{told:?}");
+    assert!(!told.contains(&"payment.failed".to_owned()), "{told:?}");
+    let transitions = done["transitions"].as_array().unwrap();
+    assert!(
+        transitions.iter().all(|t| t["to_status"] != "failed"),
+        "{done}"
+    );
+    assert!(
+        transitions.iter().any(|t| t["cause"]
+            == "webhook:attempt_declined:ignored_attempt_declined"
+            && t["to_status"] == "pending"),
+        "the declined attempt is in the audit trail: {done}"
+    );
+
+    // The provider's truth: two attempts under one tx_ref.
+    let entry = flutterwave_ledger_entry(&app, reference).await;
+    let attempts = entry["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{entry}");
+    assert_eq!(attempts[0]["status"], "failed");
+    assert_eq!(attempts[1]["status"], "successful");
+    assert_ne!(attempts[0]["id"], attempts[1]["id"]);
+    assert_eq!(entry["transaction_id"], attempts[1]["id"]);
+    assert_eq!(entry["status"], "successful");
+}
+
+#[tokio::test]
+async fn a_flutterwave_webhook_naming_another_references_attempt_is_not_applied() {
+    let app = app_with(&[]).await;
+    let ours = flutterwave_payment(&app, 5_000, "NGN").await;
+    let ours = ours["reference"].as_str().unwrap();
+    let theirs = flutterwave_payment(&app, 5_000, "NGN").await;
+    let theirs = theirs["reference"].as_str().unwrap();
+    // Their checkout is paid, quietly; a webhook for ours names their
+    // attempt, with our tx_ref and the right hash.
+    let paid = force_flutterwave(&app, theirs, json!({"status": "success", "notify": false})).await;
+    let their_attempt = paid["id"].as_i64().unwrap();
+    let body = charge_completed_of(their_attempt, ours, "50", "successful");
+    let response = post_flutterwave_webhook(&app, SANDBOX_SECRET_KEY, &body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        until_webhook_recorded(&app, ours).await,
+        "ignored:other_transaction"
+    );
+    assert_eq!(app.payment(ours).await["status"], "pending");
+    assert_eq!(
+        app.payment(theirs).await["status"],
+        "pending",
+        "not theirs either"
+    );
+}
+
+#[tokio::test]
+async fn a_declined_flutterwave_payment_stays_pending_then_the_sweep_abandons_it() {
+    let app = app_with(&[]).await;
+    let payment = flutterwave_payment(&app, 5_000, "NGN").await;
+    let reference = payment["reference"].as_str().unwrap();
+    // Declined by the control API, one attempt only (the checkout stays
+    // payable), announced by webhook.
+    let declined = force_flutterwave(
+        &app,
+        reference,
+        json!({"status": "failed", "attempt_only": true}),
+    )
+    .await;
+    assert_eq!(declined["status"], "failed");
+    assert_eq!(
+        until_webhook_recorded(&app, reference).await,
+        "ignored:attempt_declined"
+    );
+    // A verify reads the declined latest attempt as not final either.
+    let verified = app
+        .post(&format!("/v1/payments/{reference}/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    assert_eq!(verified.json::<Value>().await.unwrap()["status"], "pending");
+
+    // Nobody pays: past the abandon threshold the sweep abandons it.
+    let output = tokio::task::spawn_blocking({
+        let (database_url, base) = (app.database_url.clone(), app.url("/sandbox/"));
+        move || {
+            crate::helpers::payorch_command()
+                .arg("reconcile")
+                .env("DATABASE_URL", database_url)
+                .env("PAYORCH_PROVIDER", "sandbox")
+                .env("PAYORCH_PROVIDERS", "paystack,flutterwave")
+                .env("PAYSTACK_BASE_URL", &base)
+                .env("FLUTTERWAVE_BASE_URL", format!("{base}flutterwave/"))
+                .env("PAYORCH_RECONCILE_AFTER_S", "0")
+                .env("PAYORCH_ABANDON_AFTER_S", "0")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let done = app.payment(reference).await;
+    assert_eq!(done["status"], "abandoned", "{output:?} {done}");
+    let told = merchant_events(&app, reference).await;
+    assert!(!told.contains(&"payment.failed".to_owned()), "{told:?}");
 }
 
 #[tokio::test]

@@ -519,3 +519,116 @@ async fn flutterwave_lists_its_transactions_by_date_range() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(bad["status"], "error");
 }
+
+#[tokio::test]
+async fn a_flutterwave_checkout_holds_its_attempts_each_verifiable_by_id() {
+    let sandbox = Sandbox::start().await;
+    sandbox.flutterwave_initialize("att-f1").await;
+    let decline = json!({"status": "failed", "attempt_only": true, "notify": false,
+                         "provider": "flutterwave"});
+    let (status, first) = sandbox
+        .post("/_control/transactions/att-f1/outcome", decline.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["status"], "failed");
+    let first_id = first["id"].as_i64().unwrap();
+    // Still payable: a second decline is another attempt, then a payment.
+    let (_, second) = sandbox
+        .post("/_control/transactions/att-f1/outcome", decline)
+        .await;
+    let second_id = second["id"].as_i64().unwrap();
+    assert_ne!(second_id, first_id);
+    sandbox.pay("att-f1", "flutterwave").await;
+    let paid_id = sandbox.flutterwave_id("att-f1").await;
+    assert!(paid_id != first_id && paid_id != second_id);
+
+    // Each attempt answers for itself by id; by reference, the latest.
+    for (id, word) in [
+        (first_id, "failed"),
+        (second_id, "failed"),
+        (paid_id, "successful"),
+    ] {
+        let (status, body) = sandbox
+            .get(&format!("/flutterwave/v3/transactions/{id}/verify"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["id"], id);
+        assert_eq!(body["data"]["tx_ref"], "att-f1");
+        assert_eq!(body["data"]["status"], word);
+    }
+    let (status, body) = sandbox
+        .get("/flutterwave/v3/transactions/999999999/verify")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A declined attempt cannot be refunded; the paid one can.
+    let (status, _) = sandbox
+        .post(
+            &format!("/flutterwave/v3/transactions/{first_id}/refund"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, refund) = sandbox
+        .post(
+            &format!("/flutterwave/v3/transactions/{paid_id}/refund"),
+            json!({"amount": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refund}");
+    assert_eq!(refund["data"]["tx_id"], paid_id);
+
+    let entry = sandbox.entry("flutterwave", "att-f1").await.unwrap();
+    assert_eq!(entry["transaction_id"], paid_id);
+    assert_eq!(entry["status"], "successful");
+    assert_eq!(
+        entry["attempts"],
+        json!([
+            {"id": first_id, "status": "failed"},
+            {"id": second_id, "status": "failed"},
+            {"id": paid_id, "status": "successful"},
+        ])
+    );
+
+    // Without attempt_only a decline closes the checkout, as before.
+    sandbox.flutterwave_initialize("att-f2").await;
+    let (_, closed) = sandbox
+        .post(
+            "/_control/transactions/att-f2/outcome",
+            json!({"status": "failed", "notify": false, "provider": "flutterwave"}),
+        )
+        .await;
+    assert_eq!(closed["status"], "failed");
+    let (_, again) = sandbox
+        .post(
+            "/_control/transactions/att-f2/outcome",
+            json!({"status": "success", "notify": false, "provider": "flutterwave"}),
+        )
+        .await;
+    assert_eq!(
+        again["status"], "failed",
+        "a closed checkout takes no attempt"
+    );
+    let entry = sandbox.entry("flutterwave", "att-f2").await.unwrap();
+    assert_eq!(entry["attempts"].as_array().unwrap().len(), 1);
+
+    // Paystack's dialect has no attempts to keep open.
+    sandbox.paystack_initialize("att-p1").await;
+    let (status, _) = sandbox
+        .post(
+            "/_control/transactions/att-p1/outcome",
+            json!({"status": "failed", "attempt_only": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = sandbox
+        .post(
+            "/_control/transactions/att-f2/outcome",
+            json!({"status": "success", "attempt_only": true, "provider": "flutterwave"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "attempt_only is for a decline"
+    );
+}

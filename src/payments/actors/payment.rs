@@ -227,8 +227,13 @@ impl Handler<WebhookEnvelope> for PaymentActor {
         self.serialize(None, |service, _| async move {
             match event {
                 WebhookChange::Event(event) => service.apply_webhook(&record, event).await,
-                WebhookChange::Confirm { last_try } => {
-                    service.confirm_webhook(&record, last_try).await
+                WebhookChange::Confirm {
+                    transaction_id,
+                    last_try,
+                } => {
+                    service
+                        .confirm_webhook(&record, transaction_id, last_try)
+                        .await
                 }
             }
         })

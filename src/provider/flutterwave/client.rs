@@ -1,6 +1,7 @@
 //! [`FlutterwaveClient`]: payorch's [`PaymentProvider`] calls made to
 //! Flutterwave's v3 API over the shared [`Transport`] — initialize
-//! (`POST /v3/payments`), verify by payorch's reference, refund by
+//! (`POST /v3/payments`), verify by payorch's reference (the latest
+//! attempt) or by the transaction id a webhook names (that attempt), refund by
 //! Flutterwave's transaction id — and the webhook dialect it answers with.
 
 use std::time::{Duration, Instant};
@@ -78,6 +79,23 @@ impl FlutterwaveClient {
         Ok(data)
     }
 
+    /// The transaction (one attempt) `id` as Flutterwave reports it, whoever's
+    /// it is.
+    async fn transaction_by_id(&self, id: i64) -> Result<TransactionData, ProviderError> {
+        let id = id.to_string();
+        let url = self
+            .transport
+            .endpoint(&["v3", "transactions", id.as_str(), "verify"]);
+        self.transport
+            .call(
+                "verify",
+                Retry::Freely,
+                |http| http.get(url.clone()),
+                envelope_data::<TransactionData>,
+            )
+            .await
+    }
+
     /// The transaction's Flutterwave id, which refunds are made by.
     async fn transaction_id(
         &self,
@@ -131,30 +149,19 @@ impl PaymentProvider for FlutterwaveClient {
         let data = self
             .transaction(self.transport.deadline(), "verify", reference)
             .await?;
-        let status = charge_status(&data.status);
-        let amount = match amount_minor(&data.amount, &data.currency) {
-            Ok(amount) => amount,
-            // Only a success's figures are checked; a failed or pending
-            // transaction's amount is never used.
-            Err(e) if status == ChargeStatus::Succeeded => {
-                return Err(ProviderError::Unavailable(format!(
-                    "provider reported a bad amount: {e}"
-                )));
-            }
-            Err(_) => 0,
-        };
-        Ok(ChargeReport {
-            provider_transaction_id: data.id.as_ref().and_then(id_number),
-            status,
-            status_word: data.status,
-            amount,
-            currency: data.currency,
-            gateway_response: data.processor_response.and_then(|r| match r {
-                serde_json::Value::Null => None,
-                serde_json::Value::String(s) => Some(s),
-                other => Some(other.to_string()),
-            }),
-        })
+        report_of(data)
+    }
+
+    async fn verify_transaction(
+        &self,
+        reference: &Reference,
+        transaction_id: i64,
+    ) -> Result<Option<ChargeReport>, ProviderError> {
+        let data = self.transaction_by_id(transaction_id).await?;
+        if data.tx_ref.as_deref() != Some(reference.as_str()) {
+            return Ok(None);
+        }
+        report_of(data).map(Some)
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
@@ -218,4 +225,31 @@ impl PaymentProvider for FlutterwaveClient {
     fn webhook_action(&self, event: &ProviderEvent) -> Result<Action, String> {
         action_of(event)
     }
+}
+
+/// A transaction's answer in payorch's words. Only a success's figures are
+/// checked; a failed or pending transaction's amount is never used.
+fn report_of(data: TransactionData) -> Result<ChargeReport, ProviderError> {
+    let status = charge_status(&data.status);
+    let amount = match amount_minor(&data.amount, &data.currency) {
+        Ok(amount) => amount,
+        Err(e) if status == ChargeStatus::Succeeded => {
+            return Err(ProviderError::Unavailable(format!(
+                "provider reported a bad amount: {e}"
+            )));
+        }
+        Err(_) => 0,
+    };
+    Ok(ChargeReport {
+        provider_transaction_id: data.id.as_ref().and_then(id_number),
+        status,
+        status_word: data.status,
+        amount,
+        currency: data.currency,
+        gateway_response: data.processor_response.and_then(|r| match r {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s),
+            other => Some(other.to_string()),
+        }),
+    })
 }

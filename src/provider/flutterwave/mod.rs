@@ -13,8 +13,10 @@
 //! `verif-hash` is a pre-shared secret that Flutterwave sends as it is (it
 //! does not sign the body), so a webhook proves only that *someone who knows
 //! the hash* sent it: its figures are never applied. `charge.completed`
-//! becomes [`Action::Confirm`](crate::domain::webhook::Action::Confirm): the worker asks [`PaymentProvider::verify`](super::PaymentProvider::verify)
-//! and applies what the API says.
+//! becomes [`Action::Confirm`](crate::domain::webhook::Action::Confirm): the
+//! worker asks [`PaymentProvider::verify_transaction`](super::PaymentProvider::verify_transaction)
+//! about the transaction id the event names (`GET /v3/transactions/{id}/verify`),
+//! checks that its `tx_ref` is the payment's, and applies what the API says.
 //!
 //! Sources: <https://developer.flutterwave.com/docs/collecting-payments/standard>,
 //! <https://flutterwaveinc.mintlify.app/api-reference/transactions/verify-a-transaction-by-transaction-reference>,
@@ -38,10 +40,16 @@
 //!    (Flutterwave has no such field), or the `tx_ref` if `link` has none.
 //! 5. Initialize and refund are not repeated once the request may have left:
 //!    Flutterwave documents no idempotency for either.
-//! 6. Charge status words: `successful` → succeeded, `failed` → failed;
+//! 6. Charge status words: `successful` → succeeded; `failed` → one
+//!    declined attempt ([`ChargeStatus::Declined`](super::ChargeStatus::Declined)),
+//!    never final: the hosted checkout stays payable under the same
+//!    `tx_ref` (each Pay or Decline is an attempt with its own id, and
+//!    `verify_by_reference` reports the latest), and the API does not say
+//!    whether the checkout can still be paid, so the payment stays pending
+//!    and the reconciliation sweep abandons it if nobody pays;
 //!    `cancelled` (the customer closed the page) is treated like Paystack's
-//!    `abandoned` — not final on a poll, so reconciliation later abandons
-//!    the payment; anything else (`pending`, …) is undecided. A verify whose
+//!    `abandoned` — not final on a poll either; anything else (`pending`,
+//!    …) is undecided. A verify whose
 //!    `tx_ref` is not the one asked about is refused as a broken answer.
 //!    Before any charge is attempted Flutterwave knows no transaction for a
 //!    `tx_ref` and answers 400 "No transaction was found for this id": that
@@ -63,7 +71,9 @@
 //!    fail a refund that may exist.
 //! 9. Webhooks: `{"event": "charge.completed", "data": {"id", "tx_ref",
 //!    "flw_ref", "amount", "currency", "status", …}}` with the hash in
-//!    `verif-hash`. `event.type` is tolerated and used as the event's name
+//!    `verif-hash`; `data.id` is the attempt's transaction id, confirmed with
+//!    `GET /v3/transactions/{id}/verify` (a transaction reported under
+//!    another `tx_ref` is not the payment's: recorded, not applied). `event.type` is tolerated and used as the event's name
 //!    only when `event` is missing. Every other event (refunds, transfers) is
 //!    recorded and changes nothing: its body cannot be trusted either.
 

@@ -1,7 +1,8 @@
 //! Flutterwave's webhook dialect. `verif-hash` is a pre-shared secret sent
 //! as it is (it does not sign the body), so a webhook proves only that
 //! someone who knows the hash sent it: its figures are never applied, and a
-//! `charge.completed` asks payorch to confirm the payment with the API.
+//! `charge.completed` asks payorch to confirm the payment with the API, by
+//! the transaction id it names (each attempt on a checkout has its own).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -89,13 +90,14 @@ pub fn parse_event(body: &[u8]) -> Result<ProviderEvent, String> {
 }
 
 /// What a Flutterwave event asks of payorch: a completed charge is
-/// confirmed with the API (the hash does not sign the body); anything else
-/// is only recorded.
+/// confirmed with the API by the attempt it names (the hash does not sign
+/// the body); anything else is only recorded.
 pub(super) fn action_of(event: &ProviderEvent) -> Result<Action, String> {
     match event.event_type.as_str() {
         "charge.completed" => match &event.reference {
             Some(reference) => Ok(Action::Confirm {
                 reference: reference.clone(),
+                transaction_id: event.transaction_id,
             }),
             None => Err("the event names no payment reference (data.tx_ref)".into()),
         },
@@ -143,7 +145,8 @@ mod tests {
         assert_eq!(
             action_of(&event),
             Ok(Action::Confirm {
-                reference: "Links-616626414629".into()
+                reference: "Links-616626414629".into(),
+                transaction_id: Some(285959875),
             })
         );
         let no_reference = parse_event(br#"{"event":"charge.completed","data":{"id":1}}"#).unwrap();

@@ -94,7 +94,7 @@ pub(super) struct PaymentData {
     pub(super) link: String,
 }
 
-/// A transaction (`verify_by_reference`).
+/// A transaction (`verify_by_reference`, `/{id}/verify`).
 #[derive(Deserialize)]
 pub(super) struct TransactionData {
     #[serde(default)]
@@ -156,7 +156,11 @@ impl RefundData {
 pub(super) fn charge_status(word: &str) -> ChargeStatus {
     match word {
         "successful" => ChargeStatus::Succeeded,
-        "failed" => ChargeStatus::Failed,
+        // One declined attempt: the hosted checkout stays payable under the
+        // same `tx_ref`, and Flutterwave's API says nothing of whether it
+        // still is, so a decline is never final (the abandon sweep ends a
+        // payment nobody pays).
+        "failed" => ChargeStatus::Declined,
         // `cancelled`: the customer left the page, like Paystack's
         // `abandoned`; only reconciliation abandons a payment.
         _ => ChargeStatus::Pending,
@@ -268,7 +272,7 @@ mod tests {
     #[test]
     fn status_words_map_to_payorch_words() {
         assert_eq!(charge_status("successful"), ChargeStatus::Succeeded);
-        assert_eq!(charge_status("failed"), ChargeStatus::Failed);
+        assert_eq!(charge_status("failed"), ChargeStatus::Declined);
         assert_eq!(charge_status("cancelled"), ChargeStatus::Pending);
         assert_eq!(charge_status("pending"), ChargeStatus::Pending);
         assert_eq!(refund_report("completed"), RefundReport::Processed);

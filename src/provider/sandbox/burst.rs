@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Sandbox,
+    state::AfterDecline,
     webhooks::{self, Delivered},
 };
+use crate::provider::routing::ConnectorName;
 
 #[derive(Deserialize)]
 pub struct BurstRequest {
@@ -115,16 +117,15 @@ pub async fn burst(
             _ if i % 5 == 4 => "failed",
             _ => "success",
         };
-        if let Some((tx, _)) = sandbox.settle_quietly(reference, outcome) {
-            report.expected.insert(
-                reference.clone(),
-                if outcome == "success" {
-                    "succeeded"
-                } else {
-                    "failed"
-                }
-                .into(),
-            );
+        if let Some((tx, _)) = sandbox.settle_quietly(reference, outcome, AfterDecline::Close) {
+            // payorch does not take a declined Flutterwave attempt as final:
+            // that payment stays pending until its abandon deadline.
+            let expected = match (outcome, sandbox.inner.dialect) {
+                ("success", _) => "succeeded",
+                (_, ConnectorName::Flutterwave) => "pending",
+                _ => "failed",
+            };
+            report.expected.insert(reference.clone(), expected.into());
             settled.push(tx);
         }
     }
@@ -136,6 +137,10 @@ pub async fn burst(
             state.next_id += 1;
             state.next_id
         };
+        // Flutterwave's event names the attempt.
+        if let Some(attempt) = extra.attempts.last_mut() {
+            attempt.id = extra.id;
+        }
         settled.push(extra);
     }
     let events: Vec<String> = settled

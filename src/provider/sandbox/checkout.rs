@@ -3,7 +3,11 @@
 //! contract) to the same path; then the customer goes back to the
 //! merchant's URL as the provider sends them: Paystack's `callback_url` with
 //! `?trxref=<reference>&reference=<reference>`, Flutterwave's `redirect_url`
-//! with `?status=successful|failed&tx_ref=<reference>&transaction_id=<id>`.
+//! with `?status=successful|failed&tx_ref=<reference>&transaction_id=<id>`
+//! (the attempt's id).
+//!
+//! In the Flutterwave dialect a Decline is one declined attempt and the
+//! checkout stays payable: the page offers Pay and Decline again.
 
 use poem::{
     IntoResponse, Response, handler,
@@ -12,7 +16,10 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::{Sandbox, state::Transaction};
+use super::{
+    Sandbox,
+    state::{AfterDecline, Transaction},
+};
 use crate::{domain::Currency, provider::routing::ConnectorName};
 
 #[handler]
@@ -37,8 +44,13 @@ pub async fn page(Data(sandbox): Data<&Sandbox>, Path(access_code): Path<String>
     };
     let amount = display_amount(tx.amount, &tx.currency);
     let body = if tx.status == "ongoing" {
+        let retry = if tx.latest_attempt().is_some() {
+            "<p>Your last attempt was declined. You may try again.</p>\n"
+        } else {
+            ""
+        };
         format!(
-            r#"<p class="amount">{amount}</p>
+            r#"{retry}<p class="amount">{amount}</p>
 <p>{email}<br><small>Reference {reference}</small></p>
 <form method="post"><input type="hidden" name="outcome" value="success"><button class="pay" type="submit">Pay {amount}</button></form>
 <form method="post"><input type="hidden" name="outcome" value="failed"><button class="decline" type="submit">Decline</button></form>"#,
@@ -76,7 +88,9 @@ pub async fn submit(
             .into_response();
     }
     let reference = sandbox.lock().by_access_code.get(&access_code).cloned();
-    let Some(tx) = reference.and_then(|r| sandbox.settle(&r, &decision.outcome)) else {
+    let settled =
+        reference.and_then(|r| sandbox.settle(&r, &decision.outcome, AfterDecline::KeepOpen));
+    let Some(tx) = settled else {
         return (
             StatusCode::NOT_FOUND,
             Html(shell(
@@ -117,7 +131,7 @@ fn back_to_merchant(sandbox: &Sandbox, tx: &Transaction) -> Option<reqwest::Url>
             back.query_pairs_mut()
                 .append_pair("status", sandbox.status_word(tx))
                 .append_pair("tx_ref", &tx.reference)
-                .append_pair("transaction_id", &tx.id.to_string());
+                .append_pair("transaction_id", &tx.current_id().to_string());
         }
     }
     Some(back)

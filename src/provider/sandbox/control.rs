@@ -1,6 +1,8 @@
 //! The test hooks under `/_control/…` in each dialect: make the next calls
 //! of an operation fail, or succeed and lose their answer, or miss a refund
-//! (`faults`), force a transaction's or a refund's outcome, and read the
+//! (`faults`), force a transaction's or a refund's outcome (in the
+//! Flutterwave dialect, `attempt_only` declines one attempt and leaves the
+//! checkout payable), and read the
 //! counts (`stats`); bursts and the ledger have their own files.
 //! Asked at the base, a hook reaches the Flutterwave dialect too when the
 //! call names it: `"provider": "flutterwave"` in the body, or
@@ -15,7 +17,7 @@ use serde::Deserialize;
 
 use super::{
     Sandbox, flutterwave,
-    state::{Fault, FaultMode, Operation},
+    state::{AfterDecline, Fault, FaultMode, Operation},
 };
 use crate::provider::routing::ConnectorName;
 
@@ -96,6 +98,11 @@ pub struct OutcomeBody {
     notify: bool,
     /// `paystack` or `flutterwave`; default: the dialect asked.
     provider: Option<String>,
+    /// Flutterwave only, with `failed`: decline one attempt and leave the
+    /// checkout payable (as its page's Decline does). Without it a decision
+    /// closes the checkout, as it always did.
+    #[serde(default)]
+    attempt_only: bool,
 }
 
 /// The default of a control body's `notify`.
@@ -125,6 +132,18 @@ pub async fn force_outcome(
             "status: success, failed or abandoned",
         );
     }
+    let after = match body.attempt_only {
+        false => AfterDecline::Close,
+        true if body.status == "failed" && sandbox.inner.dialect == ConnectorName::Flutterwave => {
+            AfterDecline::KeepOpen
+        }
+        true => {
+            return sandbox.refuse(
+                StatusCode::BAD_REQUEST,
+                "attempt_only: only with status failed, in the Flutterwave dialect",
+            );
+        }
+    };
     {
         let mut state = sandbox.lock();
         let Some(tx) = state.transactions.get_mut(&reference) else {
@@ -134,10 +153,10 @@ pub async fn force_outcome(
         tx.reported_currency = body.currency;
     }
     let settled = if body.notify {
-        sandbox.settle(&reference, &body.status)
+        sandbox.settle(&reference, &body.status, after)
     } else {
         sandbox
-            .settle_quietly(&reference, &body.status)
+            .settle_quietly(&reference, &body.status, after)
             .map(|(tx, _)| tx)
     };
     match settled {

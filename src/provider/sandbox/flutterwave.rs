@@ -1,5 +1,7 @@
 //! The sandbox's Flutterwave dialect (v3), served under `/flutterwave`:
-//! `POST /v3/payments`, `GET /v3/transactions/verify_by_reference?tx_ref=`,
+//! `POST /v3/payments`, `GET /v3/transactions/verify_by_reference?tx_ref=`
+//! (the checkout's latest attempt), `GET /v3/transactions/{id}/verify` (one
+//! attempt),
 //! `POST /v3/transactions/{id}/refund`, `GET /v3/refunds/{id}`,
 //! `GET /v3/refunds?page=` (20 a page, newest first, with
 //! `meta.page_info`); `GET /v3/transactions?from=&to=&page=` is in
@@ -9,6 +11,9 @@
 //! `successful`, `abandoned` → `cancelled`, `ongoing` → `pending`; refunds
 //! `processed` → `completed`. Answers use Flutterwave's envelope
 //! `{"status": "success" | "error", "message", "data"}`.
+//!
+//! Each Pay or Decline on a checkout is an attempt with its own id under the
+//! same `tx_ref` (see `state.rs`), announced by its own `charge.completed`.
 //!
 //! Simplifications: a transaction nobody has paid yet verifies as `pending`
 //! (the real API knows none until a charge is attempted); a cancelled
@@ -24,7 +29,7 @@ use serde_json::{json, value::RawValue};
 
 use super::{
     Sandbox,
-    state::{OpenRefusal, Opening, Operation, SandboxRefund, Transaction},
+    state::{Attempt, OpenRefusal, Opening, Operation, SandboxRefund, Transaction},
 };
 use crate::{domain::Currency, provider::flutterwave as connector};
 
@@ -35,6 +40,7 @@ pub(super) fn api_routes() -> Route {
     Route::new()
         .at("/v3/payments", poem::post(initialize))
         .at("/v3/transactions/verify_by_reference", poem::get(verify))
+        .at("/v3/transactions/:id/verify", poem::get(verify_by_id))
         .at("/v3/transactions/:id/refund", poem::post(create_refund))
         .at("/v3/refunds", poem::get(list_refunds))
         .at("/v3/refunds/:id", poem::get(fetch_refund))
@@ -119,22 +125,51 @@ pub(super) struct TransactionView<'a> {
 }
 
 impl<'a> TransactionView<'a> {
+    /// The transaction as verify by reference reports it: its latest
+    /// attempt, or the checkout itself before any.
     pub(super) fn of(tx: &'a Transaction) -> TransactionView<'a> {
+        match tx.latest_attempt() {
+            Some(attempt) => TransactionView::of_attempt(tx, attempt),
+            None => TransactionView::with(tx, tx.id, status_word(&tx.status), &tx.gateway_response),
+        }
+    }
+
+    /// One attempt on the checkout `tx`.
+    pub(super) fn of_attempt(tx: &'a Transaction, attempt: &'a Attempt) -> TransactionView<'a> {
+        TransactionView::with(
+            tx,
+            attempt.id,
+            status_word(&attempt.status),
+            &attempt.gateway_response,
+        )
+    }
+
+    fn with(
+        tx: &'a Transaction,
+        id: i64,
+        status: &'static str,
+        processor_response: &'a str,
+    ) -> TransactionView<'a> {
         let currency = tx.reported_currency.as_deref().unwrap_or(&tx.currency);
         let amount = tx.reported_amount.unwrap_or(tx.amount);
         TransactionView {
-            id: tx.id,
+            id,
             tx_ref: &tx.reference,
-            flw_ref: format!("FLW-SANDBOX-{}", tx.id),
+            flw_ref: format!("FLW-SANDBOX-{id}"),
             amount: major(amount, currency),
             charged_amount: major(amount, currency),
             currency,
-            status: status_word(&tx.status),
-            processor_response: &tx.gateway_response,
+            status,
+            processor_response,
             payment_type: "card",
             customer: Customer { email: &tx.email },
         }
     }
+}
+
+/// `tx`'s status as verify by reference reports it (its latest attempt's).
+pub(super) fn reported_status(tx: &Transaction) -> &'static str {
+    status_word(tx.latest_attempt().map_or(&tx.status, |a| &a.status))
 }
 
 #[derive(Serialize)]
@@ -145,15 +180,14 @@ struct Event<'a> {
     event_type: &'static str,
 }
 
-/// The `charge.completed` webhook of a decided transaction; `None` for one
-/// not paid or declined (Flutterwave announces no cancelled checkout).
+/// The `charge.completed` webhook of the checkout's latest attempt, naming
+/// that attempt; `None` before any attempt (Flutterwave announces no
+/// cancelled checkout).
 pub(super) fn webhook_body(tx: &Transaction) -> Option<String> {
-    if !matches!(tx.status.as_str(), "success" | "failed") {
-        return None;
-    }
+    let attempt = tx.latest_attempt()?;
     let event = Event {
         event: "charge.completed",
-        data: TransactionView::of(tx),
+        data: TransactionView::of_attempt(tx, attempt),
         event_type: "CARD_TRANSACTION",
     };
     Some(serde_json::to_string(&event).expect("a webhook body serializes"))
@@ -309,6 +343,36 @@ async fn verify(
     }
 }
 
+/// `GET /v3/transactions/{id}/verify`: one attempt, by its id.
+#[handler]
+async fn verify_by_id(
+    req: &Request,
+    Data(sandbox): Data<&Sandbox>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(response) = sandbox.admit(req, Operation::Verify).await {
+        return response;
+    }
+    let state = sandbox.lock();
+    let tx = state
+        .by_id
+        .get(&id)
+        .and_then(|reference| state.transactions.get(reference));
+    let view = tx.and_then(|tx| match tx.attempts.iter().find(|a| a.id == id) {
+        Some(attempt) => Some(TransactionView::of_attempt(tx, attempt)),
+        // The checkout's own id before any attempt: as by reference.
+        None if tx.id == id && tx.attempts.is_empty() => Some(TransactionView::of(tx)),
+        None => None,
+    });
+    match view {
+        Some(view) => answer("Transaction fetched successfully", view),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "No transaction was found for this id",
+        ),
+    }
+}
+
 #[derive(Deserialize)]
 struct RefundBody {
     /// Major units; all that is left when absent.
@@ -342,11 +406,23 @@ fn open_refund(sandbox: &Sandbox, id: i64, body: poem::Result<Json<RefundBody>>)
             .by_id
             .get(&id)
             .and_then(|reference| state.transactions.get(reference))
-            .map(|tx| (tx.reference.clone(), tx.currency.clone()))
+            .map(|tx| {
+                let declined = tx
+                    .attempts
+                    .iter()
+                    .any(|a| a.id == id && a.status != "success");
+                (tx.reference.clone(), tx.currency.clone(), declined)
+            })
     };
-    let Some((reference, currency)) = found else {
+    let Some((reference, currency, declined)) = found else {
         return error(StatusCode::NOT_FOUND, "Transaction not found");
     };
+    if declined {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Cannot refund an unsuccessful transaction",
+        );
+    }
     let amount = body
         .amount
         .as_deref()
@@ -433,7 +509,17 @@ async fn list_refunds(
 mod tests {
     use super::*;
 
+    /// A checkout in `status`; a decided one holds one attempt.
     fn transaction(status: &str) -> Transaction {
+        let attempts = match status {
+            "success" | "failed" => vec![Attempt {
+                id: 7_000_001,
+                status: status.into(),
+                gateway_response: "Approved".into(),
+                paid_at: None,
+            }],
+            _ => Vec::new(),
+        };
         Transaction {
             id: 7_000_001,
             reference: "r-1".into(),
@@ -448,6 +534,7 @@ mod tests {
             reported_amount: None,
             reported_currency: None,
             callback_url: None,
+            attempts,
         }
     }
 

@@ -9,8 +9,10 @@
 //! holds at most [`MAX_TRANSACTIONS`](super::MAX_TRANSACTIONS), so the
 //! ledger is bounded by that.
 //!
-//! Each transaction is one attempt for now, itself: the sandbox does not
-//! model several attempts under one reference yet.
+//! A Paystack transaction is one attempt, itself. A Flutterwave checkout
+//! lists each Pay or Decline made on it (none before the customer acts),
+//! and its `transaction_id` and `status` are its latest attempt's, as
+//! verify by reference reports them.
 
 use std::collections::HashMap;
 
@@ -20,7 +22,8 @@ use poem::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Sandbox, state::SandboxRefund};
+use super::{Sandbox, flutterwave, state::SandboxRefund};
+use crate::provider::routing::ConnectorName;
 
 /// One transaction in the ledger.
 #[derive(Debug, Serialize)]
@@ -33,6 +36,9 @@ pub(super) struct Entry {
     currency: String,
     attempts: Vec<Attempt>,
     refunds: Vec<Refund>,
+    /// The checkout's own id: the order of opening.
+    #[serde(skip)]
+    opened: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,17 +72,32 @@ impl Sandbox {
                 let status = self.status_word(tx).to_owned();
                 let mut theirs = refunds.remove(tx.reference.as_str()).unwrap_or_default();
                 theirs.sort_by_key(|r| r.id);
+                let attempts = match self.inner.dialect {
+                    ConnectorName::Paystack => vec![Attempt {
+                        id: tx.id,
+                        status: status.clone(),
+                    }],
+                    ConnectorName::Flutterwave => tx
+                        .attempts
+                        .iter()
+                        .map(|a| Attempt {
+                            id: a.id,
+                            status: flutterwave::status_word(&a.status).to_owned(),
+                        })
+                        .collect(),
+                };
                 Entry {
                     provider: self.inner.dialect.as_str(),
                     reference: tx.reference.clone(),
-                    transaction_id: tx.id,
+                    transaction_id: tx.current_id(),
                     status: status.clone(),
                     amount: tx.reported_amount.unwrap_or(tx.amount),
                     currency: tx
                         .reported_currency
                         .clone()
                         .unwrap_or_else(|| tx.currency.clone()),
-                    attempts: vec![Attempt { id: tx.id, status }],
+                    attempts,
+                    opened: tx.id,
                     refunds: theirs
                         .into_iter()
                         .map(|r| Refund {
@@ -88,7 +109,7 @@ impl Sandbox {
                 }
             })
             .collect();
-        entries.sort_by_key(|e| e.transaction_id);
+        entries.sort_by_key(|e| e.opened);
         entries
     }
 }
@@ -122,7 +143,10 @@ pub async fn ledger(
 mod tests {
     use super::*;
     use crate::{
-        provider::{routing::ConnectorName, sandbox::state::Opening},
+        provider::{
+            routing::ConnectorName,
+            sandbox::state::{AfterDecline, Opening},
+        },
         secret::Secret,
     };
 
@@ -140,7 +164,9 @@ mod tests {
         for dialect in [&sandbox, flutterwave] {
             dialect.open(opening("r-1")).ok().unwrap();
             dialect.open(opening("r-2")).ok().unwrap();
-            dialect.settle_quietly("r-1", "success").unwrap();
+            dialect
+                .settle_quietly("r-1", "success", AfterDecline::Close)
+                .unwrap();
             let refund = dialect.open_refund("r-1", Some(400), None).unwrap();
             dialect
                 .settle_refund(refund.id, "processed", false)

@@ -310,6 +310,7 @@ mod tests {
             reported_amount: None,
             reported_currency: None,
             callback_url: None,
+            attempts: Vec::new(),
         };
         let listed = Listed {
             view: TransactionView::of(&tx),

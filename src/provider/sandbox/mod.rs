@@ -23,9 +23,12 @@
 //!
 //! Flutterwave (v3), under `/flutterwave` (its own file, `flutterwave.rs`):
 //! - `POST /flutterwave/v3/payments` (amounts in major units, idempotent per
-//!   `tx_ref`), `GET /flutterwave/v3/transactions/verify_by_reference?tx_ref=`,
-//!   the same checkout page at `/flutterwave/checkout/{code}` (redirecting
-//!   with `?status=successful|failed&tx_ref=…&transaction_id=…`),
+//!   `tx_ref`), `GET /flutterwave/v3/transactions/verify_by_reference?tx_ref=`
+//!   (the latest attempt), `GET /flutterwave/v3/transactions/{id}/verify`
+//!   (one attempt), the same checkout page at `/flutterwave/checkout/{code}`
+//!   (redirecting with `?status=successful|failed&tx_ref=…&transaction_id=…`),
+//!   where each Pay or Decline is an attempt with its own id under the same
+//!   `tx_ref` and a Decline leaves the checkout payable,
 //!   `POST /flutterwave/v3/transactions/{id}/refund`,
 //!   `GET /flutterwave/v3/refunds/{id}`, `GET /flutterwave/v3/refunds?page=`.
 //! - Webhooks `{"event": "charge.completed", "data": {…}}` with the header
@@ -237,11 +240,12 @@ impl Sandbox {
         }
     }
 
-    /// `tx`'s status in this dialect's words.
+    /// `tx`'s status in this dialect's words, as its verify reports it
+    /// (in Flutterwave's, the latest attempt's).
     fn status_word<'a>(&self, tx: &'a Transaction) -> &'a str {
         match self.inner.dialect {
             ConnectorName::Paystack => &tx.status,
-            ConnectorName::Flutterwave => flutterwave::status_word(&tx.status),
+            ConnectorName::Flutterwave => flutterwave::reported_status(tx),
         }
     }
 

@@ -61,7 +61,8 @@ impl Sandbox {
                 "Cannot refund an unsuccessful transaction",
             ));
         }
-        let (total, currency, transaction_id) = (tx.amount, tx.currency.clone(), tx.id);
+        // A Flutterwave checkout's paid attempt is its latest: the id refunds name.
+        let (total, currency, transaction_id) = (tx.amount, tx.currency.clone(), tx.current_id());
         let promised: i64 = state
             .refunds
             .values()

@@ -3,6 +3,14 @@
 //! test injected and the counts of what was asked. Opening and settling a
 //! transaction happen here (a refund's, in `refunds.rs`); the dialects only
 //! translate. The other files use this one; it uses none of them.
+//!
+//! In the Flutterwave dialect a transaction is a checkout that holds
+//! attempts: each Pay or Decline is an [`Attempt`] with its own id under the
+//! same reference (the first takes the checkout's id, so a checkout paid at
+//! once is one id throughout). A Pay closes the checkout; a Decline from the
+//! page leaves it payable, as Flutterwave's hosted checkout lets the
+//! customer try again. The Paystack dialect records no attempts: a decision
+//! closes its transaction, as before.
 
 use std::collections::HashMap;
 
@@ -11,12 +19,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{MAX_TRANSACTIONS, Sandbox};
+use crate::provider::routing::ConnectorName;
 
 #[derive(Default)]
 pub(super) struct State {
     pub(super) transactions: HashMap<String, Transaction>,
     pub(super) by_access_code: HashMap<String, String>,
-    /// Transaction id → reference (Flutterwave refunds name the id).
+    /// Transaction id → reference (Flutterwave refunds and verify name the
+    /// id): every attempt's id too.
     pub(super) by_id: HashMap<i64, String>,
     pub(super) next_id: i64,
     pub(super) refunds: HashMap<i64, SandboxRefund>,
@@ -141,9 +151,41 @@ pub(super) struct Transaction {
     /// Where the checkout sends the customer once they decided (Paystack's
     /// `callback_url`, Flutterwave's `redirect_url`).
     pub(super) callback_url: Option<String>,
+    /// The Flutterwave dialect's attempts, oldest first (none in Paystack's).
+    pub(super) attempts: Vec<Attempt>,
+}
+
+/// One Pay or Decline on a Flutterwave checkout.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Attempt {
+    pub(super) id: i64,
+    /// `success` or `failed` (Paystack's words, as the transaction's).
+    pub(super) status: String,
+    pub(super) gateway_response: String,
+    pub(super) paid_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a Decline closes the checkout or leaves it payable. Only the
+/// Flutterwave dialect leaves it payable; Paystack's always closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterDecline {
+    Close,
+    KeepOpen,
 }
 
 impl Transaction {
+    /// The latest attempt, if any: what Flutterwave's verify by reference
+    /// reports.
+    pub(super) fn latest_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    /// The id verify by reference reports: the latest attempt's, else the
+    /// transaction's own.
+    pub(super) fn current_id(&self) -> i64 {
+        self.latest_attempt().map_or(self.id, |a| a.id)
+    }
+
     /// The transaction in Paystack's shape.
     pub(super) fn report(&self) -> serde_json::Value {
         json!({
@@ -218,16 +260,23 @@ impl Sandbox {
             reported_amount: None,
             reported_currency: None,
             callback_url: opening.callback_url,
+            attempts: Vec::new(),
         };
         state.insert(tx.clone());
         Ok(tx)
     }
 
     /// Settles a transaction as the customer (or a test) decided, and
-    /// announces it by webhook. Only an `ongoing` transaction changes: a
-    /// provider does not re-decide.
-    pub(super) fn settle(&self, reference: &str, outcome: &str) -> Option<Transaction> {
-        let (tx, changed) = self.settle_quietly(reference, outcome)?;
+    /// announces it by webhook (in the Flutterwave dialect, the attempt
+    /// just made). Only an `ongoing` transaction changes: a provider does
+    /// not re-decide.
+    pub(super) fn settle(
+        &self,
+        reference: &str,
+        outcome: &str,
+        after: AfterDecline,
+    ) -> Option<Transaction> {
+        let (tx, changed) = self.settle_quietly(reference, outcome, after)?;
         if changed
             && let Some(sender) = &self.inner.webhooks
             && let Some(body) = self.webhook_body(&tx)
@@ -237,25 +286,50 @@ impl Sandbox {
         Some(tx)
     }
 
+    /// [`Self::settle`] without the webhook; also whether anything changed.
+    /// In the Flutterwave dialect `success` and `failed` are attempts, and
+    /// a `failed` one with [`AfterDecline::KeepOpen`] leaves the checkout
+    /// `ongoing`; `abandoned` closes it without an attempt.
     pub(super) fn settle_quietly(
         &self,
         reference: &str,
         outcome: &str,
+        after: AfterDecline,
     ) -> Option<(Transaction, bool)> {
-        let mut state = self.lock();
+        let attempts = self.inner.dialect == ConnectorName::Flutterwave;
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let tx = state.transactions.get_mut(reference)?;
         let changed = tx.status == "ongoing";
         if changed {
-            tx.status = outcome.to_owned();
-            tx.gateway_response = match outcome {
+            let gateway_response = match outcome {
                 "success" => "Approved",
                 "failed" => "Declined",
                 _ => "Abandoned",
             }
             .to_owned();
-            if outcome == "success" {
-                tx.paid_at = Some(Utc::now());
+            let paid_at = (outcome == "success").then(Utc::now);
+            if attempts && matches!(outcome, "success" | "failed") {
+                let id = if tx.attempts.is_empty() {
+                    tx.id
+                } else {
+                    state.next_id += 1;
+                    state.by_id.insert(state.next_id, reference.to_owned());
+                    state.next_id
+                };
+                tx.attempts.push(Attempt {
+                    id,
+                    status: outcome.to_owned(),
+                    gateway_response: gateway_response.clone(),
+                    paid_at,
+                });
             }
+            let keep_open = attempts && outcome == "failed" && after == AfterDecline::KeepOpen;
+            if !keep_open {
+                tx.status = outcome.to_owned();
+            }
+            tx.gateway_response = gateway_response;
+            tx.paid_at = paid_at;
         }
         Some((tx.clone(), changed))
     }
@@ -290,6 +364,61 @@ mod tests {
         assert_eq!(sandbox.stats().transactions, 1);
         assert_eq!(flutterwave.stats().transactions, 1);
         assert!(flutterwave.inner.refund_settle.is_none());
+    }
+
+    #[test]
+    fn a_flutterwave_decline_is_an_attempt_that_leaves_the_checkout_payable() {
+        let sandbox = Sandbox::new(Secret::new("sk"), "http://h", None).with_refund_settle(None);
+        let flutterwave = sandbox.of(ConnectorName::Flutterwave).unwrap();
+        let opening = |reference: &str| Opening {
+            reference: reference.into(),
+            amount: 500,
+            currency: "NGN".into(),
+            email: "a@b.c".into(),
+            callback_url: None,
+        };
+        let opened = flutterwave.open(opening("r-1")).ok().unwrap();
+        let (declined, changed) = flutterwave
+            .settle_quietly("r-1", "failed", AfterDecline::KeepOpen)
+            .unwrap();
+        assert!(changed);
+        assert_eq!(declined.status, "ongoing", "still payable");
+        assert_eq!(declined.attempts.len(), 1);
+        assert_eq!(declined.attempts[0].id, opened.id, "the first takes its id");
+        assert_eq!(declined.attempts[0].status, "failed");
+        let (paid, changed) = flutterwave
+            .settle_quietly("r-1", "success", AfterDecline::KeepOpen)
+            .unwrap();
+        assert!(changed);
+        assert_eq!(paid.status, "success");
+        let ids: Vec<i64> = paid.attempts.iter().map(|a| a.id).collect();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1], "each attempt has its own id");
+        assert_eq!(paid.current_id(), ids[1]);
+        assert_eq!(
+            flutterwave.lock().by_id.get(&ids[1]).map(String::as_str),
+            Some("r-1")
+        );
+        let (_, changed) = flutterwave
+            .settle_quietly("r-1", "failed", AfterDecline::KeepOpen)
+            .unwrap();
+        assert!(!changed, "a paid checkout takes no more attempts");
+
+        // Without KeepOpen a decline closes the checkout, as it did.
+        flutterwave.open(opening("r-2")).ok().unwrap();
+        let (closed, _) = flutterwave
+            .settle_quietly("r-2", "failed", AfterDecline::Close)
+            .unwrap();
+        assert_eq!(closed.status, "failed");
+        assert_eq!(closed.attempts.len(), 1);
+
+        // Paystack's dialect: a decline closes, and no attempts are kept.
+        sandbox.open(opening("r-1")).ok().unwrap();
+        let (paystack, _) = sandbox
+            .settle_quietly("r-1", "failed", AfterDecline::KeepOpen)
+            .unwrap();
+        assert_eq!(paystack.status, "failed");
+        assert!(paystack.attempts.is_empty());
     }
 
     #[test]
