@@ -99,6 +99,10 @@ async fn two_instances_on_one_redis_share_the_budget() {
         ("REDIS_URL", REDIS),
         ("PAYORCH_REDIS_PREFIX", prefix.as_str()),
         ("PAYORCH_RATE_LIMITS", "initialize=5/60"),
+        // Shared budget, not the fallback: a Redis answer slowed past the
+        // default 50 ms on a loaded machine must not hand the decision to
+        // each instance's local limiter.
+        ("PAYORCH_REDIS_TIMEOUT_MS", "2000"),
     ];
     let first = app_with(db.clone(), &vars).await;
     let second = app_with(db, &vars).await;
