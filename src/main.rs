@@ -125,16 +125,18 @@ fn main() -> ExitCode {
 async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Serve => {
+            let shutdown = shutdown_signal();
             let listener = tokio::net::TcpListener::bind(cfg.http_addr)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
-            payorch::serve(cfg, listener, shutdown_signal()).await?;
+            payorch::serve(cfg, listener, shutdown).await?;
         }
         Command::Sandbox => {
+            let shutdown = shutdown_signal();
             let listener = tokio::net::TcpListener::bind(cfg.sandbox_addr)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.sandbox_addr))?;
-            payorch::serve_sandbox(cfg, listener, shutdown_signal()).await?;
+            payorch::serve_sandbox(cfg, listener, shutdown).await?;
         }
         Command::Worker => payorch::run_worker(cfg, shutdown_signal()).await?,
         Command::Reconcile => {
@@ -204,20 +206,31 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives while
+/// the process is still starting (its listener already open) is then a
+/// graceful shutdown, never the default action that kills it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind| signal(kind).expect("installing a signal handler");
+        (
+            install(SignalKind::interrupt()),
+            install(SignalKind::terminate()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut interrupt, mut terminate) = signals;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }
