@@ -56,16 +56,19 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Review>,
     review::Entity::find_by_id(id).one(db).await
 }
 
-/// The open review of a refund, if any.
-pub async fn open_for_refund(
+/// The open reviews of these refunds.
+pub async fn open_for_refunds(
     db: &impl ConnectionTrait,
-    refund_id: Uuid,
-) -> Result<Option<Review>, DbErr> {
+    refund_ids: &[Uuid],
+) -> Result<Vec<Review>, DbErr> {
+    if refund_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     review::Entity::find()
-        .filter(Column::RefundId.eq(refund_id))
+        .filter(Column::RefundId.is_in(refund_ids.iter().copied()))
         .filter(Column::Status.eq(OPEN))
         .order_by_asc(Column::OpenedAt)
-        .one(db)
+        .all(db)
         .await
 }
 

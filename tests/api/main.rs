@@ -21,5 +21,6 @@ mod queue;
 mod ratelimit;
 mod reconcile;
 mod refunds;
+mod reviews;
 mod sandbox_ledger;
 mod webhooks;
