@@ -250,3 +250,51 @@ async fn a_refund_under_review_that_the_provider_answers_is_settled_and_its_revi
     assert_eq!(all[0]["resolution"], "provider");
     assert_eq!(all[0]["resolved_by"], "provider");
 }
+
+/// Two sweepers opening the same review: the second finds one open and
+/// writes nothing — on both backends; once resolved, a new one may open.
+#[tokio::test]
+async fn at_most_one_review_of_a_kind_is_open_per_refund_on_both_backends() {
+    use payorch::{
+        domain::{ReviewAction, ReviewKind},
+        store::reviews::{self, NewReview, Resolution},
+    };
+    for db in [
+        crate::helpers::TestDb::postgres().await,
+        crate::helpers::TestDb::sqlite(),
+    ] {
+        let conn = db.connect().await;
+        payorch::store::migrate(&conn, &db.url.parse().unwrap())
+            .await
+            .unwrap();
+        let (payment_id, refund_id) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let new = || NewReview {
+            kind: ReviewKind::RefundOutcomeUnknown,
+            payment_id,
+            refund_id: Some(refund_id),
+            detail: json!({}),
+        };
+        let first = reviews::open(&conn, new()).await.unwrap().unwrap();
+        assert!(
+            reviews::open(&conn, new()).await.unwrap().is_none(),
+            "{}",
+            db.url
+        );
+        let by_provider = Resolution {
+            by: "provider".into(),
+            action: ReviewAction::Provider,
+            note: None,
+        };
+        assert!(
+            reviews::resolve(&conn, first.id, &by_provider)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !reviews::resolve(&conn, first.id, &by_provider)
+                .await
+                .unwrap()
+        );
+        assert!(reviews::open(&conn, new()).await.unwrap().is_some());
+    }
+}
