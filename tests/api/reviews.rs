@@ -298,3 +298,28 @@ async fn at_most_one_review_of_a_kind_is_open_per_refund_on_both_backends() {
         assert!(reviews::open(&conn, new()).await.unwrap().is_some());
     }
 }
+
+#[tokio::test]
+async fn an_operator_who_marks_a_refund_under_review_failed_releases_its_amount() {
+    let app = app_with(&[("PAYORCH_PROVIDER_TIMEOUT_MS", "1000")]).await;
+    let reference = lost_refund(&app, 1_000).await;
+    let printed = reconcile(&app, "0").await;
+    assert!(printed.contains("pending -> requires_review"), "{printed}");
+    let open = reviews(&app, &["--open"]).await;
+    let id = open[0]["id"].as_str().unwrap();
+    let output = payorch(
+        &app,
+        &["reviews", "resolve", id, "--action", "mark_failed"],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let stored = refunds(&app, &reference).await;
+    assert_eq!(stored[0]["status"], "failed");
+    assert_eq!(stored[0]["failure_reason"], "operator_marked_failed");
+    assert_eq!(app.payment(&reference).await["refunded_amount"], 0);
+    let all = reviews(&app, &[]).await;
+    assert_eq!(all[0]["resolution"], "mark_failed");
+    assert_eq!(all[0]["resolved_by"], "cli:alice");
+    assert_eq!(all[0]["note"], Value::Null);
+}
