@@ -88,6 +88,8 @@ pub enum StartupError {
     #[error("reconciliation failed: {0}")]
     Reconcile(String),
     #[error(transparent)]
+    Review(#[from] payments::ReviewError),
+    #[error(transparent)]
     Configuration(#[from] config::ConfigError),
 }
 
@@ -486,7 +488,39 @@ pub fn sweep(cfg: &Config) -> payments::Sweep {
     payments::Sweep {
         after: cfg.reconcile_after,
         abandon_after: cfg.abandon_after,
+        review_after: cfg.refund_review_after,
     }
+}
+
+/// Reviews, oldest first (`payorch reviews list`; `open_only`: `--open`).
+pub async fn list_reviews(
+    cfg: Arc<Config>,
+    open_only: bool,
+) -> Result<Vec<store::reviews::Review>, StartupError> {
+    let core = Core::start(&cfg, None).await?;
+    let listed = core.payments.reviews(open_only, 10_000).await;
+    core.payments.stop();
+    Ok(listed?)
+}
+
+/// Resolves a review on an operator's word (`payorch reviews resolve`):
+/// what the resolution changed is announced at once, as `reconcile` does.
+pub async fn resolve_review(
+    cfg: Arc<Config>,
+    id: uuid::Uuid,
+    action: domain::ReviewAction,
+    by: &str,
+    note: Option<String>,
+) -> Result<store::reviews::Review, StartupError> {
+    let core = Core::start(&cfg, None).await?;
+    let resolved = core.payments.resolve_review(id, action, by, note).await;
+    if resolved.is_ok() {
+        events::relay::relay_once(&core.db, &core.events_queue)
+            .await
+            .map_err(StartupError::Reconcile)?;
+    }
+    core.payments.stop();
+    Ok(resolved?)
 }
 
 /// One reconciliation pass and one retention purge (`payorch reconcile`,

@@ -3,7 +3,7 @@
 use std::{process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use payorch::{Config, store, telemetry};
+use payorch::{Config, domain::ReviewAction, store, telemetry};
 
 #[derive(Parser)]
 #[command(name = "payorch", version, about = "Payment orchestrator")]
@@ -51,6 +51,68 @@ enum Command {
         #[command(subcommand)]
         action: ApikeyAction,
     },
+    /// Cases payorch could not settle by itself: list and resolve them.
+    Reviews {
+        #[command(subcommand)]
+        action: ReviewsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewsAction {
+    /// List reviews, oldest first.
+    List {
+        /// Only those still open.
+        #[arg(long)]
+        open: bool,
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve an open review; the decision is recorded (who, when, action,
+    /// note) and a resolved review is never resolved again.
+    Resolve {
+        id: uuid::Uuid,
+        /// mark_succeeded, mark_failed (a refund's outcome) or dismiss
+        /// (close it without touching money).
+        #[arg(long, value_parser = parse_action)]
+        action: ReviewAction,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+fn parse_action(action: &str) -> Result<ReviewAction, String> {
+    ReviewAction::parse(action)
+        .filter(|a| ReviewAction::OPERATOR.contains(a))
+        .ok_or_else(|| {
+            let names: Vec<_> = ReviewAction::OPERATOR.map(ReviewAction::as_str).into();
+            format!("one of {}", names.join(", "))
+        })
+}
+
+/// Who resolves from this command line: `cli:$USER`, or `cli`.
+fn operator() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".to_owned(),
+    }
+}
+
+fn review_json(review: &store::reviews::Review) -> serde_json::Value {
+    serde_json::json!({
+        "id": review.id,
+        "kind": review.kind,
+        "payment_id": review.payment_id,
+        "refund_id": review.refund_id,
+        "status": review.status,
+        "opened_at": review.opened_at,
+        "detail": review.detail,
+        "resolved_at": review.resolved_at,
+        "resolved_by": review.resolved_by,
+        "resolution": review.resolution,
+        "note": review.note,
+    })
 }
 
 #[derive(Subcommand)]
@@ -185,6 +247,47 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
                 let _ = out.flush();
             })
             .await?;
+        }
+        Command::Reviews {
+            action: ReviewsAction::List { open, json },
+        } => {
+            let reviews = payorch::list_reviews(cfg, open).await?;
+            if json {
+                let all: Vec<_> = reviews.iter().map(review_json).collect();
+                println!("{}", serde_json::Value::Array(all));
+            } else {
+                for review in &reviews {
+                    println!(
+                        "{}\t{}\t{}\tpayment={}\trefund={}\topened={}\t{}",
+                        review.id,
+                        review.kind,
+                        review.status,
+                        review.payment_id,
+                        review.refund_id.map_or("-".to_owned(), |id| id.to_string()),
+                        review.opened_at.to_rfc3339(),
+                        match (&review.resolution, &review.resolved_by) {
+                            (Some(action), Some(by)) => format!("{action} by {by}"),
+                            _ => "-".to_owned(),
+                        },
+                    );
+                }
+                println!("{} review(s)", reviews.len());
+            }
+        }
+        Command::Reviews {
+            action: ReviewsAction::Resolve { id, action, note },
+        } => {
+            let review = payorch::resolve_review(cfg, id, action, &operator(), note).await?;
+            println!(
+                "review {} resolved: {} by {} at {}",
+                review.id,
+                review.resolution.as_deref().unwrap_or("-"),
+                review.resolved_by.as_deref().unwrap_or("-"),
+                review
+                    .resolved_at
+                    .map(|at| at.to_rfc3339())
+                    .unwrap_or_default(),
+            );
         }
         Command::Migrate => {
             let db = store::connect(&cfg).await?;

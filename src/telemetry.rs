@@ -97,6 +97,9 @@ fn register_known_series() {
     let _ = metrics::histogram!("payorch_event_attempt_seconds");
     metrics::counter!("payorch_events_relayed_total").increment(0);
     metrics::gauge!("payorch_events_outbox_lag_seconds").set(0.0);
+    for kind in crate::domain::ReviewKind::ALL {
+        metrics::gauge!("payorch_reviews_open", "kind" => kind.as_str()).set(0.0);
+    }
     for kind in ["payment", "refund"] {
         for result in ["checked", "changed", "error"] {
             metrics::counter!("payorch_reconcile_total", "kind" => kind, "result" => result)

@@ -11,7 +11,29 @@ use uuid::Uuid;
 use crate::store::{
     payments::{Payment, Transition},
     refunds::Refund,
+    reviews::Review,
 };
+
+/// The open review of a payment or refund: payorch could not settle it by
+/// itself and an operator is looking.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ReviewRef {
+    pub id: Uuid,
+    /// `refund_outcome_unknown`, `charged_at_other_connector`,
+    /// `paid_after_final`, `amount_mismatch` or `unknown_transaction`.
+    pub kind: String,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl ReviewRef {
+    pub fn new(review: &Review) -> ReviewRef {
+        ReviewRef {
+            id: review.id,
+            kind: review.kind.clone(),
+            opened_at: review.opened_at,
+        }
+    }
+}
 
 /// A payment as clients see it.
 #[derive(Debug, Object, Serialize)]
@@ -47,6 +69,9 @@ pub struct PaymentView {
     /// Counts this payment's changes: a later state has a higher version
     /// (merchant events can be ordered by it).
     pub version: i64,
+    /// The open payment-level review, if any (GET only; otherwise null).
+    #[oai(nullable)]
+    pub review: Option<ReviewRef>,
     /// The audit trail, oldest first (GET only).
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +109,7 @@ impl PaymentView {
             paid_at: payment.paid_at,
             refunded_amount: payment.refunded_amount,
             version: i64::from(payment.version),
+            review: None,
             transitions: transitions.map(|rows| {
                 rows.into_iter()
                     .map(|t| TransitionView {
@@ -95,6 +121,14 @@ impl PaymentView {
                     })
                     .collect()
             }),
+        }
+    }
+
+    /// With its open review.
+    pub fn with_review(self, review: Option<&Review>) -> PaymentView {
+        PaymentView {
+            review: review.map(ReviewRef::new),
+            ..self
         }
     }
 
@@ -111,10 +145,14 @@ pub struct RefundView {
     /// Minor units.
     pub amount: i64,
     pub currency: String,
-    /// pending, succeeded or failed.
+    /// pending, requires_review (the provider has no answer for it; its
+    /// amount stays reserved), succeeded or failed.
     pub status: String,
     #[oai(nullable)]
     pub reason: Option<String>,
+    /// The open review, if any (a refund under review has one).
+    #[oai(nullable)]
+    pub review: Option<ReviewRef>,
     /// Why it failed (`provider_rejected`, `provider_failed`…).
     #[oai(nullable)]
     pub failure_reason: Option<String>,
@@ -131,9 +169,20 @@ impl RefundView {
             currency: refund.currency,
             status: refund.status,
             reason: refund.reason,
+            review: None,
             failure_reason: refund.failure_reason,
             created_at: refund.created_at,
             updated_at: refund.updated_at,
+        }
+    }
+}
+
+impl RefundView {
+    /// With its open review.
+    pub fn with_review(self, review: Option<&Review>) -> RefundView {
+        RefundView {
+            review: review.map(ReviewRef::new),
+            ..self
         }
     }
 }

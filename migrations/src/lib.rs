@@ -12,6 +12,7 @@ mod m20261130_000001_installation_settings;
 mod m20261130_000002_idempotency_owner;
 mod m20261130_000003_client_references;
 mod m20261201_000001_merchant_events;
+mod m20261206_000001_reviews;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_idempotency_owner::Migration),
             Box::new(m20261130_000003_client_references::Migration),
             Box::new(m20261201_000001_merchant_events::Migration),
+            Box::new(m20261206_000001_reviews::Migration),
         ]
     }
 }

@@ -99,6 +99,9 @@ impl Config {
             worker_batch: env.or::<usize>("PAYORCH_WORKER_BATCH", "64")?.max(1),
             reconcile_after: Duration::from_secs(env.or("PAYORCH_RECONCILE_AFTER_S", "900")?),
             abandon_after: Duration::from_secs(env.or("PAYORCH_ABANDON_AFTER_S", "86400")?),
+            refund_review_after: Duration::from_secs(
+                env.or("PAYORCH_REFUND_REVIEW_AFTER_S", "86400")?,
+            ),
             reconcile_every: Duration::from_secs(
                 env.or::<u64>("PAYORCH_RECONCILE_EVERY_S", "60")?.max(1),
             ),

@@ -121,6 +121,10 @@ pub struct Config {
     /// A payment pending longer than this, and not paid at the provider,
     /// is abandoned.
     pub abandon_after: Duration,
+    /// `PAYORCH_REFUND_REVIEW_AFTER_S`: a sent refund the provider still
+    /// cannot find this long after it was created goes to review (until
+    /// then it is looked up again at every sweep; it is never failed).
+    pub refund_review_after: Duration,
     /// How often a worker runs a reconciliation sweep.
     pub reconcile_every: Duration,
     /// Processed provider webhooks are kept this long.

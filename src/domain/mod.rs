@@ -19,6 +19,7 @@ pub mod ids;
 pub mod money;
 pub mod payment;
 pub mod refund;
+pub mod review;
 pub mod webhook;
 
 pub use ids::{Email, IdempotencyKey, Reference};
@@ -27,6 +28,7 @@ pub use payment::{
     FlagReason, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, RejectReason, transition,
 };
 pub use refund::{RefundRefusal, RefundReport, RefundStatus};
+pub use review::{ReviewAction, ReviewKind};
 
 /// Why raw input could not become a domain value.
 ///

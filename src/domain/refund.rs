@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! pending → succeeded | failed
+//! pending → requires_review → succeeded | failed
 //! ```
 //!
 //! - Only a `succeeded` payment can be refunded, and never for more than
 //!   what is left: the amount minus every refund that has not failed
 //!   (pending ones included — their money is already promised).
+//! - A refund the provider cannot find is never failed on that account:
+//!   after `PAYORCH_REFUND_REVIEW_AFTER_S` it `requires_review`, its
+//!   amount still promised, until the provider or an operator settles it.
 //! - A final refund never changes again: a late or repeated report is
 //!   ignored, so a refund is never settled twice.
 //! - Once the succeeded refunds add up to the whole amount, the payment
@@ -19,20 +23,28 @@ use super::{Amount, PaymentStatus};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RefundStatus {
     Pending,
+    /// The provider has had no answer for it too long: an operator looks.
+    /// Not final, and its amount stays promised.
+    RequiresReview,
     Succeeded,
     Failed,
 }
 
 impl RefundStatus {
-    pub const ALL: [RefundStatus; 3] = [
+    pub const ALL: [RefundStatus; 4] = [
         RefundStatus::Pending,
+        RefundStatus::RequiresReview,
         RefundStatus::Succeeded,
         RefundStatus::Failed,
     ];
 
+    /// Not settled yet (its amount promised, the provider still asked).
+    pub const UNSETTLED: [RefundStatus; 2] = [RefundStatus::Pending, RefundStatus::RequiresReview];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RefundStatus::Pending => "pending",
+            RefundStatus::RequiresReview => "requires_review",
             RefundStatus::Succeeded => "succeeded",
             RefundStatus::Failed => "failed",
         }
@@ -60,6 +72,10 @@ pub fn settle(status: RefundStatus, report: RefundReport) -> Option<RefundStatus
         (RefundStatus::Pending, RefundReport::Processed) => Some(RefundStatus::Succeeded),
         (RefundStatus::Pending, RefundReport::Failed) => Some(RefundStatus::Failed),
         (RefundStatus::Pending, RefundReport::Pending) => None,
+        // The provider's word settles a refund under review too.
+        (RefundStatus::RequiresReview, RefundReport::Processed) => Some(RefundStatus::Succeeded),
+        (RefundStatus::RequiresReview, RefundReport::Failed) => Some(RefundStatus::Failed),
+        (RefundStatus::RequiresReview, RefundReport::Pending) => None,
         // Final: a late or repeated report never settles a refund twice.
         (RefundStatus::Succeeded | RefundStatus::Failed, _) => None,
     }
@@ -118,6 +134,9 @@ mod tests {
             (S::Pending, R::Pending, None),
             (S::Pending, R::Processed, Some(S::Succeeded)),
             (S::Pending, R::Failed, Some(S::Failed)),
+            (S::RequiresReview, R::Pending, None),
+            (S::RequiresReview, R::Processed, Some(S::Succeeded)),
+            (S::RequiresReview, R::Failed, Some(S::Failed)),
             (S::Succeeded, R::Pending, None),
             (S::Succeeded, R::Processed, None),
             (S::Succeeded, R::Failed, None),

@@ -36,11 +36,12 @@ use crate::{
         events::{self as store, Attempt, Event, EventFilter},
         payments::Payment,
         refunds::Refund,
+        reviews::Review,
     },
 };
 
 /// Every event type, as endpoints subscribe to them.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "payment.pending",
     "payment.succeeded",
     "payment.failed",
@@ -48,6 +49,7 @@ pub const EVENT_TYPES: [&str; 9] = [
     "payment.flagged",
     "payment.refunded",
     "refund.pending",
+    "refund.requires_review",
     "refund.succeeded",
     "refund.failed",
 ];
@@ -138,13 +140,15 @@ pub fn payment_event(payment: &Payment, kind: &str) -> Event {
 }
 
 /// Writes the event for `refund`'s change, in the caller's transaction.
+/// (with its open review, if it has one).
 pub async fn record_refund(
     db: &impl ConnectionTrait,
     refund: &Refund,
     payment_reference: &str,
+    review: Option<&Review>,
 ) -> Result<(), DbErr> {
     let kind = format!("refund.{}", refund.status);
-    let view = crate::views::RefundView::new(refund.clone(), payment_reference);
+    let view = crate::views::RefundView::new(refund.clone(), payment_reference).with_review(review);
     record(
         db,
         refund.client_id,

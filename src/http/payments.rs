@@ -104,11 +104,12 @@ impl PaymentsApi {
         auth: ClientAuth,
         reference: Path<String>,
     ) -> Result<PaymentResponse, ApiError> {
-        let (payment, transitions) = self.state.payments.get(auth.0.id, &reference.0).await?;
-        Ok(PaymentResponse::Ok(Json(PaymentView::new(
-            payment,
-            Some(transitions),
-        ))))
+        let payments = &self.state.payments;
+        let (payment, transitions) = payments.get(auth.0.id, &reference.0).await?;
+        let review = payments.open_payment_review(payment.id).await?;
+        Ok(PaymentResponse::Ok(Json(
+            PaymentView::new(payment, Some(transitions)).with_review(review.as_ref()),
+        )))
     }
 }
 

@@ -103,11 +103,17 @@ impl RefundsApi {
         auth: ClientAuth,
         reference: Path<String>,
     ) -> Result<RefundList, ApiError> {
-        let refunds = self.state.payments.refunds(auth.0.id, &reference.0).await?;
+        let payments = &self.state.payments;
+        let refunds = payments.refunds(auth.0.id, &reference.0).await?;
+        let ids: Vec<_> = refunds.iter().map(|refund| refund.id).collect();
+        let reviews = payments.open_refund_reviews(&ids).await?;
         Ok(RefundList::Ok(Json(
             refunds
                 .into_iter()
-                .map(|refund| RefundView::new(refund, &reference.0))
+                .map(|refund| {
+                    let review = reviews.get(&refund.id);
+                    RefundView::new(refund, &reference.0).with_review(review)
+                })
                 .collect(),
         )))
     }

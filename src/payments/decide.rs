@@ -31,6 +31,8 @@ pub enum Source {
     Refund,
     /// A reconciliation sweep asked the provider.
     Reconcile,
+    /// An operator resolved a review.
+    Operator,
 }
 
 impl Source {
@@ -41,6 +43,7 @@ impl Source {
             Source::Webhook => "webhook",
             Source::Refund => "refund",
             Source::Reconcile => "reconcile",
+            Source::Operator => "operator",
         }
     }
 }

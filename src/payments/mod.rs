@@ -40,6 +40,7 @@ mod initialize;
 mod pipeline;
 pub mod reconcile;
 mod refunds;
+pub mod reviews;
 mod service;
 
 use std::{sync::Arc, time::Duration};
@@ -69,6 +70,7 @@ pub use self::{
     pipeline::WebhookEvent,
     reconcile::{Sweep, SweepReport},
     refunds::NewRefundRequest,
+    reviews::ReviewError,
 };
 pub(crate) use answer::Completion;
 

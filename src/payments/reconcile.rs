@@ -49,6 +49,9 @@ pub struct Sweep {
     pub after: Duration,
     /// Pending longer than this and not paid: abandon.
     pub abandon_after: Duration,
+    /// A sent refund the provider cannot find this long after it was
+    /// created: `requires_review` (before that: looked up again next time).
+    pub review_after: Duration,
 }
 
 /// What a sweep did.
@@ -90,13 +93,20 @@ impl Payments {
             });
             report.add("payment", checks).await;
         }
+        // Fixed at the start: a refund claimed (stamped now) and left
+        // unsettled — one the provider does not find yet — is not claimed
+        // again in this pass, however small the threshold.
+        let stale_before = Utc::now() - chrono::Duration::from_std(sweep.after).unwrap_or_default();
         loop {
-            let claimed = self.claim_refunds(sweep.after).await?;
+            let claimed = self.claim_refunds(stale_before).await?;
             if claimed.is_empty() {
                 break;
             }
             let checks = claimed.into_iter().map(|(reference, refund)| async move {
-                let after = self.registry.reconcile_refund(&reference, refund.id).await;
+                let after = self
+                    .registry
+                    .reconcile_refund(&reference, refund.id, sweep.review_after)
+                    .await;
                 Checked {
                     what: format!("refund {}", refund.id),
                     before: refund.status,
@@ -105,15 +115,19 @@ impl Payments {
             });
             report.add("refund", checks).await;
         }
+        // The gauge follows the table, whoever opened or closed a review.
+        if let Err(err) = self.count_open_reviews().await {
+            tracing::warn!(error = %err, "counting open reviews failed");
+        }
         Ok(report)
     }
 
-    /// Stale pending refunds with their payment's reference.
+    /// Unsettled refunds last touched before `before`, with their
+    /// payment's reference.
     async fn claim_refunds(
         &self,
-        after: Duration,
+        before: chrono::DateTime<Utc>,
     ) -> Result<Vec<(String, refunds::Refund)>, PaymentError> {
-        let before = Utc::now() - chrono::Duration::from_std(after).unwrap_or_default();
         let txn = crate::store::begin_write(&self.db).await?;
         let claimed = refunds::claim_stale(&txn, before, BATCH).await?;
         super::commit(txn).await?;

@@ -4,7 +4,11 @@
 //! Sending one to the provider happens in the payment's actor and at most
 //! once per refund (`unsent → sending → sent`): an answer lost on the way
 //! back leaves the refund pending for reconciliation, which looks the
-//! refund up at the provider instead of asking again.
+//! refund up at the provider instead of asking again. A refund the
+//! look-up does not find is never failed on that account (the provider's
+//! word settles money, not its silence): it is looked up again at each
+//! sweep and, after `PAYORCH_REFUND_REVIEW_AFTER_S`, goes to review
+//! ([`super::reviews`]).
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use uuid::Uuid;
@@ -20,15 +24,26 @@ use crate::{
     domain::webhook::RefundNotice,
     domain::{
         Amount, Currency, FieldError, PaymentEvent, Reference, RefundRefusal, RefundReport,
-        RefundStatus, refund,
+        RefundStatus, ReviewAction, refund,
+        review::{self, BY_PROVIDER, UnfoundRefund},
     },
     provider::{ProviderError, RefundRequest},
     store::{
         payments::{self, Payment},
         refunds::{self, NewRefund, Refund, SENDING, SENT, UNSENT},
+        reviews::{self, Resolution},
         webhooks::{self, WebhookRecord},
     },
 };
+
+/// The provider's word closes a refund's review.
+fn by_provider() -> Resolution {
+    Resolution {
+        by: BY_PROVIDER.to_owned(),
+        action: ReviewAction::Provider,
+        note: None,
+    }
+}
 
 /// A validated request for a refund.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +87,7 @@ pub(super) async fn create(
         },
     )
     .await?;
-    crate::events::record_refund(txn, &refund, &payment.client_reference).await?;
+    crate::events::record_refund(txn, &refund, &payment.client_reference, None).await?;
     Ok((refund, payment.reference))
 }
 
@@ -161,7 +176,7 @@ impl PaymentService {
         report: RefundReport,
         source: Source,
     ) -> Result<Refund, PaymentError> {
-        self.settle_refund_with(reference, refund_id, report, source, None)
+        self.settle_refund_with(reference, refund_id, report, source, None, &by_provider())
             .await?;
         self.refund(refund_id).await
     }
@@ -201,6 +216,7 @@ impl PaymentService {
             report,
             Source::Webhook,
             Some(record),
+            &by_provider(),
         )
         .await
     }
@@ -208,15 +224,18 @@ impl PaymentService {
     /// In one transaction: the refund settled as `report` says (once), a
     /// failed refund's amount released, the audit row, and — when the
     /// succeeded refunds now cover the payment — `succeeded → refunded`
-    /// through the state machine; with `webhook`, its dedup row too.
-    /// `Ok(false)`: the webhook was processed before.
-    async fn settle_refund_with(
+    /// through the state machine; with `webhook`, its dedup row too; an
+    /// open review of the refund resolved as `resolution` says.
+    /// `Ok(false)`: the webhook was processed before. An operator's
+    /// decision on a refund settled already is refused (nothing written).
+    pub(super) async fn settle_refund_with(
         &self,
         reference: &str,
         refund_id: Uuid,
         report: RefundReport,
         source: Source,
         webhook: Option<&WebhookRecord>,
+        resolution: &Resolution,
     ) -> Result<bool, PaymentError> {
         let event_id = webhook.map(|record| record.event_id.as_str());
         for _ in 0..CONFLICT_RETRIES {
@@ -240,12 +259,20 @@ impl PaymentService {
                 return Ok(false);
             }
             let Some(to) = next else {
+                if source == Source::Operator {
+                    txn.rollback().await?;
+                    return Err(PaymentError::Invalid(vec![FieldError::new(
+                        "action",
+                        format!("the refund is {} already", status.as_str()),
+                    )]));
+                }
                 super::commit(txn).await?;
                 return Ok(true);
             };
             let failure = (to == RefundStatus::Failed).then_some(match source {
                 Source::Refund => "provider_rejected",
-                Source::Reconcile => "provider_failed_or_not_received",
+                Source::Reconcile => "provider_failed",
+                Source::Operator => "operator_marked_failed",
                 _ => "provider_failed",
             });
             if !refunds::settle(&txn, refund_id, to, failure).await? {
@@ -256,13 +283,14 @@ impl PaymentService {
             if to == RefundStatus::Failed {
                 refunds::release(&txn, payment.id, refund.amount).await?;
             }
+            reviews::resolve_for_refund(&txn, refund_id, resolution).await?;
             let settled = Refund {
                 status: to.as_str().to_owned(),
                 failure_reason: failure.map(str::to_owned),
                 updated_at: chrono::Utc::now(),
                 ..refund
             };
-            crate::events::record_refund(&txn, &settled, &payment.client_reference).await?;
+            crate::events::record_refund(&txn, &settled, &payment.client_reference, None).await?;
             let cause = format!("{}:refund_{}", source.as_str(), to.as_str());
             if !self
                 .record_refund_change(&txn, &mut holding, source, &cause, event_id, to)
@@ -308,12 +336,21 @@ impl PaymentService {
         Ok(true)
     }
 
-    /// Finds out what became of a pending refund: sends one never sent,
-    /// looks up one sent; one that was being sent and is unknown to the
-    /// provider never arrived, and fails (its amount is released).
-    pub(super) async fn reconcile_refund(&self, refund_id: Uuid) -> Result<Refund, PaymentError> {
+    /// Finds out what became of an unsettled refund: sends one never
+    /// sent, looks up one sent (or being sent, its answer lost) and settles
+    /// it as the provider says. One the provider does not find stays as it
+    /// is — never failed: the claim stamped it, so the next sweep after
+    /// `PAYORCH_RECONCILE_AFTER_S` looks again — until `review_after` has
+    /// passed since its creation; then it goes to review.
+    pub(super) async fn reconcile_refund(
+        &self,
+        refund_id: Uuid,
+        review_after: std::time::Duration,
+    ) -> Result<Refund, PaymentError> {
         let refund = self.refund(refund_id).await?;
-        if refund.status != RefundStatus::Pending.as_str() {
+        let status = RefundStatus::parse(&refund.status)
+            .ok_or_else(|| PaymentError::Internal(format!("refund {refund_id} status")))?;
+        if !RefundStatus::UNSETTLED.contains(&status) {
             return Ok(refund);
         }
         if refund.dispatch == UNSENT {
@@ -330,41 +367,38 @@ impl PaymentService {
             .connector_of(&payment)?
             .find_refund(&reference, refund_id, refund.provider_refund_id.as_deref())
             .await?;
-        match found {
-            Some(found) => {
-                if refund.dispatch == SENDING {
-                    refunds::mark_dispatch(
-                        &self.db,
-                        refund_id,
-                        SENDING,
-                        SENT,
-                        Some(&found.provider_refund_id),
-                    )
-                    .await?;
+        let Some(found) = found else {
+            let waited = (chrono::Utc::now() - refund.created_at)
+                .to_std()
+                .unwrap_or_default();
+            return match review::unfound_refund(waited, review_after) {
+                UnfoundRefund::LookAgain => {
+                    tracing::warn!(%refund_id, dispatch = refund.dispatch, "the provider does not find the refund yet; looking again later");
+                    Ok(refund)
                 }
-                self.settle_refund(
-                    &payment.reference,
-                    refund_id,
-                    found.report,
-                    Source::Reconcile,
-                )
-                .await
-            }
-            None if refund.dispatch == SENDING => {
-                tracing::warn!(%refund_id, "refund never reached the provider; failing it");
-                self.settle_refund(
-                    &payment.reference,
-                    refund_id,
-                    RefundReport::Failed,
-                    Source::Reconcile,
-                )
-                .await
-            }
-            None => {
-                tracing::warn!(%refund_id, "the provider has no record of a sent refund; left for an operator");
-                Ok(refund)
-            }
+                UnfoundRefund::Review if status == RefundStatus::RequiresReview => Ok(refund),
+                UnfoundRefund::Review => {
+                    self.refund_outcome_unknown(&payment, refund, waited).await
+                }
+            };
+        };
+        if refund.dispatch == SENDING {
+            refunds::mark_dispatch(
+                &self.db,
+                refund_id,
+                SENDING,
+                SENT,
+                Some(&found.provider_refund_id),
+            )
+            .await?;
         }
+        self.settle_refund(
+            &payment.reference,
+            refund_id,
+            found.report,
+            Source::Reconcile,
+        )
+        .await
     }
 
     async fn refund(&self, refund_id: Uuid) -> Result<Refund, PaymentError> {

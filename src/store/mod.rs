@@ -7,6 +7,7 @@ pub mod entities;
 pub mod events;
 pub mod payments;
 pub mod refunds;
+pub mod reviews;
 pub mod settings;
 pub mod webhooks;
 

@@ -156,7 +156,12 @@ pub async fn mark_dispatch(
     Ok(result.rows_affected == 1)
 }
 
-/// Settles a pending refund as `to`; `false` if it was settled before.
+fn unsettled() -> Vec<&'static str> {
+    RefundStatus::UNSETTLED.map(RefundStatus::as_str).to_vec()
+}
+
+/// Settles a pending (or under review) refund as `to`; `false` if it was
+/// settled before.
 pub async fn settle(
     db: &impl ConnectionTrait,
     id: Uuid,
@@ -168,6 +173,22 @@ pub async fn settle(
         .col_expr(
             refund::Column::FailureReason,
             Expr::value(failure_reason.map(str::to_owned)),
+        )
+        .col_expr(refund::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(refund::Column::Id.eq(id))
+        .filter(refund::Column::Status.is_in(unsettled()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Moves a pending refund to `requires_review`; `false` if it is not
+/// pending any more.
+pub async fn require_review(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    let result = refund::Entity::update_many()
+        .col_expr(
+            refund::Column::Status,
+            Expr::value(RefundStatus::RequiresReview.as_str()),
         )
         .col_expr(refund::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(refund::Column::Id.eq(id))
@@ -187,7 +208,8 @@ pub async fn succeeded_total(db: &impl ConnectionTrait, payment_id: Uuid) -> Res
     Ok(refunds.iter().map(|r| r.amount).sum())
 }
 
-/// Pending refunds last touched before `before`, for a sweep: each is
+/// Unsettled refunds (pending or under review: the provider may still
+/// answer) last touched before `before`, for a sweep: each is
 /// touched (its `updated_at` set to now) in the same statement on
 /// PostgreSQL (`SKIP LOCKED`), so concurrent sweepers take different ones.
 pub async fn claim_stale(
@@ -198,7 +220,7 @@ pub async fn claim_stale(
     let candidates = refund::Entity::find()
         .select_only()
         .column(refund::Column::Id)
-        .filter(refund::Column::Status.eq(RefundStatus::Pending.as_str()))
+        .filter(refund::Column::Status.is_in(unsettled()))
         .filter(refund::Column::UpdatedAt.lt(before))
         .order_by_asc(refund::Column::UpdatedAt)
         .limit(limit)

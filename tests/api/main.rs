@@ -21,6 +21,7 @@ mod queue;
 mod ratelimit;
 mod reconcile;
 mod refunds;
+mod reviews;
 mod sandbox_ledger;
 mod ssrf;
 mod webhooks;

@@ -54,8 +54,9 @@ pub enum Command {
 pub enum RefundCommand {
     /// Send it to the provider, unless it was sent before.
     Send,
-    /// Find out what became of it (reconciliation).
-    Reconcile,
+    /// Find out what became of it (reconciliation); one the provider
+    /// cannot find `review_after` after its creation goes to review.
+    Reconcile { review_after: std::time::Duration },
 }
 
 pub(super) struct RefundEnvelope(pub Uuid, pub RefundCommand, pub Option<ProviderClock>);
@@ -251,7 +252,9 @@ impl Handler<RefundEnvelope> for PaymentActor {
         self.serialize(clock, |service, _| async move {
             match command {
                 RefundCommand::Send => service.send_refund(refund_id).await,
-                RefundCommand::Reconcile => service.reconcile_refund(refund_id).await,
+                RefundCommand::Reconcile { review_after } => {
+                    service.reconcile_refund(refund_id, review_after).await
+                }
             }
         })
     }

@@ -168,10 +168,11 @@ impl PaymentRegistry {
         &self,
         reference: &str,
         refund_id: Uuid,
+        review_after: std::time::Duration,
     ) -> Result<Refund, PaymentError> {
         self.send(
             reference,
-            RefundEnvelope(refund_id, RefundCommand::Reconcile, None),
+            RefundEnvelope(refund_id, RefundCommand::Reconcile { review_after }, None),
         )
         .await
     }

@@ -8,5 +8,6 @@ pub mod idempotency_key;
 pub mod payment;
 pub mod payment_transition;
 pub mod refund;
+pub mod review;
 pub mod webhook_endpoint;
 pub mod webhook_event;

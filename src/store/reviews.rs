@@ -1,0 +1,168 @@
+//! Review rows. At most one review of a kind is open per subject (the
+//! refund, or the payment for payment-level kinds): the unique partial
+//! index `idx_reviews_one_open` holds it, and [`open`] inserts with `ON
+//! CONFLICT DO NOTHING`, so two sweepers racing open one review between
+//! them.
+
+use chrono::Utc;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use super::entities::review::{self, Column};
+use crate::domain::{
+    ReviewAction, ReviewKind,
+    review::{OPEN, RESOLVED},
+};
+
+pub use review::Model as Review;
+
+/// A review about to be opened.
+pub struct NewReview {
+    pub kind: ReviewKind,
+    pub payment_id: Uuid,
+    pub refund_id: Option<Uuid>,
+    pub detail: serde_json::Value,
+}
+
+/// Opens a review, unless one of its kind is open for its subject already:
+/// `None` then (nothing written).
+pub async fn open(db: &impl ConnectionTrait, new: NewReview) -> Result<Option<Review>, DbErr> {
+    let model = Review {
+        id: Uuid::now_v7(),
+        kind: new.kind.as_str().to_owned(),
+        payment_id: new.payment_id,
+        refund_id: new.refund_id,
+        status: OPEN.to_owned(),
+        opened_at: Utc::now(),
+        detail: new.detail,
+        resolved_at: None,
+        resolved_by: None,
+        resolution: None,
+        note: None,
+    };
+    // No conflict target: the index is partial and on an expression; any
+    // unique conflict is that one (the id is fresh).
+    let inserted = review::Entity::insert(review::ActiveModel::from(model.clone()))
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+    Ok((inserted == 1).then_some(model))
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Review>, DbErr> {
+    review::Entity::find_by_id(id).one(db).await
+}
+
+/// The open reviews of these refunds.
+pub async fn open_for_refunds(
+    db: &impl ConnectionTrait,
+    refund_ids: &[Uuid],
+) -> Result<Vec<Review>, DbErr> {
+    if refund_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    review::Entity::find()
+        .filter(Column::RefundId.is_in(refund_ids.iter().copied()))
+        .filter(Column::Status.eq(OPEN))
+        .order_by_asc(Column::OpenedAt)
+        .all(db)
+        .await
+}
+
+/// The open payment-level review of a payment (not one of its refunds'),
+/// if any.
+pub async fn open_for_payment(
+    db: &impl ConnectionTrait,
+    payment_id: Uuid,
+) -> Result<Option<Review>, DbErr> {
+    review::Entity::find()
+        .filter(Column::PaymentId.eq(payment_id))
+        .filter(Column::RefundId.is_null())
+        .filter(Column::Status.eq(OPEN))
+        .order_by_asc(Column::OpenedAt)
+        .one(db)
+        .await
+}
+
+/// Reviews, oldest first; `open_only`: those still open.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    open_only: bool,
+    limit: u64,
+) -> Result<Vec<Review>, DbErr> {
+    let mut query = review::Entity::find();
+    if open_only {
+        query = query.filter(Column::Status.eq(OPEN));
+    }
+    query
+        .order_by_asc(Column::OpenedAt)
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Who closed a review, how and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub by: String,
+    pub action: ReviewAction,
+    pub note: Option<String>,
+}
+
+/// Resolves the open review `id`; `false` if it is not open (resolved
+/// before, by someone else or this same call retried).
+pub async fn resolve(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    resolution: &Resolution,
+) -> Result<bool, DbErr> {
+    let result = resolving(resolution)
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(OPEN))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Resolves whatever review is open for the refund `refund_id`.
+pub async fn resolve_for_refund(
+    db: &impl ConnectionTrait,
+    refund_id: Uuid,
+    resolution: &Resolution,
+) -> Result<u64, DbErr> {
+    let result = resolving(resolution)
+        .filter(Column::RefundId.eq(refund_id))
+        .filter(Column::Status.eq(OPEN))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+fn resolving(resolution: &Resolution) -> sea_orm::UpdateMany<review::Entity> {
+    review::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(RESOLVED))
+        .col_expr(Column::ResolvedAt, Expr::value(Some(Utc::now())))
+        .col_expr(Column::ResolvedBy, Expr::value(Some(resolution.by.clone())))
+        .col_expr(
+            Column::Resolution,
+            Expr::value(Some(resolution.action.as_str().to_owned())),
+        )
+        .col_expr(Column::Note, Expr::value(resolution.note.clone()))
+}
+
+/// Open reviews per kind (kinds with none are absent).
+pub async fn count_open(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>, DbErr> {
+    review::Entity::find()
+        .select_only()
+        .column(Column::Kind)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::Status.eq(OPEN))
+        .group_by(Column::Kind)
+        .into_tuple()
+        .all(db)
+        .await
+}
