@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Config, ConfigError, connectors::Connectors, env::Env, limits::RequestLimits};
-use crate::{ratelimit::RateLimits, secret::Secret};
+use crate::{domain::LateSuccess, ratelimit::RateLimits, secret::Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -49,6 +49,13 @@ impl Config {
                 })?;
         }
         let limits = RequestLimits::read(&env, connectors.providers.len())?;
+        let late_success = match env.raw("PAYORCH_LATE_SUCCESS") {
+            None => LateSuccess::default(),
+            Some(value) => LateSuccess::parse(&value).ok_or_else(|| ConfigError {
+                var: "PAYORCH_LATE_SUCCESS",
+                message: format!("`{value}` is not one of review, refund"),
+            })?,
+        };
 
         Ok(Config {
             http_addr: env.or("PAYORCH_HTTP_ADDR", "127.0.0.1:8080")?,
@@ -102,6 +109,7 @@ impl Config {
             refund_review_after: Duration::from_secs(
                 env.or("PAYORCH_REFUND_REVIEW_AFTER_S", "86400")?,
             ),
+            late_success,
             reconcile_every: Duration::from_secs(
                 env.or::<u64>("PAYORCH_RECONCILE_EVERY_S", "60")?.max(1),
             ),
@@ -171,6 +179,7 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("AMQP_URL", "http://x"),
             ("PAYORCH_LOG_FORMAT", "xml"),
+            ("PAYORCH_LATE_SUCCESS", "ignore"),
             ("PAYORCH_EVENT_PROXY", "proxy.internal:3128"),
             ("PAYORCH_EVENT_PROXY", "socks5://proxy.internal:1080"),
         ] {

@@ -233,17 +233,33 @@ async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<
 impl PaymentService {
     /// Asks the provider about a pending payment and applies what it says;
     /// `abandon`: one the provider does not call paid (or failed) is
-    /// abandoned. Anything but a pending payment is returned as it is.
+    /// abandoned. The connectors it failed over from are asked too: money
+    /// one of them took opens a `charged_at_other_connector` review.
+    /// Anything but a pending payment is returned as it is.
     pub(super) async fn reconcile(
         &self,
         reference: &str,
         abandon: bool,
     ) -> Result<Payment, PaymentError> {
-        let payment = self.load(reference).await?;
+        let mut payment = self.load(reference).await?;
         if payment.status != PaymentStatus::Pending.as_str() {
             return Ok(payment);
         }
         let reference = Reference::parse(reference).map_err(super::decide::corrupt)?;
+        let earlier: Vec<String> = crate::store::payments::earlier_connectors(&payment)
+            .map(str::to_owned)
+            .collect();
+        for earlier in &earlier {
+            match self.ask_earlier(payment.clone(), earlier, &reference).await {
+                Ok(now) => payment = now,
+                Err(err) => tracing::warn!(
+                    %reference,
+                    connector = earlier,
+                    error = %err,
+                    "asking a connector the payment failed over from failed; asked again next sweep"
+                ),
+            }
+        }
         let event = match self.connector_of(&payment)?.verify(&reference).await {
             Ok(report) => report.event()?,
             // The provider holds no such transaction: nobody paid it.
@@ -256,6 +272,41 @@ impl PaymentService {
             event => event,
         };
         let change = super::decide::Change::new(event, Source::Reconcile);
+        Ok(self.apply(payment, change).await?.0)
+    }
+}
+
+impl PaymentService {
+    /// Asks `connector`, which `payment` failed over from, whether it holds
+    /// a paid transaction under the payment's reference; if so, that is
+    /// applied as its report (the state machine ignores it for the
+    /// payment, the pipeline opens a review).
+    pub(super) async fn ask_earlier(
+        &self,
+        payment: Payment,
+        connector: &str,
+        reference: &Reference,
+    ) -> Result<Payment, PaymentError> {
+        let Some(name) = crate::provider::routing::ConnectorName::of_stored(connector) else {
+            return Ok(payment);
+        };
+        let Some(client) = self.connectors.get(name.as_str()) else {
+            return Ok(payment);
+        };
+        let report = match client.verify(reference).await {
+            Ok(report) => report,
+            // It holds no such transaction: the request never arrived.
+            Err(ProviderError::Rejected(_)) => return Ok(payment),
+            Err(err) => return Err(err.into()),
+        };
+        let event = report.event()?;
+        if !matches!(event, PaymentEvent::ChargeSucceeded { .. }) {
+            return Ok(payment);
+        }
+        let change = super::decide::Change {
+            connector: Some(name.as_str()),
+            ..super::decide::Change::new(event, Source::Reconcile)
+        };
         Ok(self.apply(payment, change).await?.0)
     }
 }
