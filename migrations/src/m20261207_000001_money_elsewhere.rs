@@ -95,12 +95,22 @@ impl MigrationTrait for Migration {
             .await?;
         for column in [Reviews::Reference, Reviews::Connector] {
             manager
-                .alter_table(Table::alter().table(Reviews::Table).drop_column(column).to_owned())
+                .alter_table(
+                    Table::alter()
+                        .table(Reviews::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
                 .await?;
         }
         for column in [Refunds::ReviewId, Refunds::Connector] {
             manager
-                .alter_table(Table::alter().table(Refunds::Table).drop_column(column).to_owned())
+                .alter_table(
+                    Table::alter()
+                        .table(Refunds::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
                 .await?;
         }
         manager

@@ -391,6 +391,60 @@ mod tests {
         );
     }
 
+    fn paid(amount: i64, connector: Option<&'static str>) -> Change {
+        Change {
+            connector,
+            ..Change::new(
+                PaymentEvent::ChargeSucceeded {
+                    amount: Amount::new(amount).unwrap(),
+                    currency: Currency::parse("NGN").unwrap(),
+                },
+                Source::Webhook,
+            )
+        }
+    }
+
+    #[test]
+    fn only_money_moving_where_it_should_not_asks_for_a_review() {
+        let mut payment = pending(Some("https://checkout/ac_1"));
+        payment.provider = "flutterwave".into();
+        let asked = review_of(&payment, &paid(100, Some("paystack")), None).unwrap();
+        assert_eq!(asked.kind, ReviewKind::ChargedAtOtherConnector);
+        assert_eq!((asked.connector.as_str(), asked.amount), ("paystack", 100));
+
+        let held = paid(100, Some("flutterwave"));
+        let outcome = |payment: &Payment, change: &Change| {
+            let status = status_of(payment).unwrap();
+            transition(
+                status,
+                Amount::new(100).unwrap(),
+                Currency::NGN,
+                &change.event,
+            )
+        };
+        assert_eq!(
+            review_of(&payment, &held, Some(&outcome(&payment, &held))),
+            None
+        );
+        let short = paid(50, Some("flutterwave"));
+        let asked = review_of(&payment, &short, Some(&outcome(&payment, &short))).unwrap();
+        assert_eq!((asked.kind, asked.amount), (ReviewKind::AmountMismatch, 50));
+        for final_status in ["failed", "abandoned"] {
+            payment.status = final_status.into();
+            let asked = review_of(&payment, &held, Some(&outcome(&payment, &held))).unwrap();
+            assert_eq!(asked.kind, ReviewKind::PaidAfterFinal);
+            assert_eq!(asked.connector, "flutterwave");
+        }
+        payment.status = "succeeded".into();
+        assert_eq!(
+            review_of(&payment, &held, Some(&outcome(&payment, &held))),
+            None,
+            "a second success is a duplicate, never a review"
+        );
+        let failed = Change::new(PaymentEvent::ChargeFailed, Source::Webhook);
+        assert_eq!(review_of(&payment, &failed, None), None);
+    }
+
     #[test]
     fn a_second_checkout_link_never_replaces_the_first() {
         let verdict = decide(

@@ -130,7 +130,11 @@ impl PaymentService {
             currency: Currency::parse(&refund.currency).map_err(corrupt)?,
             reason: refund.reason.clone(),
         };
-        match self.refund_connector(&payment, &refund)?.refund(&request).await {
+        match self
+            .refund_connector(&payment, &refund)?
+            .refund(&request)
+            .await
+        {
             Ok(answer) => {
                 refunds::mark_dispatch(
                     &self.db,

@@ -153,12 +153,8 @@ impl PaymentService {
             "source": source.as_str(),
             "event_id": event_id,
         });
-        let new = NewReview::of_payment(
-            asked.kind,
-            payment.id,
-            elsewhere.map(str::to_owned),
-            detail,
-        );
+        let new =
+            NewReview::of_payment(asked.kind, payment.id, elsewhere.map(str::to_owned), detail);
         let Some(review) = reviews::open(txn, new).await? else {
             return Ok(None);
         };
@@ -179,7 +175,11 @@ impl PaymentService {
             payment.id,
             &payment.status,
             &payment.status,
-            &format!("{}:requires_review:{}", source.as_str(), asked.kind.as_str()),
+            &format!(
+                "{}:requires_review:{}",
+                source.as_str(),
+                asked.kind.as_str()
+            ),
             event_id,
         )
         .await?;
@@ -397,7 +397,11 @@ impl Payments {
                 txn.rollback().await?;
                 return Err(match err {
                     PaymentError::Invalid(errors) => ReviewError::NotApplicable(
-                        errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "),
+                        errors
+                            .into_iter()
+                            .map(|e| e.message)
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     ),
                     other => other.into(),
                 });
@@ -415,9 +419,9 @@ impl Payments {
             tracing::warn!(refund_id = %refund.id, error = %err, "refund at connector not settled yet; the sweep follows it");
         }
         self.count_open_reviews().await?;
-        Ok(reviews::find(&self.db, review.id)
+        reviews::find(&self.db, review.id)
             .await?
-            .ok_or(ReviewError::NotFound)?)
+            .ok_or(ReviewError::NotFound)
     }
 
     /// Sets `payorch_reviews_open{kind}` from the table (every kind, zero

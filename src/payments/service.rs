@@ -76,8 +76,10 @@ impl PaymentService {
         match refund.connector.as_deref() {
             None => self.connector_of(payment),
             Some(name) => self.connectors.get(name).ok_or_else(|| {
-                ProviderError::Unavailable(format!("the refund's connector `{name}` is not enabled"))
-                    .into()
+                ProviderError::Unavailable(format!(
+                    "the refund's connector `{name}` is not enabled"
+                ))
+                .into()
             }),
         }
     }
@@ -476,8 +478,13 @@ impl PaymentService {
             store::reviews::{self, NewReview},
         };
         let subject = reviews::unknown_subject(connector, reference);
-        if reviews::ever_opened(txn, ReviewKind::UnknownTransaction, subject, Some(connector))
-            .await?
+        if reviews::ever_opened(
+            txn,
+            ReviewKind::UnknownTransaction,
+            subject,
+            Some(connector),
+        )
+        .await?
         {
             return Ok(false);
         }

@@ -91,7 +91,11 @@ pub async fn insert_once(
 ) -> Result<Option<Refund>, DbErr> {
     let model = model_of(new);
     let inserted = refund::Entity::insert(refund::ActiveModel::from(model.clone()))
-        .on_conflict(sea_orm::sea_query::OnConflict::new().do_nothing().to_owned())
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::new()
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(db)
         .await?;
     Ok((inserted == 1).then_some(model))

@@ -476,7 +476,7 @@ async fn flutterwave_ledger_entry(app: &TestApp, reference: &str) -> Value {
 }
 
 /// The merchant event types of the payment `reference`, newest first.
-async fn merchant_events(app: &TestApp, reference: &str) -> Vec<String> {
+pub(crate) async fn merchant_events(app: &TestApp, reference: &str) -> Vec<String> {
     let page = app
         .get(&format!("/v1/events?payment={reference}"))
         .send()

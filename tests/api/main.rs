@@ -15,6 +15,7 @@ mod health;
 mod idempotency;
 mod installation;
 mod migrations;
+mod money_elsewhere;
 mod observability;
 mod payments;
 mod queue;

@@ -273,6 +273,8 @@ async fn at_most_one_review_of_a_kind_is_open_per_refund_on_both_backends() {
             payment_id,
             refund_id: Some(refund_id),
             detail: json!({}),
+            connector: None,
+            reference: None,
         };
         let first = reviews::open(&conn, new()).await.unwrap().unwrap();
         assert!(
