@@ -697,3 +697,23 @@ pub fn payment_request(reference: Reference, amount: i64) -> NewPaymentRequest {
         provider: None,
     }
 }
+
+/// The reconcile threshold tests run sweeps with: above the default
+/// provider timeout, as startup requires; rows are [`backdate`]d past it
+/// instead of waiting.
+pub const RECONCILE_AFTER_S: &str = "60";
+
+/// Moves every payment's and refund's timestamps an hour into the past
+/// (PostgreSQL), as if that much time had gone by: sweeps judge age, and a
+/// test does not wait for it.
+pub async fn backdate(db: &DatabaseConnection) {
+    for sql in [
+        "UPDATE payments SET created_at = created_at - interval '1 hour', \
+         updated_at = updated_at - interval '1 hour', \
+         checked_at = checked_at - interval '1 hour'",
+        "UPDATE refunds SET created_at = created_at - interval '1 hour', \
+         updated_at = updated_at - interval '1 hour'",
+    ] {
+        db.execute_unprepared(sql).await.unwrap();
+    }
+}

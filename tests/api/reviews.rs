@@ -22,7 +22,10 @@ async fn payorch(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::pro
         .env("DATABASE_URL", &app.database_url)
         .env("PAYORCH_PROVIDER", "sandbox")
         .env("PAYSTACK_BASE_URL", app.url("/sandbox/"))
-        .env("PAYORCH_RECONCILE_AFTER_S", "0")
+        .env(
+            "PAYORCH_RECONCILE_AFTER_S",
+            crate::helpers::RECONCILE_AFTER_S,
+        )
         .env("USER", "alice");
     for (k, v) in env {
         command.env(k, v);
@@ -34,6 +37,7 @@ async fn payorch(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::pro
 }
 
 async fn reconcile(app: &TestApp, review_after_s: &str) -> String {
+    crate::helpers::backdate(&app.db).await;
     let output = payorch(
         app,
         &["reconcile"],
