@@ -73,8 +73,9 @@ enum ReviewsAction {
     /// note) and a resolved review is never resolved again.
     Resolve {
         id: uuid::Uuid,
-        /// mark_succeeded, mark_failed (a refund's outcome) or dismiss
-        /// (close it without touching money).
+        /// mark_succeeded, mark_failed (a refund's outcome), refund_at_connector
+        /// (give back money a connector took, exactly once) or dismiss (close
+        /// it without touching money).
         #[arg(long, value_parser = parse_action)]
         action: ReviewAction,
         #[arg(long)]
@@ -112,6 +113,8 @@ fn review_json(review: &store::reviews::Review) -> serde_json::Value {
         "resolved_by": review.resolved_by,
         "resolution": review.resolution,
         "note": review.note,
+        "connector": review.connector,
+        "reference": review.reference,
     })
 }
 
@@ -146,9 +149,16 @@ enum ApikeyAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Resolving a review may send a refund (`refund_at_connector`).
     let calls_a_provider = matches!(
         cli.command,
-        Command::Serve | Command::Sandbox | Command::Worker | Command::Reconcile
+        Command::Serve
+            | Command::Sandbox
+            | Command::Worker
+            | Command::Reconcile
+            | Command::Reviews {
+                action: ReviewsAction::Resolve { .. }
+            }
     );
     let cfg = Config::from_env().and_then(|cfg| {
         if calls_a_provider {

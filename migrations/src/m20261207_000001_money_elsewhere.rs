@@ -74,14 +74,15 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         db.execute_unprepared(
             "CREATE UNIQUE INDEX idx_refunds_one_per_review ON refunds (review_id) \
-             WHERE review_id IS NOT NULL",
+             WHERE review_id IS NOT NULL AND status <> 'failed'",
         )
         .await?;
         // The money a connector took for a payment outside its own flow is
-        // given back once, whichever review asked for it.
+        // given back once, whichever review asked for it; a refund the
+        // provider failed leaves room for another try.
         db.execute_unprepared(
             "CREATE UNIQUE INDEX idx_refunds_once_at_connector ON refunds (payment_id, connector) \
-             WHERE review_id IS NOT NULL",
+             WHERE review_id IS NOT NULL AND status <> 'failed'",
         )
         .await?;
         Ok(())

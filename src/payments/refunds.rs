@@ -117,12 +117,16 @@ impl PaymentService {
     /// sent (or being sent) is returned as it is.
     pub(super) async fn send_refund(&self, refund_id: Uuid) -> Result<Refund, PaymentError> {
         let refund = self.refund(refund_id).await?;
-        if refund.dispatch != UNSENT
-            || !refunds::mark_dispatch(&self.db, refund_id, UNSENT, SENDING, None).await?
-        {
+        if refund.dispatch != UNSENT {
+            return Ok(refund);
+        }
+        // Its connector first: one that is not enabled here leaves the
+        // refund unsent (for a process that has it), never `sending`.
+        let payment = self.payment_of(&refund).await?;
+        let connector = self.refund_connector(&payment, &refund)?;
+        if !refunds::mark_dispatch(&self.db, refund_id, UNSENT, SENDING, None).await? {
             return self.refund(refund_id).await;
         }
-        let payment = self.payment_of(&refund).await?;
         let request = RefundRequest {
             refund_id,
             reference: Reference::parse(&payment.reference).map_err(corrupt)?,
@@ -130,11 +134,7 @@ impl PaymentService {
             currency: Currency::parse(&refund.currency).map_err(corrupt)?,
             reason: refund.reason.clone(),
         };
-        match self
-            .refund_connector(&payment, &refund)?
-            .refund(&request)
-            .await
-        {
+        match connector.refund(&request).await {
             Ok(answer) => {
                 refunds::mark_dispatch(
                     &self.db,
@@ -295,6 +295,10 @@ impl PaymentService {
                 refunds::release(&txn, payment.id, refund.amount).await?;
             }
             reviews::resolve_for_refund(&txn, refund_id, resolution).await?;
+            if let Some(review_id) = refund.review_id.filter(|_| to == RefundStatus::Failed) {
+                // The money is still at the connector: its review asks again.
+                reviews::reopen(&txn, review_id, &format!("its refund {refund_id} failed")).await?;
+            }
             let settled = Refund {
                 status: to.as_str().to_owned(),
                 failure_reason: failure.map(str::to_owned),

@@ -191,7 +191,12 @@ impl PaymentService {
                 action: ReviewAction::RefundAtConnector,
                 note: Some("PAYORCH_LATE_SUCCESS=refund".to_owned()),
             };
-            refund_at_connector_in(txn, &review, payment, &resolution).await?
+            match refund_at_connector_in(txn, &review, payment, &resolution).await? {
+                AtConnector::Refunding(refund) => Some(refund),
+                // Given back there before (another review's refund): the
+                // review stays open for an operator.
+                AtConnector::RefundedBefore | AtConnector::NotOpen => None,
+            }
         } else {
             None
         };
@@ -199,20 +204,31 @@ impl PaymentService {
     }
 }
 
+/// What [`refund_at_connector_in`] did.
+enum AtConnector {
+    /// The refund, written (unsent) with the review's resolution.
+    Refunding(Refund),
+    /// A refund of this payment at that connector exists (not failed):
+    /// nothing written.
+    RefundedBefore,
+    /// The review was not open any more: the caller rolls back.
+    NotOpen,
+}
+
 /// Resolves `review` (open, about money `payment`'s connector — or another
-/// — took) by refunding that money where it is, in `txn`: the review
-/// closed as `resolution` says, a refund row for the connector, amount and
-/// currency the review recorded (unsent: the caller sends it once
-/// committed, or the sweep does), its merchant event and an audit row.
-/// Exactly once per payment and connector, whoever asks and however often
-/// (a unique index); `None` if the review was not open any more. A refund
-/// there before is refused: the money was given back already.
+/// — took) by refunding that money where it is, in `txn`: a refund row for
+/// the connector, amount and currency the review recorded (unsent: the
+/// caller sends it once committed, or the sweep does), the review closed
+/// as `resolution` says, the refund's merchant event and an audit row.
+/// Exactly once per payment and connector, whoever asks and however often:
+/// a unique index over review refunds that have not failed (one that
+/// failed reopens its review, see [`PaymentService::settle_refund_with`]).
 async fn refund_at_connector_in(
     txn: &DatabaseTransaction,
     review: &Review,
     payment: &Payment,
     resolution: &Resolution,
-) -> Result<Option<Refund>, PaymentError> {
+) -> Result<AtConnector, PaymentError> {
     let connector = review.connector.as_deref().unwrap_or(&payment.provider);
     let amount = review
         .detail
@@ -226,9 +242,6 @@ async fn refund_at_connector_in(
         .and_then(serde_json::Value::as_str)
         .unwrap_or(&payment.currency)
         .to_owned();
-    if !reviews::resolve(txn, review.id, resolution).await? {
-        return Ok(None);
-    }
     let refund = refunds::insert_once(
         txn,
         NewRefund {
@@ -241,13 +254,13 @@ async fn refund_at_connector_in(
             review_id: Some(review.id),
         },
     )
-    .await?
-    .ok_or_else(|| {
-        PaymentError::Invalid(vec![crate::domain::FieldError::new(
-            "action",
-            format!("the money at {connector} for this payment was refunded before"),
-        )])
-    })?;
+    .await?;
+    let Some(refund) = refund else {
+        return Ok(AtConnector::RefundedBefore);
+    };
+    if !reviews::resolve(txn, review.id, resolution).await? {
+        return Ok(AtConnector::NotOpen);
+    }
     crate::events::record_refund(txn, &refund, &payment.client_reference, None).await?;
     payments::record_transition(
         txn,
@@ -265,7 +278,7 @@ async fn refund_at_connector_in(
         by = resolution.by,
         "refunding at the connector that took the money"
     );
-    Ok(Some(refund))
+    Ok(AtConnector::Refunding(refund))
 }
 
 impl Payments {
@@ -391,28 +404,26 @@ impl Payments {
             })?;
         let (txn, holding) = self.service.hold([payment.reference.clone()]).await?;
         let payment = holding.only().cloned().ok_or(PaymentError::NotFound)?;
-        let created = match refund_at_connector_in(&txn, &review, &payment, resolution).await {
-            Ok(created) => created,
+        let refund = match refund_at_connector_in(&txn, &review, &payment, resolution).await {
+            Ok(AtConnector::Refunding(refund)) => refund,
+            Ok(AtConnector::RefundedBefore) => {
+                txn.rollback().await?;
+                return Err(ReviewError::NotApplicable(format!(
+                    "the money at {} for this payment is refunded (or being refunded) already",
+                    review.connector.as_deref().unwrap_or(&payment.provider)
+                )));
+            }
+            Ok(AtConnector::NotOpen) => {
+                txn.rollback().await?;
+                let now = reviews::find(&self.db, review.id)
+                    .await?
+                    .ok_or(ReviewError::NotFound)?;
+                return Err(already_resolved(now));
+            }
             Err(err) => {
                 txn.rollback().await?;
-                return Err(match err {
-                    PaymentError::Invalid(errors) => ReviewError::NotApplicable(
-                        errors
-                            .into_iter()
-                            .map(|e| e.message)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
-                    other => other.into(),
-                });
+                return Err(err.into());
             }
-        };
-        let Some(refund) = created else {
-            txn.rollback().await?;
-            let now = reviews::find(&self.db, review.id)
-                .await?
-                .ok_or(ReviewError::NotFound)?;
-            return Err(already_resolved(now));
         };
         super::commit(txn).await?;
         if let Err(err) = self.send_refund(&payment.reference, refund.id).await {

@@ -229,6 +229,25 @@ fn resolving(resolution: &Resolution) -> sea_orm::UpdateMany<review::Entity> {
         .col_expr(Column::Note, Expr::value(resolution.note.clone()))
 }
 
+/// Opens the resolved review `id` again (its action did not do what it
+/// asked: a refund at a connector failed), with `why` as its note.
+pub async fn reopen(db: &impl ConnectionTrait, id: Uuid, why: &str) -> Result<bool, DbErr> {
+    let result = review::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(OPEN))
+        .col_expr(
+            Column::ResolvedAt,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(Column::ResolvedBy, Expr::value(Option::<String>::None))
+        .col_expr(Column::Resolution, Expr::value(Option::<String>::None))
+        .col_expr(Column::Note, Expr::value(Some(why.to_owned())))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(RESOLVED))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// Open reviews per kind (kinds with none are absent).
 pub async fn count_open(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>, DbErr> {
     review::Entity::find()

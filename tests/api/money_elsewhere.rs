@@ -323,10 +323,14 @@ async fn the_sweep_asks_the_connector_a_pending_payment_failed_over_from() {
         ("PAYORCH_PROVIDERS", "paystack,flutterwave".into()),
         ("PAYSTACK_BASE_URL", app.url("/sandbox/")),
         ("FLUTTERWAVE_BASE_URL", app.url("/sandbox/flutterwave/")),
-        ("PAYORCH_RECONCILE_AFTER_S", "0".into()),
+        (
+            "PAYORCH_RECONCILE_AFTER_S",
+            crate::helpers::RECONCILE_AFTER_S.into(),
+        ),
     ] {
         env.insert(k.into(), v);
     }
+    crate::helpers::backdate(&app.db).await;
     let report = payorch::reconcile_once(Arc::new(crate::helpers::config_from(&env)))
         .await
         .unwrap();
@@ -523,4 +527,57 @@ async fn a_late_success_is_refunded_exactly_once_across_two_workers() {
     assert_eq!(app.payment(&reference).await["status"], "failed");
     first.stop();
     second.stop();
+}
+
+/// A refund at a connector that the provider fails leaves the money there:
+/// its review opens again, and the operator's next `refund_at_connector`
+/// is a new refund (the failed one no longer counts as given back).
+#[tokio::test]
+async fn a_failed_refund_at_a_connector_reopens_its_review_for_another_try() {
+    let app = app_with(&[]).await;
+    let reference = failed_over_payment(&app).await;
+    settle(&app, "paystack", &reference, "success", true).await;
+    until_reviewed(&app).await;
+    let cfg = operator_config(&app);
+    let id = review_id(&app, "charged_at_other_connector").await;
+    payorch::resolve_review(
+        cfg.clone(),
+        id,
+        ReviewAction::RefundAtConnector,
+        "cli:alice",
+        None,
+    )
+    .await
+    .unwrap();
+    let sent = ledger_entry(&app, "paystack", &reference).await["refunds"][0].clone();
+    let failed = app
+        .sandbox(
+            &format!("refunds/{}/outcome", sent["id"]),
+            json!({"status": "failed"}),
+        )
+        .await;
+    assert_eq!(failed.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reviews(&app).await[0].1 != "open" {
+        assert!(Instant::now() < deadline, "the review never reopened");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    payorch::resolve_review(cfg, id, ReviewAction::RefundAtConnector, "cli:alice", None)
+        .await
+        .unwrap();
+    let refunds = ledger_entry(&app, "paystack", &reference).await["refunds"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(refunds.len(), 2, "{refunds:?}");
+    assert_eq!(refunds[0]["status"], "failed");
+    assert_eq!(
+        reviews(&app).await[0],
+        (
+            "charged_at_other_connector".to_owned(),
+            "resolved".to_owned(),
+            Some("refund_at_connector".to_owned())
+        )
+    );
 }
