@@ -192,7 +192,7 @@ impl PaymentService {
                 note: Some("PAYORCH_LATE_SUCCESS=refund".to_owned()),
             };
             match refund_at_connector_in(txn, &review, payment, &resolution).await? {
-                AtConnector::Refunding(refund) => Some(refund),
+                AtConnector::Refunding(refund) => Some(*refund),
                 // Given back there before (another review's refund): the
                 // review stays open for an operator.
                 AtConnector::RefundedBefore | AtConnector::NotOpen => None,
@@ -207,7 +207,7 @@ impl PaymentService {
 /// What [`refund_at_connector_in`] did.
 enum AtConnector {
     /// The refund, written (unsent) with the review's resolution.
-    Refunding(Refund),
+    Refunding(Box<Refund>),
     /// A refund of this payment at that connector exists (not failed):
     /// nothing written.
     RefundedBefore,
@@ -278,7 +278,7 @@ async fn refund_at_connector_in(
         by = resolution.by,
         "refunding at the connector that took the money"
     );
-    Ok(AtConnector::Refunding(refund))
+    Ok(AtConnector::Refunding(Box::new(refund)))
 }
 
 impl Payments {
@@ -405,7 +405,7 @@ impl Payments {
         let (txn, holding) = self.service.hold([payment.reference.clone()]).await?;
         let payment = holding.only().cloned().ok_or(PaymentError::NotFound)?;
         let refund = match refund_at_connector_in(&txn, &review, &payment, resolution).await {
-            Ok(AtConnector::Refunding(refund)) => refund,
+            Ok(AtConnector::Refunding(refund)) => *refund,
             Ok(AtConnector::RefundedBefore) => {
                 txn.rollback().await?;
                 return Err(ReviewError::NotApplicable(format!(
