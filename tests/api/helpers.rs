@@ -182,9 +182,14 @@ impl SandboxServer {
 
     /// A client of it in Paystack's dialect, named `name`.
     pub fn client(&self, name: &'static str) -> Arc<PaystackClient> {
+        SandboxServer::client_at(&self.url, name)
+    }
+
+    /// A client in Paystack's dialect of the sandbox at `url`.
+    pub fn client_at(url: &str, name: &'static str) -> Arc<PaystackClient> {
         Arc::new(PaystackClient::new(
             name,
-            self.url.parse().unwrap(),
+            url.parse().unwrap(),
             payorch::config::Secret::new(payorch::config::SANDBOX_SECRET_KEY),
             Duration::from_secs(5),
         ))

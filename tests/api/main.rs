@@ -21,6 +21,7 @@ mod payments;
 mod queue;
 mod ratelimit;
 mod reconcile;
+mod refund_faults_property;
 mod refunds;
 mod reviews;
 mod sandbox_ledger;
