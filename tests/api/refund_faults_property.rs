@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::helpers::TestDb;
 use payorch::{
-    config::{SANDBOX_SECRET_KEY, Secret},
+    config::SANDBOX_SECRET_KEY,
     domain::Reference,
     payments::{ActorSettings, Answer, NewRefundRequest, PaymentError, Payments, Rendered, Sweep},
     store::{payments::Payment, refunds::Refund},
