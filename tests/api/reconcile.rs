@@ -78,6 +78,43 @@ async fn a_payment_paid_without_a_webhook_is_settled_by_one_pass() {
     assert_eq!(last["cause"], "reconcile:charge_succeeded");
 }
 
+/// An initialize whose answer was lost leaves its payment `created` (one
+/// connector, nothing to fail over to) while the provider holds the
+/// transaction; the customer pays it. The sweep asks about `created`
+/// payments too, and settles it as the provider says.
+#[tokio::test]
+async fn a_payment_left_created_by_a_lost_answer_is_settled_by_the_sweep() {
+    let app = app().await;
+    let fault = app
+        .sandbox(
+            "faults",
+            json!({"operation": "initialize", "mode": "error_after"}),
+        )
+        .await;
+    assert_eq!(fault.status(), 204);
+    let request = json!({"amount": 1_500, "currency": "NGN", "email": "a@b.co",
+        "reference": "lost-answer-1"});
+    let answered = app.initialize(&request, None).await;
+    assert!(answered.status().is_server_error(), "{answered:?}");
+    assert_eq!(app.payment("lost-answer-1").await["status"], "created");
+    let paid = app
+        .sandbox(
+            "transactions/lost-answer-1/outcome",
+            json!({"status": "success", "notify": false}),
+        )
+        .await;
+    assert_eq!(paid.status(), 200);
+
+    crate::helpers::backdate(&app.db).await;
+    let output = finished(reconcile(&app, "86400")).await;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("payment lost-answer-1\tcreated -> succeeded"),
+        "{printed}"
+    );
+    assert_eq!(app.payment("lost-answer-1").await["status"], "succeeded");
+}
+
 #[tokio::test]
 async fn an_unpaid_payment_past_the_abandon_threshold_is_abandoned() {
     let app = app().await;
