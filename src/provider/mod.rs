@@ -3,10 +3,11 @@
 //! own file, for the real provider and for the built-in [`sandbox`], which
 //! speaks both dialects. [`Connectors`] holds the enabled ones, each behind
 //! its circuit [`breaker`], and the [`routing`] rules that choose one for a
-//! payment.
+//! payment. [`listing`] holds the paging of a connector's paged reads.
 
 pub mod breaker;
 pub mod flutterwave;
+pub mod listing;
 pub mod paystack;
 pub mod routing;
 pub mod sandbox;
@@ -16,9 +17,9 @@ mod transport;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-
 use uuid::Uuid;
 
+pub use self::listing::MAX_REFUND_PAGES;
 use self::{
     breaker::{Breaker, BreakerSettings, BreakerState},
     routing::{ConnectorName, Routing},
@@ -190,7 +191,13 @@ pub trait PaymentProvider: Send + Sync + 'static {
     async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError>;
 
     /// The provider's refund for payorch's `refund_id` on the transaction
-    /// `reference` (by the provider's id when known); `None` if it has none.
+    /// `reference`: fetched by the provider's id when known, otherwise found
+    /// among the transaction's refunds, every page of them (at most
+    /// [`MAX_REFUND_PAGES`]), by payorch's refund id sent along at
+    /// creation. A refund the provider reports under another transaction,
+    /// or with another note than payorch's id, is not this one. `None` if
+    /// the provider has none; a search cut short fails (`Unavailable`),
+    /// since "none" would fail a refund that may exist.
     async fn find_refund(
         &self,
         reference: &Reference,

@@ -17,6 +17,7 @@ mod installation;
 mod migrations;
 mod observability;
 mod payments;
+mod provider_pages;
 mod queue;
 mod ratelimit;
 mod reconcile;

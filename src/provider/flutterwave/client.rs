@@ -202,12 +202,12 @@ impl PaymentProvider for FlutterwaveClient {
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError> {
         if let Some(id) = provider_refund_id {
-            return refunds::by_id(&self.transport, id).await.map(Some);
+            return refunds::by_id(&self.transport, id, refund_id).await;
         }
-        // The lookup and every page share one budget.
-        let deadline = self.transport.deadline();
-        let (transaction, _) = self.transaction_id(deadline, reference).await?;
-        refunds::search(&self.transport, deadline, transaction, refund_id).await
+        let (transaction, _) = self
+            .transaction_id(self.transport.deadline(), reference)
+            .await?;
+        refunds::search(&self.transport, transaction, refund_id).await
     }
 
     fn webhook_header(&self) -> &'static str {

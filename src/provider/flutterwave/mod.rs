@@ -63,12 +63,15 @@
 //!    failed, anything else pending. The refund's id is its `id` (a number),
 //!    used for `GET /v3/refunds/{id}`.
 //! 8. Without a provider refund id, `find_refund` pages through
-//!    `GET /v3/refunds?page=N` (newest first is assumed) for the
-//!    transaction's id and payorch's refund id (`comment` or `comments`;
-//!    `transaction_id` or `tx_id`), at most [`REFUND_PAGES`] pages within
-//!    one provider timeout; when that search ends before the last page it
-//!    fails (`Unavailable`) rather than answer "none", since "none" would
-//!    fail a refund that may exist.
+//!    `GET /v3/refunds?id={transaction id}&page=N` (20 a page) for the row
+//!    whose `transaction_id` is the transaction's and whose `comment` is
+//!    payorch's refund id, every page up to
+//!    [`MAX_REFUND_PAGES`](super::MAX_REFUND_PAGES), each within its own
+//!    timeout; a page without `meta.page_info` is followed by the next
+//!    until one is empty. A search cut short fails (`Unavailable`) rather
+//!    than answer "none", since "none" would fail a refund that may exist.
+//!    With the provider's refund id, `GET /v3/refunds/{id}`; a refund whose
+//!    `comments` name another refund is not payorch's.
 //! 9. Webhooks: `{"event": "charge.completed", "data": {"id", "tx_ref",
 //!    "flw_ref", "amount", "currency", "status", …}}` with the hash in
 //!    `verif-hash`; `data.id` is the attempt's transaction id, confirmed with
@@ -91,5 +94,4 @@ mod wire;
 pub(crate) use amounts::{amount_minor, major_text};
 pub use amounts::{to_major, to_minor};
 pub use client::FlutterwaveClient;
-pub use refunds::REFUND_PAGES;
 pub use webhook::{HASH_HEADER, hash_matches, parse_event};

@@ -144,6 +144,12 @@ impl RefundData {
             .and_then(id_number)
     }
 
+    /// Whether the refund is payorch's `ours` (its note) of Flutterwave
+    /// transaction `transaction`: a row of a list must carry both.
+    pub(super) fn is(&self, transaction: i64, ours: &str) -> bool {
+        self.note() == Some(ours) && self.transaction() == Some(transaction)
+    }
+
     pub(super) fn into_refund(self) -> ProviderRefund {
         ProviderRefund {
             provider_refund_id: id_text(&self.id),
