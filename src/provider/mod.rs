@@ -3,7 +3,8 @@
 //! own file, for the real provider and for the built-in [`sandbox`], which
 //! speaks both dialects. [`Connectors`] holds the enabled ones, each behind
 //! its circuit [`breaker`], and the [`routing`] rules that choose one for a
-//! payment. [`listing`] holds the paging of a connector's paged reads.
+//! payment. [`listing`] holds what a connector's paged listings give:
+//! every transaction in a window, for settlement reconciliation.
 
 pub mod breaker;
 pub mod flutterwave;
@@ -17,9 +18,10 @@ mod transport;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use self::listing::MAX_REFUND_PAGES;
+pub use self::listing::{ListedTransaction, Listing, MAX_LISTING_PAGES, MAX_REFUND_PAGES};
 use self::{
     breaker::{Breaker, BreakerSettings, BreakerState},
     routing::{ConnectorName, Routing},
@@ -205,6 +207,22 @@ pub trait PaymentProvider: Send + Sync + 'static {
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError>;
 
+    /// Every transaction the provider opened in `[from, until)` (start
+    /// included, end not, so consecutive windows never overlap), from every
+    /// page of its listing, newest first, each once; a checkout with several
+    /// attempts lists each (a paid attempt shows even when a later one was
+    /// declined). Also says how many pages (provider calls) it took. The
+    /// window is filtered exactly here whatever the provider's own
+    /// granularity. A listing longer than [`MAX_LISTING_PAGES`] fails
+    /// (`Unavailable`) rather than answer short: split the window. Each page
+    /// has the connector's whole request timeout; calls through [`Guarded`]
+    /// count toward its breaker as one call, like verify.
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError>;
+
     /// The request header that carries a webhook's proof of origin.
     fn webhook_header(&self) -> &'static str;
 
@@ -296,6 +314,14 @@ impl PaymentProvider for Guarded {
                 .find_refund(reference, refund_id, provider_refund_id),
         )
         .await
+    }
+
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError> {
+        self.guard(self.client.list_transactions(from, until)).await
     }
 
     fn webhook_header(&self) -> &'static str {

@@ -6,8 +6,9 @@
 //! carries payorch's own reference, so a repeat cannot open a second
 //! transaction, but Paystack answers a repeated reference with 400
 //! "Duplicate Transaction Reference", which would hide the first attempt's
-//! checkout link. Its paged read of a transaction's refunds (`GET
-//! /refund?transaction=`) is in [`pages`].
+//! checkout link. Its paged reads — a transaction's refunds (`GET
+//! /refund?transaction=`) and the transactions of a window (`GET
+//! /transaction?from=&to=`) — are in [`pages`].
 
 mod pages;
 
@@ -16,6 +17,7 @@ pub use pages::PER_PAGE;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
@@ -26,8 +28,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha512;
 
 use super::{
-    ChargeReport, ChargeStatus, Checkout, InitializeRequest, PaymentProvider, ProviderError,
-    ProviderRefund, RefundRequest,
+    ChargeReport, ChargeStatus, Checkout, InitializeRequest, Listing, PaymentProvider,
+    ProviderError, ProviderRefund, RefundRequest,
     transport::{Retry, Transport},
 };
 use crate::{
@@ -271,6 +273,14 @@ impl PaymentProvider for PaystackClient {
             return Ok(None);
         }
         Ok(Some(data.into_refund()))
+    }
+
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError> {
+        pages::list_transactions(&self.transport, from, until).await
     }
 
     fn webhook_header(&self) -> &'static str {

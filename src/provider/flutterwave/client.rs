@@ -7,12 +7,13 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::Url;
 use uuid::Uuid;
 
 use super::{
     amounts::{amount_minor, to_major},
-    refunds,
+    listing, refunds,
     webhook::{HASH_HEADER, action_of, hash_matches, parse_event},
     wire::{
         Customer, PaymentBody, PaymentData, RefundBody, RefundData, TransactionData,
@@ -23,8 +24,8 @@ use crate::{
     domain::Reference,
     domain::webhook::{Action, ProviderEvent},
     provider::{
-        ChargeReport, ChargeStatus, Checkout, InitializeRequest, PaymentProvider, ProviderError,
-        ProviderRefund, RefundRequest,
+        ChargeReport, ChargeStatus, Checkout, InitializeRequest, Listing, PaymentProvider,
+        ProviderError, ProviderRefund, RefundRequest,
         transport::{Retry, Transport},
     },
     secret::Secret,
@@ -208,6 +209,14 @@ impl PaymentProvider for FlutterwaveClient {
             .transaction_id(self.transport.deadline(), reference)
             .await?;
         refunds::search(&self.transport, transaction, refund_id).await
+    }
+
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError> {
+        listing::transactions(&self.transport, from, until).await
     }
 
     fn webhook_header(&self) -> &'static str {

@@ -79,14 +79,21 @@
 //!    another `tx_ref` is not the payment's: recorded, not applied). `event.type` is tolerated and used as the event's name
 //!    only when `event` is missing. Every other event (refunds, transfers) is
 //!    recorded and changes nothing: its body cannot be trusted either.
+//! 10. `list_transactions` reads `GET /v3/transactions?from=&to=&page=`
+//!     (days, widened by one each side, then filtered exactly; see
+//!     [`listing`]): one row per transaction id, so each attempt of a
+//!     checkout. Listed amounts that cannot be read exactly are reported
+//!     as unknown (`None`), never guessed.
 
 //!
 //! The files: [`amounts`] (exact decimal ↔ minor units), [`wire`] (the
 //! API's envelope, bodies and status words), [`client`] (the API calls),
-//! [`refunds`] (finding a refund) and [`webhook`] (the webhook dialect).
+//! [`refunds`] (finding a refund), [`listing`] (the transactions of a
+//! window) and [`webhook`] (the webhook dialect).
 
 mod amounts;
 mod client;
+mod listing;
 mod refunds;
 mod webhook;
 mod wire;

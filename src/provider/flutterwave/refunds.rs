@@ -74,7 +74,7 @@ pub(super) async fn search(
 }
 
 /// `meta.page_info.total_pages`, where the answer has it.
-fn page_count(meta: Option<&serde_json::Value>) -> PageCount {
+pub(super) fn page_count(meta: Option<&serde_json::Value>) -> PageCount {
     meta.and_then(|m| m.pointer("/page_info/total_pages"))
         .and_then(serde_json::Value::as_u64)
         .map_or(PageCount::Unknown, PageCount::Of)

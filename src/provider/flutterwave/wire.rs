@@ -107,6 +107,9 @@ pub(super) struct TransactionData {
     /// A sentence in v3 (`"Approved by Financial Institution"`).
     #[serde(default)]
     pub(super) processor_response: Option<serde_json::Value>,
+    /// When Flutterwave opened it (RFC 3339): what listings by date are about.
+    #[serde(default)]
+    pub(super) created_at: Option<String>,
 }
 
 #[derive(Serialize)]
