@@ -3,10 +3,12 @@
 //! own file, for the real provider and for the built-in [`sandbox`], which
 //! speaks both dialects. [`Connectors`] holds the enabled ones, each behind
 //! its circuit [`breaker`], and the [`routing`] rules that choose one for a
-//! payment.
+//! payment. [`listing`] holds what a connector's paged listings give:
+//! every transaction in a window, for settlement reconciliation.
 
 pub mod breaker;
 pub mod flutterwave;
+pub mod listing;
 pub mod paystack;
 pub mod routing;
 pub mod sandbox;
@@ -16,9 +18,10 @@ mod transport;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use self::listing::{ListedTransaction, Listing, MAX_LISTING_PAGES, MAX_REFUND_PAGES};
 use self::{
     breaker::{Breaker, BreakerSettings, BreakerState},
     routing::{ConnectorName, Routing},
@@ -190,13 +193,35 @@ pub trait PaymentProvider: Send + Sync + 'static {
     async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError>;
 
     /// The provider's refund for payorch's `refund_id` on the transaction
-    /// `reference` (by the provider's id when known); `None` if it has none.
+    /// `reference`: fetched by the provider's id when known, otherwise found
+    /// among the transaction's refunds, every page of them (at most
+    /// [`MAX_REFUND_PAGES`]), by payorch's refund id sent along at
+    /// creation. A refund the provider reports under another transaction,
+    /// or with another note than payorch's id, is not this one. `None` if
+    /// the provider has none; a search cut short fails (`Unavailable`),
+    /// since "none" would fail a refund that may exist.
     async fn find_refund(
         &self,
         reference: &Reference,
         refund_id: Uuid,
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError>;
+
+    /// Every transaction the provider opened in `[from, until)` (start
+    /// included, end not, so consecutive windows never overlap), from every
+    /// page of its listing, newest first, each once; a checkout with several
+    /// attempts lists each (a paid attempt shows even when a later one was
+    /// declined). Also says how many pages (provider calls) it took. The
+    /// window is filtered exactly here whatever the provider's own
+    /// granularity. A listing longer than [`MAX_LISTING_PAGES`] fails
+    /// (`Unavailable`) rather than answer short: split the window. Each page
+    /// has the connector's whole request timeout; calls through [`Guarded`]
+    /// count toward its breaker as one call, like verify.
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError>;
 
     /// The request header that carries a webhook's proof of origin.
     fn webhook_header(&self) -> &'static str;
@@ -289,6 +314,14 @@ impl PaymentProvider for Guarded {
                 .find_refund(reference, refund_id, provider_refund_id),
         )
         .await
+    }
+
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError> {
+        self.guard(self.client.list_transactions(from, until)).await
     }
 
     fn webhook_header(&self) -> &'static str {

@@ -6,11 +6,18 @@
 //! carries payorch's own reference, so a repeat cannot open a second
 //! transaction, but Paystack answers a repeated reference with 400
 //! "Duplicate Transaction Reference", which would hide the first attempt's
-//! checkout link.
+//! checkout link. Its paged reads — a transaction's refunds (`GET
+//! /refund?transaction=`) and the transactions of a window (`GET
+//! /transaction?from=&to=`) — are in [`pages`].
+
+mod pages;
+
+pub use pages::PER_PAGE;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
@@ -21,8 +28,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha512;
 
 use super::{
-    ChargeReport, ChargeStatus, Checkout, InitializeRequest, PaymentProvider, ProviderError,
-    ProviderRefund, RefundRequest,
+    ChargeReport, ChargeStatus, Checkout, InitializeRequest, Listing, PaymentProvider,
+    ProviderError, ProviderRefund, RefundRequest,
     transport::{Retry, Transport},
 };
 use crate::{
@@ -47,6 +54,9 @@ struct Envelope<T> {
     #[serde(default)]
     message: String,
     data: Option<T>,
+    /// Paging, on a list: `{total, skipped, perPage, page, pageCount}`.
+    #[serde(default)]
+    meta: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -63,9 +73,41 @@ struct RefundData {
     status: String,
     #[serde(default)]
     merchant_note: Option<String>,
+    /// The refunded transaction: its id in a list, an object with its
+    /// `reference` in a create answer.
+    #[serde(default)]
+    transaction: Option<serde_json::Value>,
+    #[serde(default)]
+    transaction_reference: Option<String>,
 }
 
 impl RefundData {
+    /// The reference of the transaction the refund names, where it names
+    /// one (a bare transaction id says nothing of the reference).
+    fn transaction_reference(&self) -> Option<&str> {
+        self.transaction_reference
+            .as_deref()
+            .or_else(|| self.transaction.as_ref()?.get("reference")?.as_str())
+    }
+
+    /// Whether the refund is payorch's `ours` (its note) of the transaction
+    /// `reference`: found in a list, it must carry payorch's id.
+    fn is(&self, reference: &str, ours: &str) -> bool {
+        self.merchant_note.as_deref() == Some(ours) && self.may_be(reference, ours)
+    }
+
+    /// Whether nothing the refund says excludes it from being payorch's
+    /// `ours` of `reference`: fetched by id, a note or transaction it does
+    /// not carry is no objection, another one is.
+    fn may_be(&self, reference: &str, ours: &str) -> bool {
+        self.merchant_note
+            .as_deref()
+            .is_none_or(|note| note == ours)
+            && self
+                .transaction_reference()
+                .is_none_or(|theirs| theirs == reference)
+    }
+
     fn into_refund(self) -> ProviderRefund {
         ProviderRefund {
             provider_refund_id: match self.id {
@@ -100,11 +142,19 @@ impl PaystackClient {
 /// 2xx with `status: true` is the answer; anything else is the provider
 /// refusing the request, in its own words.
 fn envelope_data<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, ProviderError> {
+    envelope(status, body).map(|(data, _)| data)
+}
+
+/// [`envelope_data`] with the answer's `meta` (a list's paging).
+fn envelope<T: DeserializeOwned>(
+    status: StatusCode,
+    body: &[u8],
+) -> Result<(T, Option<serde_json::Value>), ProviderError> {
     let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|e| {
         ProviderError::Unavailable(format!("unreadable provider answer ({status}): {e}"))
     })?;
     match (status.is_success() && envelope.status, envelope.data) {
-        (true, Some(data)) => Ok(data),
+        (true, Some(data)) => Ok((data, envelope.meta)),
         (true, None) => Err(ProviderError::Unavailable(
             "provider answer without data".into(),
         )),
@@ -204,40 +254,33 @@ impl PaymentProvider for PaystackClient {
         refund_id: Uuid,
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError> {
-        match provider_refund_id {
-            Some(id) => {
-                let url = self.transport.endpoint(&["refund", id]);
-                let data: RefundData = self
-                    .transport
-                    .call(
-                        "find_refund",
-                        Retry::Freely,
-                        |http| http.get(url.clone()),
-                        envelope_data::<RefundData>,
-                    )
-                    .await?;
-                Ok(Some(data.into_refund()))
-            }
-            None => {
-                let mut url = self.transport.endpoint(&["refund"]);
-                url.query_pairs_mut()
-                    .append_pair("transaction", reference.as_str());
-                let refunds: Vec<RefundData> = self
-                    .transport
-                    .call(
-                        "find_refund",
-                        Retry::Freely,
-                        |http| http.get(url.clone()),
-                        envelope_data::<Vec<RefundData>>,
-                    )
-                    .await?;
-                let ours = refund_id.to_string();
-                Ok(refunds
-                    .into_iter()
-                    .find(|r| r.merchant_note.as_deref() == Some(ours.as_str()))
-                    .map(RefundData::into_refund))
-            }
+        let ours = refund_id.to_string();
+        let Some(id) = provider_refund_id else {
+            return pages::find_refund(&self.transport, reference.as_str(), &ours).await;
+        };
+        let url = self.transport.endpoint(&["refund", id]);
+        let data: RefundData = self
+            .transport
+            .call(
+                "find_refund",
+                Retry::Freely,
+                |http| http.get(url.clone()),
+                envelope_data::<RefundData>,
+            )
+            .await?;
+        if !data.may_be(reference.as_str(), &ours) {
+            tracing::warn!(%refund_id, provider_refund_id = id, %reference, "the provider's refund by that id is another one");
+            return Ok(None);
         }
+        Ok(Some(data.into_refund()))
+    }
+
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError> {
+        pages::list_transactions(&self.transport, from, until).await
     }
 
     fn webhook_header(&self) -> &'static str {

@@ -38,7 +38,13 @@ pub(super) enum Retry {
 }
 
 /// The operations a connector's calls are timed by.
-const OPERATIONS: [&str; 4] = ["initialize", "verify", "refund", "find_refund"];
+const OPERATIONS: [&str; 5] = [
+    "initialize",
+    "verify",
+    "refund",
+    "find_refund",
+    "list_transactions",
+];
 
 /// One connector's HTTP client.
 pub(super) struct Transport {

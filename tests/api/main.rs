@@ -18,6 +18,7 @@ mod migrations;
 mod money_elsewhere;
 mod observability;
 mod payments;
+mod provider_pages;
 mod queue;
 mod ratelimit;
 mod reconcile;

@@ -12,15 +12,16 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-/// A sandbox of its own, served until dropped.
-struct Sandbox {
-    url: String,
+/// A sandbox of its own, served until dropped (also used by
+/// `provider_pages`).
+pub(crate) struct Sandbox {
+    pub(crate) url: String,
     http: reqwest::Client,
     _stop: oneshot::Sender<()>,
 }
 
 impl Sandbox {
-    async fn start() -> Sandbox {
+    pub(crate) async fn start() -> Sandbox {
         crate::helpers::init_logs();
         let cfg = Config::from_lookup(|name| match name {
             "PAYSTACK_SECRET_KEY" => Some(SANDBOX_SECRET_KEY.into()),
@@ -44,7 +45,7 @@ impl Sandbox {
         }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
             .http
             .get(format!("{}{path}", self.url))
@@ -56,7 +57,7 @@ impl Sandbox {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
             .http
             .post(format!("{}{path}", self.url))
@@ -69,13 +70,13 @@ impl Sandbox {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn fault(&self, body: Value) {
+    pub(crate) async fn fault(&self, body: Value) {
         let (status, _) = self.post("/_control/faults", body).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
 
     /// Opens a Paystack transaction of 5000 NGN minor units.
-    async fn paystack_initialize(&self, reference: &str) -> (StatusCode, Value) {
+    pub(crate) async fn paystack_initialize(&self, reference: &str) -> (StatusCode, Value) {
         self.post(
             "/transaction/initialize",
             json!({"reference": reference, "amount": 5000, "currency": "NGN", "email": "a@b.c"}),
@@ -84,7 +85,7 @@ impl Sandbox {
     }
 
     /// Opens a Flutterwave transaction of 50.00 NGN.
-    async fn flutterwave_initialize(&self, tx_ref: &str) -> (StatusCode, Value) {
+    pub(crate) async fn flutterwave_initialize(&self, tx_ref: &str) -> (StatusCode, Value) {
         self.post(
             "/flutterwave/v3/payments",
             json!({"tx_ref": tx_ref, "amount": "50.00", "currency": "NGN",
@@ -94,7 +95,7 @@ impl Sandbox {
     }
 
     /// Settles a transaction as paid, quietly.
-    async fn pay(&self, reference: &str, provider: &str) {
+    pub(crate) async fn pay(&self, reference: &str, provider: &str) {
         let (status, _) = self
             .post(
                 &format!("/_control/transactions/{reference}/outcome"),
@@ -104,14 +105,14 @@ impl Sandbox {
         assert_eq!(status, StatusCode::OK);
     }
 
-    async fn ledger(&self) -> Vec<Value> {
+    pub(crate) async fn ledger(&self) -> Vec<Value> {
         let (status, body) = self.get("/_control/ledger").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body.as_array().expect("the ledger is an array").clone()
     }
 
     /// The ledger's entry for `reference` at `provider`.
-    async fn entry(&self, provider: &str, reference: &str) -> Option<Value> {
+    pub(crate) async fn entry(&self, provider: &str, reference: &str) -> Option<Value> {
         self.ledger()
             .await
             .into_iter()
@@ -119,7 +120,7 @@ impl Sandbox {
     }
 
     /// A Flutterwave transaction's id, as its verify reports it.
-    async fn flutterwave_id(&self, tx_ref: &str) -> i64 {
+    pub(crate) async fn flutterwave_id(&self, tx_ref: &str) -> i64 {
         let (status, body) = self
             .get(&format!(
                 "/flutterwave/v3/transactions/verify_by_reference?tx_ref={tx_ref}"
@@ -404,7 +405,7 @@ async fn transactions_are_listed_by_date_range_and_paged() {
     );
     assert_eq!(
         all["meta"],
-        json!({"total": 3, "page": 1, "perPage": 50, "pageCount": 1})
+        json!({"total": 3, "skipped": 0, "page": 1, "perPage": 50, "pageCount": 1})
     );
     let newest = &all["data"][0];
     assert_eq!(newest["status"], "success");
@@ -457,7 +458,7 @@ async fn transactions_are_listed_by_date_range_and_paged() {
             .await;
         assert_eq!(
             one["meta"],
-            json!({"total": 3, "page": page, "perPage": 1, "pageCount": 3})
+            json!({"total": 3, "skipped": page - 1, "page": page, "perPage": 1, "pageCount": 3})
         );
         seen.push(one["data"][0]["reference"].as_str().unwrap().to_owned());
     }
@@ -490,12 +491,19 @@ async fn flutterwave_lists_its_transactions_by_date_range() {
         .await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["status"], "success");
-    assert_eq!(first["data"].as_array().unwrap().len(), 20);
+    assert_eq!(
+        first["data"].as_array().unwrap().len(),
+        10,
+        "Flutterwave's 10"
+    );
     assert_eq!(first["meta"]["page_info"]["total"], 21);
     assert_eq!(first["meta"]["page_info"]["current_page"], 1);
-    assert_eq!(first["meta"]["page_info"]["total_pages"], 2);
+    assert_eq!(first["meta"]["page_info"]["total_pages"], 3);
     let newest = &first["data"][0];
-    assert_eq!(newest["tx_ref"], "fl-20");
+    assert_eq!(
+        newest["tx_ref"], "fl-20",
+        "dated by its attempt, the latest"
+    );
     assert_eq!(newest["status"], "successful");
     assert_eq!(
         newest["amount"].as_f64(),
@@ -503,12 +511,12 @@ async fn flutterwave_lists_its_transactions_by_date_range() {
         "major units, as verify"
     );
     assert!(newest["created_at"].is_string());
-    let (_, second) = sandbox
-        .get(&format!("/flutterwave/v3/transactions?{window}&page=2"))
+    let (_, last) = sandbox
+        .get(&format!("/flutterwave/v3/transactions?{window}&page=3"))
         .await;
-    assert_eq!(second["data"].as_array().unwrap().len(), 1);
-    assert_eq!(second["data"][0]["tx_ref"], "fl-00");
-    assert_eq!(second["meta"]["page_info"]["current_page"], 2);
+    assert_eq!(last["data"].as_array().unwrap().len(), 1);
+    assert_eq!(last["data"][0]["tx_ref"], "fl-00");
+    assert_eq!(last["meta"]["page_info"]["current_page"], 3);
 
     let (_, future) = sandbox
         .get("/flutterwave/v3/transactions?from=2999-01-01&to=2999-12-31")
@@ -631,4 +639,77 @@ async fn a_flutterwave_checkout_holds_its_attempts_each_verifiable_by_id() {
         StatusCode::BAD_REQUEST,
         "attempt_only is for a decline"
     );
+}
+
+#[tokio::test]
+async fn refund_listings_are_paged_as_the_providers_page_them() {
+    let sandbox = Sandbox::start().await;
+    sandbox.paystack_initialize("rl-p1").await;
+    sandbox.pay("rl-p1", "paystack").await;
+    sandbox.paystack_initialize("rl-p2").await;
+    sandbox.pay("rl-p2", "paystack").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, refund) = sandbox
+            .post("/refund", json!({"transaction": "rl-p1", "amount": 10}))
+            .await;
+        ids.push(refund["data"]["id"].as_i64().unwrap());
+    }
+    sandbox
+        .post("/refund", json!({"transaction": "rl-p2", "amount": 10}))
+        .await;
+    let transaction_id = sandbox.entry("paystack", "rl-p1").await.unwrap()["transaction_id"]
+        .as_i64()
+        .unwrap();
+
+    // Paystack: `page` and `perPage`, newest first, by reference or id.
+    for filter in [
+        "transaction=rl-p1".to_owned(),
+        "reference=rl-p1".to_owned(),
+        format!("transaction={transaction_id}"),
+    ] {
+        let (status, page) = sandbox
+            .get(&format!("/refund?{filter}&perPage=2&page=2"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(
+            page["meta"],
+            json!({"total": 3, "skipped": 2, "perPage": 2, "page": 2, "pageCount": 2}),
+            "{filter}"
+        );
+        assert_eq!(page["data"].as_array().unwrap().len(), 1);
+        assert_eq!(page["data"][0]["id"], ids[0], "the oldest last");
+    }
+    let (_, all) = sandbox.get("/refund").await;
+    assert_eq!(all["meta"]["total"], 4, "unfiltered: every refund");
+    assert_eq!(all["meta"]["perPage"], 50, "Paystack's default");
+    let (status, bad) = sandbox.get("/refund?transaction=rl-p1&page=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["status"], false);
+
+    // Flutterwave: `page` of 20, `id` the refunded transaction's.
+    sandbox.flutterwave_initialize("rl-f1").await;
+    sandbox.pay("rl-f1", "flutterwave").await;
+    let id = sandbox.flutterwave_id("rl-f1").await;
+    for _ in 0..21 {
+        let (status, _) = sandbox
+            .post(
+                &format!("/flutterwave/v3/transactions/{id}/refund"),
+                json!({"amount": "0.01"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, last) = sandbox
+        .get(&format!("/flutterwave/v3/refunds?id={id}&page=2"))
+        .await;
+    assert_eq!(
+        last["meta"]["page_info"],
+        json!({"total": 21, "current_page": 2, "total_pages": 2, "page_size": 20})
+    );
+    assert_eq!(last["data"].as_array().unwrap().len(), 1);
+    assert_eq!(last["data"][0]["transaction_id"], id);
+    let (_, none) = sandbox.get("/flutterwave/v3/refunds?id=1").await;
+    assert_eq!(none["data"], json!([]));
+    assert_eq!(none["meta"]["page_info"]["total"], 0);
 }

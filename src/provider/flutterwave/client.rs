@@ -7,12 +7,13 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::Url;
 use uuid::Uuid;
 
 use super::{
     amounts::{amount_minor, to_major},
-    refunds,
+    listing, refunds,
     webhook::{HASH_HEADER, action_of, hash_matches, parse_event},
     wire::{
         Customer, PaymentBody, PaymentData, RefundBody, RefundData, TransactionData,
@@ -23,8 +24,8 @@ use crate::{
     domain::Reference,
     domain::webhook::{Action, ProviderEvent},
     provider::{
-        ChargeReport, ChargeStatus, Checkout, InitializeRequest, PaymentProvider, ProviderError,
-        ProviderRefund, RefundRequest,
+        ChargeReport, ChargeStatus, Checkout, InitializeRequest, Listing, PaymentProvider,
+        ProviderError, ProviderRefund, RefundRequest,
         transport::{Retry, Transport},
     },
     secret::Secret,
@@ -202,12 +203,20 @@ impl PaymentProvider for FlutterwaveClient {
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError> {
         if let Some(id) = provider_refund_id {
-            return refunds::by_id(&self.transport, id).await.map(Some);
+            return refunds::by_id(&self.transport, id, refund_id).await;
         }
-        // The lookup and every page share one budget.
-        let deadline = self.transport.deadline();
-        let (transaction, _) = self.transaction_id(deadline, reference).await?;
-        refunds::search(&self.transport, deadline, transaction, refund_id).await
+        let (transaction, _) = self
+            .transaction_id(self.transport.deadline(), reference)
+            .await?;
+        refunds::search(&self.transport, transaction, refund_id).await
+    }
+
+    async fn list_transactions(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Listing, ProviderError> {
+        listing::transactions(&self.transport, from, until).await
     }
 
     fn webhook_header(&self) -> &'static str {

@@ -63,12 +63,15 @@
 //!    failed, anything else pending. The refund's id is its `id` (a number),
 //!    used for `GET /v3/refunds/{id}`.
 //! 8. Without a provider refund id, `find_refund` pages through
-//!    `GET /v3/refunds?page=N` (newest first is assumed) for the
-//!    transaction's id and payorch's refund id (`comment` or `comments`;
-//!    `transaction_id` or `tx_id`), at most [`REFUND_PAGES`] pages within
-//!    one provider timeout; when that search ends before the last page it
-//!    fails (`Unavailable`) rather than answer "none", since "none" would
-//!    fail a refund that may exist.
+//!    `GET /v3/refunds?id={transaction id}&page=N` (20 a page) for the row
+//!    whose `transaction_id` is the transaction's and whose `comment` is
+//!    payorch's refund id, every page up to
+//!    [`MAX_REFUND_PAGES`](super::MAX_REFUND_PAGES), each within its own
+//!    timeout; a page without `meta.page_info` is followed by the next
+//!    until one is empty. A search cut short fails (`Unavailable`) rather
+//!    than answer "none", since "none" would fail a refund that may exist.
+//!    With the provider's refund id, `GET /v3/refunds/{id}`; a refund whose
+//!    `comments` name another refund is not payorch's.
 //! 9. Webhooks: `{"event": "charge.completed", "data": {"id", "tx_ref",
 //!    "flw_ref", "amount", "currency", "status", …}}` with the hash in
 //!    `verif-hash`; `data.id` is the attempt's transaction id, confirmed with
@@ -76,14 +79,21 @@
 //!    another `tx_ref` is not the payment's: recorded, not applied). `event.type` is tolerated and used as the event's name
 //!    only when `event` is missing. Every other event (refunds, transfers) is
 //!    recorded and changes nothing: its body cannot be trusted either.
+//! 10. `list_transactions` reads `GET /v3/transactions?from=&to=&page=`
+//!     (days, widened by one each side, then filtered exactly; see
+//!     [`listing`]): one row per transaction id, so each attempt of a
+//!     checkout. Listed amounts that cannot be read exactly are reported
+//!     as unknown (`None`), never guessed.
 
 //!
 //! The files: [`amounts`] (exact decimal ↔ minor units), [`wire`] (the
 //! API's envelope, bodies and status words), [`client`] (the API calls),
-//! [`refunds`] (finding a refund) and [`webhook`] (the webhook dialect).
+//! [`refunds`] (finding a refund), [`listing`] (the transactions of a
+//! window) and [`webhook`] (the webhook dialect).
 
 mod amounts;
 mod client;
+mod listing;
 mod refunds;
 mod webhook;
 mod wire;
@@ -91,5 +101,4 @@ mod wire;
 pub(crate) use amounts::{amount_minor, major_text};
 pub use amounts::{to_major, to_minor};
 pub use client::FlutterwaveClient;
-pub use refunds::REFUND_PAGES;
 pub use webhook::{HASH_HEADER, hash_matches, parse_event};

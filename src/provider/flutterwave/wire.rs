@@ -107,6 +107,9 @@ pub(super) struct TransactionData {
     /// A sentence in v3 (`"Approved by Financial Institution"`).
     #[serde(default)]
     pub(super) processor_response: Option<serde_json::Value>,
+    /// When Flutterwave opened it (RFC 3339): what listings by date are about.
+    #[serde(default)]
+    pub(super) created_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -142,6 +145,12 @@ impl RefundData {
             .as_ref()
             .or(self.transaction_id.as_ref())
             .and_then(id_number)
+    }
+
+    /// Whether the refund is payorch's `ours` (its note) of Flutterwave
+    /// transaction `transaction`: a row of a list must carry both.
+    pub(super) fn is(&self, transaction: i64, ours: &str) -> bool {
+        self.note() == Some(ours) && self.transaction() == Some(transaction)
     }
 
     pub(super) fn into_refund(self) -> ProviderRefund {

@@ -2,9 +2,9 @@
 //! `POST /v3/payments`, `GET /v3/transactions/verify_by_reference?tx_ref=`
 //! (the checkout's latest attempt), `GET /v3/transactions/{id}/verify` (one
 //! attempt),
-//! `POST /v3/transactions/{id}/refund`, `GET /v3/refunds/{id}`,
-//! `GET /v3/refunds?page=` (20 a page, newest first, with
-//! `meta.page_info`); `GET /v3/transactions?from=&to=&page=` is in
+//! `POST /v3/transactions/{id}/refund`, `GET /v3/refunds/{id}`; its
+//! listings — `GET /v3/refunds?id=&page=` and `GET
+//! /v3/transactions?from=&to=&page=` — are in `refund_listing.rs` and
 //! `listing.rs`. It keeps transactions as the Paystack dialect does —
 //! minor units, Paystack's status words — and translates here: amounts to
 //! exact decimal major units ([`connector::major_text`]), `success` →
@@ -33,16 +33,12 @@ use super::{
 };
 use crate::{domain::Currency, provider::flutterwave as connector};
 
-/// Refunds a `GET /v3/refunds` page holds.
-const PAGE_SIZE: usize = 20;
-
 pub(super) fn api_routes() -> Route {
     Route::new()
         .at("/v3/payments", poem::post(initialize))
         .at("/v3/transactions/verify_by_reference", poem::get(verify))
         .at("/v3/transactions/:id/verify", poem::get(verify_by_id))
         .at("/v3/transactions/:id/refund", poem::post(create_refund))
-        .at("/v3/refunds", poem::get(list_refunds))
         .at("/v3/refunds/:id", poem::get(fetch_refund))
 }
 
@@ -96,7 +92,7 @@ pub(super) fn refund_word(paystack: &str) -> &'static str {
 /// Minor units as an exact decimal JSON number of `currency`'s major units;
 /// a currency payorch does not know (a test's forced report) counts in
 /// hundredths.
-fn major(minor: i64, currency: &str) -> Box<RawValue> {
+pub(super) fn major(minor: i64, currency: &str) -> Box<RawValue> {
     let exponent = Currency::parse(currency)
         .map(|c| c.minor_unit_exponent())
         .unwrap_or(2);
@@ -218,32 +214,6 @@ impl<'a> RefundView<'a> {
             status: refund_word(&refund.status),
             comments: refund.merchant_note.as_deref(),
             destination: "payment_source",
-        }
-    }
-}
-
-/// A refund as `GET /v3/refunds` lists it.
-#[derive(Serialize)]
-struct ListedRefund<'a> {
-    id: i64,
-    transaction_id: i64,
-    flw_ref: String,
-    amount_refunded: Box<RawValue>,
-    currency: &'a str,
-    status: &'static str,
-    comment: Option<&'a str>,
-}
-
-impl<'a> ListedRefund<'a> {
-    fn of(refund: &'a SandboxRefund) -> ListedRefund<'a> {
-        ListedRefund {
-            id: refund.id,
-            transaction_id: refund.transaction_id,
-            flw_ref: format!("URF-SANDBOX-{}", refund.id),
-            amount_refunded: major(refund.amount, &refund.currency),
-            currency: &refund.currency,
-            status: refund_word(&refund.status),
-            comment: refund.merchant_note.as_deref(),
         }
     }
 }
@@ -458,53 +428,6 @@ async fn fetch_refund(
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    page: Option<usize>,
-}
-
-#[handler]
-async fn list_refunds(
-    req: &Request,
-    Data(sandbox): Data<&Sandbox>,
-    Query(query): Query<ListQuery>,
-) -> Response {
-    let admission = match sandbox.admit(req, Operation::RefundLookup).await {
-        Ok(admission) => admission,
-        Err(response) => return response,
-    };
-    // A miss shows no refunds at all: one empty last page, so a search
-    // ends there having found nothing.
-    let mut refunds: Vec<SandboxRefund> = if admission.misses() {
-        Vec::new()
-    } else {
-        sandbox.lock().refunds.values().cloned().collect()
-    };
-    refunds.sort_by_key(|r| std::cmp::Reverse(r.id));
-    let page = query.page.unwrap_or(1).max(1);
-    let listed: Vec<ListedRefund> = refunds
-        .iter()
-        .skip((page - 1).saturating_mul(PAGE_SIZE))
-        .take(PAGE_SIZE)
-        .map(ListedRefund::of)
-        .collect();
-    let meta = json!({
-        "page_info": {
-            "total": refunds.len(),
-            "current_page": page,
-            "total_pages": refunds.len().div_ceil(PAGE_SIZE).max(1),
-            "page_size": PAGE_SIZE,
-        }
-    });
-    Json(Answer {
-        status: "success",
-        message: "Refunds fetched",
-        data: listed,
-        meta: Some(meta),
-    })
-    .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +437,7 @@ mod tests {
         let attempts = match status {
             "success" | "failed" => vec![Attempt {
                 id: 7_000_001,
+                created_at: chrono::Utc::now(),
                 status: status.into(),
                 gateway_response: "Approved".into(),
                 paid_at: None,

@@ -1,10 +1,18 @@
 //! Transactions listed by the date they were opened, in both dialects, as
 //! settlement reconciliation reads them: Paystack's `GET
-//! /transaction?from=&to=&page=&perPage=` and Flutterwave's `GET
-//! /v3/transactions?from=&to=&page=`, newest first, paged. `from` and `to`
-//! are dates (`2026-11-02`) or RFC 3339 timestamps, both ends included (a
-//! date as `to` includes that whole day, in UTC); either may be left out.
-//! Each listed transaction is what verify reports, plus `created_at`.
+//! /transaction?from=&to=&page=&perPage=` (50 a page unless `perPage` says
+//! otherwise, at most 100; `meta: {total, skipped, perPage, page,
+//! pageCount}`) and Flutterwave's `GET /v3/transactions?from=&to=&page=`
+//! (10 a page, as Flutterwave's; `meta.page_info`), newest first. `from`
+//! and `to` are dates (`2026-11-02`) or RFC 3339 timestamps, both ends
+//! included (a date as `to` includes that whole day, in UTC); either may be
+//! left out. A Paystack row is a transaction, dated when it was opened; a
+//! Flutterwave row is one transaction id — each attempt on a checkout,
+//! dated when it was made, or the checkout itself before any attempt — so
+//! a checkout declined then paid lists both attempts, as Flutterwave does.
+//! Each row is what verify (by id, for an attempt) reports, plus
+//! `created_at`. The paging helpers here serve the refund listings too
+//! (`refund_listing.rs`).
 
 use std::cmp::Reverse;
 
@@ -20,15 +28,16 @@ use serde_json::json;
 use super::{
     Sandbox,
     flutterwave::TransactionView,
-    state::{Operation, Transaction},
+    state::{Attempt, Operation, Transaction},
 };
+use crate::provider::routing::ConnectorName;
 
 /// A Paystack page holds this many unless `perPage` says otherwise…
 const PAYSTACK_PER_PAGE: usize = 50;
 /// …and never more than this.
 const MAX_PER_PAGE: usize = 100;
-/// A Flutterwave page holds this many (it takes no page size).
-const FLUTTERWAVE_PAGE_SIZE: usize = 20;
+/// A Flutterwave transactions page holds this many (it takes no page size).
+const FLUTTERWAVE_PAGE_SIZE: usize = 10;
 
 /// The span a listing covers, both ends included.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,7 +82,7 @@ fn instant(text: &str, end: bool) -> Option<DateTime<Utc>> {
 }
 
 /// A page number from the query: 1 when absent, at least 1.
-fn page_number(text: Option<&str>) -> Result<usize, &'static str> {
+pub(super) fn page_number(text: Option<&str>) -> Result<usize, &'static str> {
     match text.filter(|s| !s.is_empty()) {
         None => Ok(1),
         Some(text) => text
@@ -83,24 +92,85 @@ fn page_number(text: Option<&str>) -> Result<usize, &'static str> {
     }
 }
 
+/// Paystack's `perPage`: [`PAYSTACK_PER_PAGE`] when absent, 1 to 100.
+pub(super) fn per_page(text: Option<&str>) -> Result<usize, &'static str> {
+    match text.filter(|s| !s.is_empty()) {
+        None => Ok(PAYSTACK_PER_PAGE),
+        Some(text) => text
+            .parse::<usize>()
+            .map(|n| n.clamp(1, MAX_PER_PAGE))
+            .map_err(|_| "Invalid perPage"),
+    }
+}
+
+/// Page `page` (from 1) of `size` of `rows`.
+pub(super) fn page_of<T>(rows: impl IntoIterator<Item = T>, page: usize, size: usize) -> Vec<T> {
+    rows.into_iter()
+        .skip((page - 1).saturating_mul(size))
+        .take(size)
+        .collect()
+}
+
+/// Paystack's paging `meta` of page `page` of `size`, of `total` rows.
+pub(super) fn paystack_meta(total: usize, page: usize, size: usize) -> serde_json::Value {
+    json!({
+        "total": total,
+        "skipped": (page - 1).saturating_mul(size),
+        "perPage": size,
+        "page": page,
+        "pageCount": total.div_ceil(size).max(1),
+    })
+}
+
+/// Flutterwave's paging `meta` of page `page` of `size`, of `total` rows.
+pub(super) fn flutterwave_meta(total: usize, page: usize, size: usize) -> serde_json::Value {
+    json!({
+        "page_info": {
+            "total": total,
+            "current_page": page,
+            "total_pages": total.div_ceil(size).max(1),
+            "page_size": size,
+        }
+    })
+}
+
+/// One listed row: a transaction, or one attempt on a Flutterwave checkout.
+struct Row {
+    created_at: DateTime<Utc>,
+    tx: Transaction,
+    attempt: Option<Attempt>,
+}
+
 impl Sandbox {
-    /// Page `page` (from 1) of `size` of the transactions opened in
-    /// `window`, newest first, and how many there are in all.
-    fn list(&self, window: Window, page: usize, size: usize) -> (Vec<Transaction>, usize) {
+    /// Page `page` (from 1) of `size` of the rows dated in `window`, newest
+    /// first, and how many there are in all.
+    fn list(&self, window: Window, page: usize, size: usize) -> (Vec<Row>, usize) {
+        let attempts = self.inner.dialect == ConnectorName::Flutterwave;
         let state = self.lock();
-        let mut found: Vec<&Transaction> = state
-            .transactions
-            .values()
-            .filter(|tx| window.holds(tx.created_at))
+        let mut found: Vec<(DateTime<Utc>, i64, &Transaction, Option<&Attempt>)> = Vec::new();
+        for tx in state.transactions.values() {
+            if attempts && !tx.attempts.is_empty() {
+                found.extend(
+                    tx.attempts
+                        .iter()
+                        .map(|a| (a.created_at, a.id, tx, Some(a))),
+                );
+            } else {
+                found.push((tx.created_at, tx.id, tx, None));
+            }
+        }
+        found.retain(|(at, ..)| window.holds(*at));
+        found.sort_by_key(|(at, id, ..)| Reverse((*at, *id)));
+        let total = found.len();
+        let rows = page_of(found, page, size)
+            .into_iter()
+            .map(|(created_at, _, tx, attempt)| Row {
+                created_at,
+                tx: tx.clone(),
+                attempt: attempt.cloned(),
+            })
             .collect();
-        found.sort_by_key(|tx| Reverse((tx.created_at, tx.id)));
-        let listed = found
-            .iter()
-            .skip((page - 1).saturating_mul(size))
-            .take(size)
-            .map(|&tx| tx.clone())
-            .collect();
-        (listed, found.len())
+        (rows, total)
     }
 
     /// The window and page of a listing's query, once the call is admitted;
@@ -149,19 +219,16 @@ pub async fn paystack_transactions(
         Ok(listing) => listing,
         Err(response) => return response,
     };
-    let per_page = match query.per_page.as_deref().filter(|s| !s.is_empty()) {
-        None => PAYSTACK_PER_PAGE,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) => n.clamp(1, MAX_PER_PAGE),
-            Err(_) => return sandbox.refuse(StatusCode::BAD_REQUEST, "Invalid perPage"),
-        },
+    let per_page = match per_page(query.per_page.as_deref()) {
+        Ok(size) => size,
+        Err(message) => return sandbox.refuse(StatusCode::BAD_REQUEST, message),
     };
-    let (listed, total) = sandbox.list(window, page, per_page);
-    let data: Vec<serde_json::Value> = listed
+    let (rows, total) = sandbox.list(window, page, per_page);
+    let data: Vec<serde_json::Value> = rows
         .iter()
-        .map(|tx| {
-            let mut data = tx.report();
-            data["created_at"] = json!(tx.created_at);
+        .map(|row| {
+            let mut data = row.tx.report();
+            data["created_at"] = json!(row.created_at);
             data
         })
         .collect();
@@ -169,12 +236,7 @@ pub async fn paystack_transactions(
         "status": true,
         "message": "Transactions retrieved",
         "data": data,
-        "meta": {
-            "total": total,
-            "page": page,
-            "perPage": per_page,
-            "pageCount": total.div_ceil(per_page).max(1),
-        },
+        "meta": paystack_meta(total, page, per_page),
     }))
     .into_response()
 }
@@ -223,26 +285,22 @@ pub async fn flutterwave_transactions(
         Ok(listing) => listing,
         Err(response) => return response,
     };
-    let (listed, total) = sandbox.list(window, page, FLUTTERWAVE_PAGE_SIZE);
-    let data: Vec<Listed> = listed
+    let (rows, total) = sandbox.list(window, page, FLUTTERWAVE_PAGE_SIZE);
+    let data: Vec<Listed> = rows
         .iter()
-        .map(|tx| Listed {
-            view: TransactionView::of(tx),
-            created_at: tx.created_at,
+        .map(|row| Listed {
+            view: match &row.attempt {
+                Some(attempt) => TransactionView::of_attempt(&row.tx, attempt),
+                None => TransactionView::of(&row.tx),
+            },
+            created_at: row.created_at,
         })
         .collect();
     Json(FlutterwavePage {
         status: "success",
         message: "Transactions fetched",
         data,
-        meta: json!({
-            "page_info": {
-                "total": total,
-                "current_page": page,
-                "total_pages": total.div_ceil(FLUTTERWAVE_PAGE_SIZE).max(1),
-                "page_size": FLUTTERWAVE_PAGE_SIZE,
-            }
-        }),
+        meta: flutterwave_meta(total, page, FLUTTERWAVE_PAGE_SIZE),
     })
     .into_response()
 }
@@ -323,6 +381,65 @@ mod tests {
             text.ends_with(r#""created_at":"2026-11-02T10:00:00Z"}"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_flutterwave_checkout_lists_each_attempt_and_paystack_each_transaction() {
+        use crate::{
+            provider::sandbox::state::{AfterDecline, Opening},
+            secret::Secret,
+        };
+        let sandbox = Sandbox::new(Secret::new("sk"), "http://h", None).with_refund_settle(None);
+        let flutterwave = sandbox.of(ConnectorName::Flutterwave).unwrap();
+        let opening = |reference: &str| Opening {
+            reference: reference.into(),
+            amount: 500,
+            currency: "NGN".into(),
+            email: "a@b.c".into(),
+            callback_url: None,
+        };
+        for dialect in [&sandbox, flutterwave] {
+            dialect.open(opening("r-1")).ok().unwrap();
+            dialect.open(opening("r-2")).ok().unwrap();
+            dialect.settle_quietly("r-1", "failed", AfterDecline::KeepOpen);
+            dialect.settle_quietly("r-1", "success", AfterDecline::KeepOpen);
+        }
+        let rows = |dialect: &Sandbox| {
+            let (rows, total) = dialect.list(Window::default(), 1, 10);
+            let seen: Vec<(String, Option<String>)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.tx.reference.clone(),
+                        r.attempt.as_ref().map(|a| a.status.clone()),
+                    )
+                })
+                .collect();
+            (seen, total)
+        };
+        let attempt = |reference: &str, status: Option<&str>| {
+            (reference.to_owned(), status.map(str::to_owned))
+        };
+        assert_eq!(
+            rows(flutterwave),
+            (
+                vec![
+                    attempt("r-1", Some("success")),
+                    attempt("r-1", Some("failed")),
+                    attempt("r-2", None),
+                ],
+                3
+            ),
+            "newest first: the attempts were made after r-2 opened"
+        );
+        assert_eq!(
+            rows(&sandbox),
+            (vec![attempt("r-2", None), attempt("r-1", None)], 2),
+            "Paystack: the declined transaction is closed, one row each"
+        );
+        let (second, total) = flutterwave.list(Window::default(), 2, 2);
+        assert_eq!((second.len(), total), (1, 3));
+        assert_eq!(second[0].tx.reference, "r-2");
     }
 
     #[test]

@@ -11,13 +11,16 @@
 //!   Decline; the form posts `outcome=success|failed` back to the same path,
 //!   which redirects to the initialize's `callback_url` when it had one
 //!   (`?trxref=…&reference=…`).
-//! - `POST /refund`, `GET /refund/{id}`, `GET /refund?transaction=`:
-//!   Paystack's refunds. A refund is `pending` until it settles — after
-//!   the configured delay, or when a test settles it — and is then
-//!   announced with a signed `refund.processed` / `refund.failed` webhook.
+//! - `POST /refund`, `GET /refund/{id}`,
+//!   `GET /refund?transaction=&page=&perPage=` (paged as Paystack's,
+//!   `refund_listing.rs`): Paystack's refunds. A refund is `pending` until
+//!   it settles — after the configured delay, or when a test settles it —
+//!   and is then announced with a signed `refund.processed` /
+//!   `refund.failed` webhook.
 //! - `GET /transaction?from=&to=&page=&perPage=`: transactions opened in a
 //!   date range, newest first, paged (`listing.rs`, as for Flutterwave's
-//!   `GET /flutterwave/v3/transactions?from=&to=&page=`).
+//!   `GET /flutterwave/v3/transactions?from=&to=&page=`, which lists each
+//!   attempt on a checkout as its own row).
 //! - Webhooks signed with `x-paystack-signature` (HMAC of the body with the
 //!   secret key), posted to the configured webhook URL.
 //!
@@ -30,7 +33,8 @@
 //!   where each Pay or Decline is an attempt with its own id under the same
 //!   `tx_ref` and a Decline leaves the checkout payable,
 //!   `POST /flutterwave/v3/transactions/{id}/refund`,
-//!   `GET /flutterwave/v3/refunds/{id}`, `GET /flutterwave/v3/refunds?page=`.
+//!   `GET /flutterwave/v3/refunds/{id}`,
+//!   `GET /flutterwave/v3/refunds?id=&page=` (paged as Flutterwave's).
 //! - Webhooks `{"event": "charge.completed", "data": {…}}` with the header
 //!   `verif-hash: <hash>`, where the hash is the sandbox's secret key (so
 //!   `FLUTTERWAVE_WEBHOOK_HASH` defaults to the sandbox key), posted to the
@@ -63,6 +67,7 @@ mod flutterwave;
 mod ledger;
 mod listing;
 mod paystack;
+mod refund_listing;
 mod refunds;
 mod state;
 mod webhooks;
@@ -273,13 +278,21 @@ impl Sandbox {
     /// This dialect's API, its checkout page and its test hooks.
     fn dialect_routes(&self) -> Route {
         let api = match self.inner.dialect {
-            ConnectorName::Paystack => {
-                paystack::api_routes().at("/transaction", poem::get(listing::paystack_transactions))
-            }
-            ConnectorName::Flutterwave => flutterwave::api_routes().at(
-                "/v3/transactions",
-                poem::get(listing::flutterwave_transactions),
-            ),
+            ConnectorName::Paystack => paystack::api_routes()
+                .at("/transaction", poem::get(listing::paystack_transactions))
+                .at(
+                    "/refund",
+                    poem::post(paystack::create_refund).get(refund_listing::paystack_refunds),
+                ),
+            ConnectorName::Flutterwave => flutterwave::api_routes()
+                .at(
+                    "/v3/transactions",
+                    poem::get(listing::flutterwave_transactions),
+                )
+                .at(
+                    "/v3/refunds",
+                    poem::get(refund_listing::flutterwave_refunds),
+                ),
         };
         api.at(
             "/checkout/:access_code",

@@ -1,15 +1,15 @@
 //! The sandbox's Paystack dialect, at its base: `POST /transaction/initialize`
 //! (idempotent per reference, the amount a number or a numeric string) and
 //! `GET /transaction/verify/{reference}`, and its refunds (`POST /refund`,
-//! `GET /refund/{id}`, `GET /refund?transaction={reference}`, opened and
-//! settled by `refunds.rs`), in Paystack's shapes; its listing by date
-//! (`GET /transaction`) is in `listing.rs`. Errors come in Paystack's
+//! `GET /refund/{id}`, opened and settled by `refunds.rs`), in Paystack's
+//! shapes; its listings — `GET /refund?transaction=` (paged) and `GET
+//! /transaction` by date — are in `refund_listing.rs` and `listing.rs`. Errors come in Paystack's
 //! envelope `{"status": false, "message"}`.
 
 use poem::{
     IntoResponse, Request, Response, Route, handler,
     http::StatusCode,
-    web::{Data, Json, Path, Query},
+    web::{Data, Json, Path},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -23,7 +23,6 @@ pub(super) fn api_routes() -> Route {
     Route::new()
         .at("/transaction/initialize", poem::post(initialize))
         .at("/transaction/verify/:reference", poem::get(verify))
-        .at("/refund", poem::post(create_refund).get(list_refunds))
         .at("/refund/:id", poem::get(fetch_refund))
 }
 
@@ -176,33 +175,4 @@ pub async fn fetch_refund(
             .into_response(),
         None => error(StatusCode::NOT_FOUND, "Refund not found"),
     }
-}
-
-#[derive(Deserialize)]
-pub struct RefundQuery {
-    transaction: String,
-}
-
-#[handler]
-pub async fn list_refunds(
-    req: &Request,
-    Data(sandbox): Data<&Sandbox>,
-    Query(query): Query<RefundQuery>,
-) -> Response {
-    let admission = match sandbox.admit(req, Operation::RefundLookup).await {
-        Ok(admission) => admission,
-        Err(response) => return response,
-    };
-    let refunds: Vec<_> = if admission.misses() {
-        Vec::new()
-    } else {
-        sandbox
-            .lock()
-            .refunds
-            .values()
-            .filter(|r| r.transaction_reference == query.transaction)
-            .map(SandboxRefund::view)
-            .collect()
-    };
-    Json(json!({"status": true, "message": "Refunds retrieved", "data": refunds})).into_response()
 }

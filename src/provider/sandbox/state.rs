@@ -159,6 +159,9 @@ pub(super) struct Transaction {
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct Attempt {
     pub(super) id: i64,
+    /// When the customer made it: Flutterwave's `created_at` of this
+    /// transaction id, what its listing by date filters on.
+    pub(super) created_at: DateTime<Utc>,
     /// `success` or `failed` (Paystack's words, as the transaction's).
     pub(super) status: String,
     pub(super) gateway_response: String,
@@ -319,6 +322,7 @@ impl Sandbox {
                 };
                 tx.attempts.push(Attempt {
                     id,
+                    created_at: Utc::now(),
                     status: outcome.to_owned(),
                     gateway_response: gateway_response.clone(),
                     paid_at,
