@@ -16,6 +16,7 @@ mod idempotency;
 mod installation;
 mod migrations;
 mod observability;
+mod operator;
 mod payments;
 mod queue;
 mod ratelimit;
