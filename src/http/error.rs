@@ -229,6 +229,31 @@ impl ResponseError for ApiError {
     }
 }
 
+/// An [`ApiError`] on an operator route: the same problem+json, documented
+/// with the operator API's own statuses (`super::problem`).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct OperatorProblem(pub ApiError);
+
+impl<E> From<E> for OperatorProblem
+where
+    ApiError: From<E>,
+{
+    fn from(err: E) -> OperatorProblem {
+        OperatorProblem(ApiError::from(err))
+    }
+}
+
+impl ResponseError for OperatorProblem {
+    fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    fn as_response(&self) -> Response {
+        ResponseError::as_response(&self.0)
+    }
+}
+
 impl From<PaymentError> for ApiError {
     fn from(err: PaymentError) -> Self {
         match err {
@@ -408,7 +433,7 @@ const POEM_CODES: [(StatusCode, &str); 4] = [
 /// Turns any error poem or poem-openapi raise (bad JSON, missing header, a
 /// failed security check) into problem+json with a stable code.
 pub async fn render_any_error(err: poem::Error) -> Response {
-    if err.is::<ApiError>() || err.is::<super::problem::OperatorProblem>() {
+    if err.is::<ApiError>() || err.is::<OperatorProblem>() {
         return err.into_response();
     }
     if err.is::<poem_openapi::error::AuthorizationError>() {

@@ -14,8 +14,10 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use super::{
-    ApiTags, AppState, auth::OperatorAuth, error::ApiError, gate::operator_operation,
-    problem::OperatorProblem,
+    ApiTags, AppState,
+    auth::OperatorAuth,
+    error::{ApiError, OperatorProblem},
+    gate::operator_operation,
 };
 use crate::{
     domain::{FieldError, ReviewAction, ReviewKind},

@@ -13,7 +13,7 @@ use poem_openapi::{
     types::Type,
 };
 
-use super::error::{ApiError, PROBLEM_JSON, Problem};
+use super::error::{ApiError, OperatorProblem, PROBLEM_JSON, Problem};
 
 /// `application/json` whose bytes were produced (and maybe stored) earlier.
 pub struct StoredJson<T> {
@@ -185,31 +185,6 @@ const OPERATOR_ERROR_STATUSES: &[(u16, &str)] = &[
         "An action that calls the provider got no answer in time (`provider_timeout`).",
     ),
 ];
-
-/// An [`ApiError`] on an operator route: the same problem+json, documented
-/// with the operator API's own statuses.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct OperatorProblem(pub ApiError);
-
-impl<E> From<E> for OperatorProblem
-where
-    ApiError: From<E>,
-{
-    fn from(err: E) -> OperatorProblem {
-        OperatorProblem(ApiError::from(err))
-    }
-}
-
-impl poem::error::ResponseError for OperatorProblem {
-    fn status(&self) -> poem::http::StatusCode {
-        self.0.status()
-    }
-
-    fn as_response(&self) -> Response {
-        poem::error::ResponseError::as_response(&self.0)
-    }
-}
 
 impl ApiResponse for OperatorProblem {
     fn meta() -> MetaResponses {
