@@ -198,16 +198,18 @@ impl Operators {
     ) -> Result<Option<Operator>, OperatorError> {
         static UNKNOWN: OnceLock<String> = OnceLock::new();
         let row = rows::find_by_name(&self.db, name).await?;
-        let phc = match &row {
-            Some(row) => row.password_hash.clone(),
-            None => UNKNOWN
-                .get_or_init(|| password::hash(&password::generate()).unwrap_or_default())
-                .clone(),
-        };
+        let stored = row.as_ref().map(|row| row.password_hash.clone());
         let password = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || password::verify(&password, &phc))
-            .await
-            .expect("verifying a password does not panic");
+        let matches = tokio::task::spawn_blocking(move || {
+            let phc = stored.unwrap_or_else(|| {
+                UNKNOWN
+                    .get_or_init(|| password::hash(&password::generate()).unwrap_or_default())
+                    .clone()
+            });
+            password::verify(&password, &phc)
+        })
+        .await
+        .expect("verifying a password does not panic");
         Ok(row
             .filter(|row| matches && row.disabled_at.is_none())
             .map(Operator::from))
