@@ -328,7 +328,22 @@ async fn operator_tokens_and_api_keys_never_cross() {
     assert_eq!(resolve_op["tags"], json!(["Operator"]));
     assert_eq!(resolve_op["security"], json!([{"OperatorAuth": []}]));
     assert!(resolve_op["responses"]["401"].is_object());
-    assert!(spec["paths"]["/v1/operator/reviews"]["get"].is_object());
+    let listing = &spec["paths"]["/v1/operator/reviews"]["get"]["parameters"];
+    let limit = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 500);
+    let body = &spec["components"]["schemas"]["ResolveBody"]["properties"];
+    assert_eq!(body["note"]["maxLength"], 2000);
+    assert!(
+        body["action"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("dismiss"))
+    );
     assert_eq!(
         spec["paths"]["/v1/payments/{reference}"]["get"]["security"],
         json!([{"ClientAuth": []}])
