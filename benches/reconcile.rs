@@ -127,7 +127,15 @@ async fn main() {
     let before = stats().await;
     let mut reconcile_env = env.clone();
     reconcile_env.insert("PAYSTACK_BASE_URL".into(), format!("{base}/sandbox/"));
-    reconcile_env.insert("PAYORCH_RECONCILE_AFTER_S".into(), "0".into());
+    // Stale: an hour old, past a threshold startup accepts.
+    reconcile_env.insert("PAYORCH_RECONCILE_AFTER_S".into(), "60".into());
+    use sea_orm::ConnectionTrait;
+    sea_orm::Database::connect(db.url.as_str())
+        .await
+        .unwrap()
+        .execute_unprepared("UPDATE payments SET created_at = created_at - interval '1 hour'")
+        .await
+        .unwrap();
     let started = Instant::now();
     let printed = Payorch::run(&["reconcile"], &reconcile_env);
     let took = started.elapsed();

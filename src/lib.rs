@@ -132,7 +132,7 @@ impl Core {
             store::migrate(&db, &cfg.database_url).await?;
         }
         let provider_secret = provider_secret(cfg, &db).await?;
-        let payments = Payments::start(
+        let payments = Payments::start_with(
             db.clone(),
             provider::from_config(cfg, provider_secret.clone(), sandbox_base),
             ActorSettings {
@@ -141,6 +141,7 @@ impl Core {
                 arbiters: ACTOR_ARBITERS,
             },
             cfg.idempotency_lock,
+            cfg.late_success,
         )
         .map_err(StartupError::Listen)?;
         let queue = webhook_queue(cfg, &db);

@@ -101,8 +101,9 @@ enum ReviewsAction {
     /// note) and a resolved review is never resolved again.
     Resolve {
         id: uuid::Uuid,
-        /// mark_succeeded, mark_failed (a refund's outcome) or dismiss
-        /// (close it without touching money).
+        /// mark_succeeded, mark_failed (a refund's outcome), refund_at_connector
+        /// (give back money a connector took, exactly once) or dismiss (close
+        /// it without touching money).
         #[arg(long, value_parser = parse_action)]
         action: ReviewAction,
         #[arg(long)]
@@ -150,9 +151,16 @@ enum ApikeyAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Resolving a review may send a refund (`refund_at_connector`).
     let calls_a_provider = matches!(
         cli.command,
-        Command::Serve | Command::Sandbox | Command::Worker | Command::Reconcile
+        Command::Serve
+            | Command::Sandbox
+            | Command::Worker
+            | Command::Reconcile
+            | Command::Reviews {
+                action: ReviewsAction::Resolve { .. }
+            }
     );
     let cfg = Config::from_env().and_then(|cfg| {
         if calls_a_provider {

@@ -215,6 +215,13 @@ pub struct ReviewView {
     pub resolution: Option<String>,
     #[oai(nullable)]
     pub note: Option<String>,
+    /// The connector the review is about, when it is not the payment's own
+    /// (money found at another connector, a transaction payorch never made).
+    #[oai(nullable)]
+    pub connector: Option<String>,
+    /// The provider's reference of a transaction payorch never made.
+    #[oai(nullable)]
+    pub reference: Option<String>,
 }
 
 impl ReviewView {
@@ -231,6 +238,8 @@ impl ReviewView {
             resolved_by: review.resolved_by,
             resolution: review.resolution,
             note: review.note,
+            connector: review.connector,
+            reference: review.reference,
         }
     }
 }

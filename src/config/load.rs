@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Config, ConfigError, connectors::Connectors, env::Env, limits::RequestLimits};
-use crate::{ratelimit::RateLimits, secret::Secret};
+use crate::{domain::LateSuccess, ratelimit::RateLimits, secret::Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -49,6 +49,26 @@ impl Config {
                 })?;
         }
         let limits = RequestLimits::read(&env, connectors.providers.len())?;
+        let reconcile_after = Duration::from_secs(env.or("PAYORCH_RECONCILE_AFTER_S", "900")?);
+        // A sweep in another process must never judge a provider call
+        // still in flight (a refund being sent, an initialize failing over).
+        if reconcile_after <= limits.provider_timeout {
+            return Err(ConfigError {
+                var: "PAYORCH_RECONCILE_AFTER_S",
+                message: format!(
+                    "must be larger than PAYORCH_PROVIDER_TIMEOUT_MS ({} ms), so a sweep \
+                     never judges a provider call still in flight",
+                    limits.provider_timeout.as_millis()
+                ),
+            });
+        }
+        let late_success = match env.raw("PAYORCH_LATE_SUCCESS") {
+            None => LateSuccess::default(),
+            Some(value) => LateSuccess::parse(&value).ok_or_else(|| ConfigError {
+                var: "PAYORCH_LATE_SUCCESS",
+                message: format!("`{value}` is not one of review, refund"),
+            })?,
+        };
 
         Ok(Config {
             http_addr: env.or("PAYORCH_HTTP_ADDR", "127.0.0.1:8080")?,
@@ -97,11 +117,12 @@ impl Config {
             event_proxy: env.optional("PAYORCH_EVENT_PROXY")?,
             worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "128")?,
             worker_batch: env.or::<usize>("PAYORCH_WORKER_BATCH", "64")?.max(1),
-            reconcile_after: Duration::from_secs(env.or("PAYORCH_RECONCILE_AFTER_S", "900")?),
+            reconcile_after,
             abandon_after: Duration::from_secs(env.or("PAYORCH_ABANDON_AFTER_S", "86400")?),
             refund_review_after: Duration::from_secs(
                 env.or("PAYORCH_REFUND_REVIEW_AFTER_S", "86400")?,
             ),
+            late_success,
             reconcile_every: Duration::from_secs(
                 env.or::<u64>("PAYORCH_RECONCILE_EVERY_S", "60")?.max(1),
             ),
@@ -171,6 +192,9 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("AMQP_URL", "http://x"),
             ("PAYORCH_LOG_FORMAT", "xml"),
+            ("PAYORCH_LATE_SUCCESS", "ignore"),
+            ("PAYORCH_RECONCILE_AFTER_S", "10"),
+            ("PAYORCH_RECONCILE_AFTER_S", "0"),
             ("PAYORCH_EVENT_PROXY", "proxy.internal:3128"),
             ("PAYORCH_EVENT_PROXY", "socks5://proxy.internal:1080"),
         ] {

@@ -125,6 +125,9 @@ pub struct Config {
     /// cannot find this long after it was created goes to review (until
     /// then it is looked up again at every sweep; it is never failed).
     pub refund_review_after: Duration,
+    /// `PAYORCH_LATE_SUCCESS`: what payorch does with a payment paid after
+    /// it was `failed` or `abandoned` (a review, or a review and a refund).
+    pub late_success: crate::domain::LateSuccess,
     /// How often a worker runs a reconciliation sweep.
     pub reconcile_every: Duration,
     /// Processed provider webhooks are kept this long.

@@ -28,7 +28,7 @@ pub use payment::{
     FlagReason, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, RejectReason, transition,
 };
 pub use refund::{RefundRefusal, RefundReport, RefundStatus};
-pub use review::{ReviewAction, ReviewKind};
+pub use review::{LateSuccess, ReviewAction, ReviewKind};
 
 /// Why raw input could not become a domain value.
 ///

@@ -49,6 +49,39 @@ impl ReviewKind {
     pub fn is_refund_level(self) -> bool {
         self == ReviewKind::RefundOutcomeUnknown
     }
+
+    /// Money a connector took that payorch may give back with
+    /// `refund_at_connector`: it belongs to one of payorch's payments.
+    pub fn holds_refundable_money(self) -> bool {
+        match self {
+            ReviewKind::ChargedAtOtherConnector
+            | ReviewKind::PaidAfterFinal
+            | ReviewKind::AmountMismatch => true,
+            ReviewKind::RefundOutcomeUnknown | ReviewKind::UnknownTransaction => false,
+        }
+    }
+}
+
+/// What payorch does with a payment paid after it was `failed` or
+/// `abandoned` (`PAYORCH_LATE_SUCCESS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LateSuccess {
+    /// Open a `paid_after_final` review for an operator.
+    #[default]
+    Review,
+    /// Open the review and refund the money at its connector at once
+    /// (exactly once), recorded as the review's resolution.
+    Refund,
+}
+
+impl LateSuccess {
+    pub fn parse(value: &str) -> Option<LateSuccess> {
+        match value {
+            "review" => Some(LateSuccess::Review),
+            "refund" => Some(LateSuccess::Refund),
+            _ => None,
+        }
+    }
 }
 
 /// Open until resolved; resolved once.
@@ -57,6 +90,9 @@ pub const RESOLVED: &str = "resolved";
 
 /// Who resolved a review when the provider's word did.
 pub const BY_PROVIDER: &str = "provider";
+/// Who resolved a review when payorch's configuration decided
+/// (`PAYORCH_LATE_SUCCESS=refund`).
+pub const BY_POLICY: &str = "payorch:late_success";
 
 /// How a review was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,21 +105,26 @@ pub enum ReviewAction {
     MarkFailed,
     /// Closed without touching money.
     Dismiss,
+    /// payorch refunds the money at the connector that took it, exactly
+    /// once (a refund of its own, sent and settled like any other).
+    RefundAtConnector,
 }
 
 impl ReviewAction {
-    pub const ALL: [ReviewAction; 4] = [
+    pub const ALL: [ReviewAction; 5] = [
         ReviewAction::Provider,
         ReviewAction::MarkSucceeded,
         ReviewAction::MarkFailed,
         ReviewAction::Dismiss,
+        ReviewAction::RefundAtConnector,
     ];
 
     /// What an operator may choose (the provider's action is not theirs).
-    pub const OPERATOR: [ReviewAction; 3] = [
+    pub const OPERATOR: [ReviewAction; 4] = [
         ReviewAction::MarkSucceeded,
         ReviewAction::MarkFailed,
         ReviewAction::Dismiss,
+        ReviewAction::RefundAtConnector,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +133,7 @@ impl ReviewAction {
             ReviewAction::MarkSucceeded => "mark_succeeded",
             ReviewAction::MarkFailed => "mark_failed",
             ReviewAction::Dismiss => "dismiss",
+            ReviewAction::RefundAtConnector => "refund_at_connector",
         }
     }
 
@@ -104,6 +146,7 @@ impl ReviewAction {
     pub fn applies_to(self, kind: ReviewKind) -> bool {
         match self {
             ReviewAction::MarkSucceeded | ReviewAction::MarkFailed => kind.is_refund_level(),
+            ReviewAction::RefundAtConnector => kind.holds_refundable_money(),
             ReviewAction::Provider | ReviewAction::Dismiss => true,
         }
     }
@@ -143,7 +186,26 @@ mod tests {
             assert_eq!(ReviewAction::parse(action.as_str()), Some(action));
         }
         assert_eq!(ReviewKind::parse("refund"), None);
-        assert_eq!(ReviewAction::parse("refund_at_connector"), None);
+        assert_eq!(ReviewAction::parse("refund"), None);
+        assert_eq!(LateSuccess::parse("review"), Some(LateSuccess::Review));
+        assert_eq!(LateSuccess::parse("refund"), Some(LateSuccess::Refund));
+        assert_eq!(LateSuccess::parse("ignore"), None);
+    }
+
+    #[test]
+    fn only_money_at_a_connector_is_refunded_there() {
+        let refundable: Vec<ReviewKind> = ReviewKind::ALL
+            .into_iter()
+            .filter(|k| ReviewAction::RefundAtConnector.applies_to(*k))
+            .collect();
+        assert_eq!(
+            refundable,
+            [
+                ReviewKind::ChargedAtOtherConnector,
+                ReviewKind::PaidAfterFinal,
+                ReviewKind::AmountMismatch
+            ]
+        );
     }
 
     #[test]

@@ -41,12 +41,13 @@ use crate::{
 };
 
 /// Every event type, as endpoints subscribe to them.
-pub const EVENT_TYPES: [&str; 10] = [
+pub const EVENT_TYPES: [&str; 11] = [
     "payment.pending",
     "payment.succeeded",
     "payment.failed",
     "payment.abandoned",
     "payment.flagged",
+    "payment.requires_review",
     "payment.refunded",
     "refund.pending",
     "refund.requires_review",
@@ -137,6 +138,19 @@ fn event<T: Serialize>(
 pub fn payment_event(payment: &Payment, kind: &str) -> Event {
     let view = crate::views::PaymentView::new(payment.clone(), None);
     event(payment.client_id, kind, payment.id, None, view)
+}
+
+/// The outbox row telling the merchant `payment` is under `review`
+/// (`payment.requires_review`, the review in the payment's view).
+pub fn payment_review_event(payment: &Payment, review: &Review) -> Event {
+    let view = crate::views::PaymentView::new(payment.clone(), None).with_review(Some(review));
+    event(
+        payment.client_id,
+        "payment.requires_review",
+        payment.id,
+        None,
+        view,
+    )
 }
 
 /// Writes the event for `refund`'s change, in the caller's transaction.

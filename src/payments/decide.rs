@@ -9,7 +9,10 @@
 
 use super::PaymentError;
 use crate::{
-    domain::{Amount, Currency, IgnoreReason, Outcome, PaymentEvent, PaymentStatus, transition},
+    domain::{
+        Amount, Currency, FlagReason, IgnoreReason, Outcome, PaymentEvent, PaymentStatus,
+        ReviewKind, transition,
+    },
     provider::routing::ConnectorName,
     store::payments::{Changes, Payment},
 };
@@ -216,6 +219,52 @@ pub(super) fn decide(
     Ok(Verdict::Write(decision))
 }
 
+/// Money that moved where payorch did not expect it: a payment-level
+/// review to open (the pipeline writes it, once per subject, ever).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ReviewAsked {
+    pub(super) kind: ReviewKind,
+    /// The connector that holds the money.
+    pub(super) connector: String,
+    /// What that connector reports it took, in minor units.
+    pub(super) amount: i64,
+    pub(super) currency: String,
+}
+
+/// The review `change` asks for on `current` (as it was before the
+/// change), given what the state machine decided (`None`: not decided, the
+/// change is only recorded). Only a provider's report of a charge that
+/// succeeded opens one: at a connector that does not hold the payment
+/// (`charged_at_other_connector`), after the payment was final
+/// (`paid_after_final`), or for another amount or currency
+/// (`amount_mismatch`).
+pub(super) fn review_of(
+    current: &Payment,
+    change: &Change,
+    outcome: Option<&Outcome>,
+) -> Option<ReviewAsked> {
+    let PaymentEvent::ChargeSucceeded { amount, currency } = change.event else {
+        return None;
+    };
+    let asked = |kind, connector: &str| ReviewAsked {
+        kind,
+        connector: connector.to_owned(),
+        amount: amount.get(),
+        currency: currency.as_str().to_owned(),
+    };
+    if let Some(connector) = change.connector.filter(|c| !held_by(current, c)) {
+        return Some(asked(ReviewKind::ChargedAtOtherConnector, connector));
+    }
+    let kind = match outcome? {
+        Outcome::Flagged(FlagReason::SuccessAfterTerminal) => ReviewKind::PaidAfterFinal,
+        Outcome::Flagged(FlagReason::AmountMismatch | FlagReason::CurrencyMismatch) => {
+            ReviewKind::AmountMismatch
+        }
+        _ => return None,
+    };
+    Some(asked(kind, &current.provider))
+}
+
 /// Whether `connector` (a connector's name, or the name a webhook came in
 /// under) holds `payment`: the one place this is answered.
 pub(super) fn held_by(payment: &Payment, connector: &str) -> bool {
@@ -273,6 +322,7 @@ mod tests {
             paid_at: None,
             refunded_amount: 0,
             checked_at: None,
+            earlier_connectors: None,
         }
     }
 
@@ -339,6 +389,60 @@ mod tests {
                 to: PaymentStatus::Pending
             }
         );
+    }
+
+    fn paid(amount: i64, connector: Option<&'static str>) -> Change {
+        Change {
+            connector,
+            ..Change::new(
+                PaymentEvent::ChargeSucceeded {
+                    amount: Amount::new(amount).unwrap(),
+                    currency: Currency::parse("NGN").unwrap(),
+                },
+                Source::Webhook,
+            )
+        }
+    }
+
+    #[test]
+    fn only_money_moving_where_it_should_not_asks_for_a_review() {
+        let mut payment = pending(Some("https://checkout/ac_1"));
+        payment.provider = "flutterwave".into();
+        let asked = review_of(&payment, &paid(100, Some("paystack")), None).unwrap();
+        assert_eq!(asked.kind, ReviewKind::ChargedAtOtherConnector);
+        assert_eq!((asked.connector.as_str(), asked.amount), ("paystack", 100));
+
+        let held = paid(100, Some("flutterwave"));
+        let outcome = |payment: &Payment, change: &Change| {
+            let status = status_of(payment).unwrap();
+            transition(
+                status,
+                Amount::new(100).unwrap(),
+                Currency::NGN,
+                &change.event,
+            )
+        };
+        assert_eq!(
+            review_of(&payment, &held, Some(&outcome(&payment, &held))),
+            None
+        );
+        let short = paid(50, Some("flutterwave"));
+        let asked = review_of(&payment, &short, Some(&outcome(&payment, &short))).unwrap();
+        assert_eq!((asked.kind, asked.amount), (ReviewKind::AmountMismatch, 50));
+        for final_status in ["failed", "abandoned"] {
+            payment.status = final_status.into();
+            let asked = review_of(&payment, &held, Some(&outcome(&payment, &held))).unwrap();
+            assert_eq!(asked.kind, ReviewKind::PaidAfterFinal);
+            assert_eq!(asked.connector, "flutterwave");
+        }
+        payment.status = "succeeded".into();
+        assert_eq!(
+            review_of(&payment, &held, Some(&outcome(&payment, &held))),
+            None,
+            "a second success is a duplicate, never a review"
+        );
+        let failed = Change::new(PaymentEvent::ChargeFailed, Source::Webhook);
+        assert_eq!(review_of(&payment, &failed, None), None);
     }
 
     #[test]

@@ -53,7 +53,7 @@ use self::{
     service::PaymentService,
 };
 use crate::{
-    domain::{Outcome, PaymentEvent},
+    domain::{LateSuccess, Outcome, PaymentEvent},
     provider::Connectors,
     store::{
         payments::{self as store, Payment, Transition},
@@ -143,9 +143,28 @@ impl Payments {
         actors: ActorSettings,
         idempotency_lock: Duration,
     ) -> std::io::Result<Payments> {
+        Payments::start_with(
+            db,
+            connectors,
+            actors,
+            idempotency_lock,
+            LateSuccess::default(),
+        )
+    }
+
+    /// [`Payments::start`], with what to do about a payment paid after it
+    /// was final (`PAYORCH_LATE_SUCCESS`).
+    pub fn start_with(
+        db: DatabaseConnection,
+        connectors: Arc<Connectors>,
+        actors: ActorSettings,
+        idempotency_lock: Duration,
+        late_success: LateSuccess,
+    ) -> std::io::Result<Payments> {
         let service = Arc::new(PaymentService {
             db: db.clone(),
             connectors: connectors.clone(),
+            late_success,
         });
         let system = ActorSystem::start(actors.arbiters)?;
         Ok(Payments {
@@ -199,13 +218,21 @@ impl Payments {
         record: WebhookRecord,
         event: PaymentEvent,
     ) -> Result<WebhookApplied, PaymentError> {
-        self.registry
-            .apply_webhook(record, WebhookChange::Event(event))
+        match self
+            .registry
+            .apply_webhook(record.clone(), WebhookChange::Event(event))
             .await
+        {
+            Err(PaymentError::NotFound) => self.service.record_unknown(&record, Some(event)).await,
+            other => other,
+        }
     }
 
     /// Applies provider webhooks, exactly once per event identity, each
-    /// payment's in the order given; the result of each, in that order.
+    /// payment's in the order given; the result of each, in that order. An
+    /// event for a reference payorch never made is recorded
+    /// (`ignored:unknown_reference`), with an `unknown_transaction` review
+    /// when it says money moved.
     /// On PostgreSQL in one transaction (the apply pipeline, [`pipeline`]), serialized with
     /// every other change of the same payments by their row locks; should
     /// that transaction fail, or on SQLite, one at a time through the
@@ -216,7 +243,17 @@ impl Payments {
     ) -> Vec<Result<WebhookApplied, PaymentError>> {
         if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
             match self.service.apply_webhooks(&events).await {
-                Ok(results) => return results,
+                Ok(mut results) => {
+                    for (result, event) in results.iter_mut().zip(&events) {
+                        if matches!(result, Err(PaymentError::NotFound)) {
+                            *result = self
+                                .service
+                                .record_unknown(&event.record, Some(event.event))
+                                .await;
+                        }
+                    }
+                    return results;
+                }
                 Err(err) => tracing::warn!(
                     error = %err,
                     events = events.len(),

@@ -21,7 +21,10 @@
 //!    with the recorded events read first; one versioned update for the
 //!    payments that changed (a row that moved on since it was read is a
 //!    conflict: decided again); one for the audit rows; one for the merchant
-//!    events (the transactional outbox).
+//!    events (the transactional outbox); and the reviews the changes ask
+//!    for — money at a connector that does not hold the payment, paid after
+//!    final, another amount — each with its merchant event
+//!    ([`super::reviews`]).
 //!
 //! One commit, so a change's effects exist together or not at all: a crash
 //! before it leaves a webhook to be redelivered, after it its dedup row makes
@@ -30,10 +33,14 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sea_orm::{DatabaseTransaction, DbBackend};
+use uuid::Uuid;
 
 use super::{
     Completion, PaymentError, WebhookApplied,
-    decide::{CONFLICT_RETRIES, Change, OTHER_CONNECTOR, Verdict, decide, outcome_label},
+    decide::{
+        CONFLICT_RETRIES, Change, OTHER_CONNECTOR, ReviewAsked, Verdict, decide, outcome_label,
+        review_of,
+    },
     service::PaymentService,
 };
 use crate::{
@@ -151,12 +158,21 @@ struct Writes<'a> {
     recorded: Vec<(&'a WebhookRecord, String)>,
     transitions: Vec<store::entities::payment_transition::ActiveModel>,
     merchant_events: Vec<store::events::Event>,
+    reviews: Vec<Asked<'a>>,
+}
+
+/// A review a change asks for, with the payment as the change left it.
+struct Asked<'a> {
+    asked: ReviewAsked,
+    payment: Payment,
+    change: &'a Change,
+    event_id: Option<&'a str>,
 }
 
 impl Writes<'_> {
     /// Nothing to write (every change found nothing new).
     fn is_empty(&self) -> bool {
-        self.recorded.is_empty() && self.transitions.is_empty()
+        self.recorded.is_empty() && self.transitions.is_empty() && self.reviews.is_empty()
     }
 }
 
@@ -201,6 +217,14 @@ fn plan<'a>(
                         .recorded
                         .push((record, OTHER_CONNECTOR.to_owned()));
                 }
+                if let Some(asked) = review_of(&payment.now, &item.change, None) {
+                    plan.writes.reviews.push(Asked {
+                        asked,
+                        payment: payment.now.clone(),
+                        change: &item.change,
+                        event_id: item.event_id,
+                    });
+                }
                 plan.results
                     .push(Ok(WebhookApplied::Ignored(OTHER_CONNECTOR)));
                 continue;
@@ -229,6 +253,14 @@ fn plan<'a>(
                 .merchant_events
                 .push(crate::events::payment_event(&after, kind));
         }
+        if let Some(asked) = review_of(&payment.now, &item.change, Some(&decision.outcome)) {
+            plan.writes.reviews.push(Asked {
+                asked,
+                payment: after.clone(),
+                change: &item.change,
+                event_id: item.event_id,
+            });
+        }
         payment.now = after.clone();
         plan.results.push(Ok(WebhookApplied::Applied(
             Box::new(after),
@@ -239,20 +271,22 @@ fn plan<'a>(
 }
 
 /// Writes `writes` and the changed payments of `holding` in `txn`,
-/// set-based. `false`: a conflict — a dedup row was there already, or a
+/// set-based. `None`: a conflict — a dedup row was there already, or a
 /// payment moved on since it was read — and the caller rolls back and
-/// decides again.
+/// decides again. Otherwise the refunds the reviews created, to send once
+/// committed.
 async fn write(
+    service: &PaymentService,
     txn: &DatabaseTransaction,
     holding: &Holding,
     writes: Writes<'_>,
-) -> Result<bool, PaymentError> {
+) -> Result<Option<Vec<Uuid>>, PaymentError> {
     if !writes.recorded.is_empty() {
         let expected = writes.recorded.len() as u64;
         let recorded = writes.recorded.iter().map(|(r, o)| (*r, o.as_str()));
         let fresh = webhooks::insert_many(txn, recorded).await?;
         if fresh != expected {
-            return Ok(false);
+            return Ok(None);
         }
     }
     let changed: Vec<(&Payment, &Payment)> = holding
@@ -262,7 +296,7 @@ async fn write(
         .map(|p| (&p.read, &p.now))
         .collect();
     if !payments::write_versioned_many(txn, &changed).await? {
-        return Ok(false);
+        return Ok(None);
     }
     if !writes.transitions.is_empty() {
         payments::record_transitions(txn, writes.transitions).await?;
@@ -270,13 +304,28 @@ async fn write(
     if !writes.merchant_events.is_empty() {
         store::events::insert_many(txn, writes.merchant_events).await?;
     }
-    Ok(true)
+    let mut sends = Vec::new();
+    for Asked {
+        asked,
+        payment,
+        change,
+        event_id,
+    } in writes.reviews
+    {
+        let opened = service
+            .open_payment_review(txn, &payment, &asked, change.source, event_id)
+            .await?;
+        sends.extend(opened.and_then(|(_, refund)| refund).map(|r| r.id));
+    }
+    Ok(Some(sends))
 }
 
-/// The results of a written plan, and whether it wrote anything.
+/// The results of a written plan, whether it wrote anything, and the
+/// refunds to send once it is committed.
 pub(super) struct Applied {
     pub(super) results: Vec<Result<WebhookApplied, PaymentError>>,
     pub(super) wrote: bool,
+    pub(super) sends: Vec<Uuid>,
 }
 
 impl PaymentService {
@@ -345,6 +394,7 @@ impl PaymentService {
             if let Some((answer, rendered)) = answered {
                 answer.stored(rendered);
             }
+            self.send_refunds(applied.sends).await;
             return Ok((updated, outcome));
         }
         Err(too_contended())
@@ -391,6 +441,7 @@ impl PaymentService {
                     } else {
                         txn.rollback().await?;
                     }
+                    self.send_refunds(applied.sends).await;
                     return Ok(applied.results);
                 }
                 None => {
@@ -417,10 +468,30 @@ impl PaymentService {
         };
         let Plan { results, writes } = plan(holding, items, seen);
         let wrote = !writes.is_empty();
-        if wrote && !write(txn, holding, writes).await? {
-            return Ok(None);
+        let sends = if wrote {
+            match write(self, txn, holding, writes).await? {
+                Some(sends) => sends,
+                None => return Ok(None),
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Applied {
+            results,
+            wrote,
+            sends,
+        }))
+    }
+
+    /// Sends the refunds a committed change created (a late success
+    /// refunded by policy). One that fails here is unsent or pending, and
+    /// the reconciliation sweep finishes it.
+    async fn send_refunds(&self, refunds: Vec<Uuid>) {
+        for refund_id in refunds {
+            if let Err(err) = self.send_refund(refund_id).await {
+                tracing::warn!(%refund_id, error = %err, "refund at connector not sent; the sweep retries");
+            }
         }
-        Ok(Some(Applied { results, wrote }))
     }
 
     /// A provider's event applied to `payment`, already held in `txn`

@@ -189,9 +189,9 @@ fn count(kind: &'static str, result: &'static str) {
     metrics::counter!("payorch_reconcile_total", "kind" => kind, "result" => result).increment(1);
 }
 
-/// Claims up to [`BATCH`] payments pending since before `after` ago and
-/// not asked about within [`RECHECK`], stamping `checked_at`, in one
-/// transaction.
+/// Claims up to [`BATCH`] payments pending (or still `created`: their
+/// initialize never finished) since before `after` ago and not asked about
+/// within [`RECHECK`], stamping `checked_at`, in one transaction.
 async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<Payment>, DbErr> {
     let now = Utc::now();
     let created_before = now - chrono::Duration::from_std(after).unwrap_or_default();
@@ -200,7 +200,10 @@ async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<
     let ids: Vec<Uuid> = payment::Entity::find()
         .select_only()
         .column(payment::Column::Id)
-        .filter(payment::Column::Status.eq(PaymentStatus::Pending.as_str()))
+        .filter(payment::Column::Status.is_in([
+            PaymentStatus::Pending.as_str(),
+            PaymentStatus::Created.as_str(),
+        ]))
         .filter(payment::Column::CreatedAt.lte(created_before))
         .filter(
             payment::Column::CheckedAt
@@ -231,31 +234,88 @@ async fn claim_payments(db: &DatabaseConnection, after: Duration) -> Result<Vec<
 }
 
 impl PaymentService {
-    /// Asks the provider about a pending payment and applies what it says;
-    /// `abandon`: one the provider does not call paid (or failed) is
-    /// abandoned. Anything but a pending payment is returned as it is.
+    /// Asks the provider about a pending payment — or one still `created`,
+    /// whose initialize never finished (the provider may hold its
+    /// transaction, its answer lost) — and applies what it says; `abandon`:
+    /// one the provider does not call paid (or failed) is abandoned. The
+    /// connectors it failed over from are asked too: money one of them took
+    /// opens a `charged_at_other_connector` review. Any other payment is
+    /// returned as it is.
     pub(super) async fn reconcile(
         &self,
         reference: &str,
         abandon: bool,
     ) -> Result<Payment, PaymentError> {
-        let payment = self.load(reference).await?;
-        if payment.status != PaymentStatus::Pending.as_str() {
+        let mut payment = self.load(reference).await?;
+        let open = [PaymentStatus::Pending, PaymentStatus::Created];
+        if !open.iter().any(|s| payment.status == s.as_str()) {
             return Ok(payment);
         }
         let reference = Reference::parse(reference).map_err(super::decide::corrupt)?;
-        let event = match self.connector_of(&payment)?.verify(&reference).await {
-            Ok(report) => report.event()?,
+        let earlier: Vec<String> = crate::store::payments::earlier_connectors(&payment)
+            .map(str::to_owned)
+            .collect();
+        for earlier in &earlier {
+            match self.ask_earlier(payment.clone(), earlier, &reference).await {
+                Ok(now) => payment = now,
+                Err(err) => tracing::warn!(
+                    %reference,
+                    connector = earlier,
+                    error = %err,
+                    "asking a connector the payment failed over from failed; asked again next sweep"
+                ),
+            }
+        }
+        let created = payment.status == PaymentStatus::Created.as_str();
+        let (event, held) = match self.connector_of(&payment)?.verify(&reference).await {
+            Ok(report) => (report.event()?, true),
             // The provider holds no such transaction: nobody paid it.
-            Err(ProviderError::Rejected(_)) => PaymentEvent::ChargePending,
+            Err(ProviderError::Rejected(_)) => (PaymentEvent::ChargePending, false),
             Err(err) => return Err(err.into()),
         };
         let event = match event {
             PaymentEvent::ChargePending if abandon => PaymentEvent::ChargeAbandoned,
+            // An initialize whose answer was lost: the transaction is open.
+            PaymentEvent::ChargePending if created && held => PaymentEvent::ChargePending,
             PaymentEvent::ChargePending => return Ok(payment),
             event => event,
         };
         let change = super::decide::Change::new(event, Source::Reconcile);
+        Ok(self.apply(payment, change).await?.0)
+    }
+}
+
+impl PaymentService {
+    /// Asks `connector`, which `payment` failed over from, whether it holds
+    /// a paid transaction under the payment's reference; if so, that is
+    /// applied as its report (the state machine ignores it for the
+    /// payment, the pipeline opens a review).
+    pub(super) async fn ask_earlier(
+        &self,
+        payment: Payment,
+        connector: &str,
+        reference: &Reference,
+    ) -> Result<Payment, PaymentError> {
+        let Some(name) = crate::provider::routing::ConnectorName::of_stored(connector) else {
+            return Ok(payment);
+        };
+        let Some(client) = self.connectors.get(name.as_str()) else {
+            return Ok(payment);
+        };
+        let report = match client.verify(reference).await {
+            Ok(report) => report,
+            // It holds no such transaction: the request never arrived.
+            Err(ProviderError::Rejected(_)) => return Ok(payment),
+            Err(err) => return Err(err.into()),
+        };
+        let event = report.event()?;
+        if !matches!(event, PaymentEvent::ChargeSucceeded { .. }) {
+            return Ok(payment);
+        }
+        let change = super::decide::Change {
+            connector: Some(name.as_str()),
+            ..super::decide::Change::new(event, Source::Reconcile)
+        };
         Ok(self.apply(payment, change).await?.0)
     }
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     Answer, Idempotent, PaymentError, Payments, Rendered, commit,
-    decide::{CONFLICT_RETRIES, Change, OTHER_CONNECTOR, Source, corrupt, held_by, status_of},
+    decide::{CONFLICT_RETRIES, Change, OTHER_CONNECTOR, Source, corrupt, status_of},
     idempotency::{self, Reservation},
     pipeline::{Holding, too_contended},
     service::PaymentService,
@@ -27,7 +27,7 @@ use crate::{
         RefundStatus, ReviewAction, refund,
         review::{self, BY_PROVIDER, UnfoundRefund},
     },
-    provider::{ProviderError, RefundRequest},
+    provider::{ProviderError, RefundRequest, routing::ConnectorName},
     store::{
         payments::{self, Payment},
         refunds::{self, NewRefund, Refund, SENDING, SENT, UNSENT},
@@ -84,6 +84,8 @@ pub(super) async fn create(
             amount,
             currency: &payment.currency,
             reason: request.reason.clone(),
+            connector: None,
+            review_id: None,
         },
     )
     .await?;
@@ -115,12 +117,16 @@ impl PaymentService {
     /// sent (or being sent) is returned as it is.
     pub(super) async fn send_refund(&self, refund_id: Uuid) -> Result<Refund, PaymentError> {
         let refund = self.refund(refund_id).await?;
-        if refund.dispatch != UNSENT
-            || !refunds::mark_dispatch(&self.db, refund_id, UNSENT, SENDING, None).await?
-        {
+        if refund.dispatch != UNSENT {
+            return Ok(refund);
+        }
+        // Its connector first: one that is not enabled here leaves the
+        // refund unsent (for a process that has it), never `sending`.
+        let payment = self.payment_of(&refund).await?;
+        let connector = self.refund_connector(&payment, &refund)?;
+        if !refunds::mark_dispatch(&self.db, refund_id, UNSENT, SENDING, None).await? {
             return self.refund(refund_id).await;
         }
-        let payment = self.payment_of(&refund).await?;
         let request = RefundRequest {
             refund_id,
             reference: Reference::parse(&payment.reference).map_err(corrupt)?,
@@ -128,7 +134,7 @@ impl PaymentService {
             currency: Currency::parse(&refund.currency).map_err(corrupt)?,
             reason: refund.reason.clone(),
         };
-        match self.connector_of(&payment)?.refund(&request).await {
+        match connector.refund(&request).await {
             Ok(answer) => {
                 refunds::mark_dispatch(
                     &self.db,
@@ -203,10 +209,12 @@ impl PaymentService {
             );
             return Ok(webhooks::insert(&self.db, record, "ignored:unknown_refund").await?);
         };
-        if !held_by(&self.payment_of(&refund).await?, &record.provider) {
+        let payment = self.payment_of(&refund).await?;
+        let sent_to = refund.connector.as_deref().unwrap_or(&payment.provider);
+        if ConnectorName::of_stored(sent_to) != ConnectorName::of_stored(&record.provider) {
             tracing::warn!(
                 reference = record.reference,
-                "refund event from a connector that does not hold the payment; recorded, not applied"
+                "refund event from a connector the refund was not sent to; recorded, not applied"
             );
             return Ok(webhooks::insert(&self.db, record, OTHER_CONNECTOR).await?);
         }
@@ -280,10 +288,17 @@ impl PaymentService {
                 txn.rollback().await?;
                 continue;
             }
-            if to == RefundStatus::Failed {
+            // A review's refund gives back money taken elsewhere: it never
+            // promised any of the payment's own.
+            let own = refund.review_id.is_none();
+            if to == RefundStatus::Failed && own {
                 refunds::release(&txn, payment.id, refund.amount).await?;
             }
             reviews::resolve_for_refund(&txn, refund_id, resolution).await?;
+            if let Some(review_id) = refund.review_id.filter(|_| to == RefundStatus::Failed) {
+                // The money is still at the connector: its review asks again.
+                reviews::reopen(&txn, review_id, &format!("its refund {refund_id} failed")).await?;
+            }
             let settled = Refund {
                 status: to.as_str().to_owned(),
                 failure_reason: failure.map(str::to_owned),
@@ -292,8 +307,9 @@ impl PaymentService {
             };
             crate::events::record_refund(&txn, &settled, &payment.client_reference, None).await?;
             let cause = format!("{}:refund_{}", source.as_str(), to.as_str());
+            let to_own = own.then_some(to);
             if !self
-                .record_refund_change(&txn, &mut holding, source, &cause, event_id, to)
+                .record_refund_change(&txn, &mut holding, source, &cause, event_id, to_own)
                 .await?
             {
                 txn.rollback().await?;
@@ -307,7 +323,9 @@ impl PaymentService {
 
     /// The payment's side of a settled refund: `refunded` when the
     /// succeeded refunds cover it (through the apply pipeline), otherwise
-    /// an audit row. `false`: the payment moved on since it was read (retry).
+    /// an audit row. `own_to`: the refund's new status if it refunds the
+    /// payment's own money (`None` for a review's refund). `false`: the
+    /// payment moved on since it was read (retry).
     async fn record_refund_change(
         &self,
         txn: &DatabaseTransaction,
@@ -315,10 +333,10 @@ impl PaymentService {
         source: Source,
         cause: &str,
         event_id: Option<&str>,
-        to: RefundStatus,
+        own_to: Option<RefundStatus>,
     ) -> Result<bool, PaymentError> {
         let payment = holding.only().cloned().ok_or(PaymentError::NotFound)?;
-        let covered = to == RefundStatus::Succeeded
+        let covered = own_to == Some(RefundStatus::Succeeded)
             && refunds::succeeded_total(txn, payment.id).await? >= payment.amount;
         if covered {
             let change = Change::new(PaymentEvent::Refunded, source);
@@ -364,7 +382,7 @@ impl PaymentService {
         let payment = self.payment_of(&refund).await?;
         let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
         let found = self
-            .connector_of(&payment)?
+            .refund_connector(&payment, &refund)?
             .find_refund(&reference, refund_id, refund.provider_refund_id.as_deref())
             .await?;
         let Some(found) = found else {

@@ -9,12 +9,21 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{PaymentError, Payments, decide::Source, service::PaymentService};
+use sea_orm::DatabaseTransaction;
+
+use super::{
+    PaymentError, Payments,
+    decide::{ReviewAsked, Source},
+    service::PaymentService,
+};
 use crate::{
-    domain::{RefundReport, RefundStatus, ReviewAction, ReviewKind},
+    domain::{
+        Amount, LateSuccess, RefundReport, RefundStatus, ReviewAction, ReviewKind,
+        review::BY_POLICY,
+    },
     store::{
         payments::{self, Payment},
-        refunds::{self, Refund},
+        refunds::{self, NewRefund, Refund},
         reviews::{self, NewReview, Resolution, Review},
     },
 };
@@ -80,6 +89,8 @@ impl PaymentService {
                 payment_id: payment.id,
                 refund_id: Some(refund.id),
                 detail,
+                connector: None,
+                reference: None,
             },
         )
         .await?;
@@ -108,6 +119,166 @@ impl PaymentService {
         tracing::warn!(refund_id = %under_review.id, "refund outcome unknown; review opened");
         Ok(under_review)
     }
+}
+
+impl PaymentService {
+    /// Opens the payment-level review `asked` about `payment` (as the
+    /// change left it) in `txn`, which holds the payment's row lock: once
+    /// per payment, kind and connector, ever — the same money found again
+    /// (a redelivered webhook under a new id, the next settlement pass) is
+    /// not a new case. With it, the merchant event `payment.requires_review`
+    /// and an audit row. A `paid_after_final` review under
+    /// `PAYORCH_LATE_SUCCESS=refund` is resolved at once by refunding the
+    /// money at its connector: that refund is returned, for the caller to
+    /// send once committed. `None`: opened before.
+    pub(super) async fn open_payment_review(
+        &self,
+        txn: &DatabaseTransaction,
+        payment: &Payment,
+        asked: &ReviewAsked,
+        source: Source,
+        event_id: Option<&str>,
+    ) -> Result<Option<(Review, Option<Refund>)>, PaymentError> {
+        let elsewhere = (asked.connector != payment.provider).then_some(asked.connector.as_str());
+        if reviews::ever_opened(txn, asked.kind, payment.id, elsewhere).await? {
+            return Ok(None);
+        }
+        let detail = serde_json::json!({
+            "connector": asked.connector,
+            "amount": asked.amount,
+            "currency": asked.currency,
+            "payment_status": payment.status,
+            "payment_connector": payment.provider,
+            "provider_reference": payment.reference,
+            "source": source.as_str(),
+            "event_id": event_id,
+        });
+        let new =
+            NewReview::of_payment(asked.kind, payment.id, elsewhere.map(str::to_owned), detail);
+        let Some(review) = reviews::open(txn, new).await? else {
+            return Ok(None);
+        };
+        tracing::warn!(
+            reference = payment.reference,
+            kind = asked.kind.as_str(),
+            connector = asked.connector,
+            amount = asked.amount,
+            "money moved where payorch did not expect it; review opened"
+        );
+        crate::store::events::insert_many(
+            txn,
+            vec![crate::events::payment_review_event(payment, &review)],
+        )
+        .await?;
+        payments::record_transition(
+            txn,
+            payment.id,
+            &payment.status,
+            &payment.status,
+            &format!(
+                "{}:requires_review:{}",
+                source.as_str(),
+                asked.kind.as_str()
+            ),
+            event_id,
+        )
+        .await?;
+        let refund = if asked.kind == ReviewKind::PaidAfterFinal
+            && self.late_success == LateSuccess::Refund
+        {
+            let resolution = Resolution {
+                by: BY_POLICY.to_owned(),
+                action: ReviewAction::RefundAtConnector,
+                note: Some("PAYORCH_LATE_SUCCESS=refund".to_owned()),
+            };
+            match refund_at_connector_in(txn, &review, payment, &resolution).await? {
+                AtConnector::Refunding(refund) => Some(*refund),
+                // Given back there before (another review's refund): the
+                // review stays open for an operator.
+                AtConnector::RefundedBefore | AtConnector::NotOpen => None,
+            }
+        } else {
+            None
+        };
+        Ok(Some((review, refund)))
+    }
+}
+
+/// What [`refund_at_connector_in`] did.
+enum AtConnector {
+    /// The refund, written (unsent) with the review's resolution.
+    Refunding(Box<Refund>),
+    /// A refund of this payment at that connector exists (not failed):
+    /// nothing written.
+    RefundedBefore,
+    /// The review was not open any more: the caller rolls back.
+    NotOpen,
+}
+
+/// Resolves `review` (open, about money `payment`'s connector — or another
+/// — took) by refunding that money where it is, in `txn`: a refund row for
+/// the connector, amount and currency the review recorded (unsent: the
+/// caller sends it once committed, or the sweep does), the review closed
+/// as `resolution` says, the refund's merchant event and an audit row.
+/// Exactly once per payment and connector, whoever asks and however often:
+/// a unique index over review refunds that have not failed (one that
+/// failed reopens its review, see [`PaymentService::settle_refund_with`]).
+async fn refund_at_connector_in(
+    txn: &DatabaseTransaction,
+    review: &Review,
+    payment: &Payment,
+    resolution: &Resolution,
+) -> Result<AtConnector, PaymentError> {
+    let connector = review.connector.as_deref().unwrap_or(&payment.provider);
+    let amount = review
+        .detail
+        .get("amount")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|a| Amount::new(a).ok())
+        .ok_or_else(|| PaymentError::Internal(format!("review {} records no amount", review.id)))?;
+    let currency = review
+        .detail
+        .get("currency")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(&payment.currency)
+        .to_owned();
+    let refund = refunds::insert_once(
+        txn,
+        NewRefund {
+            payment_id: payment.id,
+            client_id: payment.client_id,
+            amount,
+            currency: &currency,
+            reason: Some(format!("{}: {}", review.kind, resolution.action.as_str())),
+            connector: Some(connector),
+            review_id: Some(review.id),
+        },
+    )
+    .await?;
+    let Some(refund) = refund else {
+        return Ok(AtConnector::RefundedBefore);
+    };
+    if !reviews::resolve(txn, review.id, resolution).await? {
+        return Ok(AtConnector::NotOpen);
+    }
+    crate::events::record_refund(txn, &refund, &payment.client_reference, None).await?;
+    payments::record_transition(
+        txn,
+        payment.id,
+        &payment.status,
+        &payment.status,
+        &format!("{}:refund_at_connector:{connector}", review.kind),
+        None,
+    )
+    .await?;
+    tracing::info!(
+        reference = payment.reference,
+        connector,
+        amount = refund.amount,
+        by = resolution.by,
+        "refunding at the connector that took the money"
+    );
+    Ok(AtConnector::Refunding(Box::new(refund)))
 }
 
 impl Payments {
@@ -168,6 +339,9 @@ impl Payments {
             action,
             note,
         };
+        if action == ReviewAction::RefundAtConnector {
+            return self.refund_at_connector(review, &resolution).await;
+        }
         let report = match action {
             ReviewAction::MarkSucceeded => Some(RefundReport::Processed),
             ReviewAction::MarkFailed => Some(RefundReport::Failed),
@@ -212,6 +386,53 @@ impl Payments {
         }
         self.count_open_reviews().await?;
         Ok(resolved)
+    }
+
+    /// `refund_at_connector`: the review resolved and its refund created
+    /// in one transaction (under the payment's lock), then sent through the
+    /// payment's actor. A send whose answer is lost leaves the refund
+    /// pending for the sweep, like any refund.
+    async fn refund_at_connector(
+        &self,
+        review: Review,
+        resolution: &Resolution,
+    ) -> Result<Review, ReviewError> {
+        let payment = payments::find_by_id(&self.db, review.payment_id)
+            .await?
+            .ok_or_else(|| {
+                ReviewError::NotApplicable(format!("review {} names no payment", review.id))
+            })?;
+        let (txn, holding) = self.service.hold([payment.reference.clone()]).await?;
+        let payment = holding.only().cloned().ok_or(PaymentError::NotFound)?;
+        let refund = match refund_at_connector_in(&txn, &review, &payment, resolution).await {
+            Ok(AtConnector::Refunding(refund)) => *refund,
+            Ok(AtConnector::RefundedBefore) => {
+                txn.rollback().await?;
+                return Err(ReviewError::NotApplicable(format!(
+                    "the money at {} for this payment is refunded (or being refunded) already",
+                    review.connector.as_deref().unwrap_or(&payment.provider)
+                )));
+            }
+            Ok(AtConnector::NotOpen) => {
+                txn.rollback().await?;
+                let now = reviews::find(&self.db, review.id)
+                    .await?
+                    .ok_or(ReviewError::NotFound)?;
+                return Err(already_resolved(now));
+            }
+            Err(err) => {
+                txn.rollback().await?;
+                return Err(err.into());
+            }
+        };
+        super::commit(txn).await?;
+        if let Err(err) = self.send_refund(&payment.reference, refund.id).await {
+            tracing::warn!(refund_id = %refund.id, error = %err, "refund at connector not settled yet; the sweep follows it");
+        }
+        self.count_open_reviews().await?;
+        reviews::find(&self.db, review.id)
+            .await?
+            .ok_or(ReviewError::NotFound)
     }
 
     /// Sets `payorch_reviews_open{kind}` from the table (every kind, zero

@@ -47,6 +47,8 @@ impl Opening {
 pub struct PaymentService {
     pub db: DatabaseConnection,
     pub connectors: Arc<Connectors>,
+    /// What a payment paid after it was final gets besides its review.
+    pub late_success: crate::domain::LateSuccess,
 }
 
 impl PaymentService {
@@ -62,6 +64,24 @@ impl PaymentService {
             ))
             .into()
         })
+    }
+
+    /// The connector a refund of `payment` goes to: its own, or the one a
+    /// review's `refund_at_connector` named.
+    pub(super) fn refund_connector(
+        &self,
+        payment: &Payment,
+        refund: &crate::store::refunds::Refund,
+    ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
+        match refund.connector.as_deref() {
+            None => self.connector_of(payment),
+            Some(name) => self.connectors.get(name).ok_or_else(|| {
+                ProviderError::Unavailable(format!(
+                    "the refund's connector `{name}` is not enabled"
+                ))
+                .into()
+            }),
+        }
     }
 
     /// Opens the provider transaction of a `created` payment and moves it to
@@ -316,15 +336,26 @@ impl PaymentService {
         transaction_id: Option<i64>,
         last_try: bool,
     ) -> Result<WebhookApplied, PaymentError> {
-        let payment = self.load(&record.reference).await?;
-        if !held_by(&payment, &record.provider) {
-            // Recorded and ignored under the lock, where it is re-checked.
-            return self
-                .apply_webhook(record, PaymentEvent::ChargePending)
-                .await;
-        }
+        let payment = match self.load(&record.reference).await {
+            Err(PaymentError::NotFound) => {
+                return self.confirm_unknown(record, transaction_id).await;
+            }
+            other => other?,
+        };
+        // A connector that does not hold the payment is asked too: money it
+        // reports taken opens a review (decided under the lock, where
+        // holding is re-checked).
+        let held = held_by(&payment, &record.provider);
+        let connector = match self.connectors.get(&record.provider) {
+            Some(connector) if !held => connector,
+            _ if !held => {
+                return self
+                    .apply_webhook(record, PaymentEvent::ChargePending)
+                    .await;
+            }
+            _ => self.connector_of(&payment)?,
+        };
         let reference = Reference::parse(&payment.reference).map_err(corrupt)?;
-        let connector = self.connector_of(&payment)?;
         let answer = match transaction_id {
             Some(id) => connector.verify_transaction(&reference, id).await,
             None => connector.verify(&reference).await.map(Some),
@@ -333,9 +364,12 @@ impl PaymentService {
             // Applied as what it is, so the audit trail shows it: the
             // state machine keeps the payment pending.
             Ok(Some(report)) if report.status == ChargeStatus::Declined => {
-                return self
-                    .apply_webhook(record, PaymentEvent::AttemptDeclined)
-                    .await;
+                let declined = if held {
+                    PaymentEvent::AttemptDeclined
+                } else {
+                    PaymentEvent::ChargePending
+                };
+                return self.apply_webhook(record, declined).await;
             }
             Ok(Some(report)) => report.event()?,
             Ok(None) => {
@@ -350,6 +384,9 @@ impl PaymentService {
             Err(ProviderError::Rejected(_)) => PaymentEvent::ChargePending,
             Err(err) => return Err(err.into()),
         };
+        if !held {
+            return self.apply_webhook(record, event).await;
+        }
         if event == PaymentEvent::ChargePending && !last_try {
             return Ok(WebhookApplied::Unconfirmed);
         }
@@ -362,6 +399,97 @@ impl PaymentService {
             return self.record_ignored(record, UNCONFIRMED).await;
         }
         self.apply_webhook(record, event).await
+    }
+
+    /// A webhook whose figures are not signed, for a reference payorch
+    /// never made: its connector is asked about the transaction it names,
+    /// and it is recorded — with a review if the connector reports it paid.
+    async fn confirm_unknown(
+        &self,
+        record: &WebhookRecord,
+        transaction_id: Option<i64>,
+    ) -> Result<WebhookApplied, PaymentError> {
+        let (Some(connector), Some(id), Ok(reference)) = (
+            self.connectors.get(&record.provider),
+            transaction_id,
+            Reference::parse(&record.reference),
+        ) else {
+            return self.record_unknown(record, None).await;
+        };
+        let event = match connector.verify_transaction(&reference, id).await {
+            Ok(Some(report)) if report.status == ChargeStatus::Succeeded => Some(report.event()?),
+            Ok(_) | Err(ProviderError::Rejected(_)) => None,
+            Err(err) => return Err(err.into()),
+        };
+        self.record_unknown(record, event).await
+    }
+
+    /// A webhook for a reference payorch never made: recorded once
+    /// (`ignored:unknown_reference`), never retried into the dead letters;
+    /// if the provider's word is that money moved (`event` is a success),
+    /// an `unknown_transaction` review opens with it — once per connector
+    /// and reference.
+    pub(super) async fn record_unknown(
+        &self,
+        record: &WebhookRecord,
+        event: Option<PaymentEvent>,
+    ) -> Result<WebhookApplied, PaymentError> {
+        let txn = crate::store::begin_write(&self.db).await?;
+        if !webhooks::insert(&txn, record, UNKNOWN_REFERENCE).await? {
+            txn.rollback().await?;
+            return Ok(WebhookApplied::Duplicate);
+        }
+        if let Some(PaymentEvent::ChargeSucceeded { amount, currency }) = event {
+            self.open_unknown_transaction(
+                &txn,
+                &record.provider,
+                &record.reference,
+                serde_json::json!({
+                    "amount": amount.get(),
+                    "currency": currency.as_str(),
+                    "source": "webhook",
+                    "event_id": record.event_id,
+                }),
+            )
+            .await?;
+        }
+        super::commit(txn).await?;
+        tracing::warn!(
+            reference = record.reference,
+            provider = record.provider,
+            event_id = record.event_id,
+            "webhook for a reference payorch never made; recorded"
+        );
+        Ok(WebhookApplied::Ignored(UNKNOWN_REFERENCE))
+    }
+
+    /// Opens an `unknown_transaction` review of `connector`'s transaction
+    /// `reference` in `txn`, unless one was ever opened for it. Whether it
+    /// opened one.
+    pub(super) async fn open_unknown_transaction(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        connector: &str,
+        reference: &str,
+        detail: serde_json::Value,
+    ) -> Result<bool, PaymentError> {
+        use crate::{
+            domain::ReviewKind,
+            store::reviews::{self, NewReview},
+        };
+        let subject = reviews::unknown_subject(connector, reference);
+        if reviews::ever_opened(
+            txn,
+            ReviewKind::UnknownTransaction,
+            subject,
+            Some(connector),
+        )
+        .await?
+        {
+            return Ok(false);
+        }
+        let new = NewReview::of_unknown_transaction(connector, reference, detail);
+        Ok(reviews::open(txn, new).await?.is_some())
     }
 
     /// Records `record` once with the outcome `why`, changing no payment.
@@ -397,6 +525,9 @@ fn still_held(payment: Payment, connector: &'static str) -> Result<Payment, Paym
 fn connector_label(payment: &Payment) -> &'static str {
     ConnectorName::of_stored(&payment.provider).map_or("unknown", ConnectorName::as_str)
 }
+
+/// The outcome recorded for a webhook about a reference payorch never made.
+const UNKNOWN_REFERENCE: &str = "ignored:unknown_reference";
 
 /// The outcome recorded for a webhook its connector did not confirm.
 const UNCONFIRMED: &str = "ignored:unconfirmed";

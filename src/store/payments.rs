@@ -60,6 +60,7 @@ pub async fn insert(
         paid_at: None,
         refunded_amount: 0,
         checked_at: None,
+        earlier_connectors: None,
     };
     let inserted = payment::Entity::insert(payment::ActiveModel::from(model.clone()))
         .on_conflict(
@@ -302,8 +303,21 @@ pub async fn find_many_by_reference(
         .await
 }
 
+/// The connectors `payment` failed over from, oldest first: each may hold
+/// a transaction under its reference (the request that failed there may
+/// have arrived).
+pub fn earlier_connectors(payment: &Payment) -> impl Iterator<Item = &str> {
+    payment
+        .earlier_connectors
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|c| !c.is_empty())
+}
+
 /// Moves a still-`created` payment to another connector (failover),
-/// version-checked. `Ok(None)`: it changed first.
+/// version-checked, remembering the one it leaves. `Ok(None)`: it changed
+/// first.
 pub async fn move_to_connector(
     db: &impl ConnectionTrait,
     current: &Payment,
@@ -313,10 +327,19 @@ pub async fn move_to_connector(
     next.version += 1;
     next.updated_at = Utc::now();
     next.provider = connector.to_owned();
+    if !earlier_connectors(current).any(|c| c == current.provider) {
+        let mut earlier: Vec<&str> = earlier_connectors(current).collect();
+        earlier.push(&current.provider);
+        next.earlier_connectors = Some(earlier.join(","));
+    }
     let result = payment::Entity::update_many()
         .col_expr(
             payment::Column::Provider,
             Expr::value(next.provider.clone()),
+        )
+        .col_expr(
+            payment::Column::EarlierConnectors,
+            Expr::value(next.earlier_connectors.clone()),
         )
         .col_expr(payment::Column::Version, Expr::value(next.version))
         .col_expr(payment::Column::UpdatedAt, Expr::value(next.updated_at))

@@ -67,11 +67,43 @@ pub struct NewRefund<'a> {
     pub amount: Amount,
     pub currency: &'a str,
     pub reason: Option<String>,
+    /// Another connector than the payment's (see [`Refund::connector`]).
+    pub connector: Option<&'a str>,
+    /// The review that asked for it (see [`Refund::review_id`]).
+    pub review_id: Option<Uuid>,
 }
 
 pub async fn insert(db: &impl ConnectionTrait, new: NewRefund<'_>) -> Result<Refund, DbErr> {
+    let model = model_of(new);
+    refund::Entity::insert(refund::ActiveModel::from(model.clone()))
+        .exec_without_returning(db)
+        .await?;
+    Ok(model)
+}
+
+/// Inserts a review's refund unless that review, or another one, has
+/// refunded the payment at that connector before (the unique indexes
+/// `idx_refunds_one_per_review` and `idx_refunds_once_at_connector`):
+/// `None` then, nothing written.
+pub async fn insert_once(
+    db: &impl ConnectionTrait,
+    new: NewRefund<'_>,
+) -> Result<Option<Refund>, DbErr> {
+    let model = model_of(new);
+    let inserted = refund::Entity::insert(refund::ActiveModel::from(model.clone()))
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::new()
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok((inserted == 1).then_some(model))
+}
+
+fn model_of(new: NewRefund<'_>) -> Refund {
     let now = Utc::now();
-    let model = Refund {
+    Refund {
         id: Uuid::now_v7(),
         payment_id: new.payment_id,
         client_id: new.client_id,
@@ -84,11 +116,9 @@ pub async fn insert(db: &impl ConnectionTrait, new: NewRefund<'_>) -> Result<Ref
         failure_reason: None,
         created_at: now,
         updated_at: now,
-    };
-    refund::Entity::insert(refund::ActiveModel::from(model.clone()))
-        .exec_without_returning(db)
-        .await?;
-    Ok(model)
+        connector: new.connector.map(str::to_owned),
+        review_id: new.review_id,
+    }
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Refund>, DbErr> {
@@ -198,10 +228,12 @@ pub async fn require_review(db: &impl ConnectionTrait, id: Uuid) -> Result<bool,
     Ok(result.rows_affected == 1)
 }
 
-/// The total of a payment's succeeded refunds.
+/// The total of a payment's succeeded refunds of its own money (not a
+/// review's refund of money taken elsewhere).
 pub async fn succeeded_total(db: &impl ConnectionTrait, payment_id: Uuid) -> Result<i64, DbErr> {
     let refunds = refund::Entity::find()
         .filter(refund::Column::PaymentId.eq(payment_id))
+        .filter(refund::Column::ReviewId.is_null())
         .filter(refund::Column::Status.eq(RefundStatus::Succeeded.as_str()))
         .all(db)
         .await?;

@@ -25,6 +25,55 @@ pub struct NewReview {
     pub payment_id: Uuid,
     pub refund_id: Option<Uuid>,
     pub detail: serde_json::Value,
+    /// The connector it is about when that is not the payment's own.
+    pub connector: Option<String>,
+    /// The provider's reference of a transaction payorch never made.
+    pub reference: Option<String>,
+}
+
+impl NewReview {
+    /// A review about the payment `payment_id` itself.
+    pub fn of_payment(
+        kind: ReviewKind,
+        payment_id: Uuid,
+        connector: Option<String>,
+        detail: serde_json::Value,
+    ) -> NewReview {
+        NewReview {
+            kind,
+            payment_id,
+            refund_id: None,
+            detail,
+            connector,
+            reference: None,
+        }
+    }
+
+    /// A review about a transaction payorch never made: its subject is a
+    /// name derived from the connector and the provider's reference (there
+    /// is no payment), so one such transaction has one review.
+    pub fn of_unknown_transaction(
+        connector: &str,
+        reference: &str,
+        detail: serde_json::Value,
+    ) -> NewReview {
+        NewReview {
+            kind: ReviewKind::UnknownTransaction,
+            payment_id: unknown_subject(connector, reference),
+            refund_id: None,
+            detail,
+            connector: Some(connector.to_owned()),
+            reference: Some(reference.to_owned()),
+        }
+    }
+}
+
+/// The subject id of a review about a transaction payorch never made.
+pub fn unknown_subject(connector: &str, reference: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("payorch:unknown_transaction:{connector}:{reference}").as_bytes(),
+    )
 }
 
 /// Opens a review, unless one of its kind is open for its subject already:
@@ -42,6 +91,8 @@ pub async fn open(db: &impl ConnectionTrait, new: NewReview) -> Result<Option<Re
         resolved_by: None,
         resolution: None,
         note: None,
+        connector: new.connector,
+        reference: new.reference,
     };
     // No conflict target: the index is partial and on an expression; any
     // unique conflict is that one (the id is fresh).
@@ -50,6 +101,30 @@ pub async fn open(db: &impl ConnectionTrait, new: NewReview) -> Result<Option<Re
         .exec_without_returning(db)
         .await?;
     Ok((inserted == 1).then_some(model))
+}
+
+/// Whether a review of `kind` about `payment_id` (at `connector`, when
+/// given) was ever opened, open or resolved. Money-moving kinds open once
+/// per subject, ever: an operator's resolution is final, and the same
+/// money found again (a redelivered webhook, the next settlement pass) is
+/// not a new case.
+pub async fn ever_opened(
+    db: &impl ConnectionTrait,
+    kind: ReviewKind,
+    payment_id: Uuid,
+    connector: Option<&str>,
+) -> Result<bool, DbErr> {
+    let mut query = review::Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Kind.eq(kind.as_str()))
+        .filter(Column::PaymentId.eq(payment_id))
+        .filter(Column::RefundId.is_null());
+    if let Some(connector) = connector {
+        query = query.filter(Column::Connector.eq(connector));
+    }
+    let found: Option<Uuid> = query.into_tuple().one(db).await?;
+    Ok(found.is_some())
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Review>, DbErr> {
@@ -152,6 +227,25 @@ fn resolving(resolution: &Resolution) -> sea_orm::UpdateMany<review::Entity> {
             Expr::value(Some(resolution.action.as_str().to_owned())),
         )
         .col_expr(Column::Note, Expr::value(resolution.note.clone()))
+}
+
+/// Opens the resolved review `id` again (its action did not do what it
+/// asked: a refund at a connector failed), with `why` as its note.
+pub async fn reopen(db: &impl ConnectionTrait, id: Uuid, why: &str) -> Result<bool, DbErr> {
+    let result = review::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(OPEN))
+        .col_expr(
+            Column::ResolvedAt,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(Column::ResolvedBy, Expr::value(Option::<String>::None))
+        .col_expr(Column::Resolution, Expr::value(Option::<String>::None))
+        .col_expr(Column::Note, Expr::value(Some(why.to_owned())))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(RESOLVED))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// Open reviews per kind (kinds with none are absent).

@@ -358,13 +358,14 @@ async fn a_batch_replayed_whole_changes_nothing() {
 }
 
 #[tokio::test]
-async fn an_event_for_a_missing_payment_does_not_sink_its_batch() {
+async fn an_event_for_a_reference_payorch_never_made_is_recorded_without_sinking_its_batch() {
     let fixture = fixture(TestDb::postgres().await).await;
     let (a, b) = (
         fixture.pending_payment().await,
         fixture.pending_payment().await,
     );
-    // A payment whose webhook outruns its creation.
+    // A reference no payment has: payorch writes its payment before it asks
+    // any provider, so no webhook can outrun it.
     let late = Reference::generate();
     let batch = vec![
         webhook("evt-a", &a.reference, succeeded()),
@@ -376,7 +377,10 @@ async fn an_event_for_a_missing_payment_does_not_sink_its_batch() {
 
     assert_eq!(results.len(), 3);
     assert!(
-        matches!(results[1], Err(PaymentError::NotFound)),
+        matches!(
+            results[1],
+            Ok(WebhookApplied::Ignored("ignored:unknown_reference"))
+        ),
         "{:?}",
         results[1]
     );
@@ -386,19 +390,19 @@ async fn an_event_for_a_missing_payment_does_not_sink_its_batch() {
     assert_eq!(fixture.payment(&b.reference).await.status, "failed");
     assert_eq!(fixture.dedup_rows("evt-a").await.len(), 1);
     assert_eq!(fixture.dedup_rows("evt-b").await.len(), 1);
-    assert!(
-        fixture.dedup_rows("evt-late").await.is_empty(),
-        "nothing recorded for the missing payment's event"
+    let recorded = fixture.dedup_rows("evt-late").await;
+    assert_eq!(recorded.len(), 1, "recorded once, not retried");
+    assert_eq!(
+        recorded[0].outcome.as_deref(),
+        Some("ignored:unknown_reference")
     );
     fixture.assert_batched();
 
-    // So once its payment exists, the event's retry applies it.
-    let created = fixture.pending_payment_as(late).await;
-    let retried = fixture.worker.apply_webhooks(vec![batch[1].clone()]).await;
-    assert_eq!(applied(&retried[0]).1, to(PaymentStatus::Succeeded));
-    assert_eq!(
-        fixture.payment(&created.reference).await.status,
-        "succeeded"
+    // Its redelivery is a duplicate.
+    let again = fixture.worker.apply_webhooks(vec![batch[1].clone()]).await;
+    assert!(
+        matches!(again[0], Ok(WebhookApplied::Duplicate)),
+        "{again:?}"
     );
 }
 

@@ -476,7 +476,7 @@ async fn flutterwave_ledger_entry(app: &TestApp, reference: &str) -> Value {
 }
 
 /// The merchant event types of the payment `reference`, newest first.
-async fn merchant_events(app: &TestApp, reference: &str) -> Vec<String> {
+pub(crate) async fn merchant_events(app: &TestApp, reference: &str) -> Vec<String> {
     let page = app
         .get(&format!("/v1/events?payment={reference}"))
         .send()
@@ -668,6 +668,7 @@ async fn a_declined_flutterwave_payment_stays_pending_then_the_sweep_abandons_it
     assert_eq!(verified.json::<Value>().await.unwrap()["status"], "pending");
 
     // Nobody pays: past the abandon threshold the sweep abandons it.
+    crate::helpers::backdate(&app.db).await;
     let output = tokio::task::spawn_blocking({
         let (database_url, base) = (app.database_url.clone(), app.url("/sandbox/"));
         move || {
@@ -678,7 +679,10 @@ async fn a_declined_flutterwave_payment_stays_pending_then_the_sweep_abandons_it
                 .env("PAYORCH_PROVIDERS", "paystack,flutterwave")
                 .env("PAYSTACK_BASE_URL", &base)
                 .env("FLUTTERWAVE_BASE_URL", format!("{base}flutterwave/"))
-                .env("PAYORCH_RECONCILE_AFTER_S", "0")
+                .env(
+                    "PAYORCH_RECONCILE_AFTER_S",
+                    crate::helpers::RECONCILE_AFTER_S,
+                )
                 .env("PAYORCH_ABANDON_AFTER_S", "0")
                 .output()
                 .unwrap()

@@ -182,9 +182,14 @@ impl SandboxServer {
 
     /// A client of it in Paystack's dialect, named `name`.
     pub fn client(&self, name: &'static str) -> Arc<PaystackClient> {
+        SandboxServer::client_at(&self.url, name)
+    }
+
+    /// A client in Paystack's dialect of the sandbox at `url`.
+    pub fn client_at(url: &str, name: &'static str) -> Arc<PaystackClient> {
         Arc::new(PaystackClient::new(
             name,
-            self.url.parse().unwrap(),
+            url.parse().unwrap(),
             payorch::config::Secret::new(payorch::config::SANDBOX_SECRET_KEY),
             Duration::from_secs(5),
         ))
@@ -695,5 +700,25 @@ pub fn payment_request(reference: Reference, amount: i64) -> NewPaymentRequest {
         callback_url: None,
         metadata: None,
         provider: None,
+    }
+}
+
+/// The reconcile threshold tests run sweeps with: above the default
+/// provider timeout, as startup requires; rows are [`backdate`]d past it
+/// instead of waiting.
+pub const RECONCILE_AFTER_S: &str = "60";
+
+/// Moves every payment's and refund's timestamps an hour into the past
+/// (PostgreSQL), as if that much time had gone by: sweeps judge age, and a
+/// test does not wait for it.
+pub async fn backdate(db: &DatabaseConnection) {
+    for sql in [
+        "UPDATE payments SET created_at = created_at - interval '1 hour', \
+         updated_at = updated_at - interval '1 hour', \
+         checked_at = checked_at - interval '1 hour'",
+        "UPDATE refunds SET created_at = created_at - interval '1 hour', \
+         updated_at = updated_at - interval '1 hour'",
+    ] {
+        db.execute_unprepared(sql).await.unwrap();
     }
 }

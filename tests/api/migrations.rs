@@ -126,6 +126,7 @@ async fn unique_constraints_hold_on_both_databases() {
             paid_at: Set(None),
             refunded_amount: Set(0),
             checked_at: Set(None),
+            earlier_connectors: Set(None),
         };
         second_insert_violates_uniqueness(
             &db,

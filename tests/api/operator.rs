@@ -64,6 +64,8 @@ async fn open_payment_review(app: &TestApp) -> Uuid {
             payment_id: Uuid::now_v7(),
             refund_id: None,
             detail: json!({"seen": "test"}),
+            connector: None,
+            reference: None,
         },
     )
     .await

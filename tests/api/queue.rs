@@ -254,9 +254,10 @@ impl Drop for Embedded {
     }
 }
 
-/// Webhooks acknowledged while their payments do not exist yet wait in the
-/// queue (retrying); `serve` is stopped with `signal` meanwhile. After a
-/// restart the payments are created and every webhook is applied.
+/// Webhooks acknowledged while their payments cannot be applied (their
+/// rows unreadable, as after a bad hand edit) wait in the queue,
+/// retrying; `serve` is stopped with `signal` meanwhile. After a restart
+/// the rows are mended and every webhook is applied.
 async fn acknowledged_webhooks_survive(signal: &str) {
     payorch::install_crypto_provider();
     let dir = std::env::temp_dir().join(random_name("payorch_restart"));
@@ -271,9 +272,32 @@ async fn acknowledged_webhooks_survive(signal: &str) {
         .unwrap();
     const EVENTS: usize = 20;
     let reference = |i: usize| format!("restart{}{i}", signal.trim_start_matches('-'));
+    let set_status = |status: &'static str| {
+        let url = format!("sqlite://{}?mode=rw", dir.join("payorch.db").display());
+        async move {
+            use sea_orm::ConnectionTrait;
+            let db = sea_orm::Database::connect(url).await.unwrap();
+            db.execute_unprepared(&format!("UPDATE payments SET status = '{status}'"))
+                .await
+                .unwrap();
+            db.close().await.unwrap();
+        }
+    };
 
     let (mut first, key) = Embedded::start(&dir, &addr);
     let key = key.expect("a first start prints a dev key");
+    for i in 0..EVENTS {
+        let response = http
+            .post(first.url("/v1/payments/initialize"))
+            .bearer_auth(&key)
+            .json(&json!({"amount": 1_500, "currency": "NGN",
+                "email": "ada@example.com", "reference": reference(i)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    set_status("unreadable").await;
     for i in 0..EVENTS {
         let body = json!({"event": "charge.success", "data": {
             "id": 9_000 + i, "reference": reference(i), "amount": 1_500,
@@ -294,17 +318,7 @@ async fn acknowledged_webhooks_survive(signal: &str) {
     first.signal(signal);
 
     let (second, _) = Embedded::start(&dir, &addr);
-    for i in 0..EVENTS {
-        let response = http
-            .post(second.url("/v1/payments/initialize"))
-            .bearer_auth(&key)
-            .json(&json!({"amount": 1_500, "currency": "NGN",
-                "email": "ada@example.com", "reference": reference(i)}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-    }
+    set_status("pending").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     for i in 0..EVENTS {
         loop {

@@ -24,7 +24,10 @@ fn reconcile(app: &TestApp, abandon_after_s: &str) -> std::process::Child {
         .env("DATABASE_URL", &app.database_url)
         .env("PAYORCH_PROVIDER", "sandbox")
         .env("PAYSTACK_BASE_URL", app.url("/sandbox/"))
-        .env("PAYORCH_RECONCILE_AFTER_S", "0")
+        .env(
+            "PAYORCH_RECONCILE_AFTER_S",
+            crate::helpers::RECONCILE_AFTER_S,
+        )
         .env("PAYORCH_ABANDON_AFTER_S", abandon_after_s)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -57,6 +60,7 @@ async fn a_payment_paid_without_a_webhook_is_settled_by_one_pass() {
     assert_eq!(settled.status(), 200);
     assert_eq!(app.payment(reference).await["status"], "pending");
 
+    crate::helpers::backdate(&app.db).await;
     let output = finished(reconcile(&app, "86400")).await;
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -74,12 +78,50 @@ async fn a_payment_paid_without_a_webhook_is_settled_by_one_pass() {
     assert_eq!(last["cause"], "reconcile:charge_succeeded");
 }
 
+/// An initialize whose answer was lost leaves its payment `created` (one
+/// connector, nothing to fail over to) while the provider holds the
+/// transaction; the customer pays it. The sweep asks about `created`
+/// payments too, and settles it as the provider says.
+#[tokio::test]
+async fn a_payment_left_created_by_a_lost_answer_is_settled_by_the_sweep() {
+    let app = app().await;
+    let fault = app
+        .sandbox(
+            "faults",
+            json!({"operation": "initialize", "mode": "error_after"}),
+        )
+        .await;
+    assert_eq!(fault.status(), 204);
+    let request = json!({"amount": 1_500, "currency": "NGN", "email": "a@b.co",
+        "reference": "lost-answer-1"});
+    let answered = app.initialize(&request, None).await;
+    assert!(answered.status().is_server_error(), "{answered:?}");
+    assert_eq!(app.payment("lost-answer-1").await["status"], "created");
+    let paid = app
+        .sandbox(
+            "transactions/lost-answer-1/outcome",
+            json!({"status": "success", "notify": false}),
+        )
+        .await;
+    assert_eq!(paid.status(), 200);
+
+    crate::helpers::backdate(&app.db).await;
+    let output = finished(reconcile(&app, "86400")).await;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("payment lost-answer-1\tcreated -> succeeded"),
+        "{printed}"
+    );
+    assert_eq!(app.payment("lost-answer-1").await["status"], "succeeded");
+}
+
 #[tokio::test]
 async fn an_unpaid_payment_past_the_abandon_threshold_is_abandoned() {
     let app = app().await;
     let unpaid = app.new_payment(900).await;
     let reference = unpaid["reference"].as_str().unwrap();
     // Under the abandon threshold: asked about, left pending.
+    crate::helpers::backdate(&app.db).await;
     let output = finished(reconcile(&app, "86400")).await;
     assert!(String::from_utf8_lossy(&output.stdout).contains("1 checked, 0 changed"));
     assert_eq!(app.payment(reference).await["status"], "pending");
@@ -90,6 +132,7 @@ async fn an_unpaid_payment_past_the_abandon_threshold_is_abandoned() {
         .execute_unprepared("UPDATE payments SET checked_at = NULL")
         .await
         .unwrap();
+    crate::helpers::backdate(&app.db).await;
     let output = finished(reconcile(&app, "0")).await;
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("pending -> abandoned"),
@@ -119,6 +162,7 @@ async fn three_sweepers_ask_about_each_of_a_thousand_stale_payments_exactly_once
     assert_eq!(created, PAYMENTS);
     let before = app.sandbox_stats().await["verify_calls"].as_u64().unwrap();
 
+    crate::helpers::backdate(&app.db).await;
     let sweepers: Vec<_> = (0..3).map(|_| reconcile(&app, "86400")).collect();
     let mut checked = 0;
     for sweeper in sweepers {
@@ -256,7 +300,10 @@ async fn a_worker_sweeps_on_its_own() {
             "PAYSTACK_SECRET_KEY".to_owned(),
             payorch::config::SANDBOX_SECRET_KEY.to_owned(),
         ),
-        ("PAYORCH_RECONCILE_AFTER_S".to_owned(), "0".to_owned()),
+        (
+            "PAYORCH_RECONCILE_AFTER_S".to_owned(),
+            crate::helpers::RECONCILE_AFTER_S.to_owned(),
+        ),
         ("PAYORCH_RECONCILE_EVERY_S".to_owned(), "1".to_owned()),
     ]);
     let cfg = Arc::new(crate::helpers::config_from(&env));
@@ -267,6 +314,7 @@ async fn a_worker_sweeps_on_its_own() {
         cfg.retry_policy.clone(),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    crate::helpers::backdate(&app.db).await;
     let worker = tokio::spawn(payorch::run_worker(cfg, async {
         let _ = stopped.await;
     }));

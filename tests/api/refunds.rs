@@ -307,7 +307,11 @@ async fn a_lost_provider_answer_leaves_the_refund_pending_and_reconciliation_nev
         .env("DATABASE_URL", &app.database_url)
         .env("PAYORCH_PROVIDER", "sandbox")
         .env("PAYSTACK_BASE_URL", app.url("/sandbox/"))
-        .env("PAYORCH_RECONCILE_AFTER_S", "0");
+        .env(
+            "PAYORCH_RECONCILE_AFTER_S",
+            crate::helpers::RECONCILE_AFTER_S,
+        );
+    crate::helpers::backdate(&app.db).await;
     // Off the test's runtime, which serves the app and its sandbox meanwhile.
     let output = tokio::task::spawn_blocking(move || sweeper.output())
         .await

@@ -26,7 +26,10 @@ pub(crate) async fn payorch(
         .env("DATABASE_URL", &app.database_url)
         .env("PAYORCH_PROVIDER", "sandbox")
         .env("PAYSTACK_BASE_URL", app.url("/sandbox/"))
-        .env("PAYORCH_RECONCILE_AFTER_S", "0")
+        .env(
+            "PAYORCH_RECONCILE_AFTER_S",
+            crate::helpers::RECONCILE_AFTER_S,
+        )
         .env("USER", "alice");
     for (k, v) in env {
         command.env(k, v);
@@ -38,6 +41,7 @@ pub(crate) async fn payorch(
 }
 
 pub(crate) async fn reconcile(app: &TestApp, review_after_s: &str) -> String {
+    crate::helpers::backdate(&app.db).await;
     let output = payorch(
         app,
         &["reconcile"],
@@ -277,6 +281,8 @@ async fn at_most_one_review_of_a_kind_is_open_per_refund_on_both_backends() {
             payment_id,
             refund_id: Some(refund_id),
             detail: json!({}),
+            connector: None,
+            reference: None,
         };
         let first = reviews::open(&conn, new()).await.unwrap().unwrap();
         assert!(

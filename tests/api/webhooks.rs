@@ -306,7 +306,9 @@ async fn a_signed_but_unreadable_body_is_acknowledged_and_parked() {
 #[tokio::test]
 async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
     let pipeline = Pipeline::start(1, &[]).await;
-    // No payment has this reference (yet): every attempt fails.
+    // Its payment's row cannot be read (a hand edit gone wrong): every
+    // attempt fails.
+    unreadable_payment(&pipeline, "late-ref-1").await;
     let body = charge("charge.success", 4242, "late-ref-1", 900);
     assert_eq!(pipeline.post(&body).await.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -317,12 +319,14 @@ async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
     let parked = pipeline.queue.dead_letters(10).await.unwrap();
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].attempt, 2, "three attempts: 0, 1, 2");
-    assert!(parked[0].reason.as_deref().unwrap().contains("late-ref-1"));
+    assert!(
+        parked[0].reason.as_deref().unwrap().contains("bogus"),
+        "{:?}",
+        parked[0].reason
+    );
 
-    // The payment appears; an operator replays the parked event.
-    let mut request = json!({"amount": 900, "currency": "NGN", "email": "a@b.co"});
-    request["reference"] = json!("late-ref-1");
-    assert_eq!(pipeline.app.initialize(&request, None).await.status(), 201);
+    // The row is mended; an operator replays the parked event.
+    set_status(&pipeline, "late-ref-1", "pending").await;
     let output = crate::helpers::payorch_command()
         .args(["dlq", "replay", "charge.success:4242"])
         .envs(&pipeline.env)
@@ -334,6 +338,27 @@ async fn an_event_that_keeps_failing_is_parked_and_replay_brings_it_back() {
     let read = pipeline.app.payment("late-ref-1").await;
     assert_eq!(read["status"], "succeeded");
     assert_eq!(pipeline.depth(".dead").await, 0);
+}
+
+/// A payment under `reference` whose stored status does not parse, so
+/// every event for it fails (and is retried, then parked).
+async fn unreadable_payment(pipeline: &Pipeline, reference: &str) {
+    let request =
+        json!({"amount": 900, "currency": "NGN", "email": "a@b.co", "reference": reference});
+    assert_eq!(pipeline.app.initialize(&request, None).await.status(), 201);
+    set_status(pipeline, reference, "bogus").await;
+}
+
+async fn set_status(pipeline: &Pipeline, reference: &str, status: &str) {
+    pipeline
+        .app
+        .db
+        .execute_raw(Statement::from_string(
+            pipeline.app.db.get_database_backend(),
+            format!("UPDATE payments SET status = '{status}' WHERE reference = '{reference}'"),
+        ))
+        .await
+        .unwrap();
 }
 
 /// A worker as its own OS process, as `make workers` runs them.
@@ -721,7 +746,8 @@ async fn a_queue_left_by_an_older_version_is_kept_and_used() {
 #[tokio::test]
 async fn a_retry_into_a_deleted_retry_queue_is_not_lost() {
     let mut pipeline = Pipeline::start(0, &[]).await;
-    let first = charge("charge.success", 91, "no-such-payment", 1_000);
+    unreadable_payment(&pipeline, "unreadable-1").await;
+    let first = charge("charge.success", 91, "unreadable-1", 1_000);
     assert_eq!(pipeline.post(&first).await.status(), 200);
     // Every retry tier goes, behind payorch's back; then a worker fails the
     // event (no such payment) and must put it somewhere that holds it.

@@ -31,6 +31,9 @@ pub struct Model {
     pub refunded_amount: i64,
     /// When a reconciliation sweep last asked the provider about it.
     pub checked_at: Option<DateTimeUtc>,
+    /// The connectors this payment failed over from, comma-separated,
+    /// oldest first: each may hold a transaction under its reference.
+    pub earlier_connectors: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

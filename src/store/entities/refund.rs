@@ -18,6 +18,13 @@ pub struct Model {
     pub failure_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The connector it goes to when that is not the payment's own (a
+    /// review's `refund_at_connector`); `None`: the payment's connector.
+    pub connector: Option<String>,
+    /// The review that asked for it (`refund_at_connector`): such a refund
+    /// gives back money outside the payment's own flow, so it neither
+    /// counts against what may be refunded nor makes the payment `refunded`.
+    pub review_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

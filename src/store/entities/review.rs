@@ -20,6 +20,11 @@ pub struct Model {
     /// A `ReviewAction`.
     pub resolution: Option<String>,
     pub note: Option<String>,
+    /// The connector the review is about, when it is not the payment's own
+    /// (money found at another connector, a transaction payorch never made).
+    pub connector: Option<String>,
+    /// The provider's reference of a transaction payorch never made.
+    pub reference: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
