@@ -31,13 +31,16 @@
 //! - [`ratelimit`]: per-client limits, one atomic Redis call per check, with a
 //!   local limiter when Redis is away.
 //! - [`store`]: sea-orm on PostgreSQL or SQLite; schema in `migrations/`.
+//! - [`operators`]: the people who settle reviews — their passwords,
+//!   bearer tokens and audit log; the command line and the operator API
+//!   share it.
 //! - [`telemetry`]: logs and metrics.
 //!
 //! Layers point one way (`tests/layers.rs` checks that no modules refer to
 //! each other in a circle): `domain` at the bottom; `store`, `provider` and
 //! `queue` on it; `views` and `events` (whose outbox rows the core writes in
-//! its own transactions) on those; `payments` on all of them; `http`,
-//! `webhook`, `worker` and `listen` on top.
+//! its own transactions) on those; `payments` on all of them; `operators`
+//! on `payments`; `http`, `webhook`, `worker` and `listen` on top.
 //!
 //! [`serve`] and [`run_worker`] start from the same [`Core`]; `serve` runs on
 //! a listener the caller owns, so tests bind port 0 and run many isolated
@@ -48,6 +51,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod listen;
+pub mod operators;
 pub mod payments;
 pub mod provider;
 pub mod queue;
@@ -260,6 +264,7 @@ pub async fn serve(
             queue: core.queue.clone(),
         },
         events: core.events(&cfg),
+        operators: operators::Operators::new(core.db.clone()),
         sandbox: mounted_sandbox,
     };
     tracing::info!(
@@ -504,17 +509,20 @@ pub async fn list_reviews(
     Ok(listed?)
 }
 
-/// Resolves a review on an operator's word (`payorch reviews resolve`):
-/// what the resolution changed is announced at once, as `reconcile` does.
+/// Resolves a review on an operator's word (`payorch reviews resolve`),
+/// through the same core as the operator API, audit row included: what
+/// the resolution changed is announced at once, as `reconcile` does.
 pub async fn resolve_review(
     cfg: Arc<Config>,
     id: uuid::Uuid,
     action: domain::ReviewAction,
-    by: &str,
+    by: &operators::Actor,
     note: Option<String>,
 ) -> Result<store::reviews::Review, StartupError> {
     let core = Core::start(&cfg, None).await?;
-    let resolved = core.payments.resolve_review(id, action, by, note).await;
+    let resolved = operators::Operators::new(core.db.clone())
+        .resolve_review(&core.payments, id, action, by, note)
+        .await;
     if resolved.is_ok() {
         events::relay::relay_once(&core.db, &core.events_queue)
             .await
@@ -522,6 +530,16 @@ pub async fn resolve_review(
     }
     core.payments.stop();
     Ok(resolved?)
+}
+
+/// The operator core on the configured database, migrated unless told not
+/// to (`payorch operator …`): no payment core, no provider needed.
+pub async fn operator_core(cfg: &Config) -> Result<operators::Operators, StartupError> {
+    let db = store::connect(cfg).await?;
+    if cfg.auto_migrate {
+        store::migrate(&db, &cfg.database_url).await?;
+    }
+    Ok(operators::Operators::new(db))
 }
 
 /// One reconciliation pass and one retention purge (`payorch reconcile`,

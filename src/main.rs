@@ -3,7 +3,13 @@
 use std::{process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use payorch::{Config, domain::ReviewAction, store, telemetry};
+use payorch::{
+    Config,
+    domain::ReviewAction,
+    operators::{Actor, OperatorName},
+    store, telemetry,
+    views::ReviewView,
+};
 
 #[derive(Parser)]
 #[command(name = "payorch", version, about = "Payment orchestrator")]
@@ -56,6 +62,28 @@ enum Command {
         #[command(subcommand)]
         action: ReviewsAction,
     },
+    /// The people who resolve reviews: create and disable them, and issue
+    /// their bearer tokens for the operator API (/v1/operator/…).
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorAction {
+    /// Create an operator; prints a generated password alone on the last
+    /// line, once (only its argon2id hash is stored).
+    Create {
+        /// 1 to 64 letters, digits and . _ - @
+        #[arg(long, value_parser = OperatorName::parse)]
+        name: OperatorName,
+    },
+    /// Disable an operator: its tokens stop working at once.
+    Disable { name: String },
+    /// Issue a bearer token for the operator API; prints it alone on the
+    /// last line, once (only its SHA-256 is stored).
+    Token { name: String },
 }
 
 #[derive(Subcommand)]
@@ -90,32 +118,6 @@ fn parse_action(action: &str) -> Result<ReviewAction, String> {
             let names: Vec<_> = ReviewAction::OPERATOR.map(ReviewAction::as_str).into();
             format!("one of {}", names.join(", "))
         })
-}
-
-/// Who resolves from this command line: `cli:$USER`, or `cli`.
-fn operator() -> String {
-    match std::env::var("USER") {
-        Ok(user) if !user.is_empty() => format!("cli:{user}"),
-        _ => "cli".to_owned(),
-    }
-}
-
-fn review_json(review: &store::reviews::Review) -> serde_json::Value {
-    serde_json::json!({
-        "id": review.id,
-        "kind": review.kind,
-        "payment_id": review.payment_id,
-        "refund_id": review.refund_id,
-        "status": review.status,
-        "opened_at": review.opened_at,
-        "detail": review.detail,
-        "resolved_at": review.resolved_at,
-        "resolved_by": review.resolved_by,
-        "resolution": review.resolution,
-        "note": review.note,
-        "connector": review.connector,
-        "reference": review.reference,
-    })
 }
 
 #[derive(Subcommand)]
@@ -263,8 +265,8 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
         } => {
             let reviews = payorch::list_reviews(cfg, open).await?;
             if json {
-                let all: Vec<_> = reviews.iter().map(review_json).collect();
-                println!("{}", serde_json::Value::Array(all));
+                let all: Vec<_> = reviews.into_iter().map(ReviewView::new).collect();
+                println!("{}", serde_json::to_string(&all)?);
             } else {
                 for review in &reviews {
                     println!(
@@ -287,7 +289,7 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
         Command::Reviews {
             action: ReviewsAction::Resolve { id, action, note },
         } => {
-            let review = payorch::resolve_review(cfg, id, action, &operator(), note).await?;
+            let review = payorch::resolve_review(cfg, id, action, &Actor::cli_user(), note).await?;
             println!(
                 "review {} resolved: {} by {} at {}",
                 review.id,
@@ -298,6 +300,33 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
                     .map(|at| at.to_rfc3339())
                     .unwrap_or_default(),
             );
+        }
+        Command::Operator { action } => {
+            let operators = payorch::operator_core(&cfg).await?;
+            let by = Actor::cli_user();
+            match action {
+                OperatorAction::Create { name } => {
+                    let (operator, password) = operators.create(&name, &by).await?;
+                    println!("created operator {} ({})", operator.name, operator.id);
+                    println!("password (shown once; only its argon2id hash is stored):");
+                    println!("{password}");
+                }
+                OperatorAction::Disable { name } => {
+                    if operators.disable(&name, &by).await? {
+                        println!("operator {name} disabled; its tokens no longer work");
+                    } else {
+                        println!("operator {name} was disabled already");
+                    }
+                }
+                OperatorAction::Token { name } => {
+                    let (operator, token) = operators.issue_token(&name, &by).await?;
+                    println!(
+                        "bearer token for operator {} (shown once; only its SHA-256 is stored):",
+                        operator.name
+                    );
+                    println!("{token}");
+                }
+            }
         }
         Command::Migrate => {
             let db = store::connect(&cfg).await?;

@@ -186,3 +186,60 @@ impl RefundView {
         }
     }
 }
+
+/// A review as operators see it (the operator API, `payorch reviews list
+/// --json`).
+#[derive(Debug, Object, Serialize)]
+pub struct ReviewView {
+    pub id: Uuid,
+    /// `refund_outcome_unknown`, `charged_at_other_connector`,
+    /// `paid_after_final`, `amount_mismatch`, `unknown_transaction`…
+    pub kind: String,
+    pub payment_id: Uuid,
+    /// The refund under review, for refund-level kinds.
+    #[oai(nullable)]
+    pub refund_id: Option<Uuid>,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub opened_at: DateTime<Utc>,
+    /// What payorch knew when it opened the review.
+    pub detail: serde_json::Value,
+    #[oai(nullable)]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// `provider`, or who resolved it: `operator:NAME`, `cli:USER`.
+    #[oai(nullable)]
+    pub resolved_by: Option<String>,
+    /// The action that resolved it: `provider`, `mark_succeeded`,
+    /// `mark_failed`, `dismiss`…
+    #[oai(nullable)]
+    pub resolution: Option<String>,
+    #[oai(nullable)]
+    pub note: Option<String>,
+    /// The connector the review is about, when it is not the payment's own
+    /// (money found at another connector, a transaction payorch never made).
+    #[oai(nullable)]
+    pub connector: Option<String>,
+    /// The provider's reference of a transaction payorch never made.
+    #[oai(nullable)]
+    pub reference: Option<String>,
+}
+
+impl ReviewView {
+    pub fn new(review: Review) -> ReviewView {
+        ReviewView {
+            id: review.id,
+            kind: review.kind,
+            payment_id: review.payment_id,
+            refund_id: review.refund_id,
+            status: review.status,
+            opened_at: review.opened_at,
+            detail: review.detail,
+            resolved_at: review.resolved_at,
+            resolved_by: review.resolved_by,
+            resolution: review.resolution,
+            note: review.note,
+            connector: review.connector,
+            reference: review.reference,
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod m20261130_000003_client_references;
 mod m20261201_000001_merchant_events;
 mod m20261206_000001_reviews;
 mod m20261207_000001_money_elsewhere;
+mod m20261207_000002_operators;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_merchant_events::Migration),
             Box::new(m20261206_000001_reviews::Migration),
             Box::new(m20261207_000001_money_elsewhere::Migration),
+            Box::new(m20261207_000002_operators::Migration),
         ]
     }
 }

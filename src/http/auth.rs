@@ -7,6 +7,14 @@
 //! costs the caller's IP one unit of the `unauthenticated` budget first.
 //! The [`ClientAuth`] security scheme then only reads what the gate found
 //! (and documents the scheme in the OpenAPI description).
+//!
+//! Operators are another kind of caller with credentials of their own
+//! ([`OperatorAuth`]): `Authorization: Bearer pot_…`, a token from
+//! `payorch operator token NAME`. An API client's key never passes the
+//! operator gate and an operator's token never passes the client gate —
+//! each gate recognises only its own token's shape and looks it up only in
+//! its own table, and each scheme reads only its own kind of caller from
+//! the request.
 
 use std::{
     sync::Arc,
@@ -19,7 +27,10 @@ use poem_openapi::{SecurityScheme, auth::Bearer};
 use sea_orm::DatabaseConnection;
 
 use super::error::ApiError;
-use crate::store::api_clients::{self, ApiClient};
+use crate::store::{
+    api_clients::{self, ApiClient},
+    operators::Operator,
+};
 
 /// At most this many keys are cached; past it the cache starts over.
 const CACHE_CAPACITY: usize = 100_000;
@@ -34,6 +45,21 @@ async fn authenticated(req: &Request, _bearer: Bearer) -> poem::Result<ApiClient
         .get::<ApiClient>()
         .cloned()
         .ok_or_else(|| ApiError::Unauthorized.into())
+}
+
+/// An operator's bearer token (`pot_…`, from `payorch operator token
+/// NAME`); never an API client's key. The console's session (cookie and
+/// CSRF token) will be a second scheme beside it, each read from what the
+/// operator gate found.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "operator_authenticated")]
+pub struct OperatorAuth(pub Operator);
+
+async fn operator_authenticated(req: &Request, _bearer: Bearer) -> poem::Result<Operator> {
+    req.extensions()
+        .get::<Operator>()
+        .cloned()
+        .ok_or_else(|| ApiError::OperatorUnauthorized.into())
 }
 
 /// Resolves keys to clients, with a short-lived cache of known-good keys

@@ -1,8 +1,8 @@
 //! The error type of the HTTP API and its problem+json rendering (RFC 9457).
 //! Every error carries a stable `code` that client developers match on;
 //! anything unexpected becomes an opaque 500 whose cause goes to the log,
-//! never to the client. The core's [`PaymentError`] and the ingest's
-//! [`IngestError`] become HTTP errors here, and only here.
+//! never to the client. The core's [`PaymentError`] and [`ReviewError`] and
+//! the ingest's [`IngestError`] become HTTP errors here, and only here.
 
 use std::time::Duration;
 
@@ -11,7 +11,9 @@ use poem_openapi::Object;
 use sea_orm::DbErr;
 
 use crate::{
-    domain::FieldError, payments::PaymentError, provider::ProviderError,
+    domain::FieldError,
+    payments::{PaymentError, ReviewError},
+    provider::ProviderError,
     webhook::ingest::IngestError,
 };
 
@@ -81,6 +83,9 @@ impl Problem {
 pub enum ApiError {
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// Operator routes: an API key is never accepted there.
+    #[error("a valid operator token is required: send `Authorization: Bearer pot_…`")]
+    OperatorUnauthorized,
     #[error("{0}")]
     BadRequest(String),
     #[error("{}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
@@ -93,6 +98,12 @@ pub enum ApiError {
     EndpointNotFound,
     #[error("no such event")]
     EventNotFound,
+    #[error("no such review")]
+    ReviewNotFound,
+    #[error("{0}")]
+    ReviewAlreadyResolved(String),
+    #[error("{0}")]
+    ReviewActionNotApplicable(String),
     #[error("{0}")]
     EndpointUrlNotAllowed(String),
     #[error("the webhook signature is missing or wrong")]
@@ -125,7 +136,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::OperatorUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation { .. } | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -133,8 +144,12 @@ impl ApiError {
             ApiError::NotFound
             | ApiError::UnknownProvider
             | ApiError::EndpointNotFound
-            | ApiError::EventNotFound => StatusCode::NOT_FOUND,
-            ApiError::EndpointUrlNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::EventNotFound
+            | ApiError::ReviewNotFound => StatusCode::NOT_FOUND,
+            ApiError::EndpointUrlNotAllowed(_) | ApiError::ReviewActionNotApplicable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::ReviewAlreadyResolved(_) => StatusCode::CONFLICT,
             ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) | ApiError::IdempotencyInFlight | ApiError::NotRefundable => {
                 StatusCode::CONFLICT
@@ -151,13 +166,16 @@ impl ApiError {
     /// Stable code, documented in docs/api.md.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::OperatorUnauthorized => "unauthorized",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::NotFound => "payment_not_found",
             ApiError::UnknownProvider => "unknown_provider",
             ApiError::EndpointNotFound => "endpoint_not_found",
             ApiError::EventNotFound => "event_not_found",
+            ApiError::ReviewNotFound => "review_not_found",
+            ApiError::ReviewAlreadyResolved(_) => "review_already_resolved",
+            ApiError::ReviewActionNotApplicable(_) => "review_action_not_applicable",
             ApiError::EndpointUrlNotAllowed(_) => "endpoint_url_not_allowed",
             ApiError::InvalidSignature => "invalid_signature",
             ApiError::Conflict(_) => "conflict",
@@ -208,6 +226,31 @@ impl ResponseError for ApiError {
                 .insert("retry-after", poem::http::HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+/// An [`ApiError`] on an operator route: the same problem+json, documented
+/// with the operator API's own statuses (`super::problem`).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct OperatorProblem(pub ApiError);
+
+impl<E> From<E> for OperatorProblem
+where
+    ApiError: From<E>,
+{
+    fn from(err: E) -> OperatorProblem {
+        OperatorProblem(ApiError::from(err))
+    }
+}
+
+impl ResponseError for OperatorProblem {
+    fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    fn as_response(&self) -> Response {
+        ResponseError::as_response(&self.0)
     }
 }
 
@@ -275,6 +318,19 @@ pub fn created_or_problem<T>(
     }
 }
 
+impl From<ReviewError> for ApiError {
+    fn from(err: ReviewError) -> Self {
+        match err {
+            ReviewError::NotFound => ApiError::ReviewNotFound,
+            err @ ReviewError::AlreadyResolved { .. } => {
+                ApiError::ReviewAlreadyResolved(err.to_string())
+            }
+            ReviewError::NotApplicable(why) => ApiError::ReviewActionNotApplicable(why),
+            ReviewError::Payment(err) => err.into(),
+        }
+    }
+}
+
 impl From<IngestError> for ApiError {
     fn from(err: IngestError) -> Self {
         match err {
@@ -299,12 +355,16 @@ impl From<DbErr> for ApiError {
 pub fn catalogue() -> Vec<(&'static str, u16)> {
     let every_error = [
         ApiError::Unauthorized,
+        ApiError::OperatorUnauthorized,
         ApiError::BadRequest(String::new()),
         ApiError::Validation { errors: Vec::new() },
         ApiError::NotFound,
         ApiError::UnknownProvider,
         ApiError::EndpointNotFound,
         ApiError::EventNotFound,
+        ApiError::ReviewNotFound,
+        ApiError::ReviewAlreadyResolved(String::new()),
+        ApiError::ReviewActionNotApplicable(String::new()),
         ApiError::EndpointUrlNotAllowed(String::new()),
         ApiError::InvalidSignature,
         ApiError::Conflict(String::new()),
@@ -325,12 +385,16 @@ pub fn catalogue() -> Vec<(&'static str, u16)> {
     for error in &every_error {
         match error {
             ApiError::Unauthorized
+            | ApiError::OperatorUnauthorized
             | ApiError::BadRequest(_)
             | ApiError::Validation { .. }
             | ApiError::NotFound
             | ApiError::UnknownProvider
             | ApiError::EndpointNotFound
             | ApiError::EventNotFound
+            | ApiError::ReviewNotFound
+            | ApiError::ReviewAlreadyResolved(_)
+            | ApiError::ReviewActionNotApplicable(_)
             | ApiError::EndpointUrlNotAllowed(_)
             | ApiError::InvalidSignature
             | ApiError::Conflict(_)
@@ -369,7 +433,7 @@ const POEM_CODES: [(StatusCode, &str); 4] = [
 /// Turns any error poem or poem-openapi raise (bad JSON, missing header, a
 /// failed security check) into problem+json with a stable code.
 pub async fn render_any_error(err: poem::Error) -> Response {
-    if err.is::<ApiError>() {
+    if err.is::<ApiError>() || err.is::<OperatorProblem>() {
         return err.into_response();
     }
     if err.is::<poem_openapi::error::AuthorizationError>() {

@@ -13,6 +13,10 @@
 //! Order matters for money and for the database: a request without a valid
 //! key is charged to its IP (`unauthenticated` policy) *before* its key is
 //! looked up, so a flood of bad keys is turned away without queries.
+//!
+//! Operator routes have a gate of their own ([`operator_operation`]): it
+//! takes only an operator's token (`pot_…`), never an API client's key,
+//! and charges requests without a valid one to the same per-IP budget.
 
 use std::{
     net::IpAddr,
@@ -31,8 +35,9 @@ use super::{
     error::{ApiError, render_any_error},
 };
 use crate::{
+    operators::Operators,
     ratelimit::{Decision, Identity, RateLimiter, Route},
-    store::api_clients::ApiClient,
+    store::operators as operator_tokens,
 };
 
 /// What every gate shares: who clients are, how much they may do, and which
@@ -247,13 +252,16 @@ impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
         let token = bearer_token(&req).map(str::to_owned);
         let client = match keeper.authenticator.precheck(token.as_deref()) {
             KeyCheck::Valid(client) => client,
-            check => match keeper
-                .authenticate_slowly(&req, check, token.as_deref())
-                .await
-            {
-                Ok(client) => client,
-                Err(response) => return Ok(response),
-            },
+            check => {
+                let lookup = match (check, token.as_deref()) {
+                    (KeyCheck::Unknown, Some(token)) => Some(keeper.authenticator.lookup(token)),
+                    _ => None,
+                };
+                match keeper.admit(&req, lookup, ApiError::Unauthorized).await {
+                    Ok(client) => client,
+                    Err(response) => return Ok(response),
+                }
+            }
         };
         let identity = Identity::Client(client.id);
         req.extensions_mut().insert(client);
@@ -266,28 +274,26 @@ impl<E: Endpoint> Endpoint for ClientGateEndpoint<E> {
 }
 
 impl Gatekeeper {
-    /// A key the cache does not know (or none, or a malformed one): the
-    /// key is looked up, and a bad one is charged to the IP. An IP that has
-    /// spent its `unauthenticated` budget is turned away, after at most
-    /// [`LOOKUPS_WHILE_BLOCKED`] lookups while the block lasts.
-    async fn authenticate_slowly(
+    /// A credential the cache does not vouch for (or none, or a malformed
+    /// one): `lookup` looks it up (`None`: nothing worth looking up), and a
+    /// request it does not admit is charged to its IP and answered
+    /// `unauthorized`. An IP that has spent its `unauthenticated` budget is
+    /// turned away, after at most [`LOOKUPS_WHILE_BLOCKED`] lookups while
+    /// the block lasts.
+    async fn admit<T>(
         &self,
         req: &Request,
-        check: KeyCheck,
-        token: Option<&str>,
-    ) -> Result<ApiClient, Response> {
+        lookup: Option<impl Future<Output = std::result::Result<Option<T>, ApiError>>>,
+        unauthorized: ApiError,
+    ) -> std::result::Result<T, Response> {
         let ip = crate::ratelimit::network_of(client_ip(req, &self.trusted_proxies));
-        let lookup = match (check, token) {
-            (KeyCheck::Unknown, Some(token)) => Some(token),
-            _ => None,
-        };
         let blocked = match self.blocked.check(ip, lookup.is_some()) {
             Blocked::Refused(decision) => return Err(limited_response(decision)),
             blocked => blocked,
         };
-        if let Some(token) = lookup {
-            match self.authenticator.lookup(token).await {
-                Ok(Some(client)) => return Ok(client),
+        if let Some(lookup) = lookup {
+            match lookup.await {
+                Ok(Some(caller)) => return Ok(caller),
                 Ok(None) => {}
                 Err(err) => return Err(err.as_response_with(None)),
             }
@@ -305,8 +311,62 @@ impl Gatekeeper {
                 self.blocked.block(ip, decision);
                 Err(limited_response(decision))
             }
-            decision => Err(ApiError::Unauthorized.as_response_with(decision)),
+            decision => Err(unauthorized.as_response_with(decision)),
         }
+    }
+}
+
+/// An operator route with the default body limit: admitted only with an
+/// operator's bearer token (never an API key), not rate limited once
+/// admitted. Needs [`Operators`] in the app's request data.
+pub fn operator_operation<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
+    ep.with(BodyLimit(MAX_CLIENT_BODY)).with(OperatorGate)
+}
+
+/// Finds the operator behind a request, or answers 401 (429 once its IP
+/// spent its budget of bad credentials). Tokens are looked up on every
+/// request, so disabling an operator or revoking a token takes effect at
+/// once. The console's session will be checked here too, beside the
+/// bearer token.
+pub struct OperatorGate;
+
+impl<E: Endpoint> Middleware<E> for OperatorGate {
+    type Output = OperatorGateEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        OperatorGateEndpoint { inner }
+    }
+}
+
+pub struct OperatorGateEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for OperatorGateEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let (Some(keeper), Some(operators)) = (
+            req.data::<Gatekeeper>().cloned(),
+            req.data::<Operators>().cloned(),
+        ) else {
+            return Err(ApiError::Internal("the app has no operator gate".into()).into());
+        };
+        let token = bearer_token(&req)
+            .filter(|token| operator_tokens::is_well_formed(token))
+            .map(str::to_owned);
+        let lookup = token
+            .as_deref()
+            .map(|token| async { operators.authenticate(token).await.map_err(ApiError::from) });
+        let operator = match keeper
+            .admit(&req, lookup, ApiError::OperatorUnauthorized)
+            .await
+        {
+            Ok(operator) => operator,
+            Err(response) => return Ok(response),
+        };
+        req.extensions_mut().insert(operator);
+        within_limit(&self.inner, req, None).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP front end (poem + poem-openapi). Every route is an operation of
 //! one OpenAPI service, so `/openapi.json` and `/docs` are generated from the
-//! code. Errors of any layer leave as problem+json ([`error`]).
+//! code. Errors of any layer leave as problem+json ([`error`]). Merchants'
+//! routes admit API keys; the operator routes (`/v1/operator/…`,
+//! [`operator`]) admit operator tokens only.
 
 pub mod auth;
 pub mod endpoints;
@@ -11,6 +13,7 @@ pub mod health;
 pub mod limits;
 pub mod observe;
 mod openapi;
+pub mod operator;
 pub mod payments;
 pub mod problem;
 pub mod refunds;
@@ -44,6 +47,8 @@ pub struct AppState {
     pub webhooks: WebhookIngest,
     /// Merchant events: endpoints, the event log, redelivery.
     pub events: crate::events::Events,
+    /// Operators: their tokens (the operator gate), reviews, the audit log.
+    pub operators: crate::operators::Operators,
     /// The sandbox provider when it is mounted on this listener at `/sandbox`.
     pub sandbox: Option<Sandbox>,
 }
@@ -58,6 +63,9 @@ pub enum ApiTags {
     Webhooks,
     /// Merchant events: your webhook endpoints, the event log, redelivery.
     Events,
+    /// For payorch's operators, with an operator token (`payorch operator
+    /// token NAME`); an API client's key is never accepted here.
+    Operator,
 }
 
 /// The whole API as one endpoint: operations, spec, Swagger UI.
@@ -80,6 +88,9 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
                 state: state.clone(),
             },
             events::EventsApi {
+                state: state.clone(),
+            },
+            operator::OperatorApi {
                 state: state.clone(),
             },
         ),
@@ -106,6 +117,7 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
     }
     routes
         .data(state.gatekeeper)
+        .data(state.operators)
         .catch_all_error(render_any_error)
         .with(observe::Observe)
         .into_endpoint()

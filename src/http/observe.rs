@@ -76,6 +76,10 @@ pub fn route_template(path: &str) -> &'static str {
         ["v1", "events"] => "/v1/events",
         ["v1", "events", _] => "/v1/events/{id}",
         ["v1", "events", _, "redeliver"] => "/v1/events/{id}/redeliver",
+        ["v1", "operator", "reviews"] => "/v1/operator/reviews",
+        ["v1", "operator", "reviews", _] => "/v1/operator/reviews/{id}",
+        ["v1", "operator", "reviews", _, "resolve"] => "/v1/operator/reviews/{id}/resolve",
+        ["v1", "operator", "audit"] => "/v1/operator/audit",
         ["sandbox", ..] => "/sandbox",
         _ => "other",
     }
@@ -154,6 +158,28 @@ const KNOWN_REQUESTS: &[(&str, &str, &[u16])] = &[
         "/v1/events/{id}/redeliver",
         "POST",
         &[202, 400, 401, 404, 413, 500, 503],
+    ),
+    (
+        "/v1/operator/reviews",
+        "GET",
+        &[200, 400, 401, 422, 429, 500, 503],
+    ),
+    (
+        "/v1/operator/reviews/{id}",
+        "GET",
+        &[200, 400, 401, 404, 429, 500, 503],
+    ),
+    (
+        "/v1/operator/reviews/{id}/resolve",
+        "POST",
+        &[
+            200, 400, 401, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504,
+        ],
+    ),
+    (
+        "/v1/operator/audit",
+        "GET",
+        &[200, 400, 401, 422, 429, 500, 503],
     ),
 ];
 
@@ -284,6 +310,10 @@ mod tests {
         assert_eq!(
             route_template("/v1/payments/po-123/refunds"),
             "/v1/payments/{reference}/refunds"
+        );
+        assert_eq!(
+            route_template("/v1/operator/reviews/0193-x/resolve"),
+            "/v1/operator/reviews/{id}/resolve"
         );
         assert_eq!(route_template("/sandbox/checkout/ac_1"), "/sandbox");
         assert_eq!(route_template("/wp-admin"), "other");

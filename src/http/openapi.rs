@@ -1,18 +1,22 @@
 //! The OpenAPI document as served: poem-openapi's, completed with what its
 //! derive cannot say.
 //!
-//! - The rules `requests.rs` applies, as schema only: declared as poem
-//!   validators they would make poem answer a wrong value with its own 400,
-//!   instead of the documented 422 that lists every wrong field at once.
+//! - The rules `requests.rs` and `operator.rs` apply, as schema only:
+//!   declared as poem validators they would make poem answer a wrong value
+//!   with its own 400, instead of the documented 422 that lists every wrong
+//!   field at once.
 //! - Links from a created payment, refund or webhook endpoint to the
 //!   operations on it, so a client generator (and schemathesis' stateful
 //!   tests) can follow them.
 
 use serde_json::{Value, json};
 
-use super::requests::{MAX_CALLBACK_URL, MAX_REFUND_REASON};
+use super::{
+    operator::{MAX_NOTE, MAX_PAGE},
+    requests::{MAX_CALLBACK_URL, MAX_REFUND_REASON},
+};
 use crate::{
-    domain::{Amount, Currency, Email, Reference},
+    domain::{Amount, Currency, Email, Reference, ReviewAction, ReviewKind},
     events::{EVENT_TYPES, MAX_DESCRIPTION, ssrf},
     provider::routing::ConnectorName,
 };
@@ -38,6 +42,8 @@ fn constrain(doc: &mut Value) {
     let refund = "/components/schemas/RefundBody/properties";
     let endpoint = "/components/schemas/CreateEndpointBody/properties";
     let update = "/components/schemas/UpdateEndpointBody/properties";
+    let resolve = "/components/schemas/ResolveBody/properties";
+    let actions: Vec<&str> = ReviewAction::OPERATOR.iter().map(|a| a.as_str()).collect();
     for (field, rules) in [
         (
             format!("{initialize}/amount"),
@@ -106,10 +112,36 @@ fn constrain(doc: &mut Value) {
             format!("{update}/event_types/items"),
             json!({"enum": EVENT_TYPES}),
         ),
+        (format!("{resolve}/action"), json!({"enum": actions})),
+        (format!("{resolve}/note"), json!({"maxLength": MAX_NOTE})),
     ] {
         match doc.pointer_mut(&field) {
             Some(schema) => merge(schema, rules),
             None => tracing::warn!(field, "OpenAPI document: no such schema to constrain"),
+        }
+    }
+
+    let kinds: Vec<&str> = ReviewKind::ALL.iter().map(|k| k.as_str()).collect();
+    for (path, parameter, rules) in [
+        (
+            "/v1/operator/reviews",
+            "limit",
+            json!({"minimum": 1, "maximum": MAX_PAGE}),
+        ),
+        ("/v1/operator/reviews", "kind", json!({"enum": kinds})),
+        (
+            "/v1/operator/audit",
+            "limit",
+            json!({"minimum": 1, "maximum": MAX_PAGE}),
+        ),
+    ] {
+        let schema = doc["paths"][path]["get"]["parameters"]
+            .as_array_mut()
+            .and_then(|all| all.iter_mut().find(|p| p["name"] == parameter))
+            .map(|p| &mut p["schema"]);
+        match schema {
+            Some(schema) => merge(schema, rules),
+            None => tracing::warn!(path, parameter, "OpenAPI document: no such parameter"),
         }
     }
 

@@ -13,7 +13,7 @@ use poem_openapi::{
     types::Type,
 };
 
-use super::error::{ApiError, PROBLEM_JSON, Problem};
+use super::error::{ApiError, OperatorProblem, PROBLEM_JSON, Problem};
 
 /// `application/json` whose bytes were produced (and maybe stored) earlier.
 pub struct StoredJson<T> {
@@ -124,6 +124,72 @@ impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         MetaResponses {
             responses: ERROR_STATUSES
+                .iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(*status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: PROBLEM_JSON,
+                        schema: <Problem as Type>::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <Problem as Type>::register(registry);
+    }
+}
+
+/// The statuses an operator route may fail with, each a problem+json body.
+const OPERATOR_ERROR_STATUSES: &[(u16, &str)] = &[
+    (
+        400,
+        "Malformed request: bad JSON, a parameter of the wrong type (`bad_request`).",
+    ),
+    (
+        401,
+        "Missing, unknown or revoked operator token, or a disabled operator (`unauthorized`). An API client's key is never accepted here.",
+    ),
+    (404, "No such review (`review_not_found`)."),
+    (
+        409,
+        "The review is resolved already (`review_already_resolved`).",
+    ),
+    (413, "Body too large (`payload_too_large`)."),
+    (
+        415,
+        "Content type is not application/json (`unsupported_media_type`).",
+    ),
+    (
+        422,
+        "A field is invalid (`validation_failed`), or the action does not resolve a review of this kind (`review_action_not_applicable`).",
+    ),
+    (
+        429,
+        "Too many requests without valid credentials from this address (`rate_limited`); see `Retry-After`.",
+    ),
+    (
+        502,
+        "An action that calls the provider met a provider failure (`provider_unavailable`).",
+    ),
+    (
+        503,
+        "A dependency is unavailable (`service_unavailable`); see `Retry-After`.",
+    ),
+    (
+        504,
+        "An action that calls the provider got no answer in time (`provider_timeout`).",
+    ),
+];
+
+impl ApiResponse for OperatorProblem {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: OPERATOR_ERROR_STATUSES
                 .iter()
                 .map(|(status, description)| MetaResponse {
                     description,

@@ -5,6 +5,7 @@ pub mod api_clients;
 pub mod endpoints;
 pub mod entities;
 pub mod events;
+pub mod operators;
 pub mod payments;
 pub mod refunds;
 pub mod reviews;

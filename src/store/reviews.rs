@@ -260,3 +260,47 @@ pub async fn count_open(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>,
         .all(db)
         .await
 }
+
+/// Which reviews an operator lists.
+pub struct ReviewFilter<'a> {
+    /// `Some(true)`: open ones only; `Some(false)`: resolved ones only.
+    pub open: Option<bool>,
+    pub kind: Option<&'a str>,
+    /// Only those that come after this one (the last of a previous page).
+    pub after: Option<&'a Review>,
+    pub limit: u64,
+}
+
+/// Reviews matching `filter`, oldest first (as [`list`]).
+pub async fn list_where(
+    db: &impl ConnectionTrait,
+    filter: ReviewFilter<'_>,
+) -> Result<Vec<Review>, DbErr> {
+    use sea_orm::Condition;
+    let mut query = review::Entity::find();
+    match filter.open {
+        Some(true) => query = query.filter(Column::Status.eq(OPEN)),
+        Some(false) => query = query.filter(Column::Status.ne(OPEN)),
+        None => {}
+    }
+    if let Some(kind) = filter.kind {
+        query = query.filter(Column::Kind.eq(kind));
+    }
+    if let Some(after) = filter.after {
+        query = query.filter(
+            Condition::any()
+                .add(Column::OpenedAt.gt(after.opened_at))
+                .add(
+                    Condition::all()
+                        .add(Column::OpenedAt.eq(after.opened_at))
+                        .add(Column::Id.gt(after.id)),
+                ),
+        );
+    }
+    query
+        .order_by_asc(Column::OpenedAt)
+        .order_by_asc(Column::Id)
+        .limit(filter.limit)
+        .all(db)
+        .await
+}

@@ -17,6 +17,7 @@ mod installation;
 mod migrations;
 mod money_elsewhere;
 mod observability;
+mod operator;
 mod payments;
 mod provider_pages;
 mod queue;

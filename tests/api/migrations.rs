@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::helpers::TestDb;
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 10] = [
     "api_clients",
     "payments",
     "payment_transitions",
@@ -13,6 +13,9 @@ const TABLES: [&str; 7] = [
     "webhook_events",
     "queued_messages",
     "refunds",
+    "operators",
+    "operator_tokens",
+    "operator_audit",
 ];
 
 async fn table_exists(db: &DatabaseConnection, table: &str) -> bool {
@@ -93,7 +96,9 @@ async fn second_insert_violates_uniqueness<A>(
 
 #[tokio::test]
 async fn unique_constraints_hold_on_both_databases() {
-    use payorch::store::entities::{api_client, idempotency_key, payment, webhook_event};
+    use payorch::store::entities::{
+        api_client, idempotency_key, operator, operator_token, payment, webhook_event,
+    };
     use sea_orm::ActiveValue::Set;
 
     for test_db in [TestDb::postgres().await, TestDb::sqlite()] {
@@ -198,6 +203,35 @@ async fn unique_constraints_hold_on_both_databases() {
             "api_clients.key_hash",
             api_client(uuid::Uuid::now_v7()),
             api_client(uuid::Uuid::now_v7()),
+        )
+        .await;
+        let operator = |id| operator::ActiveModel {
+            id: Set(id),
+            name: Set("alice".into()),
+            password_hash: Set("$argon2id$…".into()),
+            disabled_at: Set(None),
+            created_at: Set(now),
+        };
+        let alice = uuid::Uuid::now_v7();
+        second_insert_violates_uniqueness(
+            &db,
+            "operators.name",
+            operator(alice),
+            operator(uuid::Uuid::now_v7()),
+        )
+        .await;
+        let token = |id| operator_token::ActiveModel {
+            id: Set(id),
+            operator_id: Set(alice),
+            token_hash: Set("same-hash".into()),
+            created_at: Set(now),
+            revoked_at: Set(None),
+        };
+        second_insert_violates_uniqueness(
+            &db,
+            "operator_tokens.token_hash",
+            token(uuid::Uuid::now_v7()),
+            token(uuid::Uuid::now_v7()),
         )
         .await;
     }

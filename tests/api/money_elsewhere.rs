@@ -55,6 +55,11 @@ fn operator_config(app: &TestApp) -> Arc<payorch::config::Config> {
     Arc::new(crate::helpers::config_from(&env))
 }
 
+/// Someone at the command line, as `payorch reviews resolve` names them.
+fn cli(user: &str) -> payorch::operators::Actor {
+    payorch::operators::Actor::Cli(Some(user.to_owned()))
+}
+
 async fn rows(app: &TestApp, sql: &str) -> Vec<sea_orm::QueryResult> {
     app.db
         .query_all_raw(Statement::from_string(app.db.get_database_backend(), sql))
@@ -270,7 +275,7 @@ async fn money_taken_at_a_connector_payorch_failed_over_from_is_reviewed_and_giv
         cfg.clone(),
         id,
         ReviewAction::RefundAtConnector,
-        "cli:alice",
+        &cli("alice"),
         Some("customer paid twice".into()),
     )
     .await
@@ -295,7 +300,7 @@ async fn money_taken_at_a_connector_payorch_failed_over_from_is_reviewed_and_giv
     // Never twice: the review is closed, and the refund is once per
     // payment and connector.
     let again =
-        payorch::resolve_review(cfg, id, ReviewAction::RefundAtConnector, "cli:bob", None).await;
+        payorch::resolve_review(cfg, id, ReviewAction::RefundAtConnector, &cli("bob"), None).await;
     assert!(again.is_err(), "{again:?}");
     assert_eq!(
         ledger_entry(&app, "paystack", &reference).await["refunds"]
@@ -544,7 +549,7 @@ async fn a_failed_refund_at_a_connector_reopens_its_review_for_another_try() {
         cfg.clone(),
         id,
         ReviewAction::RefundAtConnector,
-        "cli:alice",
+        &cli("alice"),
         None,
     )
     .await
@@ -563,9 +568,15 @@ async fn a_failed_refund_at_a_connector_reopens_its_review_for_another_try() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
-    payorch::resolve_review(cfg, id, ReviewAction::RefundAtConnector, "cli:alice", None)
-        .await
-        .unwrap();
+    payorch::resolve_review(
+        cfg,
+        id,
+        ReviewAction::RefundAtConnector,
+        &cli("alice"),
+        None,
+    )
+    .await
+    .unwrap();
     let refunds = ledger_entry(&app, "paystack", &reference).await["refunds"]
         .as_array()
         .unwrap()

@@ -15,7 +15,11 @@ use crate::{
 
 /// Runs `payorch ARGS` against the app's database and sandbox, off the
 /// test's runtime (which serves the app and its sandbox meanwhile).
-async fn payorch(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+pub(crate) async fn payorch(
+    app: &TestApp,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut command = payorch_command();
     command
         .args(args)
@@ -36,7 +40,7 @@ async fn payorch(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::pro
         .unwrap()
 }
 
-async fn reconcile(app: &TestApp, review_after_s: &str) -> String {
+pub(crate) async fn reconcile(app: &TestApp, review_after_s: &str) -> String {
     crate::helpers::backdate(&app.db).await;
     let output = payorch(
         app,
@@ -79,7 +83,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 /// A refund of the whole of a payment of 5000 whose answer is lost (the
 /// sandbox records it, then answers 500), with the next `misses` look-ups
 /// of it missing.
-async fn lost_refund(app: &TestApp, misses: u32) -> String {
+pub(crate) async fn lost_refund(app: &TestApp, misses: u32) -> String {
     let reference = succeeded_payment(app, 5_000).await;
     for fault in [
         json!({"operation": "refund", "mode": "error_after", "count": 1}),

@@ -1,0 +1,234 @@
+//! `/v1/operator/…`: what operators do, as JSON, in the same OpenAPI
+//! document as the client API (tag `Operator`). Every operation is behind
+//! the operator gate ([`operator_operation`]): an operator's bearer token,
+//! never an API client's key. Each goes through the operator core
+//! ([`crate::operators`]), as `payorch reviews` does, so a resolution is
+//! recorded and audited the same way whichever way it came.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+
+use super::{
+    ApiTags, AppState,
+    auth::OperatorAuth,
+    error::{ApiError, OperatorProblem},
+    gate::operator_operation,
+};
+use crate::{
+    domain::{FieldError, ReviewAction, ReviewKind},
+    operators::Actor,
+    payments::ReviewError,
+    store::{operators::AuditEntry, reviews::ReviewFilter},
+    views::ReviewView,
+};
+
+/// The most rows one listing returns.
+pub const MAX_PAGE: u64 = 500;
+const DEFAULT_PAGE: u64 = 100;
+/// The longest note a resolution keeps, in characters.
+pub const MAX_NOTE: usize = 2000;
+
+pub struct OperatorApi {
+    pub state: AppState,
+}
+
+/// An operator's decision on a review.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct ResolveBody {
+    /// `mark_succeeded` or `mark_failed` (a refund's outcome, on the
+    /// operator's word), `dismiss` (closed without touching money), or
+    /// another action the review's kind allows.
+    pub action: String,
+    /// Why, for the record (at most 2000 characters).
+    pub note: Option<String>,
+}
+
+/// One action in the audit log.
+#[derive(Debug, Object)]
+pub struct AuditEntryView {
+    pub id: Uuid,
+    /// Who: `operator:NAME` (this API) or `cli:USER` (the command line).
+    pub operator: String,
+    /// What: `review.<action>`, `operator.create`, `operator.disable`,
+    /// `operator.token`.
+    pub action: String,
+    /// On what: `review:<id>`, `operator:<name>`.
+    pub target: String,
+    #[oai(nullable)]
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl From<AuditEntry> for AuditEntryView {
+    fn from(entry: AuditEntry) -> AuditEntryView {
+        AuditEntryView {
+            id: entry.id,
+            operator: entry.operator,
+            action: entry.action,
+            target: entry.target,
+            note: entry.note,
+            at: entry.at,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum ReviewList {
+    /// Oldest first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<ReviewView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReviewResponse {
+    #[oai(status = 200)]
+    Ok(Json<ReviewView>),
+}
+
+#[derive(ApiResponse)]
+pub enum AuditList {
+    /// Newest first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<AuditEntryView>>),
+}
+
+#[OpenApi(prefix_path = "/v1/operator", tag = "ApiTags::Operator")]
+impl OperatorApi {
+    /// List reviews, oldest first.
+    ///
+    /// `open=true`: those still open; `open=false`: those resolved; absent:
+    /// all. `kind` keeps one kind. `limit` 1–500 (default 100); for the
+    /// next page pass the last review's id as `after`.
+    #[oai(path = "/reviews", method = "get", transform = "operator_operation")]
+    async fn reviews(
+        &self,
+        _auth: OperatorAuth,
+        open: Query<Option<bool>>,
+        kind: Query<Option<String>>,
+        after: Query<Option<Uuid>>,
+        limit: Query<Option<u64>>,
+    ) -> Result<ReviewList, OperatorProblem> {
+        let limit = page_limit(limit.0)?;
+        if let Some(kind) = &kind.0
+            && ReviewKind::parse(kind).is_none()
+        {
+            return Err(invalid("kind", format!("unknown review kind `{kind}`")));
+        }
+        let operators = &self.state.operators;
+        let after = match after.0 {
+            Some(id) => match operators.review(id).await {
+                Ok(review) => Some(review),
+                Err(ReviewError::NotFound) => {
+                    return Err(invalid("after", format!("no review {id}")));
+                }
+                Err(err) => return Err(err.into()),
+            },
+            None => None,
+        };
+        let reviews = operators
+            .reviews(ReviewFilter {
+                open: open.0,
+                kind: kind.0.as_deref(),
+                after: after.as_ref(),
+                limit,
+            })
+            .await?;
+        Ok(ReviewList::Ok(Json(
+            reviews.into_iter().map(ReviewView::new).collect(),
+        )))
+    }
+
+    /// Get a review.
+    #[oai(
+        path = "/reviews/:id",
+        method = "get",
+        transform = "operator_operation"
+    )]
+    async fn review(
+        &self,
+        _auth: OperatorAuth,
+        id: Path<Uuid>,
+    ) -> Result<ReviewResponse, OperatorProblem> {
+        let review = self.state.operators.review(id.0).await?;
+        Ok(ReviewResponse::Ok(Json(ReviewView::new(review))))
+    }
+
+    /// Resolve an open review.
+    ///
+    /// The decision is recorded on the review (`resolved_by`
+    /// `operator:NAME`, when, the action, the note) and in the audit log;
+    /// an action that settles a refund settles it as the payment core does
+    /// for a provider's answer. 409 `review_already_resolved` for a review
+    /// resolved before; 422 `review_action_not_applicable` for an action
+    /// that does not fit the review's kind.
+    #[oai(
+        path = "/reviews/:id/resolve",
+        method = "post",
+        transform = "operator_operation"
+    )]
+    async fn resolve(
+        &self,
+        auth: OperatorAuth,
+        id: Path<Uuid>,
+        body: Json<ResolveBody>,
+    ) -> Result<ReviewResponse, OperatorProblem> {
+        let ResolveBody { action, note } = body.0;
+        let Some(action) = ReviewAction::parse(&action) else {
+            return Err(invalid("action", format!("unknown action `{action}`")));
+        };
+        let note = note.filter(|note| !note.trim().is_empty());
+        if note
+            .as_ref()
+            .is_some_and(|note| note.chars().count() > MAX_NOTE)
+        {
+            return Err(invalid("note", format!("at most {MAX_NOTE} characters")));
+        }
+        let by = Actor::Operator(auth.0.name);
+        let resolved = self
+            .state
+            .operators
+            .resolve_review(&self.state.payments, id.0, action, &by, note)
+            .await?;
+        Ok(ReviewResponse::Ok(Json(ReviewView::new(resolved))))
+    }
+
+    /// The audit log, newest first.
+    ///
+    /// Every operator action, whether through this API or the command
+    /// line. `limit` 1–500 (default 100).
+    #[oai(path = "/audit", method = "get", transform = "operator_operation")]
+    async fn audit(
+        &self,
+        _auth: OperatorAuth,
+        limit: Query<Option<u64>>,
+    ) -> Result<AuditList, OperatorProblem> {
+        let limit = page_limit(limit.0)?;
+        let entries = self.state.operators.audit_log(limit).await?;
+        Ok(AuditList::Ok(Json(
+            entries.into_iter().map(AuditEntryView::from).collect(),
+        )))
+    }
+}
+
+fn page_limit(limit: Option<u64>) -> Result<u64, OperatorProblem> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ))
+    }
+}
+
+fn invalid(field: &str, message: String) -> OperatorProblem {
+    OperatorProblem(ApiError::Validation {
+        errors: vec![FieldError::new(field, message)],
+    })
+}
