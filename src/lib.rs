@@ -332,6 +332,11 @@ pub async fn run_worker(
             let _ = stops.wait_for(|stop| *stop).await;
         },
     ));
+    let settler = tokio::spawn(payments::settlement::run_settler(
+        core.payments.clone(),
+        cfg.settlement_every,
+        stopped_shared(events_stop.clone()),
+    ));
     let relay = core.run_relay(stopped_shared(events_stop.clone()));
     let deliverer = core.run_deliverer(&cfg, stopped_shared(events_stop));
     worker::run(
@@ -344,6 +349,7 @@ pub async fn run_worker(
     .await;
     let _ = stop.send(true);
     let _ = sweeper.await;
+    let _ = settler.await;
     let _ = relay.await;
     let _ = deliverer.await;
     purge.abort();
@@ -559,6 +565,29 @@ pub async fn reconcile_once(cfg: Arc<Config>) -> Result<payments::SweepReport, S
     {}
     payments::reconcile::purge(&core.db, cfg.webhook_retention).await?;
     purge_events(&core.db, cfg.event_retention).await?;
+    core.payments.stop();
+    Ok(report)
+}
+
+/// One settlement pass over `[from, until)` (`payorch reconcile
+/// --settlement`): what each connector's listing came to. What it changed
+/// is announced at once.
+pub async fn settle_once(
+    cfg: Arc<Config>,
+    from: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<payments::SettlementReport, StartupError> {
+    let core = Core::start(&cfg, None).await?;
+    let report = core
+        .payments
+        .settle(from, until)
+        .await
+        .map_err(|err| StartupError::Reconcile(err.to_string()))?;
+    while events::relay::relay_once(&core.db, &core.events_queue)
+        .await
+        .map_err(StartupError::Reconcile)? as u64
+        == events::relay::BATCH
+    {}
     core.payments.stop();
     Ok(report)
 }

@@ -31,7 +31,21 @@ enum Command {
     Worker,
     /// One reconciliation pass (payments and refunds pending too long) and
     /// one retention purge, then exit (for cron). Prints what changed.
-    Reconcile,
+    /// With --settlement: one settlement pass over each connector's
+    /// transaction listing instead, with a summary per connector.
+    Reconcile {
+        /// Match the connectors' transaction listings against payorch's
+        /// payments; every difference that cannot be settled from the
+        /// provider's word opens a review.
+        #[arg(long)]
+        settlement: bool,
+        /// Start of the settlement window (RFC 3339; default: 24 h before --until).
+        #[arg(long, requires = "settlement")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the settlement window, not included (RFC 3339; default: now).
+        #[arg(long, requires = "settlement")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Inspect and replay dead-lettered webhooks (RabbitMQ's, or the queue
     /// table's without AMQP_URL).
     Dlq {
@@ -149,15 +163,32 @@ enum ApikeyAction {
     },
 }
 
+/// The settlement window `--since`/`--until` name: by default the 24 hours
+/// before now.
+fn settlement_window(
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+    let until = until.unwrap_or_else(chrono::Utc::now);
+    (since.unwrap_or(until - chrono::Duration::days(1)), until)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Reconcile { since, until, .. } = &cli.command {
+        let (since, until) = settlement_window(*since, *until);
+        if since >= until {
+            eprintln!("payorch: --since must be before --until");
+            return ExitCode::from(2);
+        }
+    }
     // Resolving a review may send a refund (`refund_at_connector`).
     let calls_a_provider = matches!(
         cli.command,
         Command::Serve
             | Command::Sandbox
             | Command::Worker
-            | Command::Reconcile
+            | Command::Reconcile { .. }
             | Command::Reviews {
                 action: ReviewsAction::Resolve { .. }
             }
@@ -213,7 +244,36 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
             payorch::serve_sandbox(cfg, listener, shutdown).await?;
         }
         Command::Worker => payorch::run_worker(cfg, shutdown_signal()).await?,
-        Command::Reconcile => {
+        Command::Reconcile {
+            settlement: true,
+            since,
+            until,
+        } => {
+            let (since, until) = settlement_window(since, until);
+            let report = payorch::settle_once(cfg, since, until).await?;
+            println!(
+                "settlement {} .. {}",
+                since.to_rfc3339(),
+                until.to_rfc3339()
+            );
+            println!("connector\tlisted\tcalls\tmatched\tsettled\treviews\terrors");
+            for c in &report.connectors {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    c.connector,
+                    c.listed,
+                    c.provider_calls,
+                    c.matched,
+                    c.settled,
+                    c.reviews_opened,
+                    c.errors
+                );
+            }
+            for (connector, error) in &report.failed {
+                println!("{connector}\tlisting failed: {error}");
+            }
+        }
+        Command::Reconcile { .. } => {
             let report = payorch::reconcile_once(cfg).await?;
             for (what, from, to) in &report.changed {
                 println!("{what}\t{from} -> {to}");

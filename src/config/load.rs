@@ -123,6 +123,10 @@ impl Config {
                 env.or("PAYORCH_REFUND_REVIEW_AFTER_S", "86400")?,
             ),
             late_success,
+            settlement_every: Duration::from_secs(
+                env.or::<u64>("PAYORCH_SETTLEMENT_EVERY_S", "86400")?
+                    .max(60),
+            ),
             reconcile_every: Duration::from_secs(
                 env.or::<u64>("PAYORCH_RECONCILE_EVERY_S", "60")?.max(1),
             ),

@@ -128,6 +128,9 @@ pub struct Config {
     /// `PAYORCH_LATE_SUCCESS`: what payorch does with a payment paid after
     /// it was `failed` or `abandoned` (a review, or a review and a refund).
     pub late_success: crate::domain::LateSuccess,
+    /// `PAYORCH_SETTLEMENT_EVERY_S`: how often a worker runs a settlement
+    /// pass over the connectors' transaction listings.
+    pub settlement_every: Duration,
     /// How often a worker runs a reconciliation sweep.
     pub reconcile_every: Duration,
     /// Processed provider webhooks are kept this long.

@@ -34,6 +34,8 @@ pub enum Source {
     Refund,
     /// A reconciliation sweep asked the provider.
     Reconcile,
+    /// A settlement pass read the provider's transaction listing.
+    Settlement,
     /// An operator resolved a review.
     Operator,
 }
@@ -46,6 +48,7 @@ impl Source {
             Source::Webhook => "webhook",
             Source::Refund => "refund",
             Source::Reconcile => "reconcile",
+            Source::Settlement => "settlement",
             Source::Operator => "operator",
         }
     }

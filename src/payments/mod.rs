@@ -42,6 +42,7 @@ pub mod reconcile;
 mod refunds;
 pub mod reviews;
 mod service;
+pub mod settlement;
 
 use std::{sync::Arc, time::Duration};
 
@@ -71,6 +72,7 @@ pub use self::{
     reconcile::{Sweep, SweepReport},
     refunds::NewRefundRequest,
     reviews::ReviewError,
+    settlement::{ConnectorSettlement, SettlementReport},
 };
 pub(crate) use answer::Completion;
 

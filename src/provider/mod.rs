@@ -389,6 +389,13 @@ impl Connectors {
             .map(|(_, c)| c.clone() as Arc<dyn PaymentProvider>)
     }
 
+    /// Every enabled connector, in `PAYORCH_PROVIDERS` order.
+    pub fn enabled(&self) -> impl Iterator<Item = (ConnectorName, Arc<dyn PaymentProvider>)> + '_ {
+        self.enabled
+            .iter()
+            .map(|(n, c)| (*n, c.clone() as Arc<dyn PaymentProvider>))
+    }
+
     /// Whether `name` is enabled.
     pub fn is_enabled(&self, name: ConnectorName) -> bool {
         self.enabled.iter().any(|(n, _)| *n == name)

@@ -103,6 +103,16 @@ pub async fn open(db: &impl ConnectionTrait, new: NewReview) -> Result<Option<Re
     Ok((inserted == 1).then_some(model))
 }
 
+/// How many payment-level reviews `payment_id` has had, open or not.
+pub async fn count_for_payment(db: &impl ConnectionTrait, payment_id: Uuid) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    review::Entity::find()
+        .filter(Column::PaymentId.eq(payment_id))
+        .filter(Column::RefundId.is_null())
+        .count(db)
+        .await
+}
+
 /// Whether a review of `kind` about `payment_id` (at `connector`, when
 /// given) was ever opened, open or resolved. Money-moving kinds open once
 /// per subject, ever: an operator's resolution is final, and the same

@@ -27,5 +27,6 @@ mod refund_faults_property;
 mod refunds;
 mod reviews;
 mod sandbox_ledger;
+mod settlement;
 mod ssrf;
 mod webhooks;

@@ -68,7 +68,7 @@ async fn rows(app: &TestApp, sql: &str) -> Vec<sea_orm::QueryResult> {
 }
 
 /// `(kind, status, resolution)` of every review, oldest first.
-async fn reviews(app: &TestApp) -> Vec<(String, String, Option<String>)> {
+pub(crate) async fn reviews(app: &TestApp) -> Vec<(String, String, Option<String>)> {
     rows(
         app,
         "SELECT kind, status, resolution FROM reviews ORDER BY opened_at",
@@ -148,7 +148,13 @@ async fn ledger_entry(app: &TestApp, provider: &str, reference: &str) -> Value {
 
 /// Settles the sandbox transaction `reference` in `provider`'s dialect;
 /// `notify`: with its webhook, as the provider would.
-async fn settle(app: &TestApp, provider: &str, reference: &str, status: &str, notify: bool) {
+pub(crate) async fn settle(
+    app: &TestApp,
+    provider: &str,
+    reference: &str,
+    status: &str,
+    notify: bool,
+) {
     let response = app
         .sandbox(
             &format!("transactions/{reference}/outcome"),
@@ -161,7 +167,7 @@ async fn settle(app: &TestApp, provider: &str, reference: &str, status: &str, no
 /// A payment opened at Flutterwave after Paystack took the initialize and
 /// lost its answer (a 500 after the work): Paystack holds a live
 /// transaction under the same reference.
-async fn failed_over_payment(app: &TestApp) -> String {
+pub(crate) async fn failed_over_payment(app: &TestApp) -> String {
     let fault = app
         .sandbox(
             "faults",
@@ -198,7 +204,13 @@ fn signed_paystack(event: &str, id: i64, reference: &str, amount: i64) -> (Strin
     (body, signature)
 }
 
-async fn post_paystack(app: &TestApp, event: &str, id: i64, reference: &str, amount: i64) {
+pub(crate) async fn post_paystack(
+    app: &TestApp,
+    event: &str,
+    id: i64,
+    reference: &str,
+    amount: i64,
+) {
     let (body, signature) = signed_paystack(event, id, reference, amount);
     let response = app
         .http
@@ -212,7 +224,7 @@ async fn post_paystack(app: &TestApp, event: &str, id: i64, reference: &str, amo
     assert_eq!(response.status(), 200);
 }
 
-async fn until_status(app: &TestApp, reference: &str, status: &str) -> Value {
+pub(crate) async fn until_status(app: &TestApp, reference: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let payment = app.payment(reference).await;
