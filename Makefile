@@ -71,7 +71,7 @@ bench-webhooks: services ## webhook ack rate vs the broker's own, drain with 1/2
 bench-events: services ## merchant events: 10,000 changes x 10 endpoints, deliveries/s and commit-to-receipt p50/p99 beside RabbitMQ's confirmed-publish rate
 	$(CARGO) bench --bench events
 
-bench-reconcile: services ## payorch reconcile over 10,000 stale payments: payments/s, provider calls per payment, beside the sandbox's verify rate
+bench-reconcile: services ## payorch reconcile over 10,000 stale payments (payments/s, provider calls per payment, beside the sandbox's verify rate), then a settlement pass over them (transactions/s, provider calls per transaction)
 	$(CARGO) bench --bench reconcile
 
 bench-compare: services ## the same bench for BASELINE=<other build's payorch> and this tree, alternating: make bench-compare BENCH=api

@@ -1,7 +1,9 @@
 //! `make bench-reconcile`: `payorch reconcile` over 10,000 stale pending
 //! payments against the sandbox — payments per second and provider calls
 //! per payment (must be 1.0) — beside the sandbox's own verify rate in the
-//! same run, at the sweep's own concurrency.
+//! same run, at the sweep's own concurrency; then, every one of them paid
+//! at the sandbox, one settlement pass (`reconcile --settlement`):
+//! transactions per second and provider calls per transaction.
 
 mod common;
 
@@ -141,6 +143,39 @@ async fn main() {
     let took = started.elapsed();
     let calls = stats().await - before;
     let summary = printed.lines().last().unwrap_or("").to_owned();
+
+    // Settlement: every transaction paid at the sandbox (quietly: no
+    // webhook), then one pass over the listing settles them all.
+    let paid = {
+        let (http, base, references) = (http.clone(), base.clone(), references.clone());
+        load(
+            "pay at the sandbox (setup)",
+            32,
+            Duration::from_secs(3600),
+            Some(PAYMENTS),
+            move |i| {
+                let request = http
+                    .post(format!(
+                        "{base}/sandbox/_control/transactions/{}/outcome",
+                        references[i % references.len()]
+                    ))
+                    .bearer_auth(SECRET)
+                    .json(&json!({"status": "success", "notify": false}));
+                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+            },
+        )
+        .await
+    };
+    assert_eq!(paid.failures, 0, "paying at the sandbox failed");
+    let started = Instant::now();
+    let settled = Payorch::run(&["reconcile", "--settlement"], &reconcile_env);
+    let settle_took = started.elapsed();
+    // `paystack\tlisted\tcalls\tmatched\tsettled\treviews\terrors`
+    let row: Vec<u64> = settled
+        .lines()
+        .find_map(|line| line.strip_prefix("paystack\t"))
+        .map(|rest| rest.split('\t').map(|n| n.parse().unwrap_or(0)).collect())
+        .unwrap_or_default();
     server.terminate();
 
     let rate = PAYMENTS as f64 / took.as_secs_f64();
@@ -159,5 +194,20 @@ async fn main() {
     println!(
         "provider calls per payment: {:.3}",
         calls as f64 / PAYMENTS as f64
+    );
+    println!();
+    let (listed, pages, settled_n) = (
+        row.first().copied().unwrap_or(0),
+        row.get(1).copied().unwrap_or(0),
+        row.get(3).copied().unwrap_or(0),
+    );
+    println!(
+        "payorch reconcile --settlement: {listed} transactions listed, {settled_n} settled in {:.1} s = {:.0} transactions/s",
+        settle_took.as_secs_f64(),
+        listed as f64 / settle_took.as_secs_f64()
+    );
+    println!(
+        "provider calls per transaction: {:.3} ({pages} listing pages)",
+        pages as f64 / listed.max(1) as f64
     );
 }
