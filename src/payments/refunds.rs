@@ -200,24 +200,32 @@ impl PaymentService {
             .merchant_note
             .as_deref()
             .and_then(|note| Uuid::parse_str(note).ok());
-        let found =
+        let candidates =
             refunds::find_reported(&self.db, notice.provider_refund_id.as_deref(), ours).await?;
-        let Some(refund) = found else {
+        if candidates.is_empty() {
             tracing::warn!(
                 reference = record.reference,
                 "refund event for a refund payorch did not make; recorded, not applied"
             );
             return Ok(webhooks::insert(&self.db, record, "ignored:unknown_refund").await?);
-        };
-        let payment = self.payment_of(&refund).await?;
-        let sent_to = refund.connector.as_deref().unwrap_or(&payment.provider);
-        if ConnectorName::of_stored(sent_to) != ConnectorName::of_stored(&record.provider) {
+        }
+        // Scoped to the connector that reports it: its ids are its own.
+        let mut refund = None;
+        for candidate in candidates {
+            let payment = self.payment_of(&candidate).await?;
+            let sent_to = candidate.connector.as_deref().unwrap_or(&payment.provider);
+            if ConnectorName::of_stored(sent_to) == ConnectorName::of_stored(&record.provider) {
+                refund = Some(candidate);
+                break;
+            }
+        }
+        let Some(refund) = refund else {
             tracing::warn!(
                 reference = record.reference,
                 "refund event from a connector the refund was not sent to; recorded, not applied"
             );
             return Ok(webhooks::insert(&self.db, record, OTHER_CONNECTOR).await?);
-        }
+        };
         self.settle_refund_with(
             &record.reference,
             refund.id,

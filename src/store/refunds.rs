@@ -125,26 +125,32 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Refund>,
     refund::Entity::find_by_id(id).one(db).await
 }
 
-/// The refund whose provider id is `provider_refund_id`, or whose own id
-/// is `ours`.
+/// The refunds a provider's report may name: those whose provider id is
+/// `provider_refund_id` (two connectors may hand out the same numeric
+/// id: the caller picks the one sent to the reporting connector), then the
+/// one whose own id is `ours`.
 pub async fn find_reported(
     db: &impl ConnectionTrait,
     provider_refund_id: Option<&str>,
     ours: Option<Uuid>,
-) -> Result<Option<Refund>, DbErr> {
-    if let Some(id) = provider_refund_id {
-        let found = refund::Entity::find()
-            .filter(refund::Column::ProviderRefundId.eq(id))
-            .one(db)
-            .await?;
-        if found.is_some() {
-            return Ok(found);
+) -> Result<Vec<Refund>, DbErr> {
+    let mut found = match provider_refund_id {
+        Some(id) => {
+            refund::Entity::find()
+                .filter(refund::Column::ProviderRefundId.eq(id))
+                .order_by_asc(refund::Column::CreatedAt)
+                .all(db)
+                .await?
         }
+        None => Vec::new(),
+    };
+    if let Some(id) = ours
+        && !found.iter().any(|r| r.id == id)
+        && let Some(refund) = find(db, id).await?
+    {
+        found.push(refund);
     }
-    match ours {
-        Some(id) => find(db, id).await,
-        None => Ok(None),
-    }
+    Ok(found)
 }
 
 /// A payment's refunds, oldest first.

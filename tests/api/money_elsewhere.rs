@@ -604,3 +604,92 @@ async fn a_failed_refund_at_a_connector_reopens_its_review_for_another_try() {
         )
     );
 }
+
+/// Both connectors hand out numeric refund ids: a refund webhook is
+/// matched among the refunds sent to the connector that reports it, never
+/// another connector's refund under the same id (the older one here).
+#[tokio::test]
+async fn a_refund_webhook_settles_the_refund_of_its_own_connector_when_ids_collide() {
+    let app = app_with(&[]).await;
+    let mut refunded = Vec::new();
+    for provider in ["flutterwave", "paystack"] {
+        let body: Value = app
+            .initialize(
+                &json!({"amount": 5_000, "currency": "NGN", "email": "ada@example.com",
+                    "provider": provider}),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let reference = body["reference"].as_str().unwrap().to_owned();
+        settle(&app, provider, &reference, "success", true).await;
+        until_status(&app, &reference, "succeeded").await;
+        let refund = app
+            .post(&format!("/v1/payments/{reference}/refunds"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refund.status(), 201);
+        refunded.push(reference);
+    }
+    let (flutterwave, paystack) = (&refunded[0], &refunded[1]);
+    // The collision: Flutterwave's (older) refund under Paystack's id.
+    let paystack_id: String = rows(
+        &app,
+        &format!(
+            "SELECT r.provider_refund_id FROM refunds r JOIN payments p ON p.id = r.payment_id \
+             WHERE p.reference = '{paystack}'"
+        ),
+    )
+    .await[0]
+        .try_get("", "provider_refund_id")
+        .unwrap();
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE refunds SET provider_refund_id = '{paystack_id}' FROM payments \
+             WHERE payments.id = refunds.payment_id AND payments.reference = '{flutterwave}'"
+        ))
+        .await
+        .unwrap();
+    // And Paystack's row written after it (a lookup by id alone would meet
+    // Flutterwave's first).
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE refunds SET updated_at = refunds.updated_at FROM payments \
+             WHERE payments.id = refunds.payment_id AND payments.reference = '{paystack}'"
+        ))
+        .await
+        .unwrap();
+
+    // Paystack settles its refund, with its webhook.
+    let sent = ledger_entry(&app, "paystack", paystack).await["refunds"][0].clone();
+    let settled = app
+        .sandbox(
+            &format!("refunds/{}/outcome", sent["id"]),
+            json!({"status": "processed"}),
+        )
+        .await;
+    assert_eq!(settled.status(), 200);
+    let refund_status = |reference: &str| {
+        let (app, reference) = (&app, reference.to_owned());
+        async move {
+            crate::refunds::refunds(app, &reference).await[0]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refund_status(paystack).await != "succeeded" {
+        assert!(
+            Instant::now() < deadline,
+            "Paystack's refund never settled: {:?}",
+            webhook_outcomes(&app, paystack).await
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(refund_status(flutterwave).await, "pending");
+}
