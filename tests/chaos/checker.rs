@@ -325,17 +325,25 @@ impl Evidence {
 
     fn refunds_settled_as_provider_says(&self) -> Row {
         let mut row = Row::new("refunds settled as the provider says (or open review)");
-        let at_provider: HashMap<String, &Value> = self
+        let all: Vec<&Value> = self
             .ledger
             .iter()
             .flat_map(|e| e["refunds"].as_array().into_iter().flatten())
-            .map(|r| (r["id"].to_string(), r))
+            .collect();
+        let by_id: HashMap<String, &Value> =
+            all.iter().map(|r| (r["id"].to_string(), *r)).collect();
+        // payorch's refund id travels as the merchant note: a refund whose
+        // answer was lost has no provider id in payorch.
+        let by_note: HashMap<&str, &Value> = all
+            .iter()
+            .filter_map(|r| r["merchant_note"].as_str().map(|note| (note, *r)))
             .collect();
         for refund in &self.refunds {
             let theirs = refund
                 .provider_refund_id
                 .as_ref()
-                .and_then(|id| at_provider.get(id));
+                .and_then(|id| by_id.get(id))
+                .or_else(|| by_note.get(refund.id.to_string().as_str()));
             let word = theirs.and_then(|r| r["status"].as_str()).unwrap_or("none");
             let agrees = match word {
                 "processed" | "completed" => refund.status == "succeeded",

@@ -97,7 +97,9 @@ async fn campaign(seed: u64, seconds: u64) -> bool {
         .await;
     drop(targets);
     let clean = matches!(outcome, Ok(true));
-    cluster.clean_up(!clean).await;
+    // CHAOS_KEEP=1 keeps a failed run's database for diagnosis.
+    let keep_db = !clean && std::env::var_os("CHAOS_KEEP").is_some();
+    cluster.clean_up(!clean, keep_db).await;
     match outcome {
         Ok(clean) => clean,
         Err(panic) => std::panic::resume_unwind(panic),

@@ -334,9 +334,9 @@ impl Cluster {
         run_payorch(args, &env)
     }
 
-    /// Stops every process, then removes the database, the queues and
-    /// the Redis keys; the logs too unless `keep_logs`.
-    pub async fn clean_up(&self, keep_logs: bool) {
+    /// Stops every process, then removes the queues, the Redis keys, the
+    /// database unless `keep_db`, and the logs unless `keep_logs`.
+    pub async fn clean_up(&self, keep_logs: bool, keep_db: bool) {
         self.closed.store(true, Ordering::SeqCst);
         for slot in self.slots.lock().unwrap().iter_mut() {
             slot.kill();
@@ -346,7 +346,9 @@ impl Cluster {
             let _ = sandbox.wait();
         }
         self.db.clone().close().await.ok();
-        if let Ok(admin) = Database::connect(ADMIN_DB).await {
+        if keep_db {
+            println!("database kept: {}", self.env["DATABASE_URL"]);
+        } else if let Ok(admin) = Database::connect(ADMIN_DB).await {
             let _ = admin
                 .execute_unprepared(&format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
