@@ -150,7 +150,7 @@ fn draw_one(rng: &mut StdRng) -> Fault {
         3..=6 => {
             let (operation, mode) = *PROVIDER_FAULTS.choose(rng).unwrap();
             Fault::Provider {
-                provider: *["paystack", "flutterwave"].choose(rng).unwrap(),
+                provider: ["paystack", "flutterwave"].choose(rng).unwrap(),
                 operation,
                 mode,
                 count: rng.random_range(1..4),

@@ -65,7 +65,7 @@ fn main() {
 }
 
 fn replay(seed: u64, seconds: u64) -> String {
-    if seconds % 60 == 0 {
+    if seconds.is_multiple_of(60) {
         format!("make chaos SEED={seed} MINUTES={}", seconds / 60)
     } else {
         format!("CHAOS_SEED={seed} CHAOS_SECONDS={seconds} cargo test --test chaos")

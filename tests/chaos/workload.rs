@@ -92,8 +92,8 @@ impl Api {
         body: Option<&Value>,
         tally: &Tally,
     ) -> Option<(u16, Value)> {
-        let mut which = rng.random_range(0..self.serve_urls.len());
-        for attempt in 0..8u64 {
+        let first = rng.random_range(0..self.serve_urls.len());
+        for (which, attempt) in (first..).zip(0..8u64) {
             match self.send(which, method.clone(), path, key, body).await {
                 Sent::Answer(status, body) if status < 500 && status != 409 => {
                     return Some((status, body));
@@ -104,7 +104,6 @@ impl Api {
                 Sent::Answer(..) => tally.add("client retries (5xx/409)"),
                 Sent::NoAnswer => tally.add("client retries (no answer)"),
             }
-            which += 1;
             tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
         }
         None
