@@ -6,9 +6,11 @@ N ?= 2
 BENCH ?= api
 ROUNDS ?= 2
 FUZZ_SECONDS ?= 60
+MINUTES ?= 10
+SEED ?=
 
 
-.PHONY: bench-api bench-events bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
+.PHONY: chaos bench-api bench-events bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
 .PHONY: help run test schema-test browser-test fuzz fuzz-merge migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
@@ -23,6 +25,9 @@ test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (bench
 	BIN=$(BIN) bash scripts/browser-test.sh
 	BIN=$(BIN) bash scripts/schemathesis.sh
 	bash scripts/fuzz.sh 5
+
+chaos: services ## the chaos campaign for MINUTES (default 10) under a fault schedule from SEED (default: random, printed); replays: make chaos SEED=… MINUTES=…
+	CHAOS_SECONDS=$$(( $(MINUTES) * 60 )) $(if $(SEED),CHAOS_SEED=$(SEED)) $(CARGO) test --test chaos
 
 fuzz: ## every fuzz target (cargo fuzz, libFuzzer) for FUZZ_SECONDS each (default 60) from the committed corpus
 	bash scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -52,6 +52,9 @@ struct Refund {
     id: i64,
     amount: i64,
     status: String,
+    /// The merchant's note (payorch sends its own refund id): how a refund
+    /// whose answer was lost is matched to the request that made it.
+    merchant_note: Option<String>,
 }
 
 impl Sandbox {
@@ -104,6 +107,7 @@ impl Sandbox {
                             id: r.id,
                             amount: r.amount,
                             status: self.refund_word(&r.status).to_owned(),
+                            merchant_note: r.merchant_note.clone(),
                         })
                         .collect(),
                 }
