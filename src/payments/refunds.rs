@@ -226,6 +226,13 @@ impl PaymentService {
             );
             return Ok(webhooks::insert(&self.db, record, OTHER_CONNECTOR).await?);
         };
+        // Found by payorch's own id (its answer was lost): the provider's
+        // word proves it sent, and names its id.
+        if let Some(provider_refund_id) = notice.provider_refund_id.as_deref()
+            && refund.provider_refund_id.is_none()
+        {
+            refunds::record_sent(&self.db, refund.id, provider_refund_id).await?;
+        }
         self.settle_refund_with(
             &record.reference,
             refund.id,

@@ -192,6 +192,28 @@ pub async fn mark_dispatch(
     Ok(result.rows_affected == 1)
 }
 
+/// Records the provider's id of a refund sent without it (its answer was
+/// lost), and that it was sent; a refund with an id already is left as it
+/// is.
+pub async fn record_sent(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    provider_refund_id: &str,
+) -> Result<(), DbErr> {
+    refund::Entity::update_many()
+        .col_expr(refund::Column::Dispatch, Expr::value(SENT))
+        .col_expr(
+            refund::Column::ProviderRefundId,
+            Expr::value(Some(provider_refund_id.to_owned())),
+        )
+        .col_expr(refund::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(refund::Column::Id.eq(id))
+        .filter(refund::Column::ProviderRefundId.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 fn unsettled() -> Vec<&'static str> {
     RefundStatus::UNSETTLED.map(RefundStatus::as_str).to_vec()
 }

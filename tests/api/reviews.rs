@@ -259,6 +259,58 @@ async fn a_refund_under_review_that_the_provider_answers_is_settled_and_its_revi
     assert_eq!(all[0]["resolved_by"], "provider");
 }
 
+/// A lost refund the provider then settles with its webhook: matched by
+/// payorch's own id (the merchant note), settled, and its provider id
+/// recorded at last.
+#[tokio::test]
+async fn a_lost_refund_settled_by_the_providers_webhook_gets_its_provider_id() {
+    let app = app_with(&[("PAYORCH_PROVIDER_TIMEOUT_MS", "1000")]).await;
+    let reference = lost_refund(&app, 0).await;
+    let stored: Vec<(Option<String>, String)> = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT provider_refund_id, dispatch FROM refunds",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "provider_refund_id").unwrap(),
+                r.try_get("", "dispatch").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [(None, "sending".to_owned())],
+        "its answer was lost"
+    );
+    let sandboxed = sandbox_refunds(&app, &reference).await;
+    let settled = app
+        .sandbox(
+            &format!("refunds/{}/outcome", sandboxed[0]["id"]),
+            json!({"status": "processed"}),
+        )
+        .await;
+    assert_eq!(settled.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while refunds(&app, &reference).await[0]["status"] != "succeeded" {
+        assert!(std::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let id = count(
+        &app,
+        &format!(
+            "SELECT COUNT(*) AS n FROM refunds WHERE provider_refund_id = '{}' AND dispatch = 'sent'",
+            sandboxed[0]["id"]
+        ),
+    )
+    .await;
+    assert_eq!(id, 1);
+}
+
 /// Two sweepers opening the same review: the second finds one open and
 /// writes nothing — on both backends; once resolved, a new one may open.
 #[tokio::test]
