@@ -168,7 +168,8 @@ async fn the_ledger_holds_transactions_and_refunds_of_both_dialects() {
             "amount": 5000,
             "currency": "NGN",
             "attempts": [{"id": transaction_id, "status": "success"}],
-            "refunds": [{"id": refund["data"]["id"], "amount": 1500, "status": "pending"}],
+            "refunds": [{"id": refund["data"]["id"], "amount": 1500, "status": "pending",
+                "merchant_note": null}],
         })
     );
     assert_eq!(ledger[1]["reference"], "led-p2", "oldest first per dialect");
@@ -184,7 +185,8 @@ async fn the_ledger_holds_transactions_and_refunds_of_both_dialects() {
             "amount": 5000,
             "currency": "NGN",
             "attempts": [{"id": id, "status": "successful"}],
-            "refunds": [{"id": fw_refund["data"]["id"], "amount": 2000, "status": "pending"}],
+            "refunds": [{"id": fw_refund["data"]["id"], "amount": 2000, "status": "pending",
+                "merchant_note": null}],
         }),
         "minor units, Flutterwave's words"
     );
