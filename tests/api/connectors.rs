@@ -454,27 +454,6 @@ async fn until_outcomes(app: &TestApp, reference: &str, count: usize) -> Vec<Str
     }
 }
 
-/// The sandbox ledger's entry for the Flutterwave checkout `reference`.
-async fn flutterwave_ledger_entry(app: &TestApp, reference: &str) -> Value {
-    let ledger: Value = app
-        .http
-        .get(app.url("/sandbox/_control/ledger?provider=flutterwave"))
-        .bearer_auth(SANDBOX_SECRET_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ledger
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["reference"] == reference)
-        .cloned()
-        .unwrap_or_else(|| panic!("{reference} not in {ledger}"))
-}
-
 /// The merchant event types of the payment `reference`, newest first.
 pub(crate) async fn merchant_events(app: &TestApp, reference: &str) -> Vec<String> {
     let page = app
@@ -604,7 +583,7 @@ async fn a_flutterwave_checkout_declined_then_paid_succeeds_and_never_tells_the_
     );
 
     // The provider's truth: two attempts under one tx_ref.
-    let entry = flutterwave_ledger_entry(&app, reference).await;
+    let entry = app.ledger_entry("flutterwave", reference).await;
     let attempts = entry["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{entry}");
     assert_eq!(attempts[0]["status"], "failed");

@@ -361,6 +361,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The sandbox ledger's entry for `reference` in `provider`'s dialect
+    /// (the provider's truth).
+    pub async fn ledger_entry(&self, provider: &str, reference: &str) -> serde_json::Value {
+        let ledger: serde_json::Value = self
+            .http
+            .get(self.url(&format!("/sandbox/_control/ledger?provider={provider}")))
+            .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ledger
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["reference"] == reference)
+            .cloned()
+            .unwrap_or_else(|| panic!("{reference} not in the {provider} ledger: {ledger}"))
+    }
+
     pub async fn sandbox_stats(&self) -> serde_json::Value {
         self.sandbox_stats_of("paystack").await
     }

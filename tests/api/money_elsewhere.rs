@@ -41,7 +41,12 @@ async fn app_with(extra: &[(&str, &str)]) -> TestApp {
 
 /// The configuration an operator's CLI would have against `app`.
 fn operator_config(app: &TestApp) -> Arc<payorch::config::Config> {
-    let env: HashMap<String, String> = HashMap::from([
+    Arc::new(crate::helpers::config_from(&operator_env(app)))
+}
+
+/// The environment of an operator's CLI (or cron) against `app`.
+pub(crate) fn operator_env(app: &TestApp) -> HashMap<String, String> {
+    HashMap::from([
         ("DATABASE_URL".into(), app.database_url.clone()),
         ("PAYORCH_PROVIDER".into(), "sandbox".into()),
         ("PAYSTACK_SECRET_KEY".into(), SANDBOX_SECRET_KEY.into()),
@@ -51,8 +56,7 @@ fn operator_config(app: &TestApp) -> Arc<payorch::config::Config> {
             "FLUTTERWAVE_BASE_URL".into(),
             app.url("/sandbox/flutterwave/"),
         ),
-    ]);
-    Arc::new(crate::helpers::config_from(&env))
+    ])
 }
 
 /// Someone at the command line, as `payorch reviews resolve` names them.
@@ -125,27 +129,6 @@ async fn webhook_outcomes(app: &TestApp, reference: &str) -> Vec<String> {
     .collect()
 }
 
-/// The sandbox's ledger entry of `reference` in `provider`'s dialect.
-async fn ledger_entry(app: &TestApp, provider: &str, reference: &str) -> Value {
-    let ledger: Value = app
-        .http
-        .get(app.url(&format!("/sandbox/_control/ledger?provider={provider}")))
-        .bearer_auth(SANDBOX_SECRET_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ledger
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["reference"] == reference)
-        .cloned()
-        .unwrap_or_else(|| panic!("{reference} not in the {provider} ledger: {ledger}"))
-}
-
 /// Settles the sandbox transaction `reference` in `provider`'s dialect;
 /// `notify`: with its webhook, as the provider would.
 pub(crate) async fn settle(
@@ -187,7 +170,7 @@ pub(crate) async fn failed_over_payment(app: &TestApp) -> String {
     assert_eq!(body["provider"], "flutterwave", "{body}");
     let reference = body["reference"].as_str().unwrap().to_owned();
     assert_eq!(
-        ledger_entry(app, "paystack", &reference).await["status"],
+        app.ledger_entry("paystack", &reference).await["status"],
         "ongoing",
         "the lost answer's transaction is live at Paystack"
     );
@@ -294,12 +277,12 @@ async fn money_taken_at_a_connector_payorch_failed_over_from_is_reviewed_and_giv
     .unwrap();
     assert_eq!(resolved.resolution.as_deref(), Some("refund_at_connector"));
     assert_eq!(resolved.resolved_by.as_deref(), Some("cli:alice"));
-    let paystack = ledger_entry(&app, "paystack", &reference).await;
+    let paystack = app.ledger_entry("paystack", &reference).await;
     let refunds = paystack["refunds"].as_array().unwrap();
     assert_eq!(refunds.len(), 1, "{paystack}");
     assert_eq!(refunds[0]["amount"], 5_000);
     assert!(
-        ledger_entry(&app, "flutterwave", &reference).await["refunds"]
+        app.ledger_entry("flutterwave", &reference).await["refunds"]
             .as_array()
             .unwrap()
             .is_empty(),
@@ -315,7 +298,7 @@ async fn money_taken_at_a_connector_payorch_failed_over_from_is_reviewed_and_giv
         payorch::resolve_review(cfg, id, ReviewAction::RefundAtConnector, &cli("bob"), None).await;
     assert!(again.is_err(), "{again:?}");
     assert_eq!(
-        ledger_entry(&app, "paystack", &reference).await["refunds"]
+        app.ledger_entry("paystack", &reference).await["refunds"]
             .as_array()
             .unwrap()
             .len(),
@@ -395,7 +378,7 @@ async fn a_payment_paid_after_it_failed_is_reviewed_and_the_merchant_told() {
         "{told:?}"
     );
     assert!(
-        ledger_entry(&app, "paystack", &reference).await["refunds"]
+        app.ledger_entry("paystack", &reference).await["refunds"]
             .as_array()
             .unwrap()
             .is_empty(),
@@ -516,7 +499,7 @@ async fn a_late_success_is_refunded_exactly_once_across_two_workers() {
             Some("refund_at_connector".to_owned())
         )]
     );
-    let refunded = ledger_entry(&app, "paystack", &reference).await;
+    let refunded = app.ledger_entry("paystack", &reference).await;
     assert_eq!(
         refunded["refunds"].as_array().unwrap().len(),
         1,
@@ -566,7 +549,7 @@ async fn a_failed_refund_at_a_connector_reopens_its_review_for_another_try() {
     )
     .await
     .unwrap();
-    let sent = ledger_entry(&app, "paystack", &reference).await["refunds"][0].clone();
+    let sent = app.ledger_entry("paystack", &reference).await["refunds"][0].clone();
     let failed = app
         .sandbox(
             &format!("refunds/{}/outcome", sent["id"]),
@@ -589,7 +572,7 @@ async fn a_failed_refund_at_a_connector_reopens_its_review_for_another_try() {
     )
     .await
     .unwrap();
-    let refunds = ledger_entry(&app, "paystack", &reference).await["refunds"]
+    let refunds = app.ledger_entry("paystack", &reference).await["refunds"]
         .as_array()
         .unwrap()
         .clone();
@@ -665,7 +648,7 @@ async fn a_refund_webhook_settles_the_refund_of_its_own_connector_when_ids_colli
         .unwrap();
 
     // Paystack settles its refund, with its webhook.
-    let sent = ledger_entry(&app, "paystack", paystack).await["refunds"][0].clone();
+    let sent = app.ledger_entry("paystack", paystack).await["refunds"][0].clone();
     let settled = app
         .sandbox(
             &format!("refunds/{}/outcome", sent["id"]),

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{TestApp, TestDb, payorch_command, test_env},
-    money_elsewhere::{failed_over_payment, post_paystack, reviews, settle, until_status},
+    money_elsewhere::{
+        failed_over_payment, operator_env, post_paystack, reviews, settle, until_status,
+    },
 };
 use payorch::config::SANDBOX_SECRET_KEY;
 
@@ -22,20 +24,6 @@ async fn app() -> TestApp {
     env.insert("PAYORCH_PROVIDERS".into(), "paystack,flutterwave".into());
     env.insert("PAYORCH_ROUTING".into(), "NGN=paystack,flutterwave".into());
     TestApp::spawn_with(Arc::new(db), env).await
-}
-
-fn operator_env(app: &TestApp) -> HashMap<String, String> {
-    HashMap::from([
-        ("DATABASE_URL".into(), app.database_url.clone()),
-        ("PAYORCH_PROVIDER".into(), "sandbox".into()),
-        ("PAYSTACK_SECRET_KEY".into(), SANDBOX_SECRET_KEY.into()),
-        ("PAYORCH_PROVIDERS".into(), "paystack,flutterwave".into()),
-        ("PAYSTACK_BASE_URL".into(), app.url("/sandbox/")),
-        (
-            "FLUTTERWAVE_BASE_URL".into(),
-            app.url("/sandbox/flutterwave/"),
-        ),
-    ])
 }
 
 async fn settle_last_hour(app: &TestApp) -> payorch::payments::SettlementReport {
