@@ -30,7 +30,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::{egress::Egress, signing, ssrf};
+use super::{egress::Egress, secrets::EndpointSecrets, signing, ssrf};
 use crate::{
     queue::{Disposition, Envelope, EventDelivery, QueueMessage, RetryPolicy, WebhookQueue},
     store::{
@@ -72,6 +72,8 @@ pub struct Deliverer {
     attempts: AttemptLog,
     /// Where a failed part of a message for several endpoints goes.
     requeue: Option<WebhookQueue>,
+    /// Opens the endpoints' sealed signing secrets.
+    secrets: EndpointSecrets,
 }
 
 type Recorded = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -127,6 +129,7 @@ impl Deliverer {
         timeout: Duration,
         allow_private: bool,
         proxy: Option<&reqwest::Url>,
+        secrets: EndpointSecrets,
     ) -> Deliverer {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3).min(timeout))
@@ -142,6 +145,7 @@ impl Deliverer {
             in_flight: Arc::default(),
             endpoints: Arc::default(),
             requeue: None,
+            secrets,
         }
     }
 
@@ -364,8 +368,19 @@ impl Deliverer {
         }
         let now = Utc::now();
         let timestamp = now.timestamp();
-        let signature =
-            signing::signature_header(endpoint.signing_secrets(now), id, timestamp, body);
+        let secrets = match self.secrets.signing(endpoint, now) {
+            Ok(secrets) => secrets,
+            Err(err) => {
+                tracing::warn!(endpoint = %endpoint.id, error = %err, "cannot open an endpoint's signing secret");
+                return failed(format!("signing secret {err}"));
+            }
+        };
+        let signature = signing::signature_header(
+            secrets.iter().map(|secret| secret.expose()),
+            id,
+            timestamp,
+            body,
+        );
         let sent = self
             .egress
             .post(url)

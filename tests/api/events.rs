@@ -170,7 +170,7 @@ fn expected_signature(secret: &str, received: &Received) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-fn verifies(secret: &str, received: &Received) -> bool {
+pub fn verifies(secret: &str, received: &Received) -> bool {
     let expected = expected_signature(secret, received);
     received.signature.split(' ').any(|s| s == expected)
 }
