@@ -17,7 +17,8 @@
 //! Per delivery the database is not asked much: the body comes with the
 //! message, endpoints are cached for [`ENDPOINT_TTL`], and attempts are
 //! written together by one [`AttemptLog`] task (a message is acknowledged
-//! only once its attempt row committed).
+//! only once its attempt row committed; an attempt that could not be
+//! recorded defers its message, see [`after_attempt`]).
 
 use std::{
     sync::Arc,
@@ -269,7 +270,7 @@ impl Deliverer {
                 error: tried.error.clone(),
             })
             .await;
-        if let Err(err) = recorded {
+        if let Err(err) = &recorded {
             tracing::warn!(error = %err, event = event_id, "could not record a delivery attempt");
         }
         metrics::counter!("payorch_event_deliveries_total", "result" => status).increment(1);
@@ -277,33 +278,25 @@ impl Deliverer {
         if delivered {
             streak.set(0.0);
             tracing::debug!(event = event_id, endpoint = %endpoint.id, "event delivered");
-            return Disposition::Ack;
+        } else {
+            streak.increment(1.0);
+            tracing::info!(
+                event = event_id,
+                endpoint = %endpoint.id,
+                attempt,
+                status,
+                error = tried.error.as_deref().unwrap_or_default(),
+                "event delivery failed"
+            );
         }
-        streak.increment(1.0);
-        let error = tried.error.unwrap_or_default();
-        tracing::info!(
-            event = event_id,
-            endpoint = %endpoint.id,
-            attempt,
-            status,
-            error,
-            "event delivery failed"
-        );
         if gone {
             tracing::warn!(endpoint = %endpoint.id, "endpoint answered 410 Gone; disabling it");
             if let Err(err) = endpoints::disable(&self.db, endpoint.id).await {
                 tracing::warn!(error = %err, "could not disable an endpoint");
             }
             self.endpoints.remove(&endpoint.id);
-            return Disposition::Ack;
         }
-        if last {
-            return Disposition::Ack;
-        }
-        match tried.retry_after {
-            Some(after) => Disposition::RetryNotBefore(error, after),
-            None => Disposition::Retry(error),
-        }
+        after_attempt(status, tried, recorded)
     }
 
     /// The endpoint, read at most once per [`ENDPOINT_TTL`].
@@ -421,6 +414,25 @@ impl Deliverer {
     }
 }
 
+/// What becomes of a message after an attempt with `status` (`delivered`,
+/// `failed` or `retrying`): acknowledged only once its attempt row is
+/// recorded. An attempt that could not be recorded is deferred — sent
+/// again later, not counted (receivers deduplicate by `webhook-id`) —
+/// rather than acknowledged with no trace in `event_attempts`.
+fn after_attempt(status: &str, tried: Tried, recorded: Result<(), String>) -> Disposition {
+    if let Err(err) = recorded {
+        return Disposition::Defer(format!("the attempt could not be recorded: {err}"));
+    }
+    if status != "retrying" {
+        return Disposition::Ack;
+    }
+    let error = tried.error.unwrap_or_default();
+    match tried.retry_after {
+        Some(after) => Disposition::RetryNotBefore(error, after),
+        None => Disposition::Retry(error),
+    }
+}
+
 /// The innermost cause: reqwest's own message names only the URL.
 fn source_of(err: &reqwest::Error) -> String {
     let mut cause: &dyn std::error::Error = err;
@@ -466,5 +478,57 @@ impl Drop for Slot {
         self.slots
             .last_done_ms
             .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tried(response_status: Option<u16>, error: Option<&str>) -> Tried {
+        Tried {
+            response_status,
+            error: error.map(str::to_owned),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn an_attempt_that_was_not_recorded_is_never_acknowledged() {
+        for (status, attempt) in [
+            ("delivered", tried(Some(200), None)),
+            ("failed", tried(Some(410), Some("answered 410 Gone"))),
+            ("retrying", tried(Some(500), Some("answered 500"))),
+        ] {
+            let disposition = after_attempt(status, attempt, Err("pool closed".into()));
+            assert!(
+                matches!(&disposition, Disposition::Defer(why) if why.contains("pool closed")),
+                "{status}: {disposition:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_recorded_attempt_is_acknowledged_unless_it_is_to_be_retried() {
+        assert_eq!(
+            after_attempt("delivered", tried(Some(204), None), Ok(())),
+            Disposition::Ack
+        );
+        assert_eq!(
+            after_attempt("failed", tried(None, Some("timed out")), Ok(())),
+            Disposition::Ack
+        );
+        assert_eq!(
+            after_attempt("retrying", tried(None, Some("timed out")), Ok(())),
+            Disposition::Retry("timed out".into())
+        );
+        let limited = Tried {
+            retry_after: Some(Duration::from_secs(30)),
+            ..tried(Some(429), Some("answered 429"))
+        };
+        assert_eq!(
+            after_attempt("retrying", limited, Ok(())),
+            Disposition::RetryNotBefore("answered 429".into(), Duration::from_secs(30))
+        );
     }
 }

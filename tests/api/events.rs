@@ -936,3 +936,55 @@ async fn concurrent_registrations_never_take_a_client_past_its_endpoint_limit() 
         .unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(limit));
 }
+
+#[tokio::test]
+async fn an_attempt_that_cannot_be_recorded_leaves_its_message_unacknowledged() {
+    use payorch::{
+        events::{delivery::Deliverer, secrets::EndpointSecrets},
+        queue::{Disposition, RetryPolicy},
+        sealing::Keyring,
+    };
+    use sea_orm::ConnectionTrait;
+    let db = Arc::new(TestDb::postgres().await);
+    let env = events_env(&db);
+    let key = env["PAYORCH_SECRETS_KEY"].clone();
+    let app = TestApp::spawn_with(db, env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let endpoint = register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    let endpoint_id: uuid::Uuid = endpoint["id"].as_str().unwrap().parse().unwrap();
+    app.new_payment(1_000).await;
+    let event = receiver.event("payment.pending").await;
+    // From now on the attempts table refuses every row.
+    app.db
+        .execute_unprepared(
+            "ALTER TABLE event_attempts ADD CONSTRAINT test_refuses_rows CHECK (false) NOT VALID",
+        )
+        .await
+        .unwrap();
+    let deliverer = Deliverer::new(
+        app.db.clone(),
+        RetryPolicy {
+            delays: vec![Duration::from_millis(100)],
+        },
+        Duration::from_secs(5),
+        true,
+        None,
+        EndpointSecrets::new(Keyring::new(key.parse().unwrap(), None)),
+    );
+    let disposition = deliverer
+        .handle(payorch::events::delivery(
+            &event.id,
+            vec![endpoint_id],
+            Some(event.body.clone()),
+        ))
+        .await;
+    assert!(
+        matches!(&disposition, Disposition::Defer(why) if why.contains("could not be recorded")),
+        "{disposition:?}"
+    );
+    // It was sent (the receiver deduplicates the next one by webhook-id).
+    assert_eq!(
+        receiver.seen().iter().filter(|r| r.id == event.id).count(),
+        2
+    );
+}
