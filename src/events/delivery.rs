@@ -59,6 +59,9 @@ pub const ENDPOINT_TTL: Duration = Duration::from_secs(1);
 const MAX_CACHED: usize = 10_000;
 /// Attempts written in one statement at most.
 const ATTEMPT_BATCH: usize = 500;
+/// How often the failure-streak series of deleted or disabled endpoints
+/// are dropped (those this process does not see go).
+pub const STREAK_CHECK: Duration = Duration::from_secs(30);
 
 /// Delivers events; cheap to clone.
 #[derive(Clone)]
@@ -156,12 +159,14 @@ impl Deliverer {
             requeue: Some(queue.clone()),
             ..self
         };
+        let streaks = tokio::spawn(forget_gone_streaks(deliverer.db.clone()));
         queue
             .consume(PREFETCH, shutdown, move |envelope| {
                 let deliverer = deliverer.clone();
                 async move { deliverer.handle(envelope).await }
             })
             .await;
+        streaks.abort();
     }
 
     /// Delivers one queued message to its endpoints, concurrently; what
@@ -232,6 +237,7 @@ impl Deliverer {
             Ok(Some(endpoint)) if endpoint.enabled => endpoint,
             Ok(_) => {
                 tracing::debug!(endpoint = %endpoint_id, "endpoint deleted or disabled; delivery dropped");
+                crate::telemetry::failure_streak::forget(endpoint_id);
                 metrics::counter!("payorch_event_deliveries_total", "result" => "skipped")
                     .increment(1);
                 return Disposition::Ack;
@@ -274,12 +280,10 @@ impl Deliverer {
             tracing::warn!(error = %err, event = event_id, "could not record a delivery attempt");
         }
         metrics::counter!("payorch_event_deliveries_total", "result" => status).increment(1);
-        let streak = metrics::gauge!("payorch_event_endpoint_failure_streak", "endpoint" => endpoint.id.to_string());
+        crate::telemetry::failure_streak::record(endpoint.id, delivered);
         if delivered {
-            streak.set(0.0);
             tracing::debug!(event = event_id, endpoint = %endpoint.id, "event delivered");
         } else {
-            streak.increment(1.0);
             tracing::info!(
                 event = event_id,
                 endpoint = %endpoint.id,
@@ -295,6 +299,7 @@ impl Deliverer {
                 tracing::warn!(error = %err, "could not disable an endpoint");
             }
             self.endpoints.remove(&endpoint.id);
+            crate::telemetry::failure_streak::forget(endpoint.id);
         }
         after_attempt(status, tried, recorded)
     }
@@ -430,6 +435,32 @@ fn after_attempt(status: &str, tried: Tried, recorded: Result<(), String>) -> Di
     match tried.retry_after {
         Some(after) => Disposition::RetryNotBefore(error, after),
         None => Disposition::Retry(error),
+    }
+}
+
+/// Every [`STREAK_CHECK`], drops the failure-streak series of endpoints
+/// deleted or disabled since (by the API, perhaps in another process, with
+/// no delivery here to notice).
+async fn forget_gone_streaks(db: DatabaseConnection) {
+    use crate::telemetry::failure_streak;
+    let mut every = tokio::time::interval(STREAK_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let tracked = failure_streak::endpoints();
+        if tracked.is_empty() {
+            continue;
+        }
+        match endpoints::enabled_among(&db, tracked.iter().copied()).await {
+            Ok(enabled) => {
+                for id in tracked.into_iter().filter(|id| !enabled.contains(id)) {
+                    failure_streak::forget(id);
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "could not check endpoints for their failure streaks")
+            }
+        }
     }
 }
 

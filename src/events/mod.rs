@@ -357,7 +357,7 @@ impl Events {
             types.dedup();
             types
         });
-        Ok(endpoints::update(
+        let updated = endpoints::update(
             &self.db,
             endpoint,
             EndpointChanges {
@@ -367,11 +367,16 @@ impl Events {
                 event_types,
             },
         )
-        .await?)
+        .await?;
+        if !updated.enabled {
+            crate::telemetry::failure_streak::forget(id);
+        }
+        Ok(updated)
     }
 
     pub async fn delete_endpoint(&self, client_id: Uuid, id: Uuid) -> Result<(), EventsError> {
         if endpoints::delete_owned(&self.db, client_id, id).await? {
+            crate::telemetry::failure_streak::forget(id);
             tracing::info!(endpoint = %id, %client_id, "webhook endpoint deleted");
             Ok(())
         } else {

@@ -98,6 +98,21 @@ pub async fn enabled_for(
         .await
 }
 
+/// Which of `ids` are endpoints that exist and are enabled.
+pub async fn enabled_among(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    Ok(webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::Id.is_in(ids))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|endpoint| endpoint.id)
+        .collect())
+}
+
 /// What a `PATCH` changes; `None`: leave it.
 #[derive(Debug, Default)]
 pub struct EndpointChanges {

@@ -988,3 +988,74 @@ async fn an_attempt_that_cannot_be_recorded_leaves_its_message_unacknowledged() 
         2
     );
 }
+
+/// `/metrics` as the app serves it.
+async fn metrics_text(app: &TestApp) -> String {
+    app.http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits (10 s at most) until `done` holds of `/metrics`.
+async fn metrics_until(app: &TestApp, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics_text(app).await;
+        if done(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what}: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_or_disabled_endpoints_failure_streak_leaves_the_metrics() {
+    let app = app_with(events_env).await;
+    let failing = Receiver::start(Behaviour::FailFirst(usize::MAX)).await;
+    let deleted = register(&app, &app.api_key, json!({"url": failing.url()})).await;
+    let disabled = register(&app, &app.api_key, json!({"url": failing.url()})).await;
+    let kept = register(&app, &app.api_key, json!({"url": failing.url()})).await;
+    let series = |endpoint: &Value| {
+        format!(
+            "payorch_event_endpoint_failure_streak{{endpoint=\"{}\"}}",
+            endpoint["id"].as_str().unwrap()
+        )
+    };
+    app.new_payment(1_000).await;
+    metrics_until(&app, "a streak per failing endpoint", |text| {
+        [&deleted, &disabled, &kept]
+            .iter()
+            .all(|endpoint| text.contains(&series(endpoint)))
+    })
+    .await;
+
+    let id = |endpoint: &Value| endpoint["id"].as_str().unwrap().to_owned();
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/webhook-endpoints/{}", id(&deleted))))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let response = app
+        .http
+        .patch(app.url(&format!("/v1/webhook-endpoints/{}", id(&disabled))))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = metrics_until(&app, "the series of the endpoints gone", |text| {
+        !text.contains(&id(&deleted)) && !text.contains(&id(&disabled))
+    })
+    .await;
+    assert!(text.contains(&series(&kept)), "{text}");
+}
