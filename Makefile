@@ -44,10 +44,12 @@ browser-test: ## the sandbox checkout page in Chromium (Playwright) against $(BI
 migrate: ## apply database migrations (DATABASE_URL, default the SQLite file)
 	$(CARGO) run --quiet -- migrate
 
-lint: ## formatting check, clippy with warnings as errors, and no module cycles (tests/layers.rs)
+lint: ## formatting check, clippy with warnings as errors, no module cycles (tests/layers.rs), and cargo deny (bans, licenses, sources: deny.toml; installs cargo-deny when missing)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --test layers
+	command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny --offline check bans licenses sources
 
 fmt:
 	$(CARGO) fmt --all

@@ -36,6 +36,13 @@ async fn start_with(
         ("DATABASE_URL".to_string(), db.url.clone()),
         ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
         (
+            "PAYORCH_SECRETS_KEY".to_string(),
+            payorch::sealing::SealingKey::generate()
+                .encoded()
+                .expose()
+                .to_owned(),
+        ),
+        (
             "PAYSTACK_SECRET_KEY".to_string(),
             payorch::config::SANDBOX_SECRET_KEY.to_string(),
         ),

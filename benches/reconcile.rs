@@ -35,6 +35,13 @@ async fn main() {
         ("DATABASE_URL".to_string(), db.url.clone()),
         ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
         (
+            "PAYORCH_SECRETS_KEY".to_string(),
+            payorch::sealing::SealingKey::generate()
+                .encoded()
+                .expose()
+                .to_owned(),
+        ),
+        (
             "PAYSTACK_SECRET_KEY".to_string(),
             payorch::config::SANDBOX_SECRET_KEY.to_string(),
         ),

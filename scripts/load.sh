@@ -20,6 +20,7 @@ BIN=target/release/payorch
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $DB"
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB REDIS_URL=redis://127.0.0.1:6379 \
   PAYORCH_PROVIDER=sandbox PAYSTACK_SECRET_KEY=sk_test_payorch_sandbox \
+  PAYORCH_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)" \
   PAYORCH_PROVIDERS=paystack,flutterwave PAYORCH_ROUTING="NGN=paystack:70,flutterwave:30" \
   AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f PAYORCH_QUEUE_PREFIX=$PREFIX PAYORCH_REDIS_PREFIX=$PREFIX \
   PAYORCH_HTTP_ADDR=127.0.0.1:$PORT RUST_LOG=warn \

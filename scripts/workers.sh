@@ -15,6 +15,7 @@ case "${1:-}" in
   start)
     n=${2:?usage: workers.sh start N}
     [ -n "${AMQP_URL:-}" ] || { echo "workers: AMQP_URL is not set" >&2; exit 2; }
+    [ -n "${PAYORCH_SECRETS_KEY:-}" ] || { echo "workers: PAYORCH_SECRETS_KEY is not set (the key sealing merchant endpoint secrets, the one serve uses: docs/operations.md)" >&2; exit 2; }
     for i in $(seq 1 "$n"); do
       pid_file="$RUN_DIR/worker-$i.pid"
       if running "$pid_file"; then echo "worker $i already running (pid $(cat "$pid_file"))"; continue; fi

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! - [`config`]: the one typed [`Config`], read from the environment once;
-//!   [`secret`]: values that never print.
+//!   [`secret`]: values that never print; [`sealing`]: secrets kept
+//!   encrypted at rest under `PAYORCH_SECRETS_KEY`.
 //! - [`domain`]: pure types, the payment state machine and the webhook
 //!   vocabulary; no I/O.
 //! - [`payments`]: the payment core, one method per operation; it owns the
@@ -56,6 +57,7 @@ pub mod payments;
 pub mod provider;
 pub mod queue;
 pub mod ratelimit;
+pub mod sealing;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
@@ -95,6 +97,8 @@ pub enum StartupError {
     Review(#[from] payments::ReviewError),
     #[error(transparent)]
     Configuration(#[from] config::ConfigError),
+    #[error("embedded mode's secrets key file {0}")]
+    KeyFile(String),
 }
 
 /// Chooses rustls' `ring` backend for every TLS client (provider API,
@@ -159,12 +163,30 @@ impl Core {
         })
     }
 
+    /// The keyring of the endpoints' signing secrets, once any secret
+    /// still in clear is sealed with it: for the processes that register
+    /// endpoints or deliver to them (`serve`, `worker`), not for the
+    /// one-off commands.
+    pub async fn endpoint_secrets(
+        &self,
+        cfg: &Config,
+    ) -> Result<events::secrets::EndpointSecrets, StartupError> {
+        let secrets = endpoint_secrets(cfg)?;
+        seal_plain_endpoint_secrets(&self.db, &secrets).await?;
+        Ok(secrets)
+    }
+
     /// The endpoints API, the event log and redelivery.
-    pub fn events(&self, cfg: &Config) -> events::Events {
+    pub fn events(
+        &self,
+        cfg: &Config,
+        secrets: &events::secrets::EndpointSecrets,
+    ) -> events::Events {
         events::Events::new(
             self.db.clone(),
             self.events_queue.clone(),
             cfg.allows_private_endpoints(),
+            secrets.clone(),
         )
     }
 
@@ -185,6 +207,7 @@ impl Core {
     fn run_deliverer(
         &self,
         cfg: &Config,
+        secrets: &events::secrets::EndpointSecrets,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let deliverer = events::delivery::Deliverer::new(
@@ -193,6 +216,7 @@ impl Core {
             cfg.event_timeout,
             cfg.allows_private_endpoints(),
             cfg.event_proxy.as_ref().map(config::EventProxy::url),
+            secrets.clone(),
         );
         if let Some(proxy) = &cfg.event_proxy {
             tracing::info!(
@@ -215,6 +239,7 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(StartupError::Listen)?;
     let sandbox_base = mounted_sandbox_base(&cfg, addr);
     let core = Core::start(&cfg, sandbox_base.clone()).await?;
+    let endpoint_secrets = core.endpoint_secrets(&cfg).await?;
     let mounted_sandbox = sandbox_base.map(|base| mounted_sandbox(&cfg, &core, base));
     if cfg.is_embedded() {
         announce_embedded_mode(&core.db, addr).await?;
@@ -245,7 +270,7 @@ pub async fn serve(
                 cfg.reconcile_every,
                 stopped(worker_stops.clone()),
             )),
-            core.run_deliverer(&cfg, stopped(worker_stops.clone())),
+            core.run_deliverer(&cfg, &endpoint_secrets, stopped(worker_stops.clone())),
         )),
         WebhookQueue::Amqp(_) => None,
     };
@@ -263,7 +288,7 @@ pub async fn serve(
             connectors: core.payments.connectors().clone(),
             queue: core.queue.clone(),
         },
-        events: core.events(&cfg),
+        events: core.events(&cfg, &endpoint_secrets),
         operators: operators::Operators::new(core.db.clone()),
         sandbox: mounted_sandbox,
     };
@@ -306,6 +331,7 @@ pub async fn run_worker(
         ));
     }
     let core = Core::start(&cfg, None).await?;
+    let endpoint_secrets = core.endpoint_secrets(&cfg).await?;
     let metrics_server = match cfg.metrics_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -338,7 +364,7 @@ pub async fn run_worker(
         stopped_shared(events_stop.clone()),
     ));
     let relay = core.run_relay(stopped_shared(events_stop.clone()));
-    let deliverer = core.run_deliverer(&cfg, stopped_shared(events_stop));
+    let deliverer = core.run_deliverer(&cfg, &endpoint_secrets, stopped_shared(events_stop));
     worker::run(
         core.payments.clone(),
         core.queue.clone(),
@@ -453,6 +479,70 @@ async fn provider_secret(
             Ok(secret)
         }
     }
+}
+
+/// The keyring that seals endpoint secrets: `PAYORCH_SECRETS_KEY` (and
+/// `PAYORCH_SECRETS_KEY_PREVIOUS`), or in embedded mode a key file beside
+/// the SQLite database, generated on first start.
+pub fn endpoint_secrets(cfg: &Config) -> Result<events::secrets::EndpointSecrets, StartupError> {
+    cfg.check_secrets_key()?;
+    let keyring = match &cfg.secrets_key {
+        Some(key) => sealing::Keyring::new(key.clone(), cfg.secrets_key_previous.clone()),
+        None => {
+            let path = cfg.embedded_key_file();
+            let (key, generated) = sealing::key_file(&path)
+                .map_err(|err| StartupError::KeyFile(format!("{}: {err}", path.display())))?;
+            tracing::info!(
+                key_file = %path.display(),
+                key_id = key.id(),
+                generated,
+                "embedded mode: webhook endpoint secrets are sealed with the key in this file \
+                 (PAYORCH_SECRETS_KEY unset); keep it with the database, which is useless without it"
+            );
+            sealing::Keyring::new(key, None)
+        }
+    };
+    Ok(events::secrets::EndpointSecrets::new(keyring))
+}
+
+/// Seals endpoint secrets still in clear (rows written before sealing).
+async fn seal_plain_endpoint_secrets(
+    db: &DatabaseConnection,
+    secrets: &events::secrets::EndpointSecrets,
+) -> Result<(), StartupError> {
+    let report = secrets
+        .reseal(db, events::secrets::Reseal::PlainOnly)
+        .await?;
+    if report.resealed > 0 || report.unreadable > 0 {
+        tracing::info!(
+            sealed = report.resealed,
+            unreadable = report.unreadable,
+            key_id = secrets.keyring().current_id(),
+            "webhook endpoint secrets in clear sealed"
+        );
+    }
+    Ok(())
+}
+
+/// `payorch secrets rotate`: every endpoint secret sealed again under
+/// `PAYORCH_SECRETS_KEY`, opened with it or `PAYORCH_SECRETS_KEY_PREVIOUS`.
+pub async fn rotate_secrets(cfg: &Config) -> Result<events::secrets::ResealReport, StartupError> {
+    let secrets = endpoint_secrets(cfg)?;
+    let db = store::connect(cfg).await?;
+    if cfg.auto_migrate {
+        store::migrate(&db, &cfg.database_url).await?;
+    }
+    let report = secrets
+        .reseal(&db, events::secrets::Reseal::NotCurrent)
+        .await?;
+    tracing::info!(
+        checked = report.checked,
+        resealed = report.resealed,
+        unreadable = report.unreadable,
+        key_id = secrets.keyring().current_id(),
+        "webhook endpoint secrets sealed again under the current key"
+    );
+    Ok(report)
 }
 
 /// Resolves once `stops` says stop; clonable, for tasks that hand it on.

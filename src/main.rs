@@ -82,6 +82,20 @@ enum Command {
         #[command(subcommand)]
         action: OperatorAction,
     },
+    /// The key that seals webhook endpoint secrets at rest.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsAction {
+    /// Seal every endpoint secret again under PAYORCH_SECRETS_KEY, opening
+    /// those sealed under PAYORCH_SECRETS_KEY_PREVIOUS (the key being
+    /// retired); afterwards the previous key can be dropped. Exit 1 if a
+    /// secret neither key opens was left behind.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -193,9 +207,17 @@ fn main() -> ExitCode {
                 action: ReviewsAction::Resolve { .. }
             }
     );
+    // These open or seal webhook endpoint secrets.
+    let needs_secrets_key = matches!(
+        cli.command,
+        Command::Serve | Command::Worker | Command::Secrets { .. }
+    );
     let cfg = Config::from_env().and_then(|cfg| {
         if calls_a_provider {
             cfg.check_provider_named()?;
+        }
+        if needs_secrets_key {
+            cfg.check_secrets_key()?;
         }
         Ok(cfg)
     });
@@ -386,6 +408,27 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
                     );
                     println!("{token}");
                 }
+            }
+        }
+        Command::Secrets {
+            action: SecretsAction::Rotate,
+        } => {
+            let report = payorch::rotate_secrets(&cfg).await?;
+            println!(
+                "{} endpoint(s) checked, {} sealed again under key {}, {} unreadable",
+                report.checked,
+                report.resealed,
+                cfg.secrets_key
+                    .as_ref()
+                    .map_or("(embedded key file)", |key| key.id()),
+                report.unreadable
+            );
+            if report.unreadable > 0 {
+                return Err(
+                    "some endpoint secrets open with neither PAYORCH_SECRETS_KEY nor \
+                     PAYORCH_SECRETS_KEY_PREVIOUS; they were left as they are"
+                        .into(),
+                );
             }
         }
         Command::Migrate => {

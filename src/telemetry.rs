@@ -111,7 +111,90 @@ fn register_known_series() {
 /// `GET /metrics`: the Prometheus text format.
 #[poem::handler]
 pub fn render_metrics() -> poem::Response {
+    let mut text = metrics().render();
+    failure_streak::render(&mut text);
     poem::Response::builder()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics().render())
+        .body(text)
+}
+
+/// `payorch_event_endpoint_failure_streak{endpoint}`: failed delivery
+/// attempts in a row to one endpoint, in this process. Kept here rather
+/// than in the `metrics` registry because a series must go when its
+/// endpoint is deleted or disabled, and the Prometheus exporter can only
+/// drop series by idleness, for every gauge at once.
+pub mod failure_streak {
+    use std::{fmt::Write, sync::OnceLock};
+
+    use dashmap::DashMap;
+    use uuid::Uuid;
+
+    const NAME: &str = "payorch_event_endpoint_failure_streak";
+
+    fn streaks() -> &'static DashMap<Uuid, u64> {
+        static STREAKS: OnceLock<DashMap<Uuid, u64>> = OnceLock::new();
+        STREAKS.get_or_init(DashMap::new)
+    }
+
+    /// An attempt to `endpoint` ended: a delivery resets its streak, a
+    /// failure lengthens it.
+    pub fn record(endpoint: Uuid, delivered: bool) {
+        let mut streak = streaks().entry(endpoint).or_insert(0);
+        *streak = if delivered { 0 } else { *streak + 1 };
+    }
+
+    /// The endpoint is gone (deleted or disabled): its series goes too.
+    pub fn forget(endpoint: Uuid) {
+        streaks().remove(&endpoint);
+    }
+
+    /// The endpoints that have a series.
+    pub fn endpoints() -> Vec<Uuid> {
+        streaks().iter().map(|entry| *entry.key()).collect()
+    }
+
+    pub fn get(endpoint: Uuid) -> Option<u64> {
+        streaks().get(&endpoint).map(|streak| *streak)
+    }
+
+    pub(super) fn render(out: &mut String) {
+        let mut series: Vec<(Uuid, u64)> = streaks()
+            .iter()
+            .map(|entry| (*entry.key(), *entry.value()))
+            .collect();
+        if series.is_empty() {
+            return;
+        }
+        series.sort();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "# TYPE {NAME} gauge");
+        for (endpoint, streak) in series {
+            let _ = writeln!(out, "{NAME}{{endpoint=\"{endpoint}\"}} {streak}");
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_forgotten_endpoint_leaves_no_series() {
+            let (kept, gone) = (Uuid::now_v7(), Uuid::now_v7());
+            record(kept, false);
+            record(kept, false);
+            record(gone, false);
+            forget(gone);
+            let mut text = String::new();
+            render(&mut text);
+            assert!(
+                text.contains(&format!("{NAME}{{endpoint=\"{kept}\"}} 2")),
+                "{text}"
+            );
+            assert!(!text.contains(&gone.to_string()), "{text}");
+            record(kept, true);
+            assert_eq!(get(kept), Some(0));
+        }
+    }
 }

@@ -436,6 +436,13 @@ pub fn bench_env(
         ("DATABASE_URL".to_string(), db_url.to_string()),
         ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
         (
+            "PAYORCH_SECRETS_KEY".to_string(),
+            payorch::sealing::SealingKey::generate()
+                .encoded()
+                .expose()
+                .to_owned(),
+        ),
+        (
             "PAYSTACK_SECRET_KEY".to_string(),
             payorch::config::SANDBOX_SECRET_KEY.to_string(),
         ),

@@ -15,6 +15,7 @@ mod m20261201_000001_merchant_events;
 mod m20261206_000001_reviews;
 mod m20261207_000001_money_elsewhere;
 mod m20261207_000002_operators;
+mod m20261208_000001_sealed_endpoint_secrets;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_reviews::Migration),
             Box::new(m20261207_000001_money_elsewhere::Migration),
             Box::new(m20261207_000002_operators::Migration),
+            Box::new(m20261208_000001_sealed_endpoint_secrets::Migration),
         ]
     }
 }

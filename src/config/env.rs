@@ -53,6 +53,28 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
+    /// A secret parsed through `FromStr`; unlike [`Env::parse`], the error
+    /// never repeats the value.
+    pub(super) fn secret_parsed<T: FromStr>(
+        &self,
+        var: &'static str,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(var) {
+            None => Ok(None),
+            Some(value) if value.trim().is_empty() => Err(ConfigError {
+                var,
+                message: "must not be empty".into(),
+            }),
+            Some(value) => value.parse::<T>().map(Some).map_err(|e| ConfigError {
+                var,
+                message: e.to_string(),
+            }),
+        }
+    }
+
     pub(super) fn list<T: FromStr>(&self, var: &'static str) -> Result<Vec<T>, ConfigError>
     where
         T::Err: fmt::Display,

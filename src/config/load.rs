@@ -69,6 +69,14 @@ impl Config {
                 message: format!("`{value}` is not one of review, refund"),
             })?,
         };
+        let secrets_key = env.secret_parsed("PAYORCH_SECRETS_KEY")?;
+        let secrets_key_previous = env.secret_parsed("PAYORCH_SECRETS_KEY_PREVIOUS")?;
+        if secrets_key.is_none() && secrets_key_previous.is_some() {
+            return Err(ConfigError {
+                var: "PAYORCH_SECRETS_KEY_PREVIOUS",
+                message: "is the key being retired: set PAYORCH_SECRETS_KEY to the new one".into(),
+            });
+        }
 
         Ok(Config {
             http_addr: env.or("PAYORCH_HTTP_ADDR", "127.0.0.1:8080")?,
@@ -115,6 +123,8 @@ impl Config {
             event_timeout: Duration::from_millis(env.or("PAYORCH_EVENT_TIMEOUT_MS", "10000")?),
             allow_private_endpoints: env.bool("PAYORCH_ALLOW_PRIVATE_ENDPOINTS", false)?,
             event_proxy: env.optional("PAYORCH_EVENT_PROXY")?,
+            secrets_key,
+            secrets_key_previous,
             worker_prefetch: env.or("PAYORCH_WORKER_PREFETCH", "128")?,
             worker_batch: env.or::<usize>("PAYORCH_WORKER_BATCH", "64")?.max(1),
             reconcile_after,
@@ -182,6 +192,54 @@ mod tests {
         assert!(!cfg.is_embedded());
     }
 
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const KEY_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+    #[test]
+    fn outside_embedded_mode_the_secrets_key_is_required() {
+        let postgres = ("DATABASE_URL", "postgres://u@db.internal/pay");
+        let err = config(&[postgres])
+            .unwrap()
+            .check_secrets_key()
+            .unwrap_err();
+        assert_eq!(err.var, "PAYORCH_SECRETS_KEY");
+        config(&[]).unwrap().check_secrets_key().unwrap();
+        let cfg = config(&[
+            postgres,
+            ("PAYORCH_SECRETS_KEY", KEY_A),
+            ("PAYORCH_SECRETS_KEY_PREVIOUS", KEY_B),
+        ])
+        .unwrap();
+        cfg.check_secrets_key().unwrap();
+        assert_ne!(
+            cfg.secrets_key.as_ref().unwrap().id(),
+            cfg.secrets_key_previous.as_ref().unwrap().id()
+        );
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains(KEY_A) && !printed.contains(KEY_B));
+    }
+
+    #[test]
+    fn a_malformed_secrets_key_is_not_repeated_in_the_error() {
+        let short = "c2hvcnQgYnV0IHNlY3JldA==";
+        let err = config(&[("PAYORCH_SECRETS_KEY", short)]).unwrap_err();
+        assert_eq!(err.var, "PAYORCH_SECRETS_KEY");
+        assert!(!err.to_string().contains(short), "{err}");
+    }
+
+    #[test]
+    fn embedded_mode_keeps_its_key_beside_the_database() {
+        let cfg = config(&[("DATABASE_URL", "sqlite:///var/lib/payorch/p.db?mode=rwc")]).unwrap();
+        assert_eq!(
+            cfg.embedded_key_file(),
+            std::path::PathBuf::from("/var/lib/payorch/p.db.secrets-key")
+        );
+        assert_eq!(
+            config(&[]).unwrap().embedded_key_file(),
+            std::path::PathBuf::from("payorch.db.secrets-key")
+        );
+    }
+
     #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
@@ -201,6 +259,10 @@ mod tests {
             ("PAYORCH_RECONCILE_AFTER_S", "0"),
             ("PAYORCH_EVENT_PROXY", "proxy.internal:3128"),
             ("PAYORCH_EVENT_PROXY", "socks5://proxy.internal:1080"),
+            ("PAYORCH_SECRETS_KEY", "not base64!"),
+            ("PAYORCH_SECRETS_KEY", "c2hvcnQ="),
+            ("PAYORCH_SECRETS_KEY", ""),
+            ("PAYORCH_SECRETS_KEY_PREVIOUS", KEY_B),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");

@@ -30,6 +30,7 @@ pub use self::{
     event_proxy::EventProxy,
     load::LogFormat,
 };
+use crate::sealing::SealingKey;
 pub use crate::secret::Secret;
 use crate::{
     provider::{
@@ -110,6 +111,13 @@ pub struct Config {
     /// through; `None`: they connect directly (never through a proxy of
     /// the environment).
     pub event_proxy: Option<EventProxy>,
+    /// `PAYORCH_SECRETS_KEY`: seals webhook endpoint secrets at rest.
+    /// `None`: embedded mode's key file ([`Config::embedded_key_file`]);
+    /// outside embedded mode, [`Config::check_secrets_key`] refuses it.
+    pub secrets_key: Option<SealingKey>,
+    /// `PAYORCH_SECRETS_KEY_PREVIOUS`: the key being retired, still
+    /// opening what it sealed until `payorch secrets rotate` has run.
+    pub secrets_key_previous: Option<SealingKey>,
     /// Unacknowledged messages one worker holds at most.
     pub worker_prefetch: u16,
     /// `PAYORCH_WORKER_BATCH`: webhooks a worker applies in one
@@ -155,6 +163,33 @@ impl Config {
     /// embedded mode (a developer's receiver runs on their machine).
     pub fn allows_private_endpoints(&self) -> bool {
         self.allow_private_endpoints || self.is_embedded()
+    }
+
+    /// Outside embedded mode, `PAYORCH_SECRETS_KEY` must be set: a key
+    /// that lives only beside the database would travel with its backups.
+    pub fn check_secrets_key(&self) -> Result<(), ConfigError> {
+        if self.secrets_key.is_some() || self.is_embedded() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            var: "PAYORCH_SECRETS_KEY",
+            message: "must be set when PostgreSQL, Redis or RabbitMQ is configured: 32 random \
+                      bytes, base64 (`openssl rand -base64 32`); it seals webhook endpoint \
+                      secrets at rest"
+                .into(),
+        })
+    }
+
+    /// Embedded mode's secrets key: a file beside the SQLite database
+    /// (`payorch.db` → `payorch.db.secrets-key`).
+    pub fn embedded_key_file(&self) -> std::path::PathBuf {
+        let database = self.database_url.location();
+        let database = if database.is_empty() || database.starts_with(':') {
+            "payorch.db".to_owned()
+        } else {
+            database
+        };
+        std::path::PathBuf::from(format!("{database}.secrets-key"))
     }
 
     /// No outside system configured: SQLite, in-process queue, local limiter,

@@ -17,7 +17,8 @@
 //! Per delivery the database is not asked much: the body comes with the
 //! message, endpoints are cached for [`ENDPOINT_TTL`], and attempts are
 //! written together by one [`AttemptLog`] task (a message is acknowledged
-//! only once its attempt row committed).
+//! only once its attempt row committed; an attempt that could not be
+//! recorded defers its message, see [`after_attempt`]).
 
 use std::{
     sync::Arc,
@@ -30,7 +31,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::{egress::Egress, signing, ssrf};
+use super::{egress::Egress, secrets::EndpointSecrets, signing, ssrf};
 use crate::{
     queue::{Disposition, Envelope, EventDelivery, QueueMessage, RetryPolicy, WebhookQueue},
     store::{
@@ -58,6 +59,9 @@ pub const ENDPOINT_TTL: Duration = Duration::from_secs(1);
 const MAX_CACHED: usize = 10_000;
 /// Attempts written in one statement at most.
 const ATTEMPT_BATCH: usize = 500;
+/// How often the failure-streak series of deleted or disabled endpoints
+/// are dropped (those this process does not see go).
+pub const STREAK_CHECK: Duration = Duration::from_secs(30);
 
 /// Delivers events; cheap to clone.
 #[derive(Clone)]
@@ -72,6 +76,8 @@ pub struct Deliverer {
     attempts: AttemptLog,
     /// Where a failed part of a message for several endpoints goes.
     requeue: Option<WebhookQueue>,
+    /// Opens the endpoints' sealed signing secrets.
+    secrets: EndpointSecrets,
 }
 
 type Recorded = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -127,6 +133,7 @@ impl Deliverer {
         timeout: Duration,
         allow_private: bool,
         proxy: Option<&reqwest::Url>,
+        secrets: EndpointSecrets,
     ) -> Deliverer {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3).min(timeout))
@@ -142,6 +149,7 @@ impl Deliverer {
             in_flight: Arc::default(),
             endpoints: Arc::default(),
             requeue: None,
+            secrets,
         }
     }
 
@@ -151,12 +159,14 @@ impl Deliverer {
             requeue: Some(queue.clone()),
             ..self
         };
+        let streaks = tokio::spawn(forget_gone_streaks(deliverer.db.clone()));
         queue
             .consume(PREFETCH, shutdown, move |envelope| {
                 let deliverer = deliverer.clone();
                 async move { deliverer.handle(envelope).await }
             })
             .await;
+        streaks.abort();
     }
 
     /// Delivers one queued message to its endpoints, concurrently; what
@@ -227,6 +237,7 @@ impl Deliverer {
             Ok(Some(endpoint)) if endpoint.enabled => endpoint,
             Ok(_) => {
                 tracing::debug!(endpoint = %endpoint_id, "endpoint deleted or disabled; delivery dropped");
+                crate::telemetry::failure_streak::forget(endpoint_id);
                 metrics::counter!("payorch_event_deliveries_total", "result" => "skipped")
                     .increment(1);
                 return Disposition::Ack;
@@ -265,41 +276,32 @@ impl Deliverer {
                 error: tried.error.clone(),
             })
             .await;
-        if let Err(err) = recorded {
+        if let Err(err) = &recorded {
             tracing::warn!(error = %err, event = event_id, "could not record a delivery attempt");
         }
         metrics::counter!("payorch_event_deliveries_total", "result" => status).increment(1);
-        let streak = metrics::gauge!("payorch_event_endpoint_failure_streak", "endpoint" => endpoint.id.to_string());
+        crate::telemetry::failure_streak::record(endpoint.id, delivered);
         if delivered {
-            streak.set(0.0);
             tracing::debug!(event = event_id, endpoint = %endpoint.id, "event delivered");
-            return Disposition::Ack;
+        } else {
+            tracing::info!(
+                event = event_id,
+                endpoint = %endpoint.id,
+                attempt,
+                status,
+                error = tried.error.as_deref().unwrap_or_default(),
+                "event delivery failed"
+            );
         }
-        streak.increment(1.0);
-        let error = tried.error.unwrap_or_default();
-        tracing::info!(
-            event = event_id,
-            endpoint = %endpoint.id,
-            attempt,
-            status,
-            error,
-            "event delivery failed"
-        );
         if gone {
             tracing::warn!(endpoint = %endpoint.id, "endpoint answered 410 Gone; disabling it");
             if let Err(err) = endpoints::disable(&self.db, endpoint.id).await {
                 tracing::warn!(error = %err, "could not disable an endpoint");
             }
             self.endpoints.remove(&endpoint.id);
-            return Disposition::Ack;
+            crate::telemetry::failure_streak::forget(endpoint.id);
         }
-        if last {
-            return Disposition::Ack;
-        }
-        match tried.retry_after {
-            Some(after) => Disposition::RetryNotBefore(error, after),
-            None => Disposition::Retry(error),
-        }
+        after_attempt(status, tried, recorded)
     }
 
     /// The endpoint, read at most once per [`ENDPOINT_TTL`].
@@ -364,8 +366,19 @@ impl Deliverer {
         }
         let now = Utc::now();
         let timestamp = now.timestamp();
-        let signature =
-            signing::signature_header(endpoint.signing_secrets(now), id, timestamp, body);
+        let secrets = match self.secrets.signing(endpoint, now) {
+            Ok(secrets) => secrets,
+            Err(err) => {
+                tracing::warn!(endpoint = %endpoint.id, error = %err, "cannot open an endpoint's signing secret");
+                return failed(format!("signing secret {err}"));
+            }
+        };
+        let signature = signing::signature_header(
+            secrets.iter().map(|secret| secret.expose()),
+            id,
+            timestamp,
+            body,
+        );
         let sent = self
             .egress
             .post(url)
@@ -402,6 +415,51 @@ impl Deliverer {
             response_status: Some(status.as_u16()),
             error: Some(format!("answered {status}")),
             retry_after,
+        }
+    }
+}
+
+/// What becomes of a message after an attempt with `status` (`delivered`,
+/// `failed` or `retrying`): acknowledged only once its attempt row is
+/// recorded. An attempt that could not be recorded is deferred — sent
+/// again later, not counted (receivers deduplicate by `webhook-id`) —
+/// rather than acknowledged with no trace in `event_attempts`.
+fn after_attempt(status: &str, tried: Tried, recorded: Result<(), String>) -> Disposition {
+    if let Err(err) = recorded {
+        return Disposition::Defer(format!("the attempt could not be recorded: {err}"));
+    }
+    if status != "retrying" {
+        return Disposition::Ack;
+    }
+    let error = tried.error.unwrap_or_default();
+    match tried.retry_after {
+        Some(after) => Disposition::RetryNotBefore(error, after),
+        None => Disposition::Retry(error),
+    }
+}
+
+/// Every [`STREAK_CHECK`], drops the failure-streak series of endpoints
+/// deleted or disabled since (by the API, perhaps in another process, with
+/// no delivery here to notice).
+async fn forget_gone_streaks(db: DatabaseConnection) {
+    use crate::telemetry::failure_streak;
+    let mut every = tokio::time::interval(STREAK_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let tracked = failure_streak::endpoints();
+        if tracked.is_empty() {
+            continue;
+        }
+        match endpoints::enabled_among(&db, tracked.iter().copied()).await {
+            Ok(enabled) => {
+                for id in tracked.into_iter().filter(|id| !enabled.contains(id)) {
+                    failure_streak::forget(id);
+                }
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "could not check endpoints for their failure streaks")
+            }
         }
     }
 }
@@ -451,5 +509,57 @@ impl Drop for Slot {
         self.slots
             .last_done_ms
             .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tried(response_status: Option<u16>, error: Option<&str>) -> Tried {
+        Tried {
+            response_status,
+            error: error.map(str::to_owned),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn an_attempt_that_was_not_recorded_is_never_acknowledged() {
+        for (status, attempt) in [
+            ("delivered", tried(Some(200), None)),
+            ("failed", tried(Some(410), Some("answered 410 Gone"))),
+            ("retrying", tried(Some(500), Some("answered 500"))),
+        ] {
+            let disposition = after_attempt(status, attempt, Err("pool closed".into()));
+            assert!(
+                matches!(&disposition, Disposition::Defer(why) if why.contains("pool closed")),
+                "{status}: {disposition:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_recorded_attempt_is_acknowledged_unless_it_is_to_be_retried() {
+        assert_eq!(
+            after_attempt("delivered", tried(Some(204), None), Ok(())),
+            Disposition::Ack
+        );
+        assert_eq!(
+            after_attempt("failed", tried(None, Some("timed out")), Ok(())),
+            Disposition::Ack
+        );
+        assert_eq!(
+            after_attempt("retrying", tried(None, Some("timed out")), Ok(())),
+            Disposition::Retry("timed out".into())
+        );
+        let limited = Tried {
+            retry_after: Some(Duration::from_secs(30)),
+            ..tried(Some(429), Some("answered 429"))
+        };
+        assert_eq!(
+            after_attempt("retrying", limited, Ok(())),
+            Disposition::RetryNotBefore("answered 429".into(), Duration::from_secs(30))
+        );
     }
 }

@@ -14,12 +14,14 @@
 //! - [`relay`]: from outbox to queue; [`delivery`]: from queue to endpoint.
 //! - [`Events`]: the endpoints API, the event log and redelivery.
 //! - [`signing`] and [`ssrf`]: signatures, and where events may go;
+//!   [`secrets`]: endpoint secrets, sealed at rest;
 //!   [`egress`]: how they get there (directly, or through the operator's
 //!   proxy, never the environment's).
 
 pub mod delivery;
 pub mod egress;
 pub mod relay;
+pub mod secrets;
 pub mod signing;
 pub mod ssrf;
 
@@ -31,6 +33,7 @@ use uuid::Uuid;
 use crate::{
     domain::{FieldError, Outcome, PaymentStatus},
     queue::{Envelope, EventDelivery, QueueError, QueueMessage, WebhookQueue},
+    secret::Secret,
     store::{
         endpoints::{self, Endpoint, EndpointChanges, NewEndpoint},
         events::{self as store, Attempt, Event, EventFilter},
@@ -212,20 +215,35 @@ pub struct EndpointRequest {
     pub enabled: Option<bool>,
 }
 
+/// An endpoint with its signing secret in clear: the one-time answer to a
+/// registration or a rotation.
+#[derive(Debug)]
+pub struct Revealed {
+    pub endpoint: Endpoint,
+    pub secret: Secret,
+}
+
 /// The endpoints API, the event log and redelivery, for one installation.
 #[derive(Clone)]
 pub struct Events {
     db: DatabaseConnection,
     queue: WebhookQueue,
     allow_private: bool,
+    secrets: secrets::EndpointSecrets,
 }
 
 impl Events {
-    pub fn new(db: DatabaseConnection, queue: WebhookQueue, allow_private: bool) -> Events {
+    pub fn new(
+        db: DatabaseConnection,
+        queue: WebhookQueue,
+        allow_private: bool,
+        secrets: secrets::EndpointSecrets,
+    ) -> Events {
         Events {
             db,
             queue,
             allow_private,
+            secrets,
         }
     }
 
@@ -274,7 +292,7 @@ impl Events {
         &self,
         client_id: Uuid,
         request: EndpointRequest,
-    ) -> Result<Endpoint, EventsError> {
+    ) -> Result<Revealed, EventsError> {
         if request.url.is_none() {
             return Err(EventsError::Invalid(vec![FieldError::new(
                 "url",
@@ -295,20 +313,25 @@ impl Events {
         let mut types = request.event_types.unwrap_or_default();
         types.sort();
         types.dedup();
+        let id = Uuid::now_v7();
+        let secret = Secret::new(signing::generate_secret());
         let endpoint = endpoints::insert(
             &txn,
             NewEndpoint {
+                id,
                 client_id,
                 url: request.url.unwrap_or_default(),
                 description: request.description,
                 event_types: types,
-                secret: signing::generate_secret(),
+                secret: self
+                    .secrets
+                    .seal(id, secrets::Column::Secret, secret.expose()),
             },
         )
         .await?;
         txn.commit().await?;
         tracing::info!(endpoint = %endpoint.id, %client_id, "webhook endpoint registered");
-        Ok(endpoint)
+        Ok(Revealed { endpoint, secret })
     }
 
     pub async fn endpoints(&self, client_id: Uuid) -> Result<Vec<Endpoint>, EventsError> {
@@ -334,7 +357,7 @@ impl Events {
             types.dedup();
             types
         });
-        Ok(endpoints::update(
+        let updated = endpoints::update(
             &self.db,
             endpoint,
             EndpointChanges {
@@ -344,11 +367,16 @@ impl Events {
                 event_types,
             },
         )
-        .await?)
+        .await?;
+        if !updated.enabled {
+            crate::telemetry::failure_streak::forget(id);
+        }
+        Ok(updated)
     }
 
     pub async fn delete_endpoint(&self, client_id: Uuid, id: Uuid) -> Result<(), EventsError> {
         if endpoints::delete_owned(&self.db, client_id, id).await? {
+            crate::telemetry::failure_streak::forget(id);
             tracing::info!(endpoint = %id, %client_id, "webhook endpoint deleted");
             Ok(())
         } else {
@@ -357,17 +385,33 @@ impl Events {
     }
 
     /// A new secret; the old one keeps signing for [`ROTATION_OVERLAP`].
-    pub async fn rotate_secret(&self, client_id: Uuid, id: Uuid) -> Result<Endpoint, EventsError> {
+    pub async fn rotate_secret(&self, client_id: Uuid, id: Uuid) -> Result<Revealed, EventsError> {
         let endpoint = self.endpoint(client_id, id).await?;
+        // The current secret moves to `previous_secret`: sealed again,
+        // bound to its new column.
+        let current = self
+            .secrets
+            .open(id, secrets::Column::Secret, &endpoint.secret)
+            .map_err(|err| {
+                tracing::warn!(endpoint = %id, error = %err, "cannot open an endpoint's secret to rotate it");
+                EventsError::Unavailable("the endpoint's signing secret")
+            })?;
+        let secret = Secret::new(signing::generate_secret());
         let rotated = endpoints::rotate(
             &self.db,
             endpoint,
-            signing::generate_secret(),
+            self.secrets
+                .seal(id, secrets::Column::Secret, secret.expose()),
+            self.secrets
+                .seal(id, secrets::Column::PreviousSecret, current.expose()),
             Utc::now() + ROTATION_OVERLAP,
         )
         .await?;
         tracing::info!(endpoint = %id, %client_id, "webhook endpoint secret rotated");
-        Ok(rotated)
+        Ok(Revealed {
+            endpoint: rotated,
+            secret,
+        })
     }
 
     pub async fn list(&self, filter: EventFilter<'_>) -> Result<Vec<Event>, EventsError> {

@@ -7,7 +7,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
 
 use super::{ApiTags, AppState, auth::ClientAuth, error::ApiError, gate::client_operation};
-use crate::{events::EndpointRequest, store::endpoints::Endpoint};
+use crate::{
+    events::{EndpointRequest, Revealed},
+    secret::Secret,
+    store::endpoints::Endpoint,
+};
 
 pub struct EndpointsApi {
     pub state: AppState,
@@ -32,14 +36,14 @@ pub struct EndpointView {
 }
 
 impl EndpointView {
-    fn new(endpoint: Endpoint, with_secret: bool) -> EndpointView {
+    fn new(endpoint: Endpoint, secret: Option<Secret>) -> EndpointView {
         EndpointView {
             event_types: endpoint.types(),
             id: endpoint.id,
             url: endpoint.url,
             description: endpoint.description,
             enabled: endpoint.enabled,
-            secret: with_secret.then_some(endpoint.secret),
+            secret: secret.map(|secret| secret.expose().to_owned()),
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
         }
@@ -110,7 +114,7 @@ impl EndpointsApi {
         body: Json<CreateEndpointBody>,
     ) -> Result<CreatedEndpoint, ApiError> {
         let body = body.0;
-        let endpoint = self
+        let Revealed { endpoint, secret } = self
             .state
             .events
             .create_endpoint(
@@ -124,7 +128,8 @@ impl EndpointsApi {
             )
             .await?;
         Ok(CreatedEndpoint::Created(Json(EndpointView::new(
-            endpoint, true,
+            endpoint,
+            Some(secret),
         ))))
     }
 
@@ -135,7 +140,7 @@ impl EndpointsApi {
         Ok(EndpointList::Ok(Json(
             endpoints
                 .into_iter()
-                .map(|endpoint| EndpointView::new(endpoint, false))
+                .map(|endpoint| EndpointView::new(endpoint, None))
                 .collect(),
         )))
     }
@@ -145,7 +150,7 @@ impl EndpointsApi {
     async fn get(&self, auth: ClientAuth, id: Path<Uuid>) -> Result<EndpointResponse, ApiError> {
         let endpoint = self.state.events.endpoint(auth.0.id, id.0).await?;
         Ok(EndpointResponse::Ok(Json(EndpointView::new(
-            endpoint, false,
+            endpoint, None,
         ))))
     }
 
@@ -173,7 +178,7 @@ impl EndpointsApi {
             )
             .await?;
         Ok(EndpointResponse::Ok(Json(EndpointView::new(
-            endpoint, false,
+            endpoint, None,
         ))))
     }
 
@@ -199,9 +204,11 @@ impl EndpointsApi {
         auth: ClientAuth,
         id: Path<Uuid>,
     ) -> Result<EndpointResponse, ApiError> {
-        let endpoint = self.state.events.rotate_secret(auth.0.id, id.0).await?;
+        let Revealed { endpoint, secret } =
+            self.state.events.rotate_secret(auth.0.id, id.0).await?;
         Ok(EndpointResponse::Ok(Json(EndpointView::new(
-            endpoint, true,
+            endpoint,
+            Some(secret),
         ))))
     }
 }

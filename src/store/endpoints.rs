@@ -1,5 +1,8 @@
 //! Webhook endpoints of API clients. Every query is scoped to the client:
 //! another client's endpoint is as invisible as a missing one.
+//!
+//! `secret` and `previous_secret` are kept sealed; this module stores and
+//! returns them as they are (`crate::events::secrets` seals and opens them).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -22,32 +25,23 @@ impl Endpoint {
         let types = self.types();
         types.is_empty() || types.iter().any(|t| t == event_type)
     }
-
-    /// The secrets that sign a delivery at `now`: the current one, and the
-    /// one before a rotation while its overlap lasts.
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
-        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until)
-            && now < until
-        {
-            secrets.push(previous);
-        }
-        secrets
-    }
 }
 
 pub struct NewEndpoint {
+    /// Chosen before the insert: the sealed secret is bound to it.
+    pub id: Uuid,
     pub client_id: Uuid,
     pub url: String,
     pub description: Option<String>,
     pub event_types: Vec<String>,
+    /// Sealed.
     pub secret: String,
 }
 
 pub async fn insert(db: &impl ConnectionTrait, new: NewEndpoint) -> Result<Endpoint, DbErr> {
     let now = Utc::now();
     let model = Endpoint {
-        id: Uuid::now_v7(),
+        id: new.id,
         client_id: new.client_id,
         url: new.url,
         description: new.description,
@@ -104,6 +98,21 @@ pub async fn enabled_for(
         .await
 }
 
+/// Which of `ids` are endpoints that exist and are enabled.
+pub async fn enabled_among(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    Ok(webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::Id.is_in(ids))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|endpoint| endpoint.id)
+        .collect())
+}
+
 /// What a `PATCH` changes; `None`: leave it.
 #[derive(Debug, Default)]
 pub struct EndpointChanges {
@@ -135,20 +144,71 @@ pub async fn update(
     active.update(db).await
 }
 
-/// A new secret; the current one keeps signing until `overlap_until`.
+/// A new secret; the current one (`previous`, sealed again for its new
+/// column) keeps signing until `overlap_until`.
 pub async fn rotate(
     db: &impl ConnectionTrait,
     endpoint: Endpoint,
     secret: String,
+    previous: String,
     overlap_until: DateTime<Utc>,
 ) -> Result<Endpoint, DbErr> {
-    let previous = endpoint.secret.clone();
     let mut active = endpoint.into_active_model();
     active.previous_secret = Set(Some(previous));
     active.previous_secret_until = Set(Some(overlap_until));
     active.secret = Set(secret);
     active.updated_at = Set(Utc::now());
     active.update(db).await
+}
+
+/// Endpoints with a secret still in clear (written before sealing).
+pub async fn with_plain_secrets(db: &impl ConnectionTrait) -> Result<Vec<Endpoint>, DbErr> {
+    use sea_orm::Condition;
+    webhook_endpoint::Entity::find()
+        .filter(
+            Condition::any()
+                .add(webhook_endpoint::Column::Secret.not_like("enc:%"))
+                .add(webhook_endpoint::Column::PreviousSecret.not_like("enc:%")),
+        )
+        .all(db)
+        .await
+}
+
+/// Every endpoint, for a re-sealing pass.
+pub async fn all_secrets(db: &impl ConnectionTrait) -> Result<Vec<Endpoint>, DbErr> {
+    webhook_endpoint::Entity::find()
+        .order_by_asc(webhook_endpoint::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Replaces `row`'s secrets with the same secrets sealed again, if the row
+/// still holds what `row` read; `false`: it changed meanwhile (rotated,
+/// deleted), nothing written.
+pub async fn replace_secrets(
+    db: &impl ConnectionTrait,
+    row: &Endpoint,
+    secret: String,
+    previous: Option<String>,
+) -> Result<bool, DbErr> {
+    let mut update = webhook_endpoint::Entity::update_many()
+        .col_expr(
+            webhook_endpoint::Column::Secret,
+            sea_orm::sea_query::Expr::value(secret),
+        )
+        .col_expr(
+            webhook_endpoint::Column::PreviousSecret,
+            sea_orm::sea_query::Expr::value(previous),
+        )
+        .filter(webhook_endpoint::Column::Id.eq(row.id))
+        .filter(webhook_endpoint::Column::Secret.eq(row.secret.clone()));
+    update = match &row.previous_secret {
+        Some(previous) => {
+            update.filter(webhook_endpoint::Column::PreviousSecret.eq(previous.clone()))
+        }
+        None => update.filter(webhook_endpoint::Column::PreviousSecret.is_null()),
+    };
+    Ok(update.exec(db).await?.rows_affected == 1)
 }
 
 /// Turns an endpoint off (it answered `410 Gone`).

@@ -129,6 +129,65 @@ fn serve_runs_on_embedded_defaults_and_stops_on_sigterm() {
     assert_eq!(serve.stop(), Some(0));
 }
 
+#[test]
+fn outside_embedded_mode_a_missing_or_malformed_secrets_key_is_status_2() {
+    for command in [&["serve"][..], &["worker"], &["secrets", "rotate"]] {
+        let output = payorch()
+            .args(command)
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused")
+            .env("PAYORCH_PROVIDER", "sandbox")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("PAYORCH_SECRETS_KEY"),
+            "{command:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    // Malformed, in any mode; the value is not repeated.
+    for value in ["c2hvcnQgYnV0IHNlY3JldA==", "not base64 at all"] {
+        let output = payorch()
+            .arg("serve")
+            .env("PAYORCH_SECRETS_KEY", value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains("invalid PAYORCH_SECRETS_KEY"), "{stderr}");
+        assert!(!stderr.contains(value), "{stderr}");
+    }
+}
+
+/// Embedded mode seals endpoint secrets with a key file it generates
+/// beside the database (owner-only), says so, and reuses it.
+#[test]
+fn embedded_mode_generates_its_secrets_key_file_once_and_reuses_it() {
+    let dir = tempdir();
+    let serve = EmbeddedServe::start_in(dir.clone(), &[]);
+    let key_file = dir.join("payorch.db.secrets-key");
+    let first = std::fs::read_to_string(&key_file).expect("a key file beside payorch.db");
+    assert!(
+        serve.printed.contains("payorch.db.secrets-key"),
+        "it says so: {}",
+        serve.printed
+    );
+    assert!(!serve.printed.contains(first.trim()), "but not the key");
+    let key: payorch::sealing::SealingKey = first.parse().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+    }
+    assert_eq!(serve.stop_keeping_dir(), Some(0));
+    let again = EmbeddedServe::start_in(dir.clone(), &[]);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), first, "reused");
+    assert_eq!(again.stop(), Some(0));
+    assert_eq!(key.id().len(), 8);
+}
+
 /// Before any request, a fresh process already has every series whose
 /// labels are a fixed set, at zero: counters and histograms alike.
 #[test]
@@ -179,7 +238,11 @@ struct EmbeddedServe {
 impl EmbeddedServe {
     /// With `env` on top of nothing configured.
     fn start(env: &[(&str, &str)]) -> EmbeddedServe {
-        let dir = tempdir();
+        EmbeddedServe::start_in(tempdir(), env)
+    }
+
+    /// In `dir` (which [`EmbeddedServe::stop`] removes).
+    fn start_in(dir: std::path::PathBuf, env: &[(&str, &str)]) -> EmbeddedServe {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut child = payorch()
             .arg("serve")
@@ -193,7 +256,7 @@ impl EmbeddedServe {
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut printed = String::new();
-        while !printed.contains("dev API key") {
+        while !printed.contains("dev API key") && !printed.contains("API clients exist") {
             let mut line = String::new();
             assert!(
                 stdout.read_line(&mut line).unwrap() > 0,
@@ -222,11 +285,17 @@ impl EmbeddedServe {
     }
 
     /// SIGTERM, then its exit code (`None` if it did not exit in 20 s).
-    fn stop(mut self) -> Option<i32> {
+    fn stop(self) -> Option<i32> {
+        let dir = self.dir.clone();
+        let exit = self.stop_keeping_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        exit
+    }
+
+    fn stop_keeping_dir(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let exit = wait_with_timeout(&mut self.child, Duration::from_secs(20));
-        let _ = std::fs::remove_dir_all(&self.dir);
         exit.and_then(|s| s.code())
     }
 }

@@ -170,7 +170,7 @@ fn expected_signature(secret: &str, received: &Received) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-fn verifies(secret: &str, received: &Received) -> bool {
+pub fn verifies(secret: &str, received: &Received) -> bool {
     let expected = expected_signature(secret, received);
     received.signature.split(' ').any(|s| s == expected)
 }
@@ -935,4 +935,127 @@ async fn concurrent_registrations_never_take_a_client_past_its_endpoint_limit() 
         .await
         .unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(limit));
+}
+
+#[tokio::test]
+async fn an_attempt_that_cannot_be_recorded_leaves_its_message_unacknowledged() {
+    use payorch::{
+        events::{delivery::Deliverer, secrets::EndpointSecrets},
+        queue::{Disposition, RetryPolicy},
+        sealing::Keyring,
+    };
+    use sea_orm::ConnectionTrait;
+    let db = Arc::new(TestDb::postgres().await);
+    let env = events_env(&db);
+    let key = env["PAYORCH_SECRETS_KEY"].clone();
+    let app = TestApp::spawn_with(db, env).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let endpoint = register(&app, &app.api_key, json!({"url": receiver.url()})).await;
+    let endpoint_id: uuid::Uuid = endpoint["id"].as_str().unwrap().parse().unwrap();
+    app.new_payment(1_000).await;
+    let event = receiver.event("payment.pending").await;
+    // From now on the attempts table refuses every row.
+    app.db
+        .execute_unprepared(
+            "ALTER TABLE event_attempts ADD CONSTRAINT test_refuses_rows CHECK (false) NOT VALID",
+        )
+        .await
+        .unwrap();
+    let deliverer = Deliverer::new(
+        app.db.clone(),
+        RetryPolicy {
+            delays: vec![Duration::from_millis(100)],
+        },
+        Duration::from_secs(5),
+        true,
+        None,
+        EndpointSecrets::new(Keyring::new(key.parse().unwrap(), None)),
+    );
+    let disposition = deliverer
+        .handle(payorch::events::delivery(
+            &event.id,
+            vec![endpoint_id],
+            Some(event.body.clone()),
+        ))
+        .await;
+    assert!(
+        matches!(&disposition, Disposition::Defer(why) if why.contains("could not be recorded")),
+        "{disposition:?}"
+    );
+    // It was sent (the receiver deduplicates the next one by webhook-id).
+    assert_eq!(
+        receiver.seen().iter().filter(|r| r.id == event.id).count(),
+        2
+    );
+}
+
+/// `/metrics` as the app serves it.
+async fn metrics_text(app: &TestApp) -> String {
+    app.http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits (10 s at most) until `done` holds of `/metrics`.
+async fn metrics_until(app: &TestApp, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics_text(app).await;
+        if done(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what}: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_or_disabled_endpoints_failure_streak_leaves_the_metrics() {
+    let app = app_with(events_env).await;
+    let failing = Receiver::start(Behaviour::FailFirst(usize::MAX)).await;
+    let deleted = register(&app, &app.api_key, json!({"url": failing.url()})).await;
+    let disabled = register(&app, &app.api_key, json!({"url": failing.url()})).await;
+    let kept = register(&app, &app.api_key, json!({"url": failing.url()})).await;
+    let series = |endpoint: &Value| {
+        format!(
+            "payorch_event_endpoint_failure_streak{{endpoint=\"{}\"}}",
+            endpoint["id"].as_str().unwrap()
+        )
+    };
+    app.new_payment(1_000).await;
+    metrics_until(&app, "a streak per failing endpoint", |text| {
+        [&deleted, &disabled, &kept]
+            .iter()
+            .all(|endpoint| text.contains(&series(endpoint)))
+    })
+    .await;
+
+    let id = |endpoint: &Value| endpoint["id"].as_str().unwrap().to_owned();
+    let response = app
+        .http
+        .delete(app.url(&format!("/v1/webhook-endpoints/{}", id(&deleted))))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let response = app
+        .http
+        .patch(app.url(&format!("/v1/webhook-endpoints/{}", id(&disabled))))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = metrics_until(&app, "the series of the endpoints gone", |text| {
+        !text.contains(&id(&deleted)) && !text.contains(&id(&disabled))
+    })
+    .await;
+    assert!(text.contains(&series(&kept)), "{text}");
 }

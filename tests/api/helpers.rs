@@ -150,6 +150,15 @@ pub fn test_env(db: &TestDb) -> HashMap<String, String> {
             "PAYSTACK_SECRET_KEY".into(),
             payorch::config::SANDBOX_SECRET_KEY.into(),
         ),
+        // Outside embedded mode endpoint secrets are sealed under a
+        // configured key; each test app has its own.
+        (
+            "PAYORCH_SECRETS_KEY".into(),
+            payorch::sealing::SealingKey::generate()
+                .encoded()
+                .expose()
+                .to_owned(),
+        ),
     ])
 }
 

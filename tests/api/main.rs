@@ -9,6 +9,7 @@ mod batch;
 mod cli;
 mod connectors;
 mod events;
+mod events_secrets;
 mod failover_property;
 mod gate;
 mod health;

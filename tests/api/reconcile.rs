@@ -305,6 +305,13 @@ async fn a_worker_sweeps_on_its_own() {
             crate::helpers::RECONCILE_AFTER_S.to_owned(),
         ),
         ("PAYORCH_RECONCILE_EVERY_S".to_owned(), "1".to_owned()),
+        (
+            "PAYORCH_SECRETS_KEY".to_owned(),
+            payorch::sealing::SealingKey::generate()
+                .encoded()
+                .expose()
+                .to_owned(),
+        ),
     ]);
     let cfg = Arc::new(crate::helpers::config_from(&env));
     let (cfg_prefix, event_retry) = (cfg.queue_prefix.clone(), cfg.event_retry_policy.clone());

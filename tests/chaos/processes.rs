@@ -181,6 +181,15 @@ impl Cluster {
             ("PAYORCH_RATE_LIMITS".into(), String::new()),
             ("PAYORCH_ALLOW_PRIVATE_ENDPOINTS".into(), "true".into()),
             ("PAYORCH_DB_MAX_CONNECTIONS".into(), "8".into()),
+            // Outside embedded mode serve and worker need the key that
+            // seals endpoint secrets; one for this cluster.
+            (
+                "PAYORCH_SECRETS_KEY".into(),
+                payorch::sealing::SealingKey::generate()
+                    .encoded()
+                    .expose()
+                    .to_owned(),
+            ),
         ]);
         for (name, value) in TIMINGS {
             env.insert((*name).into(), (*value).into());

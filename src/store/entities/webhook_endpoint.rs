@@ -11,10 +11,12 @@ pub struct Model {
     /// A JSON array of event types; empty: every type.
     pub event_types: Json,
     pub enabled: bool,
-    /// `whsec_` + base64: signs every delivery.
+    /// `whsec_` + base64, sealed (`enc:v1:<key id>:…`, see
+    /// `crate::events::secrets`; in clear only in rows written before
+    /// sealing, until the next start): signs every delivery.
     pub secret: String,
-    /// The secret before the last rotation, signing too until
-    /// `previous_secret_until`.
+    /// The secret before the last rotation (sealed the same way), signing
+    /// too until `previous_secret_until`.
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
