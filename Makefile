@@ -19,7 +19,7 @@ help: ## list targets
 run: ## run the API; with nothing configured: SQLite, in-process queue, sandbox provider
 	$(CARGO) run --quiet -- serve
 
-test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (benches are built, not run), then the checkout page in Chromium, schemathesis, and each fuzz target for 5 s
+test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (benches are built, not run; a 60 s chaos campaign included), then the checkout page in Chromium, schemathesis, and each fuzz target for 5 s
 	$(CARGO) test --workspace --all-targets --no-run
 	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 	BIN=$(BIN) bash scripts/browser-test.sh
