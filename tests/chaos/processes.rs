@@ -31,6 +31,11 @@ const TIMINGS: &[(&str, &str)] = &[
     ("PAYORCH_PROVIDER_TIMEOUT_MS", "1000"),
     ("PAYORCH_RECONCILE_AFTER_S", "2"),
     ("PAYORCH_RECONCILE_EVERY_S", "1"),
+    // The workers' own sweeps judge unfound refunds as the end phase does:
+    // with the default (a day) a worker's sweep, stamping a refund it
+    // looked up again, kept the final `payorch reconcile` from claiming it,
+    // and a refund the provider never got stayed pending with no review.
+    ("PAYORCH_REFUND_REVIEW_AFTER_S", "600"),
     ("PAYORCH_WEBHOOK_RETRY_DELAYS_MS", "200,500,1000,2000,4000"),
     (
         "PAYORCH_EVENT_RETRY_DELAYS_MS",
