@@ -119,9 +119,13 @@ impl Drop for Slot {
 }
 
 /// The payorch binary with an empty environment but `PATH`, so only what
-/// the campaign sets counts.
+/// the campaign sets counts: the one this build made, or `CHAOS_PAYORCH`
+/// (a copy that a rebuild during a long run does not replace under the
+/// processes it restarts).
 pub fn payorch_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_payorch"));
+    let binary = std::env::var_os("CHAOS_PAYORCH")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_payorch").into());
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
