@@ -6,16 +6,21 @@
 //! at a time (RabbitMQ; the queue table hands one message at a time), and
 //! [`process_batch`] decides. The events that apply a provider's signed
 //! figures go to the core together ([`Payments::apply_webhooks`]: one
-//! transaction on PostgreSQL); the few that need more (a connector asked
-//! to confirm, a refund, an event only recorded) are handled one by one
-//! beside them. A message is acknowledged only after the core committed.
+//! transaction on PostgreSQL); the few that need more (a refund, an event
+//! only recorded) are handled one by one beside them. An event whose
+//! connector must confirm it first (Flutterwave) waits for a provider call
+//! of up to the provider timeout: it is decided later, on its own
+//! ([`Decision::Later`]), so the batch's other events are acknowledged
+//! without it. A message is acknowledged only after the core committed.
 
 use std::{future::Future, time::Instant};
+
+use futures_util::FutureExt;
 
 use crate::{
     domain::webhook::Action,
     payments::{PaymentError, Payments, WebhookApplied, WebhookEvent},
-    queue::{Disposition, Envelope, WebhookQueue},
+    queue::{Decision, Disposition, Envelope, WebhookQueue},
     store::webhooks::WebhookRecord,
     webhook,
 };
@@ -53,17 +58,31 @@ enum Prepared {
     },
 }
 
-/// Applies a batch of webhook messages; the disposition of each, in order.
-pub async fn process_batch(payments: &Payments, envelopes: Vec<Envelope>) -> Vec<Disposition> {
+/// Applies a batch of webhook messages; what becomes of each, in order:
+/// decided now, or (a connector asked to confirm) later.
+pub async fn process_batch(payments: &Payments, envelopes: Vec<Envelope>) -> Vec<Decision> {
     let started = Instant::now();
     let count = envelopes.len();
     let mut dispositions: Vec<Option<Disposition>> = vec![None; count];
+    let mut later = Vec::new();
     let mut batch = Vec::with_capacity(count);
     let mut alone = Vec::new();
     for (index, envelope) in envelopes.into_iter().enumerate() {
         let dedup_key = envelope.message.dedup_key().to_owned();
         match prepare(payments, envelope) {
             Ok(Prepared::Apply(event)) => batch.push((index, dedup_key, event)),
+            Ok(Prepared::Alone {
+                attempt,
+                record,
+                action: action @ Action::Confirm { .. },
+            }) => {
+                let payments = payments.clone();
+                let decided = async move {
+                    let disposition = handle_alone(&payments, attempt, record, action).await;
+                    counted(&dedup_key, disposition)
+                };
+                later.push((index, decided.boxed()));
+            }
             Ok(Prepared::Alone {
                 attempt,
                 record,
@@ -100,13 +119,25 @@ pub async fn process_batch(payments: &Payments, envelopes: Vec<Envelope>) -> Vec
         dispositions[index] = Some(counted(&key, disposition));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    for _ in 0..count {
+    for _ in 0..count - later.len() {
         metrics::histogram!("payorch_webhook_processing_seconds").record(elapsed);
     }
-    dispositions
+    let mut decisions: Vec<Decision> = dispositions
         .into_iter()
-        .map(|d| d.unwrap_or_else(|| Disposition::Retry("not processed".into())))
-        .collect()
+        .map(|d| Decision::Now(d.unwrap_or_else(|| Disposition::Retry("not processed".into()))))
+        .collect();
+    for (index, decided) in later {
+        decisions[index] = Decision::Later(
+            async move {
+                let disposition = decided.await;
+                metrics::histogram!("payorch_webhook_processing_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                disposition
+            }
+            .boxed(),
+        );
+    }
+    decisions
 }
 
 /// Counts a message that is not acknowledged (the acknowledged ones are

@@ -14,7 +14,9 @@
 //! Several relays share the outbox: rows are claimed `FOR UPDATE SKIP
 //! LOCKED`. A relay that dies after publishing and before its commit
 //! leaves the rows unpublished, and they are queued again — a delivery is
-//! at least once, and receivers deduplicate by `webhook-id`.
+//! at least once, and receivers deduplicate by `webhook-id`. A publish the
+//! queue refuses leaves only its own event for the next round: the others
+//! of the round are marked published (see [`relayed`]).
 
 use std::{collections::HashSet, future::Future, sync::LazyLock, time::Duration};
 
@@ -80,34 +82,50 @@ pub async fn run(db: DatabaseConnection, queue: WebhookQueue, shutdown: impl Fut
 }
 
 /// One round: claims up to [`BATCH`] unpublished events, queues their
-/// deliveries, marks them published. Returns how many events it took.
+/// deliveries, marks them published. Returns how many events it took, or
+/// why some could not be queued (the others are marked published).
 pub async fn relay_once(db: &DatabaseConnection, queue: &WebhookQueue) -> Result<usize, String> {
-    if db.get_database_backend() == DbBackend::Postgres {
+    let round = if db.get_database_backend() == DbBackend::Postgres {
         let txn = db.begin().await.map_err(|e| e.to_string())?;
-        let relayed = relay_in(&txn, queue).await?;
+        let round = relay_in(&txn, queue).await?;
         txn.commit().await.map_err(|e| e.to_string())?;
-        Ok(relayed)
+        round
     } else {
         // One process owns a SQLite file, and the in-process queue writes
         // through another connection: no transaction held across it.
-        relay_in(db, queue).await
+        relay_in(db, queue).await?
+    };
+    match round.failed {
+        Some(err) => Err(format!("queueing deliveries: {err}")),
+        None => Ok(round.claimed),
     }
 }
 
-async fn relay_in(conn: &impl ConnectionTrait, queue: &WebhookQueue) -> Result<usize, String> {
+/// What a round did.
+struct Round {
+    claimed: usize,
+    /// The first publish the queue refused, if any.
+    failed: Option<String>,
+}
+
+async fn relay_in(conn: &impl ConnectionTrait, queue: &WebhookQueue) -> Result<Round, String> {
     let claimed = events::claim_unpublished(conn, BATCH)
         .await
         .map_err(|e| e.to_string())?;
     if claimed.is_empty() {
-        return Ok(0);
+        return Ok(Round {
+            claimed: 0,
+            failed: None,
+        });
     }
     let clients: HashSet<Uuid> = claimed.iter().map(|event| event.client_id).collect();
     let endpoints = endpoints::enabled_for(conn, clients)
         .await
         .map_err(|e| e.to_string())?;
+    // Per event, its delivery message: none when no endpoint wants it.
     let deliveries: Vec<_> = claimed
         .iter()
-        .filter_map(|event| {
+        .map(|event| {
             let targets: Vec<Uuid> = endpoints
                 .iter()
                 .filter(|endpoint| {
@@ -119,23 +137,50 @@ async fn relay_in(conn: &impl ConnectionTrait, queue: &WebhookQueue) -> Result<u
                 .then(|| super::delivery(&event.id, targets, Some(event.body.clone())))
         })
         .collect();
-    let published =
-        futures_util::future::join_all(deliveries.iter().map(|envelope| queue.publish(envelope)))
-            .await;
-    if let Some(Err(err)) = published.into_iter().find(Result::is_err) {
-        return Err(format!("queueing deliveries: {err}"));
+    let published = futures_util::future::join_all(deliveries.iter().map(|delivery| async {
+        match delivery {
+            Some(envelope) => queue.publish(envelope).await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }))
+    .await;
+    let ids = claimed.iter().map(|event| event.id.clone());
+    let (done, failed) = relayed(ids, published);
+    if !done.is_empty() {
+        let count = done.len();
+        events::mark_published(conn, done, Utc::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        metrics::counter!("payorch_events_relayed_total").increment(count as u64);
     }
-    let ids: Vec<String> = claimed.iter().map(|event| event.id.clone()).collect();
-    events::mark_published(conn, ids, Utc::now())
-        .await
-        .map_err(|e| e.to_string())?;
-    metrics::counter!("payorch_events_relayed_total").increment(claimed.len() as u64);
-    tracing::debug!(
-        events = claimed.len(),
-        deliveries = deliveries.len(),
-        "events relayed"
-    );
-    Ok(claimed.len())
+    tracing::debug!(events = claimed.len(), failed = ?failed, "events relayed");
+    Ok(Round {
+        claimed: claimed.len(),
+        failed,
+    })
+}
+
+/// Of the events `ids` of a round, in order with how each one's delivery
+/// was queued: those to mark published, and the first refusal. An event
+/// the queue refused stays in the outbox for the next round; the others
+/// are not queued again because of it.
+fn relayed(
+    ids: impl IntoIterator<Item = String>,
+    published: Vec<Result<(), String>>,
+) -> (Vec<String>, Option<String>) {
+    let mut failed = None;
+    let done = ids
+        .into_iter()
+        .zip(published)
+        .filter_map(|(id, result)| match result {
+            Ok(()) => Some(id),
+            Err(err) => {
+                failed.get_or_insert(err);
+                None
+            }
+        })
+        .collect();
+    (done, failed)
 }
 
 /// `payorch_events_outbox_lag_seconds`: the age of the oldest event not
@@ -146,5 +191,29 @@ async fn observe_lag(db: &DatabaseConnection) {
             .map(|at| (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
         metrics::gauge!("payorch_events_outbox_lag_seconds").set(lag);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_refused_publish_leaves_only_its_own_event_in_the_outbox() {
+        let ids = ["evt_1", "evt_2", "evt_3"].map(str::to_owned);
+        let (done, failed) = relayed(
+            ids,
+            vec![Ok(()), Err("the broker refused it".into()), Ok(())],
+        );
+        assert_eq!(done, ["evt_1", "evt_3"]);
+        assert_eq!(failed.as_deref(), Some("the broker refused it"));
+    }
+
+    #[test]
+    fn a_round_with_every_publish_queued_marks_every_event() {
+        let ids = ["evt_1", "evt_2"].map(str::to_owned);
+        let (done, failed) = relayed(ids, vec![Ok(()), Ok(())]);
+        assert_eq!(done, ["evt_1", "evt_2"]);
+        assert_eq!(failed, None);
     }
 }

@@ -11,12 +11,26 @@
 //! consumer; the queue table still drains what is ready for a while),
 //! finishes the batches it holds, and returns.
 //!
+//! A handler may leave a message to be decided later, on its own
+//! ([`Decision::Later`]: a webhook whose connector must be asked first):
+//! the rest of its batch is settled at once and the consumer takes the
+//! next batch; the message is settled alone when its answer comes. While
+//! such a message is outstanding no acknowledgement covers it: batches
+//! are acknowledged message by message until it is settled.
+//!
 //! A backend supplies an [`Inbox`]: how it takes messages, how it waits
 //! for more, and how it settles them ([`Settler`]).
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, future::BoxFuture};
 use tokio::task::JoinSet;
 
 use super::{Disposition, Envelope, RetryPolicy, settle::Settlement};
@@ -57,6 +71,21 @@ impl Intake {
     /// before it (RabbitMQ's `multiple`): only when no other batch is held.
     pub fn acks_whole_batches(&self) -> bool {
         self.batches == 1
+    }
+}
+
+/// What a handler made of one message.
+pub enum Decision {
+    /// Settled with the rest of its batch.
+    Now(Disposition),
+    /// Settled on its own once this finishes, without holding up the rest
+    /// of its batch or the next one.
+    Later(BoxFuture<'static, Disposition>),
+}
+
+impl From<Disposition> for Decision {
+    fn from(disposition: Disposition) -> Decision {
+        Decision::Now(disposition)
     }
 }
 
@@ -108,8 +137,14 @@ pub(super) trait Inbox: Send {
 pub(super) trait Settler: Clone + Send + Sync + 'static {
     type Receipt: Send + 'static;
 
-    /// Carries out each message's verdict, in the order taken.
-    fn settle(&self, batch: Vec<(Self::Receipt, Verdict)>) -> impl Future<Output = ()> + Send;
+    /// Carries out each message's verdict, in the order taken; `whole`
+    /// when one acknowledgement may cover the batch and everything taken
+    /// before it (no other message is outstanding).
+    fn settle(
+        &self,
+        batch: Vec<(Self::Receipt, Verdict)>,
+        whole: bool,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// Why [`run`] returned.
@@ -133,38 +168,58 @@ where
     I: Inbox,
     S: Future<Output = ()>,
     H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Vec<Disposition>> + Send + 'static,
+    F: Future<Output = Vec<Decision>> + Send + 'static,
 {
-    let retry = Arc::new(retry.clone());
+    let batch = Batch {
+        settler: inbox.settler(),
+        retry: Arc::new(retry.clone()),
+        whole: intake.acks_whole_batches(),
+        outstanding: Arc::default(),
+    };
     let mut in_flight = JoinSet::new();
+    // Messages decided later; in batches, RabbitMQ's prefetch bounds them.
+    let mut later = JoinSet::new();
     let mut stopping = false;
     let ended = loop {
-        let room = intake.batches.saturating_sub(in_flight.len());
+        let held = in_flight.len() + if batch.whole { 0 } else { later.len() };
+        let room = intake.batches.saturating_sub(held);
         if room > 0 {
             match inbox.take(room * intake.batch).await {
                 Take::Messages(taken) => {
                     let mut taken = taken.into_iter().peekable();
                     while taken.peek().is_some() {
-                        let batch: Vec<_> = taken.by_ref().take(intake.batch).collect();
-                        in_flight.spawn(handle_batch(
-                            batch,
-                            handle.clone(),
-                            inbox.settler(),
-                            retry.clone(),
-                        ));
+                        let taken: Vec<_> = taken.by_ref().take(intake.batch).collect();
+                        in_flight.spawn(batch.clone().handle(taken, handle.clone()));
                     }
                     continue;
                 }
                 Take::Broken => break Ended::Broken,
-                Take::Nothing if stopping && in_flight.is_empty() => break Ended::Stopped,
+                Take::Nothing if stopping && in_flight.is_empty() && later.is_empty() => {
+                    break Ended::Stopped;
+                }
                 Take::Nothing => {}
             }
         }
         let shutdown_now = tokio::select! {
             _ = shutdown.as_mut(), if !stopping => true,
             _ = inbox.wait(), if room > 0 && !stopping => false,
-            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Err(err) = joined {
+            Some(settled) = later.join_next(), if !later.is_empty() => {
+                if let Err(err) = settled {
+                    // Its message stays unacknowledged (redelivered with
+                    // the session) and counted outstanding: no
+                    // acknowledgement covers it.
+                    tracing::error!(error = %err, "a message decided later was not settled");
+                }
+                false
+            }
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => match joined {
+                Ok(rest) => {
+                    if let Some(rest) = rest {
+                        later.spawn(rest);
+                    }
+                    false
+                }
+                Err(err) => {
                     // A batch that died before it was settled leaves its
                     // messages unsettled: with them outstanding, a later
                     // whole-batch acknowledgement would cover them too.
@@ -172,65 +227,127 @@ where
                     tracing::error!(error = %err, "a batch ended without settling; reconnecting");
                     break Ended::Broken;
                 }
-                false
-            }
+            },
         };
         if shutdown_now {
             stopping = true;
-            inbox.stop(in_flight.len()).await;
+            inbox.stop(in_flight.len() + later.len()).await;
         }
     };
-    while in_flight.join_next().await.is_some() {}
+    while let Some(joined) = in_flight.join_next().await {
+        if let Ok(Some(rest)) = joined {
+            later.spawn(rest);
+        }
+    }
+    while later.join_next().await.is_some() {}
     ended
 }
 
-/// Hands one batch to the handler and settles each message by what it
-/// decided.
-async fn handle_batch<T, H, F>(
-    taken: Vec<Taken<T::Receipt>>,
-    handle: H,
+/// What settles the batches of one consumer loop.
+#[derive(Clone)]
+struct Batch<T> {
     settler: T,
     retry: Arc<RetryPolicy>,
-) where
-    T: Settler,
-    H: Fn(Vec<Envelope>) -> F,
-    F: Future<Output = Vec<Disposition>>,
-{
-    let envelopes: Vec<Envelope> = taken
-        .iter()
-        .filter_map(|t| t.envelope.as_ref().ok().cloned())
-        .collect();
-    let count = envelopes.len();
-    let mut dispositions = if count == 0 {
-        Vec::new()
-    } else {
-        guarded(&handle, envelopes).await
-    }
-    .into_iter();
-    let verdicts = taken
-        .into_iter()
-        .map(|Taken { receipt, envelope }| {
-            let verdict = match envelope {
-                Ok(envelope) => {
-                    let disposition = dispositions
-                        .next()
-                        .unwrap_or_else(|| Disposition::Retry("no disposition".into()));
-                    let settlement = Settlement::of(&disposition, envelope.attempt, &retry);
-                    Verdict::Settled(envelope, settlement)
-                }
-                Err(reason) => Verdict::Unreadable(reason),
-            };
-            (receipt, verdict)
-        })
-        .collect();
-    settler.settle(verdicts).await;
+    /// Whether the intake lets one acknowledgement cover a batch.
+    whole: bool,
+    /// Messages decided later and not yet settled.
+    outstanding: Arc<AtomicUsize>,
 }
 
-/// The handler's dispositions; a panic retries the whole batch later.
-async fn guarded<H, F>(handle: &H, envelopes: Vec<Envelope>) -> Vec<Disposition>
+impl<T: Settler> Batch<T> {
+    /// Hands one batch to the handler and settles each message it decided
+    /// now; what settles the ones it decides later, if any.
+    async fn handle<H, F>(
+        self,
+        taken: Vec<Taken<T::Receipt>>,
+        handle: H,
+    ) -> Option<BoxFuture<'static, ()>>
+    where
+        H: Fn(Vec<Envelope>) -> F,
+        F: Future<Output = Vec<Decision>>,
+    {
+        let envelopes: Vec<Envelope> = taken
+            .iter()
+            .filter_map(|t| t.envelope.as_ref().ok().cloned())
+            .collect();
+        let mut decisions = if envelopes.is_empty() {
+            Vec::new()
+        } else {
+            guarded(&handle, envelopes).await
+        }
+        .into_iter();
+        let mut now = Vec::with_capacity(taken.len());
+        let mut later = Vec::new();
+        for Taken { receipt, envelope } in taken {
+            match envelope {
+                Ok(envelope) => match decisions.next() {
+                    Some(Decision::Later(decided)) => later.push((receipt, envelope, decided)),
+                    Some(Decision::Now(disposition)) => {
+                        now.push((receipt, self.verdict(envelope, &disposition)));
+                    }
+                    None => {
+                        let disposition = Disposition::Retry("no disposition".into());
+                        now.push((receipt, self.verdict(envelope, &disposition)));
+                    }
+                },
+                Err(reason) => now.push((receipt, Verdict::Unreadable(reason))),
+            }
+        }
+        // Counted before anything is settled: no acknowledgement may cover
+        // a message still being decided.
+        self.outstanding.fetch_add(later.len(), Ordering::SeqCst);
+        let whole = self.whole && self.outstanding.load(Ordering::SeqCst) == 0;
+        if !now.is_empty() {
+            self.settler.settle(now, whole).await;
+        }
+        if later.is_empty() {
+            return None;
+        }
+        Some(
+            async move {
+                let settled = later.into_iter().map(|(receipt, envelope, decided)| {
+                    let batch = self.clone();
+                    async move {
+                        let disposition = guarded_later(decided, &envelope).await;
+                        let verdict = batch.verdict(envelope, &disposition);
+                        batch.settler.settle(vec![(receipt, verdict)], false).await;
+                        batch.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+                futures_util::future::join_all(settled).await;
+            }
+            .boxed(),
+        )
+    }
+
+    fn verdict(&self, envelope: Envelope, disposition: &Disposition) -> Verdict {
+        let settlement = Settlement::of(disposition, envelope.attempt, &self.retry);
+        Verdict::Settled(envelope, settlement)
+    }
+}
+
+/// A later decision; a panic retries the message later.
+async fn guarded_later(
+    decided: BoxFuture<'static, Disposition>,
+    envelope: &Envelope,
+) -> Disposition {
+    std::panic::AssertUnwindSafe(decided)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(
+                dedup_key = envelope.message.dedup_key(),
+                "message handling panicked; retrying it later"
+            );
+            Disposition::Retry("handling panicked".into())
+        })
+}
+
+/// The handler's decisions; a panic retries the whole batch later.
+async fn guarded<H, F>(handle: &H, envelopes: Vec<Envelope>) -> Vec<Decision>
 where
     H: Fn(Vec<Envelope>) -> F,
-    F: Future<Output = Vec<Disposition>>,
+    F: Future<Output = Vec<Decision>>,
 {
     let count = envelopes.len();
     let first = envelopes[0].message.dedup_key().to_owned();
@@ -243,24 +360,29 @@ where
                 dedup_key = first,
                 "message handling panicked; retrying the batch later"
             );
-            vec![Disposition::Retry("handling panicked".into()); count]
+            (0..count)
+                .map(|_| Decision::Now(Disposition::Retry("handling panicked".into())))
+                .collect()
         })
 }
 
 /// A handler of one message as a handler of batches (of one).
 pub fn one_at_a_time<H, F>(
     handle: H,
-) -> impl Fn(Vec<Envelope>) -> futures_util::future::BoxFuture<'static, Vec<Disposition>>
-+ Clone
-+ Send
-+ Sync
-+ 'static
+) -> impl Fn(Vec<Envelope>) -> BoxFuture<'static, Vec<Decision>> + Clone + Send + Sync + 'static
 where
     H: Fn(Envelope) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Disposition> + Send + 'static,
 {
     move |envelopes: Vec<Envelope>| {
         let handled: Vec<F> = envelopes.into_iter().map(&handle).collect();
-        async move { futures_util::future::join_all(handled).await }.boxed()
+        async move {
+            futures_util::future::join_all(handled)
+                .await
+                .into_iter()
+                .map(Decision::Now)
+                .collect()
+        }
+        .boxed()
     }
 }

@@ -30,7 +30,7 @@ use std::future::Future;
 
 use sea_orm::DatabaseConnection;
 
-pub use consumer::Intake;
+pub use consumer::{Decision, Intake};
 pub use message::{Disposition, Envelope, EventDelivery, QueueError, QueueMessage};
 pub use settle::{RetryPolicy, Settlement, jittered};
 
@@ -156,7 +156,7 @@ impl WebhookQueue {
         handle: H,
     ) where
         H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Vec<Disposition>> + Send + 'static,
+        F: Future<Output = Vec<Decision>> + Send + 'static,
     {
         let intake = match self {
             WebhookQueue::Amqp(_) => Intake::batched(prefetch, batch),
@@ -173,7 +173,7 @@ impl WebhookQueue {
         handle: H,
     ) where
         H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Vec<Disposition>> + Send + 'static,
+        F: Future<Output = Vec<Decision>> + Send + 'static,
     {
         match self {
             WebhookQueue::Amqp(queue) => queue.consume(intake, shutdown, handle).await,

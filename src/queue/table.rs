@@ -10,22 +10,23 @@
 //! every [`POLL`] (for retries coming due, and rows other processes wrote):
 //! no hot loop. On PostgreSQL several processes share the table
 //! (`FOR UPDATE SKIP LOCKED`); a lease that is not settled in [`LEASE`] —
-//! its process died — is taken by the next consumer. A SQLite file belongs
-//! to one process, so there the leases left by a crash are released at
-//! start.
+//! its process died — is taken by the next consumer. Leases are fenced:
+//! each takes the row's next `lease` number, and a settlement counts only
+//! under the number it was leased with, so a consumer that outlived its
+//! lease (a stalled process) changes nothing of a message another now
+//! holds. Times are the database's clock (PostgreSQL's `clock_timestamp()`),
+//! so processes on hosts with skewed clocks agree on when a lease ends and
+//! a retry comes due. A SQLite file belongs to one process, so there the
+//! leases left by a crash are released at start.
 
-use std::{
-    future::Future,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
 use tokio::sync::Notify;
 
 use super::{
     Disposition, Envelope, QueueError, QueueMessage, RetryPolicy, Settlement,
-    consumer::{self, Inbox, Intake, Settler, Take, Taken, Verdict},
+    consumer::{self, Decision, Inbox, Intake, Settler, Take, Taken, Verdict},
 };
 
 /// How long a consumer holds a message before another may take it.
@@ -47,19 +48,23 @@ pub struct TableQueue {
     jitter_percent: u32,
     /// Wakes this process's consumer when this process publishes.
     published: Arc<Notify>,
+    /// How long a consumer holds a message before another may take it.
+    lease: Duration,
 }
 
-/// A leased message: its row and what it carries.
+/// A leased message: its row, its lease, when it came due, and what it
+/// carries.
 struct Leased {
-    id: i64,
+    receipt: Lease,
+    due: i64,
     envelope: Envelope,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// A row as one consumer leased it: only this lease settles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    id: i64,
+    lease: i64,
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -75,7 +80,13 @@ impl TableQueue {
             retry,
             jitter_percent: 0,
             published: Arc::new(Notify::new()),
+            lease: LEASE,
         }
+    }
+
+    /// The same queue with leases of `lease` instead of [`LEASE`].
+    pub fn leased_for(self, lease: Duration) -> TableQueue {
+        TableQueue { lease, ..self }
     }
 
     /// Another queue kind in the same table (`events`), whose retries wait
@@ -91,6 +102,14 @@ impl TableQueue {
 
     fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// The database's clock in Unix milliseconds, as SQL.
+    fn clock(&self) -> &'static str {
+        match self.backend() {
+            DbBackend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint",
+            _ => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        }
     }
 
     /// `sql` with `$n` placeholders, as this database spells them (SQLite:
@@ -116,13 +135,14 @@ impl TableQueue {
         delay: Duration,
     ) -> Result<(), QueueError> {
         let body = serde_json::to_string(&envelope.message).expect("a queue message serializes");
-        let now = now_ms();
-        let available = now + millis(delay);
+        let clock = self.clock();
         self.db
             .execute_raw(self.statement(
-                "INSERT INTO queued_messages \
-                 (queue, message_id, body, attempt, reason, state, available_at_ms, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &format!(
+                    "INSERT INTO queued_messages \
+                     (queue, message_id, body, attempt, reason, state, available_at_ms, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, {clock} + $7, {clock})"
+                ),
                 vec![
                     self.name.clone().into(),
                     envelope.message.dedup_key().to_owned().into(),
@@ -130,8 +150,7 @@ impl TableQueue {
                     (envelope.attempt as i32).into(),
                     envelope.reason.clone().into(),
                     state.into(),
-                    available.into(),
-                    now.into(),
+                    millis(delay).into(),
                 ],
             ))
             .await?;
@@ -169,35 +188,42 @@ impl TableQueue {
         self.insert(envelope, PARKED).await
     }
 
-    /// Leases up to `limit` ready messages, oldest first.
+    /// Leases up to `limit` ready messages, in the order they came due: a
+    /// retry due now waits behind a message published before it came due,
+    /// so one sender's retries cannot hold back the others' messages.
     async fn lease(&self, limit: usize) -> Result<Vec<Leased>, QueueError> {
-        let now = now_ms();
         let skip_locked = match self.backend() {
             DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
             _ => "",
         };
+        let clock = self.clock();
         let sql = format!(
-            "UPDATE queued_messages SET leased_until_ms = $1 WHERE id IN (\
+            "UPDATE queued_messages SET leased_until_ms = {clock} + $1, lease = lease + 1 \
+             WHERE id IN (\
              SELECT id FROM queued_messages WHERE queue = $2 AND state = '{READY}' \
-             AND available_at_ms <= $3 AND (leased_until_ms IS NULL OR leased_until_ms < $3) \
-             ORDER BY id LIMIT $4{skip_locked}) \
-             RETURNING id, body, attempt, reason"
+             AND available_at_ms <= {clock} \
+             AND (leased_until_ms IS NULL OR leased_until_ms < {clock}) \
+             ORDER BY available_at_ms, id LIMIT $3{skip_locked}) \
+             RETURNING id, lease, body, attempt, reason, available_at_ms"
         );
         let rows = self
             .db
             .query_all_raw(self.statement(
                 &sql,
                 vec![
-                    (now + millis(LEASE)).into(),
+                    millis(self.lease).into(),
                     self.name.clone().into(),
-                    now.into(),
                     (limit as i64).into(),
                 ],
             ))
             .await?;
         let mut leased = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: i64 = row.try_get("", "id")?;
+            let receipt = Lease {
+                id: row.try_get("", "id")?,
+                lease: row.try_get("", "lease")?,
+            };
+            let due: i64 = row.try_get("", "available_at_ms")?;
             let body: String = row.try_get("", "body")?;
             let attempt: i32 = row.try_get("", "attempt")?;
             let reason: Option<String> = row.try_get("", "reason")?;
@@ -205,14 +231,15 @@ impl TableQueue {
                 Ok(message) => message,
                 Err(err) => {
                     // Not ours to read, but not ours to drop either.
-                    tracing::warn!(id, error = %err, "unreadable queued message; parking it");
+                    tracing::warn!(id = receipt.id, error = %err, "unreadable queued message; parking it");
                     let reason = format!("unreadable: {err}");
-                    self.settle(id, &Settlement::Park { reason }).await?;
+                    self.settle(receipt, &Settlement::Park { reason }).await?;
                     continue;
                 }
             };
             leased.push(Leased {
-                id,
+                receipt,
+                due,
                 envelope: Envelope {
                     message,
                     attempt: attempt.max(0) as u32,
@@ -220,51 +247,79 @@ impl TableQueue {
                 },
             });
         }
-        leased.sort_by_key(|l| l.id);
+        leased.sort_by_key(|l| (l.due, l.receipt.id));
         Ok(leased)
     }
 
-    /// Deletes, delays or parks a leased message.
-    async fn settle(&self, id: i64, settlement: &Settlement) -> Result<(), QueueError> {
+    /// Deletes, delays or parks a leased message — if its lease is still
+    /// `receipt`'s; otherwise another consumer took it over after the lease
+    /// ran out, and this settlement changes nothing (logged, counted).
+    async fn settle(&self, receipt: Lease, settlement: &Settlement) -> Result<(), QueueError> {
+        let Lease { id, lease } = receipt;
         let statement = match settlement {
-            Settlement::Ack => {
-                self.statement("DELETE FROM queued_messages WHERE id = $1", vec![id.into()])
-            }
+            Settlement::Ack => self.statement(
+                "DELETE FROM queued_messages WHERE id = $1 AND lease = $2",
+                vec![id.into(), lease.into()],
+            ),
             Settlement::ToTier {
                 wait,
                 attempt,
                 reason,
                 ..
-            } => self.delay_statement(id, *attempt, reason, *wait),
-            Settlement::Park { reason } => self.park_statement(id, reason),
+            } => self.delay_statement(receipt, *attempt, reason, *wait),
+            Settlement::Park { reason } => self.park_statement(receipt, reason),
         };
-        self.db.execute_raw(statement).await?;
+        let done = self.db.execute_raw(statement).await?;
+        if done.rows_affected() == 0 {
+            tracing::warn!(
+                id,
+                queue = self.name,
+                "a consumer outlived its lease and another took the message over; \
+                 its settlement changed nothing"
+            );
+            metrics::counter!("payorch_queue_stale_leases_total").increment(1);
+        }
         Ok(())
     }
 
     /// Makes a message ready again after `delay` (jittered), at `attempt`.
-    fn delay_statement(&self, id: i64, attempt: u32, reason: &str, delay: Duration) -> Statement {
+    fn delay_statement(
+        &self,
+        receipt: Lease,
+        attempt: u32,
+        reason: &str,
+        delay: Duration,
+    ) -> Statement {
         let delay = super::jittered(delay, self.jitter_percent);
         self.statement(
-            "UPDATE queued_messages SET attempt = $1, reason = $2, \
-             available_at_ms = $3, leased_until_ms = NULL WHERE id = $4",
+            &format!(
+                "UPDATE queued_messages SET attempt = $1, reason = $2, \
+                 available_at_ms = {} + $3, leased_until_ms = NULL \
+                 WHERE id = $4 AND lease = $5",
+                self.clock()
+            ),
             vec![
                 (attempt as i32).into(),
                 reason.to_owned().into(),
-                (now_ms() + millis(delay)).into(),
-                id.into(),
+                millis(delay).into(),
+                receipt.id.into(),
+                receipt.lease.into(),
             ],
         )
     }
 
-    fn park_statement(&self, id: i64, reason: &str) -> Statement {
-        tracing::warn!(id, reason, "webhook parked in the queue table");
+    fn park_statement(&self, receipt: Lease, reason: &str) -> Statement {
+        tracing::warn!(id = receipt.id, reason, "webhook parked in the queue table");
         self.statement(
             &format!(
                 "UPDATE queued_messages SET state = '{PARKED}', reason = $1, \
-                 leased_until_ms = NULL WHERE id = $2"
+                 leased_until_ms = NULL WHERE id = $2 AND lease = $3"
             ),
-            vec![reason.to_owned().into(), id.into()],
+            vec![
+                reason.to_owned().into(),
+                receipt.id.into(),
+                receipt.lease.into(),
+            ],
         )
     }
 
@@ -307,7 +362,7 @@ impl TableQueue {
         handle: H,
     ) where
         H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Vec<Disposition>> + Send + 'static,
+        F: Future<Output = Vec<Decision>> + Send + 'static,
     {
         tokio::pin!(shutdown);
         if let Err(err) = self.release_stale_leases().await {
@@ -358,11 +413,12 @@ impl TableQueue {
     pub async fn replay(&self, only: Option<&str>) -> Result<usize, QueueError> {
         let mut sql = format!(
             "UPDATE queued_messages SET state = '{READY}', attempt = 0, reason = NULL, \
-             available_at_ms = $1, leased_until_ms = NULL WHERE queue = $2 AND state = '{PARKED}'"
+             available_at_ms = {}, leased_until_ms = NULL WHERE queue = $1 AND state = '{PARKED}'",
+            self.clock()
         );
-        let mut values: Vec<Value> = vec![now_ms().into(), self.name.clone().into()];
+        let mut values: Vec<Value> = vec![self.name.clone().into()];
         if let Some(id) = only {
-            sql.push_str(" AND message_id = $3");
+            sql.push_str(" AND message_id = $2");
             values.push(id.to_owned().into());
         }
         let result = self.db.execute_raw(self.statement(&sql, values)).await?;
@@ -410,11 +466,11 @@ struct Leases {
 }
 
 impl Inbox for Leases {
-    /// The leased row.
-    type Receipt = i64;
+    /// The leased row, with its lease.
+    type Receipt = Lease;
     type Settler = TableQueue;
 
-    async fn take(&mut self, max: usize) -> Take<i64> {
+    async fn take(&mut self, max: usize) -> Take<Lease> {
         // A stopping consumer past its drain time takes nothing new.
         if self
             .draining_since
@@ -427,10 +483,14 @@ impl Inbox for Leases {
             Ok(leased) => Take::Messages(
                 leased
                     .into_iter()
-                    .map(|Leased { id, envelope }| Taken {
-                        receipt: id,
-                        envelope: Ok(envelope),
-                    })
+                    .map(
+                        |Leased {
+                             receipt, envelope, ..
+                         }| Taken {
+                            receipt,
+                            envelope: Ok(envelope),
+                        },
+                    )
                     .collect(),
             ),
             Err(err) => {
@@ -460,17 +520,17 @@ impl Inbox for Leases {
 }
 
 impl Settler for TableQueue {
-    type Receipt = i64;
+    type Receipt = Lease;
 
-    async fn settle(&self, batch: Vec<(i64, Verdict)>) {
-        for (id, verdict) in batch {
+    async fn settle(&self, batch: Vec<(Lease, Verdict)>, _whole: bool) {
+        for (receipt, verdict) in batch {
             let settlement = match verdict {
                 Verdict::Settled(_, settlement) => settlement,
                 Verdict::Unreadable(reason) => Settlement::Park { reason },
             };
-            if let Err(err) = TableQueue::settle(self, id, &settlement).await {
+            if let Err(err) = TableQueue::settle(self, receipt, &settlement).await {
                 // The lease runs out and the message comes back.
-                tracing::warn!(id, error = %err, "could not settle a queued message");
+                tracing::warn!(id = receipt.id, error = %err, "could not settle a queued message");
             }
         }
     }

@@ -771,3 +771,128 @@ async fn responses_say_how_long_payorch_and_the_provider_took() {
     let unauthenticated = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(server_timing(&unauthenticated).1, 0.0);
 }
+
+/// Posts a Paystack `charge.success` for `reference`, signed.
+async fn post_paystack_success(app: &TestApp, id: i64, reference: &str, amount: i64) {
+    let body = json!({
+        "event": "charge.success",
+        "data": {"id": id, "reference": reference, "amount": amount, "currency": "NGN",
+                 "status": "success", "paid_at": null, "gateway_response": "Approved"}
+    })
+    .to_string();
+    let response = app
+        .http
+        .post(app.url("/v1/webhooks/paystack"))
+        .header("content-type", "application/json")
+        .header(
+            "x-paystack-signature",
+            paystack::sign_webhook(SANDBOX_SECRET_KEY.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_flutterwave_confirmation_holds_up_neither_its_batch_nor_the_next() {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let timeout_ms = TIMEOUT.as_millis().to_string();
+    let mut pipeline = crate::webhooks::Pipeline::start(
+        0,
+        &[
+            ("PAYORCH_PROVIDERS", "paystack,flutterwave"),
+            ("PAYORCH_PROVIDER_TIMEOUT_MS", &timeout_ms),
+            (
+                "PAYORCH_RECONCILE_AFTER_S",
+                crate::helpers::RECONCILE_AFTER_S,
+            ),
+        ],
+    )
+    .await;
+    let app = &pipeline.app;
+    let paystack_payment = |amount: i64| async move {
+        let response = app
+            .initialize(
+                &json!({"amount": amount, "currency": "NGN", "email": "ada@example.com", "provider": "paystack"}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        response.json::<Value>().await.unwrap()["reference"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first = paystack_payment(5_000).await;
+    let second = paystack_payment(6_000).await;
+    let payment = flutterwave_payment(app, 150_075, "NGN").await;
+    let flutterwave = payment["reference"].as_str().unwrap().to_owned();
+    let forced = force_flutterwave(
+        app,
+        &flutterwave,
+        json!({"status": "success", "notify": false}),
+    )
+    .await;
+    let attempt = forced["id"].as_i64().unwrap();
+    // Flutterwave's figures are confirmed by a verify call: the first one
+    // hangs past payorch's provider timeout.
+    let response = app
+        .sandbox(
+            "faults",
+            json!({"provider": "flutterwave", "operation": "verify", "mode": "hang", "count": 1}),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+
+    let verified = app.sandbox_stats_of("flutterwave").await["verify_calls"].clone();
+    // Both queued before the worker starts: it takes them as one batch.
+    let confirmed = charge_completed_of(attempt, &flutterwave, "1500.75", "successful");
+    assert_eq!(
+        post_flutterwave_webhook(app, SANDBOX_SECRET_KEY, &confirmed)
+            .await
+            .status(),
+        200
+    );
+    post_paystack_success(app, 1, &first, 5_000).await;
+    // The worker asks the sandbox mounted on the API.
+    let flutterwave_api = format!("http://{}/sandbox/flutterwave/", app.addr);
+    pipeline
+        .env
+        .insert("FLUTTERWAVE_BASE_URL".into(), flutterwave_api);
+    pipeline.add_worker();
+    let app = &pipeline.app;
+    let asked = Instant::now() + Duration::from_secs(20);
+    while app.sandbox_stats_of("flutterwave").await["verify_calls"] == verified {
+        assert!(Instant::now() < asked, "the confirmation was never asked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let hanging = Instant::now();
+    let applied = until(app, &first, |p| p["status"] != "pending").await;
+    assert_eq!(applied["status"], "succeeded");
+
+    // The next webhook is taken and applied while the confirmation still
+    // waits for its answer (a batch acknowledged whole would wait for it).
+    post_paystack_success(app, 2, &second, 6_000).await;
+    let applied = until(app, &second, |p| p["status"] != "pending").await;
+    assert_eq!(applied["status"], "succeeded");
+    assert!(
+        hanging.elapsed() < TIMEOUT / 2,
+        "the next batch waited {:?} for the confirmation",
+        hanging.elapsed()
+    );
+    assert_eq!(app.payment(&flutterwave).await["status"], "pending");
+
+    // The confirmation times out, is retried on its own, and settles.
+    let paid = until(app, &flutterwave, |p| p["status"] != "pending").await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    assert_eq!(
+        webhook_outcomes(app, &flutterwave)
+            .await
+            .iter()
+            .filter(|outcome| outcome.starts_with("applied"))
+            .count(),
+        1
+    );
+}

@@ -398,3 +398,141 @@ async fn a_handler_that_panics_sends_its_message_to_the_retry_tier() {
     assert_eq!(seen[1].2.as_deref(), Some("handling panicked"));
     assert_eq!(queue.depths().await.unwrap(), (0, 0));
 }
+
+/// A consumer that outlives its lease (a stalled process): another takes
+/// the message over and asks for a retry; the stalled one's late
+/// acknowledgement changes nothing, and the retry comes back.
+#[tokio::test]
+async fn a_consumer_that_outlived_its_lease_cannot_settle_the_message_another_took_over() {
+    crate::helpers::init_logs();
+    let db = TestDb::postgres().await;
+    let conn = db.connect().await;
+    store::migrate(&conn, &db.url.parse().unwrap())
+        .await
+        .unwrap();
+    let prefix = random_name("q");
+    let retry = RetryPolicy {
+        delays: vec![Duration::from_millis(500)],
+    };
+    let stalled = TableQueue::new(conn.clone(), &prefix, retry.clone())
+        .leased_for(Duration::from_millis(200));
+    let other = TableQueue::new(db.connect().await, &prefix, retry);
+    stalled.publish(&envelope("r1")).await.unwrap();
+
+    let seen: Seen = Arc::default();
+    let record = |seen: &Seen, who: &str, envelope: &Envelope| {
+        seen.lock().unwrap().push((
+            envelope.message.dedup_key().to_owned(),
+            envelope.attempt,
+            Some(who.to_owned()),
+        ));
+    };
+    // The stalled consumer holds its first message until released.
+    let (taken, taken_rx) = oneshot::channel::<()>();
+    let (release, released) = oneshot::channel::<()>();
+    let gate = Arc::new(Mutex::new((Some(taken), Some(released))));
+    let (stop_stalled, stalled_stop) = oneshot::channel::<()>();
+    let stalled_seen = seen.clone();
+    let stalled_run = tokio::spawn(async move {
+        stalled
+            .consume(
+                1,
+                async {
+                    let _ = stalled_stop.await;
+                },
+                move |envelope| {
+                    record(&stalled_seen, "stalled", &envelope);
+                    let (taken, released) = {
+                        let mut gate = gate.lock().unwrap();
+                        (gate.0.take(), gate.1.take())
+                    };
+                    async move {
+                        if let (Some(taken), Some(released)) = (taken, released) {
+                            let _ = taken.send(());
+                            let _ = released.await;
+                        }
+                        Disposition::Ack
+                    }
+                },
+            )
+            .await
+    });
+    taken_rx.await.unwrap();
+
+    // Its lease runs out; the other consumer takes the message and asks
+    // for a retry.
+    let (stop_other, other_stop) = oneshot::channel::<()>();
+    let other_seen = seen.clone();
+    let other_run = tokio::spawn(async move {
+        other
+            .consume(
+                1,
+                async {
+                    let _ = other_stop.await;
+                },
+                move |envelope| {
+                    record(&other_seen, "other", &envelope);
+                    let attempt = envelope.attempt;
+                    async move {
+                        if attempt == 0 {
+                            Disposition::Retry("taken over".into())
+                        } else {
+                            Disposition::Ack
+                        }
+                    }
+                },
+            )
+            .await
+    });
+    use sea_orm::ConnectionTrait;
+    let attempt_of = || async {
+        conn.query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT attempt FROM queued_messages WHERE queue = '{prefix}.webhooks'"),
+        ))
+        .await
+        .unwrap()
+        .map(|row| row.try_get_by_index::<i32>(0).unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempt_of().await != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the other consumer never retried it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The stalled consumer wakes and acknowledges: nothing changes.
+    let _ = release.send(());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let retried = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, attempt, _)| *attempt == 1);
+        if retried {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retry never came back: {:?}",
+            seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_stalled.send(());
+    let _ = stop_other.send(());
+    stalled_run.await.unwrap();
+    other_run.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0].2.as_deref(), Some("stalled"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|(_, attempt, who)| *attempt == 0 && who.as_deref() == Some("other")),
+        "{seen:?}"
+    );
+    drop(conn);
+    drop(db);
+}

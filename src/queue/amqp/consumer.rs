@@ -23,8 +23,8 @@ use lapin::{
 
 use super::{AmqpQueue, unavailable};
 use crate::queue::{
-    Disposition, Envelope, QueueError, QueueMessage,
-    consumer::{self, Ended, Inbox, Intake, Settler, Take, Taken, Verdict},
+    Envelope, QueueError, QueueMessage,
+    consumer::{self, Decision, Ended, Inbox, Intake, Settler, Take, Taken, Verdict},
 };
 
 /// How long a worker holding fewer messages than a batch waits for more:
@@ -39,7 +39,7 @@ impl AmqpQueue {
     pub async fn consume<H, F>(&self, intake: Intake, shutdown: impl Future<Output = ()>, handle: H)
     where
         H: Fn(Vec<Envelope>) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Vec<Disposition>> + Send + 'static,
+        F: Future<Output = Vec<Decision>> + Send + 'static,
     {
         tokio::pin!(shutdown);
         let mut session = Session::new(intake.prefetch);
@@ -57,7 +57,6 @@ impl AmqpQueue {
                 linger: intake.batch > 1,
                 settler: Acks {
                     queue: self.clone(),
-                    multiple: intake.acks_whole_batches(),
                 },
             };
             let ended = consumer::run(
@@ -243,9 +242,6 @@ impl Inbox for Deliveries {
 #[derive(Clone)]
 struct Acks {
     queue: AmqpQueue,
-    /// Whether a batch is acknowledged whole (`multiple`): only when no
-    /// other batch is held on the channel.
-    multiple: bool,
 }
 
 impl Settler for Acks {
@@ -254,9 +250,9 @@ impl Settler for Acks {
     /// Each message's next home is published (confirmed) first — a retry
     /// tier, the parking queue; an unreadable delivery is parked as it
     /// came — then the batch is acknowledged, with one `multiple` ack when
-    /// allowed, or, if some message could not be moved on, each alone
+    /// `whole`, or, if some message could not be moved on, each alone
     /// (those back to the queue).
-    async fn settle(&self, batch: Vec<(Delivery, Verdict)>) {
+    async fn settle(&self, batch: Vec<(Delivery, Verdict)>, whole: bool) {
         let moved =
             futures_util::future::join_all(batch.iter().map(|(delivery, verdict)| async move {
                 match verdict {
@@ -272,7 +268,7 @@ impl Settler for Acks {
         let Some((last, _)) = batch.last() else {
             return;
         };
-        if self.multiple && moved.iter().all(Result::is_ok) {
+        if whole && moved.iter().all(Result::is_ok) {
             let acked = last.ack(BasicAckOptions { multiple: true }).await;
             if let Err(err) = acked {
                 tracing::warn!(error = %err, "ack failed; the batch will be redelivered");
