@@ -11,6 +11,11 @@
 //!    `created_at` (written just before its transaction commits) to its
 //!    receipt: p50/p99.
 //!
+//! 3. Fairness: one merchant with 20 endpoints that never answer and 1,000
+//!    changes made as fast as they go, while another merchant with one
+//!    healthy endpoint makes 50 changes/s: the healthy merchant's
+//!    commit-to-receipt p50/p99 (target: p99 under 1 s).
+//!
 //! Beside them, RabbitMQ's own confirmed-publish rate in the same run.
 
 mod common;
@@ -30,6 +35,12 @@ const SENDERS: usize = 50;
 /// Phase 2: changes per second, and for how long.
 const PACE: usize = 200;
 const PACED_SECONDS: usize = 10;
+/// Phase 3: the hanging merchant's endpoints and changes; the healthy
+/// merchant's pace and for how long.
+const HANGING_ENDPOINTS: usize = 20;
+const HANGING_CHANGES: usize = 1_000;
+const FAIR_PACE: usize = 50;
+const FAIR_SECONDS: usize = 20;
 
 #[derive(Default)]
 struct Tally {
@@ -56,6 +67,44 @@ fn receive(body: String, tally: Data<&Arc<Mutex<Tally>>>) -> StatusCode {
         tally.latencies_ms.push(ms);
     }
     StatusCode::NO_CONTENT
+}
+
+/// An endpoint that never answers (until the sender gives up).
+#[handler]
+async fn hang() -> StatusCode {
+    std::future::pending::<()>().await;
+    StatusCode::NO_CONTENT
+}
+
+/// Serves `routes` on a free local port; its address.
+async fn listen(routes: impl poem::Endpoint + 'static) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(routes));
+    addr
+}
+
+/// Registers `url` for the client of `key`.
+async fn register(http: &reqwest::Client, base: &str, key: &str, url: String) {
+    let created = http
+        .post(format!("{base}/v1/webhook-endpoints"))
+        .bearer_auth(key)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
+/// One `POST initialize` for the client of `key`, as a task: whether it
+/// was created.
+fn initialize_for(http: &reqwest::Client, base: &str, key: &str) -> tokio::task::JoinHandle<bool> {
+    let request = http
+        .post(format!("{base}/v1/payments/initialize"))
+        .bearer_auth(key)
+        .json(&json!({"amount": 10_000, "currency": "NGN", "email": "b@example.com"}));
+    tokio::spawn(async move { request.send().await.is_ok_and(|r| r.status() == 201) })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -96,7 +145,8 @@ async fn main() {
         port,
         &[("PAYORCH_ALLOW_PRIVATE_ENDPOINTS", "true")],
     );
-    let key = api_keys(1, &env).remove(0);
+    let mut keys = api_keys(3, &env);
+    let (key, hanging_key, fair_key) = (keys.remove(0), keys.remove(0), keys.remove(0));
     let server = Payorch::spawn(&["serve"], &env);
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await;
@@ -107,21 +157,13 @@ async fn main() {
 
     let tally = Arc::new(Mutex::new(Tally::default()));
     for _ in 0..ENDPOINTS {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-        let routes = Route::new()
-            .at("/", poem::post(receive))
-            .data(tally.clone());
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(routes));
-        let created = http
-            .post(format!("{base}/v1/webhook-endpoints"))
-            .bearer_auth(&key)
-            .json(&json!({"url": format!("http://{addr}/")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
+        let addr = listen(
+            Route::new()
+                .at("/", poem::post(receive))
+                .data(tally.clone()),
+        )
+        .await;
+        register(&http, &base, &key, format!("http://{addr}/")).await;
     }
 
     let sample_len = 900;
@@ -181,6 +223,52 @@ async fn main() {
     let mut latencies = std::mem::take(&mut tally.lock().unwrap().latencies_ms);
     latencies.sort_by(f64::total_cmp);
 
+    // 3. One merchant's hanging endpoints beside another's healthy one.
+    let hanging = listen(Route::new().at("/:n", poem::post(hang))).await;
+    for n in 0..HANGING_ENDPOINTS {
+        register(&http, &base, &hanging_key, format!("http://{hanging}/{n}")).await;
+    }
+    let fair_tally = Arc::new(Mutex::new(Tally {
+        measuring: true,
+        ..Tally::default()
+    }));
+    let fair = listen(
+        Route::new()
+            .at("/", poem::post(receive))
+            .data(fair_tally.clone()),
+    )
+    .await;
+    register(&http, &base, &fair_key, format!("http://{fair}/")).await;
+    let flood = {
+        let (http, base) = (http.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut made = 0;
+            for _ in 0..HANGING_CHANGES / SENDERS {
+                let calls: Vec<_> = (0..SENDERS)
+                    .map(|_| initialize_for(&http, &base, &hanging_key))
+                    .collect();
+                for call in calls {
+                    made += usize::from(call.await.unwrap());
+                }
+            }
+            made
+        })
+    };
+    let fair_changes = FAIR_PACE * FAIR_SECONDS;
+    let mut every = tokio::time::interval(Duration::from_secs(1) / FAIR_PACE as u32);
+    let mut sent = Vec::new();
+    for _ in 0..fair_changes {
+        every.tick().await;
+        sent.push(initialize_for(&http, &base, &fair_key));
+    }
+    for call in sent {
+        assert!(call.await.unwrap(), "a paced initialize failed");
+    }
+    let flooded = flood.await.unwrap();
+    wait_for(&fair_tally, fair_changes, Duration::from_secs(300)).await;
+    let mut fair_latencies = std::mem::take(&mut fair_tally.lock().unwrap().latencies_ms);
+    fair_latencies.sort_by(f64::total_cmp);
+
     worker.terminate();
     server.terminate();
 
@@ -197,7 +285,10 @@ async fn main() {
          | PostgreSQL CPU per delivery | {:.0} µs |\n\
          | paced: {PACE} changes/s × {ENDPOINTS} endpoints = {} deliveries/s, commit → receipt p50 | {:.1} ms |\n\
          | paced, p99 | {:.1} ms |\n\
-         | paced, max | {:.1} ms |",
+         | paced, max | {:.1} ms |\n\
+         | fairness: {flooded} changes × {HANGING_ENDPOINTS} hanging endpoints of one merchant; another's {FAIR_PACE} changes/s to one healthy endpoint, commit → receipt p50 | {:.1} ms |\n\
+         | fairness, p99 (target < 1,000 ms) | {:.1} ms |\n\
+         | fairness, max | {:.1} ms |",
         drained.as_secs_f64(),
         ceiling.rate(),
         100.0 * rate / ceiling.rate(),
@@ -207,6 +298,9 @@ async fn main() {
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
+        percentile(&fair_latencies, 0.50),
+        percentile(&fair_latencies, 0.99),
+        fair_latencies.last().copied().unwrap_or(f64::NAN),
     );
 
     delete_payorch_queues(&env).await;

@@ -7,12 +7,19 @@
 //! `Retry-After` at the earliest; `410 Gone` disables the endpoint. Every
 //! attempt is a row of `event_attempts`.
 //!
-//! One slow endpoint cannot hold up the others: deliveries run
-//! concurrently, at most [`PER_ENDPOINT`] to one endpoint. When they are
-//! all taken, a delivery to an endpoint that keeps answering waits for a
-//! slot; one to an endpoint that has not finished an attempt for
-//! [`STUCK_AFTER`] is deferred at once, not counted as an attempt, instead
-//! of holding a place the others need.
+//! One merchant's slow endpoints cannot hold up the others' deliveries:
+//! they run concurrently, at most [`PER_CLIENT`] for one merchant (API
+//! client) and [`PER_ENDPOINT`] to one endpoint. A delivery past its
+//! merchant's share is deferred at once — back after the first retry
+//! delay, not counted as an attempt — instead of holding a place another
+//! merchant needs. When an endpoint's slots are all taken, a delivery to
+//! it waits for one if the endpoint keeps answering, and is deferred if it
+//! has not finished an attempt for [`STUCK_AFTER`]. An endpoint whose last
+//! attempt timed out gets one attempt at a time: the others are not sent
+//! and count as failed attempts ("not sent: …"), so its events move along
+//! their retry schedule instead of waiting on it. Deferrals are counted in
+//! the message: after [`MAX_DEFERRALS`] in a row the next one counts as an
+//! attempt too, so no delivery is put off without end.
 //!
 //! Per delivery the database is not asked much: the body comes with the
 //! message, endpoints are cached for [`ENDPOINT_TTL`], and attempts are
@@ -21,7 +28,10 @@
 //! recorded defers its message, see [`after_attempt`]).
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -42,6 +52,13 @@ use crate::{
 
 /// Attempts in flight to one endpoint, at most.
 pub const PER_ENDPOINT: usize = 16;
+/// Deliveries one merchant (API client) holds at once, at most, waiting or
+/// in flight: a quarter of what the deliverer holds.
+pub const PER_CLIENT: usize = PREFETCH as usize / 4;
+/// Deferrals of one delivery in a row; the next counts as an attempt.
+pub const MAX_DEFERRALS: u32 = 10;
+/// What an attempt that got no answer in time records.
+const TIMED_OUT: &str = "timed out";
 /// How long a delivery waits for a slot of an answering endpoint before it
 /// is deferred (not counted as an attempt).
 pub const SLOT_WAIT: Duration = Duration::from_secs(5);
@@ -72,6 +89,8 @@ pub struct Deliverer {
     retry: RetryPolicy,
     /// Each endpoint's [`PER_ENDPOINT`] attempt slots.
     in_flight: Arc<DashMap<Uuid, Arc<Slots>>>,
+    /// Each merchant's [`PER_CLIENT`] places.
+    shares: Arc<DashMap<Uuid, Arc<Semaphore>>>,
     endpoints: Arc<DashMap<Uuid, (Instant, Option<Endpoint>)>>,
     attempts: AttemptLog,
     /// Where a failed part of a message for several endpoints goes.
@@ -147,6 +166,7 @@ impl Deliverer {
             egress: Egress::new(client, allow_private, proxy),
             retry,
             in_flight: Arc::default(),
+            shares: Arc::default(),
             endpoints: Arc::default(),
             requeue: None,
             secrets,
@@ -185,36 +205,41 @@ impl Deliverer {
             },
         };
         let attempt = envelope.attempt;
+        let deferred = delivery.deferred;
         if let [only] = delivery.endpoints.as_slice() {
-            return self
-                .deliver(&delivery.event_id, *only, &body, attempt)
+            let disposition = self
+                .deliver(&delivery.event_id, *only, &body, attempt, deferred)
                 .await;
+            // A deferral goes back with its count (the consumer would send
+            // the message back as it came).
+            return match (&disposition, &self.requeue) {
+                (Disposition::Defer(_), Some(queue)) => {
+                    let again = alone(&delivery.event_id, *only, &body, attempt, deferred + 1);
+                    match queue.requeue(&again, &disposition).await {
+                        Ok(()) => Disposition::Ack,
+                        Err(err) => Disposition::Defer(format!("could not queue a retry: {err}")),
+                    }
+                }
+                _ => disposition,
+            };
         }
         let Some(queue) = &self.requeue else {
             return Disposition::Park("a delivery to several endpoints outside a consumer".into());
         };
-        let outcomes = futures_util::future::join_all(
-            delivery
-                .endpoints
-                .iter()
-                .map(|endpoint| self.deliver(&delivery.event_id, *endpoint, &body, attempt)),
-        )
-        .await;
+        let outcomes =
+            futures_util::future::join_all(delivery.endpoints.iter().map(|endpoint| {
+                self.deliver(&delivery.event_id, *endpoint, &body, attempt, deferred)
+            }))
+            .await;
         let mut requeued = Ok(());
         for (endpoint, disposition) in delivery.endpoints.iter().zip(outcomes) {
-            if disposition == Disposition::Ack {
-                continue;
-            }
-            let alone = Envelope {
-                message: QueueMessage::EventDelivery(EventDelivery::new(
-                    &delivery.event_id,
-                    vec![*endpoint],
-                    Some(body.clone()),
-                )),
-                attempt,
-                reason: None,
+            let deferred = match disposition {
+                Disposition::Ack => continue,
+                Disposition::Defer(_) => deferred + 1,
+                _ => 0,
             };
-            if let Err(err) = queue.requeue(&alone, &disposition).await {
+            let again = alone(&delivery.event_id, *endpoint, &body, attempt, deferred);
+            if let Err(err) = queue.requeue(&again, &disposition).await {
                 requeued = Err(err);
             }
         }
@@ -225,13 +250,15 @@ impl Deliverer {
         }
     }
 
-    /// One attempt of `event_id` to `endpoint_id`; what becomes of it.
+    /// One attempt of `event_id` to `endpoint_id`, put off `deferred`
+    /// times since the last; what becomes of it.
     async fn deliver(
         &self,
         event_id: &str,
         endpoint_id: Uuid,
         body: &str,
         attempt: u32,
+        deferred: u32,
     ) -> Disposition {
         let endpoint = match self.endpoint(endpoint_id).await {
             Ok(Some(endpoint)) if endpoint.enabled => endpoint,
@@ -244,15 +271,22 @@ impl Deliverer {
             }
             Err(err) => return Disposition::Defer(format!("database: {err}")),
         };
-        let Some(_slot) = self.slot(endpoint.id).await else {
-            metrics::counter!("payorch_event_deliveries_total", "result" => "deferred")
-                .increment(1);
-            return Disposition::Defer("endpoint busy".into());
+        let (tried, elapsed) = match self.slot(&endpoint).await {
+            Ok(slot) => {
+                let started = Instant::now();
+                let tried = self.post(&endpoint, event_id, body).await;
+                let elapsed = started.elapsed();
+                slot.finished(&tried);
+                metrics::histogram!("payorch_event_attempt_seconds").record(elapsed.as_secs_f64());
+                (tried, elapsed)
+            }
+            Err(Busy::Deferred(why)) if deferred < MAX_DEFERRALS => {
+                metrics::counter!("payorch_event_deliveries_total", "result" => "deferred")
+                    .increment(1);
+                return Disposition::Defer(why.into());
+            }
+            Err(busy) => (busy.not_sent(deferred), Duration::ZERO),
         };
-        let started = Instant::now();
-        let tried = self.post(&endpoint, event_id, body).await;
-        let elapsed = started.elapsed();
-        metrics::histogram!("payorch_event_attempt_seconds").record(elapsed.as_secs_f64());
         let delivered = tried.error.is_none();
         let last = self.retry.delay_after(attempt).is_none();
         let gone = tried.response_status == Some(410);
@@ -320,33 +354,45 @@ impl Deliverer {
         Ok(endpoint)
     }
 
-    /// A slot among the endpoint's [`PER_ENDPOINT`], held until dropped.
-    /// When all are taken, a delivery waits for one (at most
-    /// [`SLOT_WAIT`]) if the endpoint is answering — it finished an attempt
-    /// within the last [`STUCK_AFTER`] — and otherwise gets none: an
-    /// endpoint that hangs holds its slots, not the consumer's.
-    async fn slot(&self, endpoint: Uuid) -> Option<Slot> {
-        if self.in_flight.len() >= MAX_CACHED {
-            self.in_flight
-                .retain(|_, slots| slots.free.available_permits() < PER_ENDPOINT);
+    /// A place for an attempt to `endpoint`, held until dropped: one of its
+    /// merchant's [`PER_CLIENT`] and one of the endpoint's
+    /// [`PER_ENDPOINT`]. Not when the endpoint's last attempt timed out and
+    /// another is in flight, nor when its merchant's share is in use. When
+    /// the endpoint's slots are all taken, a delivery waits for one (at
+    /// most [`SLOT_WAIT`]) if the endpoint is answering — it finished an
+    /// attempt within the last [`STUCK_AFTER`] — and otherwise gets none:
+    /// an endpoint that hangs holds its slots, not the consumer's.
+    async fn slot(&self, endpoint: &Endpoint) -> Result<Slot, Busy> {
+        let slots = place(&self.in_flight, endpoint.id, Slots::new, |slots| {
+            slots.free.available_permits() < PER_ENDPOINT
+        });
+        if slots.timing_out.load(Ordering::Relaxed) && slots.free.available_permits() < PER_ENDPOINT
+        {
+            return Err(Busy::NotAnswering);
         }
-        let slots = self
-            .in_flight
-            .entry(endpoint)
-            .or_insert_with(|| Arc::new(Slots::new()))
-            .clone();
+        let share = place(
+            &self.shares,
+            endpoint.client_id,
+            || Arc::new(Semaphore::new(PER_CLIENT)),
+            |share| share.available_permits() < PER_CLIENT,
+        );
+        let share = share
+            .try_acquire_owned()
+            .map_err(|_| Busy::Deferred("its merchant's share of deliveries is in use"))?;
         let permit = match slots.free.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) if slots.answered_within(STUCK_AFTER) => {
                 tokio::time::timeout(SLOT_WAIT, slots.free.clone().acquire_owned())
                     .await
-                    .ok()?
-                    .ok()?
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(Busy::Deferred("endpoint busy"))?
             }
-            Err(_) => return None,
+            Err(_) => return Err(Busy::Deferred("endpoint busy")),
         };
-        Some(Slot {
+        Ok(Slot {
             _permit: permit,
+            _share: share,
             slots,
         })
     }
@@ -391,7 +437,7 @@ impl Deliverer {
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(err) if err.is_timeout() => return failed("timed out".into()),
+            Err(err) if err.is_timeout() => return failed(TIMED_OUT.into()),
             Err(err) if err.is_connect() => {
                 return failed(format!("cannot connect: {}", source_of(&err)));
             }
@@ -473,42 +519,104 @@ fn source_of(err: &reqwest::Error) -> String {
     cause.to_string()
 }
 
-/// One endpoint's attempt slots, and when one was last given back.
+/// The entry for `key` in `map`, made by `new` if missing. A map grown to
+/// [`MAX_CACHED`] first drops the entries not `in_use`.
+fn place<T>(
+    map: &DashMap<Uuid, Arc<T>>,
+    key: Uuid,
+    new: impl FnOnce() -> Arc<T>,
+    in_use: impl Fn(&T) -> bool,
+) -> Arc<T> {
+    if map.len() >= MAX_CACHED {
+        map.retain(|_, entry| in_use(entry));
+    }
+    map.entry(key).or_insert_with(new).clone()
+}
+
+/// Why a delivery gets no place now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Busy {
+    /// Put off, not counted: the merchant's share or the endpoint's slots
+    /// are in use.
+    Deferred(&'static str),
+    /// Not sent, counted: the endpoint's last attempt timed out and another
+    /// is still waiting for its answer.
+    NotAnswering,
+}
+
+impl Busy {
+    /// The attempt a delivery that was not sent counts as.
+    fn not_sent(self, deferred: u32) -> Tried {
+        let why = match self {
+            Busy::Deferred(why) => format!("{why}, put off {deferred} times"),
+            Busy::NotAnswering => {
+                "the endpoint's last attempt timed out and another is in flight".to_owned()
+            }
+        };
+        Tried {
+            response_status: None,
+            error: Some(format!("not sent: {why}")),
+            retry_after: None,
+        }
+    }
+}
+
+/// One endpoint's attempt slots, when one was last given back, and whether
+/// its last attempt timed out.
 struct Slots {
     free: Arc<Semaphore>,
     born: Instant,
     /// Milliseconds after `born` when an attempt last finished.
-    last_done_ms: std::sync::atomic::AtomicU64,
+    last_done_ms: AtomicU64,
+    timing_out: AtomicBool,
 }
 
 impl Slots {
-    fn new() -> Slots {
-        Slots {
+    fn new() -> Arc<Slots> {
+        Arc::new(Slots {
             free: Arc::new(Semaphore::new(PER_ENDPOINT)),
             born: Instant::now(),
             last_done_ms: Default::default(),
-        }
+            timing_out: Default::default(),
+        })
     }
 
     fn answered_within(&self, window: Duration) -> bool {
-        let last =
-            Duration::from_millis(self.last_done_ms.load(std::sync::atomic::Ordering::Relaxed));
+        let last = Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed));
         self.born.elapsed().saturating_sub(last) < window
     }
 }
 
-/// A held slot; giving it back marks the endpoint as answering.
+/// A held place; giving it back marks the endpoint as answering.
 struct Slot {
     _permit: OwnedSemaphorePermit,
+    _share: OwnedSemaphorePermit,
     slots: Arc<Slots>,
+}
+
+impl Slot {
+    /// Gives the place back after `tried`.
+    fn finished(self, tried: &Tried) {
+        let timed_out = tried.error.as_deref() == Some(TIMED_OUT);
+        self.slots.timing_out.store(timed_out, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let now = self.slots.born.elapsed().as_millis() as u64;
-        self.slots
-            .last_done_ms
-            .store(now, std::sync::atomic::Ordering::Relaxed);
+        self.slots.last_done_ms.store(now, Ordering::Relaxed);
+    }
+}
+
+/// `event_id` for `endpoint` alone, at `attempt`, put off `deferred` times.
+fn alone(event_id: &str, endpoint: Uuid, body: &str, attempt: u32, deferred: u32) -> Envelope {
+    let mut delivery = EventDelivery::new(event_id, vec![endpoint], Some(body.to_owned()));
+    delivery.deferred = deferred;
+    Envelope {
+        message: QueueMessage::EventDelivery(delivery),
+        attempt,
+        reason: None,
     }
 }
 

@@ -52,6 +52,15 @@ pub struct EventDelivery {
     /// The body as stored; absent: read it from the event log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Times this delivery was put off since its last attempt (its
+    /// merchant's share of the deliverer was in use, its endpoint busy):
+    /// past a limit, a deferral counts as an attempt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferred: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl EventDelivery {
@@ -66,6 +75,7 @@ impl EventDelivery {
             endpoints,
             queued_at: Utc::now(),
             body,
+            deferred: 0,
         }
     }
 }

@@ -1059,3 +1059,121 @@ async fn a_deleted_or_disabled_endpoints_failure_streak_leaves_the_metrics() {
     .await;
     assert!(text.contains(&series(&kept)), "{text}");
 }
+
+/// Waits until `sql` (a count) reaches `count`.
+async fn until_count(app: &TestApp, sql: &str, count: i64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = crate::webhooks::scalar(&app.db, sql).await;
+        if now >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {now} of {count}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_that_times_out_gets_one_attempt_at_a_time_and_the_rest_are_counted_not_sent() {
+    let app = app_with(|db| {
+        let mut env = events_env(db);
+        env.insert("PAYORCH_EVENT_TIMEOUT_MS".into(), "300".into());
+        env
+    })
+    .await;
+    let hanging = Receiver::start(Behaviour::Hang).await;
+    register(&app, &app.api_key, json!({"url": hanging.url()})).await;
+    const EVENTS: i64 = 20;
+    futures_util::future::join_all((0..EVENTS).map(|_| app.new_payment(1_000))).await;
+
+    // Every event runs through its whole schedule (four attempts) to
+    // `failed`: none is put off without end.
+    until_count(
+        &app,
+        "SELECT COUNT(*) FROM event_attempts WHERE status = 'failed'",
+        EVENTS,
+        Duration::from_secs(60),
+    )
+    .await;
+    let attempts = crate::webhooks::scalar(&app.db, "SELECT COUNT(*) FROM event_attempts").await;
+    assert_eq!(attempts, EVENTS * 4);
+    let held_back = crate::webhooks::scalar(
+        &app.db,
+        "SELECT COUNT(*) FROM event_attempts \
+         WHERE error LIKE 'not sent: the endpoint''s last attempt timed out%' \
+           AND response_status IS NULL",
+    )
+    .await;
+    assert!(
+        held_back > 0,
+        "every attempt was sent to the hanging endpoint"
+    );
+    // Those were never sent: the endpoint saw no more than the others.
+    let not_sent = crate::webhooks::scalar(
+        &app.db,
+        "SELECT COUNT(*) FROM event_attempts WHERE error LIKE 'not sent:%'",
+    )
+    .await;
+    assert!(hanging.seen().len() as i64 <= attempts - not_sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_merchants_hanging_endpoint_does_not_hold_up_another_merchants_events() {
+    let app = app_with(|db| {
+        let mut env = events_env(db);
+        env.insert("PAYORCH_EVENT_TIMEOUT_MS".into(), "2000".into());
+        // Deferred deliveries come back after the first retry delay: one
+        // nearer the default's than the other tests' 100 ms.
+        env.insert(
+            "PAYORCH_EVENT_RETRY_DELAYS_MS".into(),
+            "2000,2000,2000".into(),
+        );
+        env
+    })
+    .await;
+    let hanging = Receiver::start(Behaviour::Hang).await;
+    register(&app, &app.api_key, json!({"url": hanging.url()})).await;
+    let other = app.other_client_key().await;
+    let healthy = Receiver::start(Behaviour::Accept).await;
+    register(&app, &other, json!({"url": healthy.url()})).await;
+
+    // More events for the hanging endpoint than the deliverer holds.
+    for _ in 0..15 {
+        futures_util::future::join_all((0..20).map(|_| app.new_payment(1_000))).await;
+    }
+    hanging
+        .until(
+            Duration::from_secs(10),
+            "the hanging endpoint tried",
+            |seen| !seen.is_empty(),
+        )
+        .await;
+    // Meanwhile the other merchant's events arrive at once.
+    for n in 0..5 {
+        let created = Instant::now();
+        let response = app
+            .http
+            .post(app.url("/v1/payments/initialize"))
+            .bearer_auth(&other)
+            .json(&json!({"amount": 1_000, "currency": "NGN", "email": "ada@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let seen = healthy
+            .until(
+                Duration::from_secs(15),
+                "the other merchant's event",
+                |seen| seen.len() > n,
+            )
+            .await;
+        // Held up, it would wait for the deliverer's places, which the
+        // hanging endpoint's deliveries hold for up to the slot wait (5 s)
+        // each; on a machine this test shares, well under half of that.
+        let waited = seen[n].at.saturating_duration_since(created);
+        assert!(
+            waited < payorch::events::delivery::SLOT_WAIT / 2,
+            "the other merchant's event {n} waited {waited:?}"
+        );
+    }
+}

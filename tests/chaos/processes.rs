@@ -123,8 +123,8 @@ impl Drop for Slot {
 /// (a copy that a rebuild during a long run does not replace under the
 /// processes it restarts).
 pub fn payorch_command() -> Command {
-    let binary = std::env::var_os("CHAOS_PAYORCH")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_payorch").into());
+    let binary =
+        std::env::var_os("CHAOS_PAYORCH").unwrap_or_else(|| env!("CARGO_BIN_EXE_payorch").into());
     let mut command = Command::new(binary);
     command
         .env_clear()
