@@ -26,8 +26,8 @@ test: ## the whole suite against the local PostgreSQL, Redis and RabbitMQ (bench
 	BIN=$(BIN) bash scripts/schemathesis.sh
 	bash scripts/fuzz.sh 5
 
-chaos: services ## the chaos campaign for MINUTES (default 10) under a fault schedule from SEED (default: random, printed); replays: make chaos SEED=… MINUTES=…
-	CHAOS_SECONDS=$$(( $(MINUTES) * 60 )) $(if $(SEED),CHAOS_SEED=$(SEED)) $(CARGO) test --test chaos
+chaos: services ## the chaos campaign for MINUTES (default 10) under a fault schedule from SEED (default: random, printed), restarting RabbitMQ and Redis too unless SERVICES=keep; replays: make chaos SEED=… MINUTES=…
+	CHAOS_SERVICES=$(if $(filter keep,$(SERVICES)),keep,restart) CHAOS_SECONDS=$$(( $(MINUTES) * 60 )) $(if $(SEED),CHAOS_SEED=$(SEED)) $(CARGO) test --test chaos
 
 fuzz: ## every fuzz target (cargo fuzz, libFuzzer) for FUZZ_SECONDS each (default 60) from the committed corpus
 	bash scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end test of the sandbox checkout page in a real browser (Debian's
-# Chromium driven by Python Playwright): `payorch serve` in embedded mode
-# (temporary SQLite, in-process queue, sandbox at /sandbox) on a free port,
-# then scripts/browser_checkout.py. BIN: the payorch binary to test.
+# End-to-end tests in a real browser (Debian's Chromium driven by Python
+# Playwright): `payorch serve` in embedded mode (temporary SQLite,
+# in-process queue, sandbox at /sandbox) on a free port, then the sandbox
+# checkout page (scripts/browser_checkout.py) and the operator console
+# (scripts/browser_console.py, with axe-core from npm; screenshots in
+# target/console-screenshots/). BIN: the payorch binary to test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/debug/payorch}
@@ -64,3 +66,40 @@ done
 curl -fs "$base/healthz" >/dev/null || { echo "browser-test: payorch never became healthy" >&2; exit 1; }
 
 PAYORCH_BASE=$base PAYORCH_KEY=$key BROWSER_TMP=$work "$VENV/bin/python" scripts/browser_checkout.py
+
+# The operator console: an operator, an open review (a signed webhook for a
+# transaction payorch never made: `unknown_transaction`), axe-core from npm.
+AXE_VERSION=4.10.3
+axe="$VENV/axe-core-$AXE_VERSION/axe.min.js"
+if [ ! -f "$axe" ]; then
+  echo "browser-test: fetching axe-core $AXE_VERSION from npm" >&2
+  mkdir -p "$VENV/axe-core-$AXE_VERSION"
+  (cd "$work" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null && tar -xzf "axe-core-$AXE_VERSION.tgz")
+  cp "$work/package/axe.min.js" "$axe"
+fi
+password=$("$BIN" operator create --name console-test | tail -n1)
+token=$("$BIN" operator token console-test | tail -n1)
+[[ $token == pot_* ]] || { echo "browser-test: no operator token" >&2; exit 1; }
+secret=$("$VENV/bin/python" - "$work/payorch.db" <<'PY'
+import sqlite3, sys
+row = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT value FROM installation_settings WHERE name = 'sandbox_secret_key'").fetchone()
+print(row[0])
+PY
+)
+body='{"event":"charge.success","data":{"id":424242,"reference":"ext-never-made-1","amount":5000,"currency":"NGN","status":"success"}}'
+signature=$(printf '%s' "$body" | openssl dgst -sha512 -hmac "$secret" -r | cut -d' ' -f1)
+curl -fs -o /dev/null -X POST "$base/v1/webhooks/sandbox" -H 'content-type: application/json' \
+  -H "x-paystack-signature: $signature" --data-binary "$body"
+review=
+for _ in $(seq 100); do
+  review=$(curl -fs "$base/v1/operator/reviews?open=true" -H "Authorization: Bearer $token" |
+    "$VENV/bin/python" -c 'import json, sys; r = json.load(sys.stdin); print(r[0]["id"] if r else "")')
+  [ -n "$review" ] && break
+  sleep 0.1
+done
+[ -n "$review" ] || { echo "browser-test: the unknown transaction opened no review" >&2; exit 1; }
+mkdir -p target/console-screenshots
+PAYORCH_BASE=$base CONSOLE_NAME=console-test CONSOLE_PASSWORD=$password CONSOLE_REVIEW_ID=$review \
+  AXE_JS=$axe SCREENSHOTS=target/console-screenshots BROWSER_TMP=$work \
+  "$VENV/bin/python" scripts/browser_console.py

@@ -17,6 +17,7 @@ mod m20261207_000001_money_elsewhere;
 mod m20261207_000002_operators;
 mod m20261208_000001_sealed_endpoint_secrets;
 mod m20261209_000001_queue_lease_fence;
+mod m20261209_000002_console_sessions;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_operators::Migration),
             Box::new(m20261208_000001_sealed_endpoint_secrets::Migration),
             Box::new(m20261209_000001_queue_lease_fence::Migration),
+            Box::new(m20261209_000002_console_sessions::Migration),
         ]
     }
 }

@@ -233,6 +233,11 @@ pub struct Events {
 }
 
 impl Events {
+    /// The queue deliveries wait on.
+    pub fn queue(&self) -> &WebhookQueue {
+        &self.queue
+    }
+
     pub fn new(
         db: DatabaseConnection,
         queue: WebhookQueue,

@@ -23,7 +23,10 @@ use std::{
 
 use dashmap::DashMap;
 use poem::Request;
-use poem_openapi::{SecurityScheme, auth::Bearer};
+use poem_openapi::{
+    SecurityScheme,
+    auth::{ApiKey, Bearer},
+};
 use sea_orm::DatabaseConnection;
 
 use super::error::ApiError;
@@ -47,15 +50,51 @@ async fn authenticated(req: &Request, _bearer: Bearer) -> poem::Result<ApiClient
         .ok_or_else(|| ApiError::Unauthorized.into())
 }
 
-/// An operator's bearer token (`pot_…`, from `payorch operator token
-/// NAME`); never an API client's key. The console's session (cookie and
-/// CSRF token) will be a second scheme beside it, each read from what the
-/// operator gate found.
+/// An operator, by either of the two ways the operator gate admits one:
+/// a bearer token (`pot_…`, from `payorch operator token NAME`), or the
+/// console's session (the `payorch_session` cookie with the session's CSRF
+/// token in `X-CSRF-Token`). Never an API client's key. Each reads what
+/// the gate found.
+#[derive(SecurityScheme)]
+pub enum OperatorAuth {
+    Token(OperatorToken),
+    Session(ConsoleSessionAuth),
+}
+
+impl OperatorAuth {
+    pub fn operator(self) -> Operator {
+        match self {
+            OperatorAuth::Token(OperatorToken(operator))
+            | OperatorAuth::Session(ConsoleSessionAuth(operator)) => operator,
+        }
+    }
+}
+
+/// An operator's bearer token (`pot_…`).
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", checker = "operator_authenticated")]
-pub struct OperatorAuth(pub Operator);
+pub struct OperatorToken(pub Operator);
+
+/// The console's session: the `payorch_session` cookie (set by `POST
+/// /console/sign-in`), with the session's CSRF token in this header.
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "api_key",
+    key_name = "X-CSRF-Token",
+    key_in = "header",
+    checker = "session_authenticated"
+)]
+pub struct ConsoleSessionAuth(pub Operator);
 
 async fn operator_authenticated(req: &Request, _bearer: Bearer) -> poem::Result<Operator> {
+    admitted_operator(req)
+}
+
+async fn session_authenticated(req: &Request, _csrf: ApiKey) -> poem::Result<Operator> {
+    admitted_operator(req)
+}
+
+fn admitted_operator(req: &Request) -> poem::Result<Operator> {
     req.extensions()
         .get::<Operator>()
         .cloned()

@@ -86,6 +86,10 @@ pub enum ApiError {
     /// Operator routes: an API key is never accepted there.
     #[error("a valid operator token is required: send `Authorization: Bearer pot_…`")]
     OperatorUnauthorized,
+    /// A console session's request that changes something, without the
+    /// session's CSRF token in `X-CSRF-Token`.
+    #[error("this request needs the console session's CSRF token in `X-CSRF-Token`")]
+    CsrfTokenInvalid,
     #[error("{0}")]
     BadRequest(String),
     #[error("{}", errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
@@ -137,6 +141,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized | ApiError::OperatorUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::CsrfTokenInvalid => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation { .. } | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -167,6 +172,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized | ApiError::OperatorUnauthorized => "unauthorized",
+            ApiError::CsrfTokenInvalid => "csrf_token_invalid",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::NotFound => "payment_not_found",
@@ -356,6 +362,7 @@ pub fn catalogue() -> Vec<(&'static str, u16)> {
     let every_error = [
         ApiError::Unauthorized,
         ApiError::OperatorUnauthorized,
+        ApiError::CsrfTokenInvalid,
         ApiError::BadRequest(String::new()),
         ApiError::Validation { errors: Vec::new() },
         ApiError::NotFound,
@@ -386,6 +393,7 @@ pub fn catalogue() -> Vec<(&'static str, u16)> {
         match error {
             ApiError::Unauthorized
             | ApiError::OperatorUnauthorized
+            | ApiError::CsrfTokenInvalid
             | ApiError::BadRequest(_)
             | ApiError::Validation { .. }
             | ApiError::NotFound

@@ -28,6 +28,7 @@ use poem::{
     Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Result,
     http::{HeaderValue, StatusCode},
 };
+use subtle::ConstantTimeEq;
 
 use super::{
     BodyLimit, MAX_CLIENT_BODY,
@@ -323,11 +324,14 @@ pub fn operator_operation<E: Endpoint + 'static>(ep: E) -> impl Endpoint {
     ep.with(BodyLimit(MAX_CLIENT_BODY)).with(OperatorGate)
 }
 
-/// Finds the operator behind a request, or answers 401 (429 once its IP
-/// spent its budget of bad credentials). Tokens are looked up on every
-/// request, so disabling an operator or revoking a token takes effect at
-/// once. The console's session will be checked here too, beside the
-/// bearer token.
+/// Finds the operator behind a request — an operator's bearer token, or
+/// else the console's session cookie — or answers 401 (429 once its IP
+/// spent its budget of bad credentials). Tokens and sessions are looked up
+/// on every request, so disabling an operator, revoking a token or signing
+/// out takes effect at once. A request with the session cookie must carry
+/// the session's CSRF token in `X-CSRF-Token` (403 `csrf_token_invalid`
+/// otherwise): the cookie alone, which a browser sends for any page that
+/// asks, never reads or changes anything.
 pub struct OperatorGate;
 
 impl<E: Endpoint> Middleware<E> for OperatorGate {
@@ -352,9 +356,21 @@ impl<E: Endpoint> Endpoint for OperatorGateEndpoint<E> {
         ) else {
             return Err(ApiError::Internal("the app has no operator gate".into()).into());
         };
-        let token = bearer_token(&req)
+        let bearer = bearer_token(&req)
             .filter(|token| operator_tokens::is_well_formed(token))
             .map(str::to_owned);
+        let session = match bearer {
+            Some(_) => None,
+            None => super::console::session_cookie(&req),
+        };
+        if let Some(session) = &session {
+            let sent = req.header("x-csrf-token").unwrap_or_default();
+            let expected = crate::operators::csrf_token(session);
+            if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+                return Ok(ApiError::CsrfTokenInvalid.as_response_with(None));
+            }
+        }
+        let token = bearer.or_else(|| session.clone());
         let lookup = token
             .as_deref()
             .map(|token| async { operators.authenticate(token).await.map_err(ApiError::from) });
@@ -366,6 +382,10 @@ impl<E: Endpoint> Endpoint for OperatorGateEndpoint<E> {
             Err(response) => return Ok(response),
         };
         req.extensions_mut().insert(operator);
+        if let Some(session) = session {
+            req.extensions_mut()
+                .insert(super::console::ConsoleSession(session));
+        }
         within_limit(&self.inner, req, None).await
     }
 }

@@ -5,6 +5,7 @@
 //! [`operator`]) admit operator tokens only.
 
 pub mod auth;
+pub mod console;
 pub mod endpoints;
 pub mod error;
 pub mod events;
@@ -111,6 +112,7 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
         .at("/metrics", poem::get(crate::telemetry::render_metrics))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+        .nest("/console", console::routes())
         .nest("/", service);
     if let Some(sandbox) = &state.sandbox {
         routes = routes.nest("/sandbox", sandbox.routes());

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{
     ApiTags, AppState,
     auth::OperatorAuth,
+    console::ConsoleSession,
     error::{ApiError, OperatorProblem},
     gate::operator_operation,
 };
@@ -27,6 +28,8 @@ use crate::{
     views::ReviewView,
 };
 
+/// How long the overview waits for a queue's depth.
+const QUEUE_READ: std::time::Duration = std::time::Duration::from_secs(2);
 /// The most rows one listing returns.
 pub const MAX_PAGE: u64 = 500;
 const DEFAULT_PAGE: u64 = 100;
@@ -77,6 +80,65 @@ impl From<AuditEntry> for AuditEntryView {
     }
 }
 
+/// Who is signed in, and the CSRF token their console sends back.
+#[derive(Debug, Object)]
+pub struct SessionView {
+    /// The operator's name.
+    pub operator: String,
+    /// With a console session: the token to send in `X-CSRF-Token` on
+    /// every request that changes something. With a bearer token: null.
+    #[oai(nullable)]
+    pub csrf_token: Option<String>,
+}
+
+/// One connector's circuit breaker.
+#[derive(Debug, Object)]
+pub struct ConnectorState {
+    pub name: String,
+    /// `closed`, `half_open` or `open`.
+    pub breaker: String,
+}
+
+/// One queue's messages.
+#[derive(Debug, Object)]
+pub struct QueueState {
+    /// `webhooks` or `events`.
+    pub name: String,
+    /// Waiting: ready, or to be retried. Null when the queue could not be
+    /// read in time.
+    #[oai(nullable)]
+    pub waiting: Option<u64>,
+    /// Parked in the dead letters.
+    #[oai(nullable)]
+    pub dead: Option<u64>,
+}
+
+/// What needs an operator's eye, now.
+#[derive(Debug, Object)]
+pub struct Overview {
+    pub generated_at: DateTime<Utc>,
+    /// Open reviews per kind (kinds with none left out).
+    pub open_reviews: std::collections::BTreeMap<String, u64>,
+    /// Each enabled connector's breaker, as this process sees it.
+    pub connectors: Vec<ConnectorState>,
+    pub queues: Vec<QueueState>,
+    /// Age of the oldest merchant event not yet relayed, in seconds (0 when
+    /// the outbox is empty).
+    pub outbox_lag_seconds: f64,
+}
+
+#[derive(ApiResponse)]
+pub enum SessionResponse {
+    #[oai(status = 200)]
+    Ok(Json<SessionView>),
+}
+
+#[derive(ApiResponse)]
+pub enum OverviewResponse {
+    #[oai(status = 200)]
+    Ok(Json<Overview>),
+}
+
 #[derive(ApiResponse)]
 pub enum ReviewList {
     /// Oldest first.
@@ -99,6 +161,78 @@ pub enum AuditList {
 
 #[OpenApi(prefix_path = "/v1/operator", tag = "ApiTags::Operator")]
 impl OperatorApi {
+    /// Who is calling; with the console's session, its CSRF token.
+    #[oai(path = "/session", method = "get", transform = "operator_operation")]
+    async fn session(
+        &self,
+        auth: OperatorAuth,
+        req: &poem::Request,
+    ) -> Result<SessionResponse, OperatorProblem> {
+        let csrf_token = req
+            .extensions()
+            .get::<ConsoleSession>()
+            .map(|session| crate::operators::csrf_token(&session.0));
+        Ok(SessionResponse::Ok(Json(SessionView {
+            operator: auth.operator().name,
+            csrf_token,
+        })))
+    }
+
+    /// What needs attention now: open reviews by kind, breakers, queue
+    /// depths and dead letters, the outbox's lag.
+    ///
+    /// Queue depths are read with a 2 s limit each (null when the queue
+    /// did not answer in time).
+    #[oai(path = "/overview", method = "get", transform = "operator_operation")]
+    async fn overview(&self, _auth: OperatorAuth) -> Result<OverviewResponse, OperatorProblem> {
+        let state = &self.state;
+        let open_reviews = crate::store::reviews::count_open(&state.db)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|(kind, n)| (kind, n.max(0) as u64))
+            .collect();
+        let connectors = state
+            .payments
+            .connectors()
+            .breakers()
+            .into_iter()
+            .map(|(name, breaker)| ConnectorState {
+                name: name.to_owned(),
+                breaker: breaker.as_str().to_owned(),
+            })
+            .collect();
+        let mut queues = Vec::new();
+        for (name, queue) in [
+            ("webhooks", &state.webhooks.queue),
+            ("events", state.events.queue()),
+        ] {
+            let counts = tokio::time::timeout(QUEUE_READ, queue.counts()).await;
+            let (waiting, dead) = match counts {
+                Ok(Ok((waiting, dead))) => (Some(waiting), Some(dead)),
+                _ => (None, None),
+            };
+            queues.push(QueueState {
+                name: name.to_owned(),
+                waiting,
+                dead,
+            });
+        }
+        let generated_at = Utc::now();
+        let outbox_lag_seconds = crate::store::events::oldest_unpublished(&state.db)
+            .await
+            .map_err(ApiError::from)?
+            .map(|at| (generated_at - at).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        Ok(OverviewResponse::Ok(Json(Overview {
+            generated_at,
+            open_reviews,
+            connectors,
+            queues,
+            outbox_lag_seconds,
+        })))
+    }
+
     /// List reviews, oldest first.
     ///
     /// `open=true`: those still open; `open=false`: those resolved; absent:
@@ -188,7 +322,7 @@ impl OperatorApi {
         {
             return Err(invalid("note", format!("at most {MAX_NOTE} characters")));
         }
-        let by = Actor::Operator(auth.0.name);
+        let by = Actor::Operator(auth.operator().name);
         let resolved = self
             .state
             .operators

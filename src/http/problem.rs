@@ -152,7 +152,11 @@ const OPERATOR_ERROR_STATUSES: &[(u16, &str)] = &[
     ),
     (
         401,
-        "Missing, unknown or revoked operator token, or a disabled operator (`unauthorized`). An API client's key is never accepted here.",
+        "Missing, unknown or revoked operator token or console session, or a disabled operator (`unauthorized`). An API client's key is never accepted here.",
+    ),
+    (
+        403,
+        "A console session's request that changes something without the session's CSRF token in `X-CSRF-Token` (`csrf_token_invalid`).",
     ),
     (404, "No such review (`review_not_found`)."),
     (

@@ -183,9 +183,30 @@ impl Operators {
         Ok((Operator::from(row), token))
     }
 
-    /// The enabled operator holding the unrevoked bearer `token`.
+    /// The enabled operator holding the unrevoked bearer `token`, or the
+    /// unexpired console session `token`.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Operator>, DbErr> {
         rows::authenticate(&self.db, token).await
+    }
+
+    /// Starts a console session for `operator` (signed in), audited as
+    /// `console.sign_in`: the session token for the cookie.
+    pub async fn start_session(&self, operator: &Operator) -> Result<String, DbErr> {
+        let token = rows::issue_session(&self.db, operator.id, SESSION_TTL).await?;
+        audit(
+            &self.db,
+            &Actor::Operator(operator.name.clone()),
+            "console.sign_in",
+            &operator_target(&operator.name),
+            None,
+        )
+        .await?;
+        Ok(token)
+    }
+
+    /// Ends the console session `token` (signed out).
+    pub async fn end_session(&self, token: &str) -> Result<bool, DbErr> {
+        rows::revoke_token(&self.db, token).await
     }
 
     /// The enabled operator `name` if `password` is theirs (the console's
@@ -256,6 +277,17 @@ impl Operators {
     pub async fn audit_log(&self, limit: u64) -> Result<Vec<AuditEntry>, DbErr> {
         rows::audit_log(&self.db, limit).await
     }
+}
+
+/// How long a console session lasts after sign-in.
+pub const SESSION_TTL: chrono::Duration = chrono::Duration::hours(12);
+
+/// The CSRF token of the console session `session`: derived from it (a
+/// page of another site can read neither), sent back by the console in
+/// `X-CSRF-Token` on every request that changes something.
+pub fn csrf_token(session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("payorch-csrf:{session}").as_bytes()))
 }
 
 fn operator_target(name: &str) -> String {

@@ -198,6 +198,14 @@ impl WebhookQueue {
         }
     }
 
+    /// Messages waiting (ready or to be retried) and parked.
+    pub async fn counts(&self) -> Result<(u64, u64), QueueError> {
+        match self {
+            WebhookQueue::Amqp(queue) => queue.counts().await,
+            WebhookQueue::Table(queue) => queue.depths().await,
+        }
+    }
+
     /// Whether the backend can take messages now (readiness).
     pub async fn check(&self) -> Result<(), QueueError> {
         match self {

@@ -3,7 +3,10 @@
 //! A token is 256 random bits shown once, `pot_` and 64 hex characters:
 //! the prefix tells a leaked token (and a secret scanner) that it is an
 //! operator's, and it can never have the shape of an API client's key
-//! (`po_sk_…`), so neither is ever looked up as the other. Only its SHA-256
+//! (`po_sk_…`), so neither is ever looked up as the other. A console
+//! session is a token too, `pos_…`, that expires ([`issue_session`]); it
+//! is accepted only from the session cookie, a `pot_` token only as a
+//! bearer. Only its SHA-256
 //! is stored, and a request's token is found by that hash in one indexed
 //! read: the secret itself is never compared, and a slow hash buys nothing
 //! for random tokens. A token works while it is not revoked and its
@@ -27,6 +30,7 @@ pub use operator::Model as OperatorRow;
 pub use operator_audit::Model as AuditEntry;
 
 const TOKEN_PREFIX: &str = "pot_";
+const SESSION_PREFIX: &str = "pos_";
 
 /// An operator as the code acting for them sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,23 +50,34 @@ impl From<OperatorRow> for Operator {
 
 /// A new bearer token, `pot_` and 64 hex characters.
 pub fn generate_token() -> String {
+    random_token(TOKEN_PREFIX)
+}
+
+fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Whether `token` has the shape of a token we issue (no lookup needed to
-/// refuse it).
+/// Whether `token` has the shape of a bearer token we issue (no lookup
+/// needed to refuse it).
 pub fn is_well_formed(token: &str) -> bool {
-    token.len() == TOKEN_PREFIX.len() + 64
-        && token.starts_with(TOKEN_PREFIX)
-        && token[TOKEN_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit())
+    has_shape(token, TOKEN_PREFIX)
+}
+
+/// Whether `token` has the shape of a console session.
+pub fn is_session(token: &str) -> bool {
+    has_shape(token, SESSION_PREFIX)
+}
+
+fn has_shape(token: &str, prefix: &str) -> bool {
+    token.len() == prefix.len() + 64
+        && token.starts_with(prefix)
+        && token[prefix.len()..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Inserts an operator; a name in use is a unique violation.
@@ -133,10 +148,33 @@ pub async fn issue_token(
         token_hash: Set(hash_token(&token)),
         created_at: Set(Utc::now()),
         revoked_at: Set(None),
+        expires_at: Set(None),
     })
     .exec_without_returning(db)
     .await?;
     Ok((id, token))
+}
+
+/// Starts a console session of `operator_id` for `ttl`: returns the
+/// session token (`pos_…`), of which only the hash is stored.
+pub async fn issue_session(
+    db: &impl ConnectionTrait,
+    operator_id: Uuid,
+    ttl: chrono::Duration,
+) -> Result<String, DbErr> {
+    let token = random_token(SESSION_PREFIX);
+    let now = Utc::now();
+    operator_token::Entity::insert(operator_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        operator_id: Set(operator_id),
+        token_hash: Set(hash_token(&token)),
+        created_at: Set(now),
+        revoked_at: Set(None),
+        expires_at: Set(Some(now + ttl)),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(token)
 }
 
 /// Revokes one token; `false` if it was unknown or revoked already.
@@ -153,12 +191,13 @@ pub async fn revoke_token(db: &impl ConnectionTrait, token: &str) -> Result<bool
     Ok(revoked.rows_affected == 1)
 }
 
-/// The enabled operator holding the unrevoked `token`, if any: one query.
+/// The enabled operator holding the unrevoked, unexpired `token` (a bearer
+/// token or a session), if any: one query.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
     token: &str,
 ) -> Result<Option<Operator>, DbErr> {
-    if !is_well_formed(token) {
+    if !is_well_formed(token) && !is_session(token) {
         return Ok(None);
     }
     let holder = Query::select()
@@ -166,6 +205,11 @@ pub async fn authenticate(
         .from(operator_token::Entity)
         .and_where(operator_token::Column::TokenHash.eq(hash_token(token)))
         .and_where(operator_token::Column::RevokedAt.is_null())
+        .cond_where(
+            sea_orm::Condition::any()
+                .add(operator_token::Column::ExpiresAt.is_null())
+                .add(operator_token::Column::ExpiresAt.gt(Utc::now())),
+        )
         .to_owned();
     let found = operator::Entity::find()
         .filter(operator::Column::Id.in_subquery(holder))

@@ -8,6 +8,7 @@ mod actors;
 mod batch;
 mod cli;
 mod connectors;
+mod console;
 mod events;
 mod events_secrets;
 mod failover_property;

@@ -226,6 +226,7 @@ async fn unique_constraints_hold_on_both_databases() {
             token_hash: Set("same-hash".into()),
             created_at: Set(now),
             revoked_at: Set(None),
+            expires_at: Set(None),
         };
         second_insert_violates_uniqueness(
             &db,

@@ -56,7 +56,7 @@ async fn json(request: reqwest::RequestBuilder) -> Value {
 
 /// A payment-level review of a payment that does not exist: enough for
 /// listing and dismissing (the reviews table names payments, no more).
-async fn open_payment_review(app: &TestApp) -> Uuid {
+pub(crate) async fn open_payment_review(app: &TestApp) -> Uuid {
     reviews::open(
         &app.db,
         NewReview {
@@ -328,8 +328,13 @@ async fn operator_tokens_and_api_keys_never_cross() {
         .unwrap();
     let resolve_op = &spec["paths"]["/v1/operator/reviews/{id}/resolve"]["post"];
     assert_eq!(resolve_op["tags"], json!(["Operator"]));
-    assert_eq!(resolve_op["security"], json!([{"OperatorAuth": []}]));
+    // An operator token, or the console's session.
+    assert_eq!(
+        resolve_op["security"],
+        json!([{"OperatorToken": []}, {"ConsoleSessionAuth": []}])
+    );
     assert!(resolve_op["responses"]["401"].is_object());
+    assert!(resolve_op["responses"]["403"].is_object());
     let listing = &spec["paths"]["/v1/operator/reviews"]["get"]["parameters"];
     let limit = listing
         .as_array()

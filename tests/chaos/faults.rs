@@ -35,6 +35,32 @@ pub enum Fault {
     DelayWebhooks { for_ms: u64, max_ms: u64 },
     /// The `flaky` merchant endpoint answers 500 for a while.
     EndpointDown { for_ms: u64 },
+    /// RabbitMQ's broker or Redis stopped, started again after `pause_ms`
+    /// (only with `CHAOS_SERVICES=restart`: it fails whatever else uses
+    /// this machine's services meanwhile).
+    Restart { service: Service, pause_ms: u64 },
+}
+
+/// A service the cluster shares with the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    RabbitMq,
+    Redis,
+}
+
+impl Service {
+    /// The shell commands that stop and start it.
+    fn commands(self) -> (&'static str, &'static str) {
+        match self {
+            Service::RabbitMq => ("rabbitmqctl -q stop_app", "rabbitmqctl -q start_app"),
+            Service::Redis => (
+                "redis-cli -h 127.0.0.1 -p 6379 shutdown nosave",
+                "mkdir -p /var/lib/redis /var/log/redis && redis-server --daemonize yes \
+                 --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no \
+                 --dir /var/lib/redis --logfile /var/log/redis/ci.log",
+            ),
+        }
+    }
 }
 
 impl Fault {
@@ -48,6 +74,7 @@ impl Fault {
             Fault::DuplicateWebhooks { .. } => "webhooks duplicated".into(),
             Fault::DelayWebhooks { .. } => "webhooks delayed/reordered".into(),
             Fault::EndpointDown { .. } => "merchant endpoint down".into(),
+            Fault::Restart { service, .. } => format!("restart {service:?}").to_lowercase(),
         }
     }
 }
@@ -73,6 +100,9 @@ impl fmt::Display for Fault {
             Fault::EndpointDown { for_ms } => {
                 write!(f, "flaky endpoint answers 500 for {for_ms} ms")
             }
+            Fault::Restart { service, pause_ms } => {
+                write!(f, "stop {service:?}, start it after {pause_ms} ms")
+            }
         }
     }
 }
@@ -97,8 +127,10 @@ pub struct Schedule {
 
 impl Schedule {
     /// About one fault every three seconds over `seconds`, none in the
-    /// first two nor the last five.
-    pub fn draw(seed: u64, seconds: u64) -> Schedule {
+    /// first two nor the last five; with `services`, also a restart of
+    /// RabbitMQ or Redis about every two minutes (drawn apart, so a seed's
+    /// other faults are the same with or without them).
+    pub fn draw(seed: u64, seconds: u64, services: bool) -> Schedule {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
         let span_ms = seconds.saturating_sub(7).max(1) * 1000;
         let n = (seconds / 3).max(4);
@@ -108,6 +140,20 @@ impl Schedule {
                 (at, draw_one(&mut rng))
             })
             .collect();
+        if services {
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x5e41_1ce5);
+            let span_ms = seconds.saturating_sub(40).max(1) * 1000;
+            for _ in 0..(seconds / 120).max(1) {
+                let at = Duration::from_millis(10_000 + rng.random_range(0..span_ms));
+                let service = if rng.random_bool(0.5) {
+                    Service::RabbitMq
+                } else {
+                    Service::Redis
+                };
+                let pause_ms = rng.random_range(500..5000);
+                faults.push((at, Fault::Restart { service, pause_ms }));
+            }
+        }
         faults.sort_by_key(|(at, _)| *at);
         Schedule { faults }
     }
@@ -176,6 +222,8 @@ pub struct Targets {
     pub relay: Relay,
     pub receiver: Receiver,
     pub http: reqwest::Client,
+    /// Whether RabbitMQ and Redis may be restarted.
+    pub services: bool,
 }
 
 impl Targets {
@@ -228,6 +276,14 @@ impl Targets {
                 },
                 for_ms,
             ),
+            Fault::Restart { service, pause_ms } => {
+                let (stop, start) = service.commands();
+                shell(stop).await;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    shell(start).await;
+                });
+            }
             Fault::EndpointDown { for_ms } => {
                 self.receiver.set_flaky_down(true);
                 let receiver = self.receiver.clone();
@@ -267,9 +323,14 @@ impl Targets {
         );
     }
 
-    /// Ends every fault: provider faults cleared in both dialects, the
-    /// relay plain, the flaky endpoint up, every process running.
+    /// Ends every fault: the services up, provider faults cleared in both
+    /// dialects, the relay plain, the flaky endpoint up, every process
+    /// running.
     pub async fn clear(&self) {
+        if self.services {
+            shell("rabbitmqctl -q start_app").await;
+            shell("bash scripts/services.sh >/dev/null").await;
+        }
         for provider in ["paystack", "flutterwave"] {
             for (operation, mode) in PROVIDER_FAULTS {
                 self.set_provider_fault(provider, operation, mode, 0).await;
@@ -279,5 +340,24 @@ impl Targets {
         self.receiver.set_flaky_down(false);
         self.cluster.restart_stopped();
         self.cluster.wait_up().await;
+    }
+}
+
+/// Runs `command` in a shell; a failure is printed, not fatal (the service
+/// may be down or up already).
+async fn shell(command: &'static str) {
+    let ran = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .await;
+    match ran {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => println!(
+            "  `{command}` exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(err) => println!("  `{command}` did not run: {err}"),
     }
 }

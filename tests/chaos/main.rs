@@ -51,31 +51,47 @@ fn main() {
         .ok()
         .map(|s| s.parse().expect("CHAOS_SECONDS: a number of seconds"))
         .unwrap_or(60);
+    // `make chaos` restarts RabbitMQ and Redis too; the short run inside
+    // `make test` does not (other tests share them).
+    let services = std::env::var("CHAOS_SERVICES").is_ok_and(|v| v == "restart");
     payorch::install_crypto_provider();
-    println!("chaos campaign: seed {seed}, {seconds} s of traffic");
+    println!(
+        "chaos campaign: seed {seed}, {seconds} s of traffic{}",
+        if services {
+            ", RabbitMQ and Redis restarted"
+        } else {
+            ""
+        }
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let clean = runtime.block_on(campaign(seed, seconds));
+    let clean = runtime.block_on(campaign(seed, seconds, services));
     if !clean {
-        println!("FAILED — replay: {}", replay(seed, seconds));
+        println!("FAILED — replay: {}", replay(seed, seconds, services));
         std::process::exit(1);
     }
 }
 
-fn replay(seed: u64, seconds: u64) -> String {
+fn replay(seed: u64, seconds: u64, services: bool) -> String {
+    let keep = if services { "" } else { " SERVICES=keep" };
     if seconds.is_multiple_of(60) {
-        format!("make chaos SEED={seed} MINUTES={}", seconds / 60)
+        format!("make chaos SEED={seed} MINUTES={}{keep}", seconds / 60)
     } else {
-        format!("CHAOS_SEED={seed} CHAOS_SECONDS={seconds} cargo test --test chaos")
+        let restart = if services {
+            "CHAOS_SERVICES=restart "
+        } else {
+            ""
+        };
+        format!("{restart}CHAOS_SEED={seed} CHAOS_SECONDS={seconds} cargo test --test chaos")
     }
 }
 
 /// The whole campaign; `true` when no invariant was violated. The cluster
 /// is cleaned up whatever happened, a panic included.
-async fn campaign(seed: u64, seconds: u64) -> bool {
-    let schedule = Schedule::draw(seed, seconds);
+async fn campaign(seed: u64, seconds: u64, services: bool) -> bool {
+    let schedule = Schedule::draw(seed, seconds, services);
     schedule.print();
     let relay_port = free_port();
     let serve_ports = [free_port(), free_port()];
@@ -91,6 +107,7 @@ async fn campaign(seed: u64, seconds: u64) -> bool {
         relay,
         receiver,
         http: reqwest::Client::new(),
+        services,
     };
     let outcome = AssertUnwindSafe(storm_and_check(&targets, &schedule, seed, seconds))
         .catch_unwind()
@@ -152,7 +169,12 @@ async fn storm_and_check(targets: &Targets, schedule: &Schedule, seed: u64, seco
 
     let evidence = gather(targets).await;
     let rows = evidence.check(schedule);
-    report(&rows, schedule, seed, seconds, &evidence);
+    report(
+        &rows,
+        schedule,
+        (seed, seconds, targets.services),
+        &evidence,
+    );
     rows.iter().all(|r| r.violations.is_empty())
 }
 
@@ -308,7 +330,10 @@ async fn gather(targets: &Targets) -> Evidence {
     .await
 }
 
-fn report(rows: &[Row], schedule: &Schedule, seed: u64, seconds: u64, evidence: &Evidence) {
+/// The report; `run`: the seed, the seconds and whether services were
+/// restarted, for the replay command.
+fn report(rows: &[Row], schedule: &Schedule, run: (u64, u64, bool), evidence: &Evidence) {
+    let (seed, seconds, services) = run;
     println!();
     println!("{:<58} {:>8} {:>11}", "invariant", "checked", "violations");
     for row in rows {
@@ -346,5 +371,5 @@ fn report(rows: &[Row], schedule: &Schedule, seed: u64, seconds: u64, evidence: 
         evidence.answers.len(),
         acknowledged
     );
-    println!("seed {seed}; replay: {}", replay(seed, seconds));
+    println!("seed {seed}; replay: {}", replay(seed, seconds, services));
 }

@@ -147,6 +147,18 @@ impl AmqpQueue {
     }
 
     /// Messages ready in each of this prefix's queues (tests, operators).
+    /// Messages waiting (the main queue and the retry tiers) and parked.
+    pub async fn counts(&self) -> Result<(u64, u64), QueueError> {
+        let depths = self.depths().await?;
+        let dead: u64 = depths
+            .iter()
+            .filter(|(name, _)| *name == self.names.dead)
+            .map(|(_, n)| u64::from(*n))
+            .sum();
+        let all: u64 = depths.iter().map(|(_, n)| u64::from(*n)).sum();
+        Ok((all - dead, dead))
+    }
+
     pub async fn depths(&self) -> Result<Vec<(String, u32)>, QueueError> {
         let conn = self.connect().await?;
         let channel = conn.create_channel().await.map_err(unavailable)?;

@@ -1,0 +1,327 @@
+//! The operator console's server side: sign-in (one answer for an unknown
+//! name and a wrong password, limited per name), the session cookie's
+//! flags, the security headers, the CSRF token a session needs for every
+//! change, sign-out, and the overview. The pages themselves are tested in
+//! a browser (`scripts/browser_console.py`).
+
+use std::{collections::HashMap, sync::Arc};
+
+use payorch::operators::{Actor, OperatorName, Operators};
+use reqwest::{StatusCode, header};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, TestDb, assert_problem, test_env};
+
+/// A client that follows no redirect, so each step can be looked at.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn app_with(extra: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::postgres().await;
+    let mut env: HashMap<String, String> = test_env(&db);
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    TestApp::spawn_with(Arc::new(db), env).await
+}
+
+/// An operator `name`; its password.
+async fn operator(app: &TestApp, name: &str) -> String {
+    Operators::new(app.db.clone())
+        .create(
+            &OperatorName::parse(name).unwrap(),
+            &Actor::Cli(Some("root".into())),
+        )
+        .await
+        .unwrap()
+        .1
+}
+
+/// The sign-in form's body (the test's values need no escaping).
+fn form(name: &str, password: &str) -> String {
+    for value in [name, password] {
+        assert!(value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+    format!("name={name}&password={password}")
+}
+
+async fn sign_in(app: &TestApp, name: &str, password: &str) -> reqwest::Response {
+    browser()
+        .post(app.url("/console/sign-in"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form(name, password))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs in: the `Cookie` header value of the session, and the CSRF token
+/// the console's page carries.
+async fn session(app: &TestApp, name: &str, password: &str) -> (String, String) {
+    let response = sign_in(app, name, password).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let csrf = page_csrf(app, &cookie).await;
+    (cookie, csrf)
+}
+
+/// The CSRF token in the console page's `<meta name="csrf-token">`.
+async fn page_csrf(app: &TestApp, cookie: &str) -> String {
+    let page = browser()
+        .get(app.url("/console"))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let (_, rest) = html
+        .split_once(r#"<meta name="csrf-token" content=""#)
+        .expect("the page carries its CSRF token");
+    rest.split('"').next().unwrap().to_owned()
+}
+
+async fn whoami(app: &TestApp, cookie: &str, csrf: &str) -> reqwest::Response {
+    browser()
+        .get(app.url("/v1/operator/session"))
+        .header(header::COOKIE, cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signing_in_starts_a_session_with_a_strict_http_only_cookie() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+
+    let anonymous = browser().get(app.url("/console")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()[header::LOCATION], "/console/sign-in");
+
+    let response = sign_in(&app, "alice", &password).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/console#/overview");
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("payorch_session=pos_"), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    // Plain HTTP from an untrusted peer: not marked Secure.
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let cookie = cookie.split(';').next().unwrap();
+
+    let page = browser()
+        .get(app.url("/console"))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    let csrf = page_csrf(&app, cookie).await;
+    assert_eq!(csrf.len(), 64);
+    let me: Value = whoami(&app, cookie, &csrf).await.json().await.unwrap();
+    assert_eq!(me["operator"], "alice");
+    assert_eq!(me["csrf_token"], csrf.as_str());
+
+    // The sign-in is in the audit log.
+    let operators = Operators::new(app.db.clone());
+    let audit = operators.audit_log(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "console.sign_in" && e.operator == "operator:alice"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_tls_proxy_the_cookie_is_secure() {
+    let app = app_with(&[("PAYORCH_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let password = operator(&app, "alice").await;
+    let response = browser()
+        .post(app.url("/console/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form("alice", &password))
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn an_unknown_name_and_a_wrong_password_get_the_same_answer_and_sign_in_is_limited() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+    let wrong = sign_in(&app, "alice", "not-the-password").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(header::SET_COOKIE).is_none());
+    let wrong = wrong.text().await.unwrap();
+    let unknown = sign_in(&app, "mallory", "anything").await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.text().await.unwrap(), wrong);
+    assert!(wrong.contains("Name or password is wrong."));
+
+    // Five attempts a minute per name: the sixth is refused, even with the
+    // right password.
+    for _ in 0..4 {
+        assert_eq!(
+            sign_in(&app, "alice", "guess").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = sign_in(&app, "alice", &password).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()[header::RETRY_AFTER], "60");
+}
+
+#[tokio::test]
+async fn with_the_session_cookie_every_request_needs_the_csrf_token() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+    let (cookie, csrf) = session(&app, "alice", &password).await;
+    // Not even a read with the cookie alone, as a page of another site
+    // would send it.
+    let read = browser()
+        .get(app.url("/v1/operator/reviews"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(read, 403, "csrf_token_invalid").await;
+    let review = crate::operator::open_payment_review(&app).await;
+    let resolve = |token: Option<&str>| {
+        let mut request = browser()
+            .post(app.url(&format!("/v1/operator/reviews/{review}/resolve")))
+            .header(header::COOKIE, &cookie)
+            .json(&serde_json::json!({"action": "dismiss", "note": "checked"}));
+        if let Some(token) = token {
+            request = request.header("x-csrf-token", token);
+        }
+        request.send()
+    };
+
+    assert_problem(resolve(None).await.unwrap(), 403, "csrf_token_invalid").await;
+    assert_problem(
+        resolve(Some(&"0".repeat(64))).await.unwrap(),
+        403,
+        "csrf_token_invalid",
+    )
+    .await;
+    let done = resolve(Some(&csrf)).await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["resolved_by"], "operator:alice");
+
+    // A bearer token needs none (it is not sent by a browser on its own).
+    let me = app
+        .http
+        .get(app.url("/v1/operator/session"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(me, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_everywhere() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+    let (cookie, csrf) = session(&app, "alice", &password).await;
+    let without_token = browser()
+        .post(app.url("/console/sign-out"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+    assert_eq!(whoami(&app, &cookie, &csrf).await.status(), StatusCode::OK);
+
+    let out = browser()
+        .post(app.url("/console/sign-out"))
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let cleared = out.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_problem(whoami(&app, &cookie, &csrf).await, 401, "unauthorized").await;
+    let page = browser()
+        .get(app.url("/console"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_session_never_reaches_the_merchant_api() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+    let (cookie, _) = session(&app, "alice", &password).await;
+    let token = cookie.split_once('=').unwrap().1;
+    let payments = browser()
+        .get(app.url("/v1/events"))
+        .bearer_auth(token)
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(payments, 401, "unauthorized").await;
+    // Nor is a session accepted as a bearer token on operator routes.
+    let bearer = browser()
+        .get(app.url("/v1/operator/session"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bearer, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn the_overview_counts_open_reviews_by_kind_and_reads_the_queues() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+    let (cookie, csrf) = session(&app, "alice", &password).await;
+    crate::operator::open_payment_review(&app).await;
+    crate::operator::open_payment_review(&app).await;
+    let overview: Value = browser()
+        .get(app.url("/v1/operator/overview"))
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        overview["open_reviews"]["paid_after_final"], 2,
+        "{overview}"
+    );
+    assert_eq!(overview["connectors"][0]["breaker"], "closed", "{overview}");
+    let queues = overview["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 2);
+    assert_eq!(queues[0]["name"], "webhooks");
+    assert!(queues.iter().all(|q| q["waiting"].is_u64()), "{overview}");
+    assert_eq!(overview["outbox_lag_seconds"], 0.0);
+}
