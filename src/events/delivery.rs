@@ -10,11 +10,13 @@
 //! One merchant's slow endpoints cannot hold up the others' deliveries:
 //! they run concurrently, at most [`PER_CLIENT`] for one merchant (API
 //! client) and [`PER_ENDPOINT`] to one endpoint. A delivery past its
-//! merchant's share is deferred at once — back after the first retry
-//! delay, not counted as an attempt — instead of holding a place another
-//! merchant needs. When an endpoint's slots are all taken, a delivery to
-//! it waits for one if the endpoint keeps answering, and is deferred if it
-//! has not finished an attempt for [`STUCK_AFTER`]. An endpoint whose last
+//! merchant's share waits for a place up to [`SHARE_WAIT`] while the
+//! merchant's attempts keep finishing, and is otherwise deferred — back
+//! after the first retry delay, not counted as an attempt — instead of
+//! holding a place another merchant needs. When an endpoint's slots are
+//! all taken, a delivery to it waits for one if the endpoint keeps
+//! answering, and is deferred if it has not finished an attempt for
+//! [`STUCK_AFTER`]. An endpoint whose last
 //! attempt timed out gets one attempt at a time: the others are not sent
 //! and count as failed attempts ("not sent: …"), so its events move along
 //! their retry schedule instead of waiting on it. Deferrals are counted in
@@ -52,9 +54,12 @@ use crate::{
 
 /// Attempts in flight to one endpoint, at most.
 pub const PER_ENDPOINT: usize = 16;
-/// Deliveries one merchant (API client) holds at once, at most, waiting or
-/// in flight: a quarter of what the deliverer holds.
-pub const PER_CLIENT: usize = PREFETCH as usize / 4;
+/// Attempts one merchant (API client) has in flight at once, at most: half
+/// of what the deliverer holds.
+pub const PER_CLIENT: usize = PREFETCH as usize / 2;
+/// How long a delivery waits for a place in its merchant's share while
+/// the merchant's attempts keep finishing.
+pub const SHARE_WAIT: Duration = Duration::from_millis(250);
 /// Deferrals of one delivery in a row; the next counts as an attempt.
 pub const MAX_DEFERRALS: u32 = 10;
 /// What an attempt that got no answer in time records.
@@ -90,7 +95,7 @@ pub struct Deliverer {
     /// Each endpoint's [`PER_ENDPOINT`] attempt slots.
     in_flight: Arc<DashMap<Uuid, Arc<Slots>>>,
     /// Each merchant's [`PER_CLIENT`] places.
-    shares: Arc<DashMap<Uuid, Arc<Semaphore>>>,
+    shares: Arc<DashMap<Uuid, Arc<Slots>>>,
     endpoints: Arc<DashMap<Uuid, (Instant, Option<Endpoint>)>>,
     attempts: AttemptLog,
     /// Where a failed part of a message for several endpoints goes.
@@ -191,7 +196,8 @@ impl Deliverer {
 
     /// Delivers one queued message to its endpoints, concurrently; what
     /// becomes of the message. With several endpoints, each one's failure
-    /// is queued again for that endpoint alone, and the message is done.
+    /// is queued again for that endpoint alone (those put off, together),
+    /// and the message is done.
     pub async fn handle(&self, envelope: Envelope) -> Disposition {
         let QueueMessage::EventDelivery(delivery) = envelope.message else {
             return Disposition::Park("not an event delivery".into());
@@ -214,7 +220,13 @@ impl Deliverer {
             // the message back as it came).
             return match (&disposition, &self.requeue) {
                 (Disposition::Defer(_), Some(queue)) => {
-                    let again = alone(&delivery.event_id, *only, &body, attempt, deferred + 1);
+                    let again = for_endpoints(
+                        &delivery.event_id,
+                        vec![*only],
+                        &body,
+                        attempt,
+                        deferred + 1,
+                    );
                     match queue.requeue(&again, &disposition).await {
                         Ok(()) => Disposition::Ack,
                         Err(err) => Disposition::Defer(format!("could not queue a retry: {err}")),
@@ -232,14 +244,27 @@ impl Deliverer {
             }))
             .await;
         let mut requeued = Ok(());
+        // The endpoints put off go back together, as one message.
+        let mut put_off = Vec::new();
+        let mut why = None;
         for (endpoint, disposition) in delivery.endpoints.iter().zip(outcomes) {
-            let deferred = match disposition {
+            match disposition {
                 Disposition::Ack => continue,
-                Disposition::Defer(_) => deferred + 1,
-                _ => 0,
-            };
-            let again = alone(&delivery.event_id, *endpoint, &body, attempt, deferred);
+                Disposition::Defer(_) => {
+                    put_off.push(*endpoint);
+                    why = Some(disposition);
+                    continue;
+                }
+                _ => {}
+            }
+            let again = for_endpoints(&delivery.event_id, vec![*endpoint], &body, attempt, 0);
             if let Err(err) = queue.requeue(&again, &disposition).await {
+                requeued = Err(err);
+            }
+        }
+        if let Some(why) = why {
+            let again = for_endpoints(&delivery.event_id, put_off, &body, attempt, deferred + 1);
+            if let Err(err) = queue.requeue(&again, &why).await {
                 requeued = Err(err);
             }
         }
@@ -363,22 +388,34 @@ impl Deliverer {
     /// attempt within the last [`STUCK_AFTER`] — and otherwise gets none:
     /// an endpoint that hangs holds its slots, not the consumer's.
     async fn slot(&self, endpoint: &Endpoint) -> Result<Slot, Busy> {
-        let slots = place(&self.in_flight, endpoint.id, Slots::new, |slots| {
-            slots.free.available_permits() < PER_ENDPOINT
-        });
+        let slots = place(
+            &self.in_flight,
+            endpoint.id,
+            || Slots::new(PER_ENDPOINT),
+            |slots| slots.free.available_permits() < PER_ENDPOINT,
+        );
         if slots.timing_out.load(Ordering::Relaxed) && slots.free.available_permits() < PER_ENDPOINT
         {
             return Err(Busy::NotAnswering);
         }
-        let share = place(
+        let shares = place(
             &self.shares,
             endpoint.client_id,
-            || Arc::new(Semaphore::new(PER_CLIENT)),
-            |share| share.available_permits() < PER_CLIENT,
+            || Slots::new(PER_CLIENT),
+            |share| share.free.available_permits() < PER_CLIENT,
         );
-        let share = share
-            .try_acquire_owned()
-            .map_err(|_| Busy::Deferred("its merchant's share of deliveries is in use"))?;
+        const SHARE_IN_USE: Busy = Busy::Deferred("its merchant's share of deliveries is in use");
+        let share = match shares.free.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if shares.answered_within(STUCK_AFTER) => {
+                tokio::time::timeout(SHARE_WAIT, shares.free.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(SHARE_IN_USE)?
+            }
+            Err(_) => return Err(SHARE_IN_USE),
+        };
         let permit = match slots.free.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) if slots.answered_within(STUCK_AFTER) => {
@@ -394,6 +431,7 @@ impl Deliverer {
             _permit: permit,
             _share: share,
             slots,
+            shares,
         })
     }
 
@@ -561,8 +599,8 @@ impl Busy {
     }
 }
 
-/// One endpoint's attempt slots, when one was last given back, and whether
-/// its last attempt timed out.
+/// One endpoint's attempt slots (or one merchant's places), when one was
+/// last given back, and whether the endpoint's last attempt timed out.
 struct Slots {
     free: Arc<Semaphore>,
     born: Instant,
@@ -572,9 +610,9 @@ struct Slots {
 }
 
 impl Slots {
-    fn new() -> Arc<Slots> {
+    fn new(places: usize) -> Arc<Slots> {
         Arc::new(Slots {
-            free: Arc::new(Semaphore::new(PER_ENDPOINT)),
+            free: Arc::new(Semaphore::new(places)),
             born: Instant::now(),
             last_done_ms: Default::default(),
             timing_out: Default::default(),
@@ -587,11 +625,13 @@ impl Slots {
     }
 }
 
-/// A held place; giving it back marks the endpoint as answering.
+/// A held place; giving it back marks the endpoint and its merchant as
+/// answering.
 struct Slot {
     _permit: OwnedSemaphorePermit,
     _share: OwnedSemaphorePermit,
     slots: Arc<Slots>,
+    shares: Arc<Slots>,
 }
 
 impl Slot {
@@ -604,14 +644,23 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let now = self.slots.born.elapsed().as_millis() as u64;
-        self.slots.last_done_ms.store(now, Ordering::Relaxed);
+        for slots in [&self.slots, &self.shares] {
+            let now = slots.born.elapsed().as_millis() as u64;
+            slots.last_done_ms.store(now, Ordering::Relaxed);
+        }
     }
 }
 
-/// `event_id` for `endpoint` alone, at `attempt`, put off `deferred` times.
-fn alone(event_id: &str, endpoint: Uuid, body: &str, attempt: u32, deferred: u32) -> Envelope {
-    let mut delivery = EventDelivery::new(event_id, vec![endpoint], Some(body.to_owned()));
+/// `event_id` for `endpoints` (of one message), at `attempt`, put off
+/// `deferred` times.
+fn for_endpoints(
+    event_id: &str,
+    endpoints: Vec<Uuid>,
+    body: &str,
+    attempt: u32,
+    deferred: u32,
+) -> Envelope {
+    let mut delivery = EventDelivery::new(event_id, endpoints, Some(body.to_owned()));
     delivery.deferred = deferred;
     Envelope {
         message: QueueMessage::EventDelivery(delivery),
