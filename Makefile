@@ -75,7 +75,7 @@ bench-api: services ## API latency at 100 connections (release build), limiter o
 bench-webhooks: services ## webhook ack rate vs the broker's own, drain with 1/2/4 workers vs pgbench
 	$(CARGO) bench --bench webhooks
 
-bench-events: services ## merchant events: 10,000 changes x 10 endpoints, deliveries/s and commit-to-receipt p50/p99 beside RabbitMQ's confirmed-publish rate
+bench-events: services ## merchant events: 10,000 changes x 10 endpoints, deliveries/s and commit-to-receipt p50/p99 beside RabbitMQ's confirmed-publish rate; then one merchant's 20 hanging endpoints beside another's healthy one (fairness)
 	$(CARGO) bench --bench events
 
 bench-reconcile: services ## payorch reconcile over 10,000 stale payments (payments/s, provider calls per payment, beside the sandbox's verify rate), then a settlement pass over them (transactions/s, provider calls per transaction)
