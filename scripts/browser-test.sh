@@ -99,7 +99,16 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$review" ] || { echo "browser-test: the unknown transaction opened no review" >&2; exit 1; }
+# A dead letter: a signed body that is not an event is parked on receipt.
+parked_body='{"not-an-event":true,"data":{"reference":"dlq-1"}}'
+signature=$(printf '%s' "$parked_body" | openssl dgst -sha512 -hmac "$secret" -r | cut -d' ' -f1)
+curl -fs -o /dev/null -X POST "$base/v1/webhooks/sandbox" -H 'content-type: application/json' \
+  -H "x-paystack-signature: $signature" --data-binary "$parked_body"
+dead=$(curl -fs "$base/v1/operator/dead-letters?queue=webhooks" -H "Authorization: Bearer $token" |
+  "$VENV/bin/python" -c 'import json, sys; d = json.load(sys.stdin); print(d[0]["id"] if d else "")')
+[ -n "$dead" ] || { echo "browser-test: the unusable webhook was not parked" >&2; exit 1; }
 mkdir -p target/console-screenshots
 PAYORCH_BASE=$base CONSOLE_NAME=console-test CONSOLE_PASSWORD=$password CONSOLE_REVIEW_ID=$review \
+  CONSOLE_DEAD_LETTER_ID=$dead \
   AXE_JS=$axe SCREENSHOTS=target/console-screenshots BROWSER_TMP=$work \
   "$VENV/bin/python" scripts/browser_console.py

@@ -5,14 +5,18 @@ Needs, from the environment:
   CONSOLE_NAME       an operator's name
   CONSOLE_PASSWORD   that operator's password
   CONSOLE_REVIEW_ID  an open review to resolve (empty: that step is skipped)
+  CONSOLE_DEAD_LETTER_ID  a message parked in the webhooks dead-letter queue
+                     (a body that is not an event) to inspect and replay
+                     (empty: that step is skipped)
   AXE_JS             path to axe.min.js (npm package axe-core)
-  SCREENSHOTS        a folder for overview.png, reviews.png, audit.png
+  SCREENSHOTS        a folder for overview.png, reviews.png, dead-letters.png,
+                     audit.png
   BROWSER_TMP        (optional) a scratch folder for the browser profile
 
 Steps, one line each: sign-in redirect, a wrong password (401 and a
 message), signing in, the overview (and its 5 s refresh), resolving a
-review with a note that holds a <script> tag, the audit log showing that
-note as text, Tab-only navigation on every page, axe-core on every page,
+review with a note that holds a <script> tag, inspecting and replaying a
+dead letter, the audit log showing that note as text (and the replay), Tab-only navigation on every page, axe-core on every page,
 signing out. Console errors, page errors and dialogs (an alert() would be
 an XSS) fail the run. Exits 1 on any failure.
 """
@@ -32,6 +36,7 @@ BASE = os.environ["PAYORCH_BASE"].rstrip("/")
 NAME = os.environ["CONSOLE_NAME"]
 PASSWORD = os.environ["CONSOLE_PASSWORD"]
 REVIEW_ID = os.environ.get("CONSOLE_REVIEW_ID", "").strip()
+DEAD_LETTER_ID = os.environ.get("CONSOLE_DEAD_LETTER_ID", "").strip()
 AXE_JS = os.environ["AXE_JS"]
 SCREENSHOTS = os.environ.get("SCREENSHOTS") or "target/console-screenshots"
 SCRATCH = os.environ.get("BROWSER_TMP") or tempfile.mkdtemp()
@@ -54,9 +59,22 @@ MAX_TABS = 40
 NOTE = 'browser test <script>window.__xss = 1; alert(1)</script> & "quoted"'
 SIGN_IN_URL = re.compile(re.escape(f"{BASE}/console/sign-in") + r"(\?.*)?$")
 WRONG_PASSWORD_MESSAGE = "Name or password is wrong"
-NAV_LINKS = {"#/overview": "Overview", "#/reviews": "Reviews", "#/audit": "Audit log"}
-# Content each console page shows once loaded.
-PAGE_READY = {"overview": "open-reviews", "reviews": "reviews", "audit": "audit"}
+NAV_LINKS = {
+    "#/overview": "Overview",
+    "#/reviews": "Reviews",
+    "#/dead-letters": "Dead letters",
+    "#/audit": "Audit log",
+}
+# Content each console page shows once loaded (test ids; any one of several).
+PAGE_READY = {
+    "overview": ("open-reviews",),
+    "reviews": ("reviews",),
+    "dead-letters": ("dead-letters", "dead-letters-empty"),  # the table, or "No parked messages in …"
+    "audit": ("audit",),
+}
+# The parked body is raw text in the message (JSON in a JSON string: its quotes
+# escaped) or parsed JSON: either way its key shows quoted in the <pre>.
+PARKED_KEY = re.compile(r'\\?"not-an-event\\?"')
 
 
 def step(message):
@@ -119,7 +137,11 @@ def screenshot(page, name):
 def console_page_ready(page, route):
     """Waits until `route`'s content is drawn (and the header knows the operator)."""
     expect(page.get_by_test_id("signed-in-as")).to_have_text(f"Signed in as {NAME}")
-    expect(page.get_by_test_id(PAGE_READY[route])).to_be_visible()
+    first, *others = PAGE_READY[route]
+    ready = page.get_by_test_id(first)
+    for other in others:
+        ready = ready.or_(page.get_by_test_id(other))
+    expect(ready).to_be_visible()
 
 
 def go_by_nav(page, label, route):
@@ -193,7 +215,12 @@ def tab_through(page, route):
 
 
 def check_keyboard(page, route, expected_controls):
+    """Tab reaches the skip link, the nav links, Sign out and `expected_controls`:
+    [(tag, name or label)], or a function of the loaded page that returns them
+    (for controls that depend on what the page lists)."""
     stops = tab_through(page, route)
+    if callable(expected_controls):
+        expected_controls = expected_controls(page)
     seen = [f"{s['tag']}:{s['name'] or s['label']}" for s in stops]
     assert stops, f"{route}: Tab focused nothing"
     first = stops[0]
@@ -337,9 +364,67 @@ def reviews(page):
     step("reviews passes axe")
 
 
+def dead_letters(page):
+    go_by_nav(page, "Dead letters", "dead-letters")
+    expect(page.get_by_label("Queue", exact=True)).to_have_value("webhooks")
+    if not DEAD_LETTER_ID:
+        screenshot(page, "dead-letters.png")
+        step("CONSOLE_DEAD_LETTER_ID empty: inspecting and replaying a dead letter skipped")
+    else:
+        table = page.get_by_test_id("dead-letters")
+        expect(table).to_have_attribute("aria-label", "Dead letters")
+        row = table.locator(f'tr[data-dead-letter-id="{DEAD_LETTER_ID}"]')
+        expect(row).to_be_visible()
+        expect(page.get_by_role("button", name="Replay all", exact=True)).to_be_enabled()
+        inspect = row.get_by_role("button", name=f"Inspect dead letter {DEAD_LETTER_ID}", exact=True)
+        expect(inspect).to_have_attribute("aria-expanded", "false")
+        inspect.click()
+        expect(inspect).to_have_attribute("aria-expanded", "true")
+        message_id = inspect.get_attribute("aria-controls")
+        assert message_id, "Inspect names no aria-controls once expanded"
+        message = page.locator(f'[id="{message_id}"] pre')
+        expect(message).to_be_visible()
+        expect(message).to_contain_text(PARKED_KEY)
+        step(f"dead letter {DEAD_LETTER_ID} inspected (its message shown as JSON text)")
+        replay = row.get_by_role("button", name=f"Replay dead letter {DEAD_LETTER_ID}", exact=True)
+        with page.expect_response(
+            lambda r: urlsplit(r.url).path == "/v1/operator/dead-letters/replay" and r.request.method == "POST"
+        ) as answer:
+            replay.click()
+        assert answer.value.status == 200, f"replay: expected 200, got {answer.value.status}"
+        expect(page.get_by_role("status")).to_contain_text("1 message(s) replayed")
+        # The list is drawn again (the message, still no event, may be parked again).
+        expect(page.get_by_test_id("dead-letters").or_(page.get_by_test_id("dead-letters-empty"))).to_be_visible()
+        step(f"dead letter {DEAD_LETTER_ID} replayed, '1 message(s) replayed' announced")
+        screenshot(page, "dead-letters.png")
+    step("dead letters page shown (screenshot dead-letters.png)")
+    run_axe(page, "dead letters")
+    step("dead letters passes axe")
+
+
+def dead_letter_controls(page):
+    """The dead-letters page's controls: the form, "Replay all" when there is
+    something to replay, and the first listed message's buttons."""
+    controls = [("select", "Queue"), ("button", "Show dead letters")]
+    if page.get_by_role("button", name="Replay all", exact=True).is_enabled():
+        controls.append(("button", "Replay all"))
+    first = page.locator("tr[data-dead-letter-id]").first
+    if first.count():
+        letter = first.get_attribute("data-dead-letter-id")
+        controls += [("button", f"Inspect dead letter {letter}"), ("button", f"Replay dead letter {letter}")]
+    return controls
+
+
 def audit(page):
     go_by_nav(page, "Audit log", "audit")
     table = page.get_by_test_id("audit")
+    if DEAD_LETTER_ID:
+        row = table.locator("tbody tr").filter(has_text="dead_letters.replay").filter(
+            has_text=f"queue:webhooks/{DEAD_LETTER_ID}"
+        )
+        expect(row).to_have_count(1)
+        expect(row.first.locator("td").nth(1)).to_have_text(f"operator:{NAME}")
+        step("audit log shows dead_letters.replay")
     if REVIEW_ID:
         row = table.locator("tbody tr").filter(has_text="review.dismiss").filter(has_text=f"review:{REVIEW_ID}")
         expect(row).to_have_count(1)
@@ -361,6 +446,8 @@ def keyboard(page):
     controls = [("select", "Kind"), ("select", "Show"), ("button", "Show reviews")]
     count = check_keyboard(page, "reviews", controls)
     step(f"keyboard: reviews reachable by Tab ({count} stops)")
+    count = check_keyboard(page, "dead-letters", dead_letter_controls)
+    step(f"keyboard: dead letters reachable by Tab ({count} stops)")
     count = check_keyboard(page, "audit", [])
     step(f"keyboard: audit reachable by Tab ({count} stops)")
 
@@ -395,6 +482,7 @@ def main():
             sign_in(page, watch)
             overview(page)
             reviews(page)
+            dead_letters(page)
             audit(page)
             keyboard(page)
             sign_out(page)

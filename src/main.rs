@@ -328,7 +328,15 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
                     println!("{} parked message(s)", parked.len());
                 }
                 DlqAction::Replay { id, .. } => {
-                    let moved = queue.replay(id.as_deref()).await?;
+                    // The operator core: audited as the console's replay is.
+                    let moved = payorch::operators::Operators::new(db.clone())
+                        .replay_dead_letters(
+                            &queue,
+                            payorch::queue::WEBHOOKS,
+                            id.as_deref(),
+                            &payorch::operators::Actor::cli_user(),
+                        )
+                        .await?;
                     println!("{moved} message(s) replayed");
                 }
             }

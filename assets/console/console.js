@@ -11,6 +11,7 @@
  * Pages, by the location hash:
  *   #/overview  (default) counts, connectors, queues; refreshed every 5 s
  *   #/reviews   open and resolved reviews, with an inline "Resolve" form
+ *   #/dead-letters  messages parked in a dead-letter queue: inspect, replay
  *   #/audit     the operator audit log
  *
  * Backend (same origin, cookie session):
@@ -20,6 +21,8 @@
  *   GET  /v1/operator/overview
  *   GET  /v1/operator/reviews?open=&kind=&limit=100
  *   POST /v1/operator/reviews/{id}/resolve  {action, note}
+ *   GET  /v1/operator/dead-letters?queue=&limit=100   (oldest first)
+ *   POST /v1/operator/dead-letters/replay  {queue, id?} -> {replayed}
  *   GET  /v1/operator/audit?limit=100
  *   POST /console/sign-out
  * Errors are application/problem+json: {type, title, status, detail, code, errors?}.
@@ -51,9 +54,13 @@
     { value: 'refund_at_connector', label: 'Refund at the connector' }
   ];
 
+  // The dead-letter queues an operator can look into; the first is the default.
+  var DEAD_LETTER_QUEUES = ['webhooks', 'events'];
+
   var ROUTES = {
     overview: { title: 'Overview', render: renderOverview },
     reviews: { title: 'Reviews', render: renderReviews },
+    'dead-letters': { title: 'Dead letters', render: renderDeadLetters },
     audit: { title: 'Audit log', render: renderAudit }
   };
   var DEFAULT_ROUTE = 'overview';
@@ -71,6 +78,8 @@
   var samples = { openReviews: [], webhooksWaiting: [] };
   // The reviews page's filter, kept while the console is open.
   var reviewFilter = { kind: '', show: 'open' };
+  // The dead-letters page's queue, kept while the console is open.
+  var deadLetterQueue = DEAD_LETTER_QUEUES[0];
 
   // ---- DOM helpers: text only, never HTML ------------------------------------
 
@@ -675,6 +684,174 @@
       opener.removeAttribute('aria-controls');
     }
     existing.parentNode.removeChild(existing);
+  }
+
+  // ---- dead letters -----------------------------------------------------------------
+
+  function renderDeadLetters(view, gen) {
+    var queueSelect = el('select', { id: 'dead-letter-queue', name: 'queue' },
+      DEAD_LETTER_QUEUES.map(function (queue) { return el('option', { value: queue }, queue); }));
+    queueSelect.value = deadLetterQueue;
+    var queueForm = el('form', { className: 'filters', 'aria-label': 'Filter dead letters' },
+      el('p', null, el('label', { for: 'dead-letter-queue' }, 'Queue'), queueSelect),
+      el('p', null, el('button', { type: 'submit' }, 'Show dead letters')));
+    // Disabled while no list with something in it is shown.
+    var replayAll = el('button', { type: 'button', disabled: true }, 'Replay all');
+    var results = el('div', { id: 'dead-letter-results' });
+    // shownQueue: the queue of the list on screen (what a replay applies to).
+    var page = { gen: gen, results: results, replayAll: replayAll, shownQueue: null, loads: 0, busy: false };
+
+    queueForm.addEventListener('submit', function (event) {
+      event.preventDefault();
+      deadLetterQueue = queueSelect.value;
+      clearStatus();
+      loadDeadLetters(page);
+    });
+    replayAll.addEventListener('click', function () {
+      if (replayAll.disabled) return;
+      replayDeadLetters(page, replayAll);
+    });
+
+    clear(view);
+    appendChildren(view, [queueForm, el('p', { className: 'toolbar' }, replayAll), results]);
+    loadDeadLetters(page);
+  }
+
+  function deadLettersPath(queue) {
+    var params = new URLSearchParams();
+    params.set('queue', queue);
+    params.set('limit', String(LIST_LIMIT));
+    return '/v1/operator/dead-letters?' + params.toString();
+  }
+
+  /** Loads the current queue's parked messages into the page; resolves when drawn. */
+  function loadDeadLetters(page) {
+    var queue = deadLetterQueue;
+    page.loads += 1;
+    var load = page.loads; // only the latest load draws
+    page.results.setAttribute('aria-busy', 'true');
+    return api('GET', deadLettersPath(queue)).then(function (letters) {
+      if (page.gen !== generation || load !== page.loads) return;
+      drawDeadLetters(page, queue, letters || []);
+    }, function (err) {
+      if (page.gen !== generation || load !== page.loads) return;
+      // What is on screen may no longer be the chosen queue: no "Replay all" on it.
+      page.replayAll.disabled = true;
+      announceProblem(err);
+    }).then(function () {
+      if (load === page.loads) page.results.removeAttribute('aria-busy');
+    });
+  }
+
+  function drawDeadLetters(page, queue, letters) {
+    page.shownQueue = queue;
+    page.replayAll.disabled = letters.length === 0;
+    clear(page.results);
+    if (!letters.length) {
+      page.results.appendChild(el('p', { 'data-testid': 'dead-letters-empty' }, 'No parked messages in ' + queue + '.'));
+      return;
+    }
+    var columns = [
+      { label: 'Received' }, { label: 'Id', className: 'mono' }, { label: 'Provider' },
+      { label: 'Attempts', numeric: true }, { label: 'Reason' }, { label: 'Actions' }
+    ];
+    var caption = 'Parked messages in ' + queue + ' (' + letters.length +
+      (letters.length >= LIST_LIMIT ? ', the first ' + LIST_LIMIT : '') + ', oldest first)';
+    var rows = letters.map(function (letter, index) {
+      return deadLetterRow(page, letter, index, columns.length);
+    });
+    page.results.appendChild(table(caption, columns, rows, { 'aria-label': 'Dead letters', 'data-testid': 'dead-letters' }));
+  }
+
+  function deadLetterRow(page, letter, index, columnCount) {
+    var id = String(letter.id);
+    var messageId = 'dead-letter-' + index + '-message';
+    var row = el('tr', { 'data-dead-letter-id': id });
+    // The accessible names say which message: "Inspect dead letter <id>", "Replay dead letter <id>".
+    var inspect = el('button', {
+      type: 'button', className: 'button-secondary', 'aria-expanded': 'false', 'aria-label': 'Inspect dead letter ' + id
+    }, 'Inspect');
+    var replay = el('button', {
+      type: 'button', className: 'button-secondary', 'data-action': 'replay', 'aria-label': 'Replay dead letter ' + id
+    }, 'Replay');
+    inspect.addEventListener('click', function () {
+      toggleDeadLetterMessage(row, inspect, letter, messageId, columnCount);
+    });
+    replay.addEventListener('click', function () {
+      replayDeadLetters(page, replay, id);
+    });
+
+    appendChildren(row, [
+      el('td', null, timeEl(letter.received_at)),
+      el('td', { className: 'mono' }, id),
+      el('td', null, valueOrNone(letter.provider)),
+      el('td', { className: 'number' }, valueOrNone(letter.attempts)),
+      el('td', null, valueOrNone(letter.reason)),
+      el('td', null, el('div', { className: 'row-actions' }, inspect, replay))
+    ]);
+    return row;
+  }
+
+  /** Shows (or hides) the message as queued, as JSON text in a row under the message's row. */
+  function toggleDeadLetterMessage(row, button, letter, messageId, columnCount) {
+    var shown = document.getElementById(messageId);
+    if (shown) {
+      shown.parentNode.removeChild(shown);
+      button.setAttribute('aria-expanded', 'false');
+      button.removeAttribute('aria-controls');
+      return;
+    }
+    var pre = el('pre', { className: 'json' });
+    pre.textContent = JSON.stringify(letter.message === undefined ? null : letter.message, null, 2);
+    var messageRow = el('tr', { id: messageId, className: 'dead-letter-message' },
+      el('td', { colspan: columnCount }, pre));
+    row.parentNode.insertBefore(messageRow, row.nextSibling);
+    button.setAttribute('aria-expanded', 'true');
+    button.setAttribute('aria-controls', messageId);
+  }
+
+  /** Replays the shown queue's message `id`, or all of them (no `id`); then lists the queue again. */
+  function replayDeadLetters(page, button, id) {
+    // Not `disabled`: that would drop keyboard focus to <body>. A flag stops double submits.
+    if (page.busy || !page.shownQueue) return;
+    page.busy = true;
+    button.setAttribute('aria-disabled', 'true');
+    var body = { queue: page.shownQueue };
+    if (id !== undefined) body.id = id;
+    api('POST', '/v1/operator/dead-letters/replay', body).then(function (result) {
+      if (page.gen !== generation) return;
+      var count = result && isCount(result.replayed) ? Number(result.replayed) : 0;
+      announce(count + ' message(s) replayed', false);
+      return loadDeadLetters(page).then(function () {
+        if (page.gen !== generation) return;
+        focusAfterReplay(page, id);
+      });
+    }, function (err) {
+      if (page.gen !== generation) return;
+      announceProblem(err);
+    }).then(function () {
+      page.busy = false;
+      button.removeAttribute('aria-disabled');
+    });
+  }
+
+  /**
+   * The list was drawn again: back to the same message's Replay button if it
+   * is still parked, to "Replay all" if there is still something to replay,
+   * else to the page heading.
+   */
+  function focusAfterReplay(page, id) {
+    var target = null;
+    if (id === undefined) {
+      if (!page.replayAll.disabled) target = page.replayAll;
+    } else {
+      Array.prototype.forEach.call(page.results.querySelectorAll('tr[data-dead-letter-id]'), function (row) {
+        if (!target && row.getAttribute('data-dead-letter-id') === id) {
+          target = row.querySelector('button[data-action="replay"]');
+        }
+      });
+    }
+    (target || document.getElementById('page-title')).focus();
   }
 
   // ---- audit ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     domain::{FieldError, ReviewAction, ReviewKind},
-    operators::Actor,
+    operators::{Actor, ReplayError},
     payments::ReviewError,
     store::{operators::AuditEntry, reviews::ReviewFilter},
     views::ReviewView,
@@ -58,9 +58,9 @@ pub struct AuditEntryView {
     /// Who: `operator:NAME` (this API) or `cli:USER` (the command line).
     pub operator: String,
     /// What: `review.<action>`, `operator.create`, `operator.disable`,
-    /// `operator.token`.
+    /// `operator.token`, `console.sign_in`, `dead_letters.replay`.
     pub action: String,
-    /// On what: `review:<id>`, `operator:<name>`.
+    /// On what: `review:<id>`, `operator:<name>`, `queue:<name>[/<id>]`.
     pub target: String,
     #[oai(nullable)]
     pub note: Option<String>,
@@ -125,6 +125,55 @@ pub struct Overview {
     /// Age of the oldest merchant event not yet relayed, in seconds (0 when
     /// the outbox is empty).
     pub outbox_lag_seconds: f64,
+}
+
+/// A message parked in a dead-letter queue.
+#[derive(Debug, Object)]
+pub struct DeadLetterView {
+    /// Its identity: replay it alone with this.
+    pub id: String,
+    /// `webhooks` or `events`.
+    pub queue: String,
+    /// The provider a webhook came from; `payorch` for a merchant event's
+    /// delivery.
+    pub provider: String,
+    /// Attempts made before it was parked.
+    pub attempts: u32,
+    /// Why it was parked.
+    #[oai(nullable)]
+    pub reason: Option<String>,
+    pub received_at: DateTime<Utc>,
+    /// The message as queued (a provider's webhook body, or a merchant
+    /// event's delivery).
+    pub message: serde_json::Value,
+}
+
+/// Which parked messages to replay.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct ReplayBody {
+    /// `webhooks` or `events`.
+    pub queue: String,
+    /// One message's identity; absent: all of the queue's.
+    pub id: Option<String>,
+}
+
+/// How many parked messages went back to be handled again.
+#[derive(Debug, Object)]
+pub struct Replayed {
+    pub replayed: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum DeadLetterList {
+    /// Oldest first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<DeadLetterView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReplayResponse {
+    #[oai(status = 200)]
+    Ok(Json<Replayed>),
 }
 
 #[derive(ApiResponse)]
@@ -331,6 +380,76 @@ impl OperatorApi {
         Ok(ReviewResponse::Ok(Json(ReviewView::new(resolved))))
     }
 
+    /// Messages parked in a dead-letter queue, oldest first.
+    ///
+    /// `queue`: `webhooks` (default) or `events`. `limit` 1–500 (default
+    /// 100).
+    #[oai(
+        path = "/dead-letters",
+        method = "get",
+        transform = "operator_operation"
+    )]
+    async fn dead_letters(
+        &self,
+        _auth: OperatorAuth,
+        queue: Query<Option<String>>,
+        limit: Query<Option<u64>>,
+    ) -> Result<DeadLetterList, OperatorProblem> {
+        let limit = page_limit(limit.0)?;
+        let (name, queue) = self.queue_named(queue.0.as_deref())?;
+        let parked = queue
+            .dead_letters(limit as usize)
+            .await
+            .map_err(|_| ApiError::Unavailable("the queue"))?;
+        Ok(DeadLetterList::Ok(Json(
+            parked
+                .into_iter()
+                .map(|envelope| DeadLetterView {
+                    id: envelope.message.dedup_key().to_owned(),
+                    queue: name.to_owned(),
+                    provider: envelope.message.provider().to_owned(),
+                    attempts: envelope.attempt + 1,
+                    reason: envelope.reason,
+                    received_at: envelope.message.received_at(),
+                    message: serde_json::to_value(&envelope.message)
+                        .unwrap_or(serde_json::Value::Null),
+                })
+                .collect(),
+        )))
+    }
+
+    /// Replay parked messages: one (`id`), or all of a queue's.
+    ///
+    /// Each goes back to its queue with a fresh attempt count and is
+    /// handled again (a message that still cannot be handled is parked
+    /// again). Recorded in the audit log as `dead_letters.replay`.
+    #[oai(
+        path = "/dead-letters/replay",
+        method = "post",
+        transform = "operator_operation"
+    )]
+    async fn replay(
+        &self,
+        auth: OperatorAuth,
+        body: Json<ReplayBody>,
+    ) -> Result<ReplayResponse, OperatorProblem> {
+        let ReplayBody { queue, id } = body.0;
+        let (name, queue) = self.queue_named(Some(&queue))?;
+        let by = Actor::Operator(auth.operator().name);
+        let replayed = self
+            .state
+            .operators
+            .replay_dead_letters(queue, name, id.as_deref(), &by)
+            .await
+            .map_err(|err| match err {
+                ReplayError::Database(err) => ApiError::from(err),
+                ReplayError::Queue(_) => ApiError::Unavailable("the queue"),
+            })?;
+        Ok(ReplayResponse::Ok(Json(Replayed {
+            replayed: replayed as u64,
+        })))
+    }
+
     /// The audit log, newest first.
     ///
     /// Every operator action, whether through this API or the command
@@ -346,6 +465,23 @@ impl OperatorApi {
         Ok(AuditList::Ok(Json(
             entries.into_iter().map(AuditEntryView::from).collect(),
         )))
+    }
+}
+
+impl OperatorApi {
+    /// The queue `name` names (`webhooks`, the default, or `events`).
+    fn queue_named(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(&'static str, &crate::queue::WebhookQueue), OperatorProblem> {
+        match name.unwrap_or("webhooks") {
+            "webhooks" => Ok(("webhooks", &self.state.webhooks.queue)),
+            "events" => Ok(("events", self.state.events.queue())),
+            other => Err(invalid(
+                "queue",
+                format!("`{other}`: one of webhooks, events"),
+            )),
+        }
     }
 }
 

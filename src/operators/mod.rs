@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::{
     domain::ReviewAction,
     payments::{Payments, ReviewError, is_unique_violation},
+    queue::{QueueError, WebhookQueue},
     store::{
         self,
         operators::{self as rows, AuditEntry, NewAuditEntry, Operator},
@@ -93,6 +94,15 @@ pub enum OperatorError {
     Disabled(String),
     #[error(transparent)]
     Password(#[from] password::HashError),
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+}
+
+/// Why parked messages could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     #[error("database: {0}")]
     Database(#[from] DbErr),
 }
@@ -271,6 +281,28 @@ impl Operators {
         )
         .await?;
         Ok(resolved)
+    }
+
+    /// Moves parked messages of `queue` (`name` in the audit log:
+    /// `webhooks`, `events`) back to be handled again with a fresh attempt
+    /// count — all of them, or the one whose identity is `only` — and
+    /// records it as `dead_letters.replay` on `queue:NAME` (or
+    /// `queue:NAME/ID`). How many moved.
+    pub async fn replay_dead_letters(
+        &self,
+        queue: &WebhookQueue,
+        name: &str,
+        only: Option<&str>,
+        by: &Actor,
+    ) -> Result<usize, ReplayError> {
+        let moved = queue.replay(only).await?;
+        let target = match only {
+            Some(id) => format!("queue:{name}/{id}"),
+            None => format!("queue:{name}"),
+        };
+        let note = format!("{moved} message(s) replayed");
+        audit(&self.db, by, "dead_letters.replay", &target, Some(&note)).await?;
+        Ok(moved)
     }
 
     /// The audit log, newest first.

@@ -325,3 +325,79 @@ async fn the_overview_counts_open_reviews_by_kind_and_reads_the_queues() {
     assert!(queues.iter().all(|q| q["waiting"].is_u64()), "{overview}");
     assert_eq!(overview["outbox_lag_seconds"], 0.0);
 }
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed_through_the_operator_core_and_audited() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+    let (cookie, csrf) = session(&app, "alice", &password).await;
+    // A signed body that is not an event is parked on receipt.
+    let body = r#"{"not-an-event":true,"data":{"reference":"dlq-1"}}"#;
+    let parked = app
+        .http
+        .post(app.url("/v1/webhooks/sandbox"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            "x-paystack-signature",
+            payorch::provider::paystack::sign_webhook(
+                payorch::config::SANDBOX_SECRET_KEY.as_bytes(),
+                body.as_bytes(),
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(parked.status(), StatusCode::OK);
+    let get = |path: &str| {
+        browser()
+            .get(app.url(path))
+            .header(header::COOKIE, &cookie)
+            .header("x-csrf-token", &csrf)
+            .send()
+    };
+    let listed: Value = get("/v1/operator/dead-letters")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let letters = listed.as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{listed}");
+    assert_eq!(letters[0]["queue"], "webhooks");
+    assert_eq!(letters[0]["provider"], "sandbox");
+    let id = letters[0]["id"].as_str().unwrap().to_owned();
+    let events: Value = get("/v1/operator/dead-letters?queue=events")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events, serde_json::json!([]));
+    assert_problem(
+        get("/v1/operator/dead-letters?queue=nope").await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+
+    let replayed: Value = browser()
+        .post(app.url("/v1/operator/dead-letters/replay"))
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"queue": "webhooks", "id": id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    let audit = Operators::new(app.db.clone()).audit_log(10).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action == "dead_letters.replay")
+        .expect("the replay is audited");
+    assert_eq!(entry.operator, "operator:alice");
+    assert_eq!(entry.target, format!("queue:webhooks/{id}"));
+}
