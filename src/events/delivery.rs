@@ -216,23 +216,21 @@ impl Deliverer {
             let disposition = self
                 .deliver(&delivery.event_id, *only, &body, attempt, deferred)
                 .await;
-            // A deferral goes back with its count (the consumer would send
-            // the message back as it came).
-            return match (&disposition, &self.requeue) {
-                (Disposition::Defer(_), Some(queue)) => {
-                    let again = for_endpoints(
-                        &delivery.event_id,
-                        vec![*only],
-                        &body,
-                        attempt,
-                        deferred + 1,
-                    );
-                    match queue.requeue(&again, &disposition).await {
-                        Ok(()) => Disposition::Ack,
-                        Err(err) => Disposition::Defer(format!("could not queue a retry: {err}")),
-                    }
-                }
-                _ => disposition,
+            // A deferral goes back with its count, and an attempt made
+            // after deferrals with the count back at 0 (the consumer would
+            // send the message back as it came).
+            let deferred = match disposition {
+                Disposition::Defer(_) => deferred + 1,
+                Disposition::Retry(_) | Disposition::RetryNotBefore(..) if deferred > 0 => 0,
+                _ => return disposition,
+            };
+            let Some(queue) = &self.requeue else {
+                return disposition;
+            };
+            let again = for_endpoints(&delivery.event_id, vec![*only], &body, attempt, deferred);
+            return match queue.requeue(&again, &disposition).await {
+                Ok(()) => Disposition::Ack,
+                Err(err) => Disposition::Defer(format!("could not queue a retry: {err}")),
             };
         }
         let Some(queue) = &self.requeue else {

@@ -167,3 +167,24 @@ pub fn bearer_token(req: &Request) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
+
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "payorch_session";
+
+/// The console session a request came with (put there by the operator
+/// gate when it admitted the request by its cookie).
+#[derive(Debug, Clone)]
+pub struct ConsoleSession(pub String);
+
+/// The session token in the request's cookie, if it has the shape of one.
+pub fn session_cookie(req: &Request) -> Option<String> {
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|token| crate::store::operators::is_session(token))
+}

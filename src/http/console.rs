@@ -31,11 +31,12 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::gate::{Gatekeeper, client_ip};
-use crate::{operators::Operators, store::operators as operator_tokens};
+use super::{
+    auth::{SESSION_COOKIE as COOKIE, session_cookie},
+    gate::{Gatekeeper, client_ip},
+};
+use crate::operators::Operators;
 
-/// The session cookie's name.
-pub const COOKIE: &str = "payorch_session";
 /// The console's Content-Security-Policy.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
@@ -45,6 +46,12 @@ const ATTEMPTS_PER_IP: u32 = 20;
 const ATTEMPTS_PER_NAME: u32 = 5;
 /// Keys the sign-in limiters remember before they forget the idle ones.
 const MAX_TRACKED: usize = 10_000;
+/// Password checks (argon2id, memory- and CPU-hard) running at once, at
+/// most; more wait for one to finish, up to [`CHECK_WAIT`].
+const CONCURRENT_CHECKS: usize = 4;
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The largest sign-in form read.
+const MAX_FORM: usize = 4 * 1024;
 /// What a failed sign-in says, whichever part was wrong.
 const WRONG: &str = "Name or password is wrong.";
 
@@ -53,29 +60,12 @@ const SIGN_IN_HTML: &str = include_str!("../../assets/console/sign-in.html");
 const CONSOLE_JS: &str = include_str!("../../assets/console/console.js");
 const CONSOLE_CSS: &str = include_str!("../../assets/console/console.css");
 
-/// The console session a request came with (put there by the operator
-/// gate when it admitted the request by its cookie).
-#[derive(Debug, Clone)]
-pub struct ConsoleSession(pub String);
-
-/// The session token in the request's cookie, if it has the shape of one.
-pub fn session_cookie(req: &Request) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim().to_owned())
-        .filter(|token| operator_tokens::is_session(token))
-}
-
 /// Sign-in limits of this process.
 #[derive(Clone)]
 struct SignInLimits {
     by_ip: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
     by_name: Arc<DefaultKeyedRateLimiter<String>>,
+    checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl SignInLimits {
@@ -84,11 +74,14 @@ impl SignInLimits {
         SignInLimits {
             by_ip: Arc::new(governor::RateLimiter::keyed(per_minute(ATTEMPTS_PER_IP))),
             by_name: Arc::new(governor::RateLimiter::keyed(per_minute(ATTEMPTS_PER_NAME))),
+            checks: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS)),
         }
     }
 
-    /// Whether another attempt from `ip` for `name` may be tried now.
+    /// Whether another attempt from `ip` (limited as its network: an IPv6
+    /// address by its /64) for `name` may be tried now.
     fn allow(&self, ip: std::net::IpAddr, name: &str) -> bool {
+        let ip = crate::ratelimit::network_of(ip);
         if self.by_ip.len() > MAX_TRACKED {
             self.by_ip.retain_recent();
         }
@@ -112,6 +105,7 @@ pub fn routes() -> impl Endpoint {
         .at("/assets/console.js", poem::get(script))
         .at("/assets/console.css", poem::get(stylesheet))
         .data(SignInLimits::new())
+        .with(super::BodyLimit(MAX_FORM))
         .around(|ep, req| async move {
             let response = ep.call(req).await?.into_response();
             Ok(secured(response))
@@ -200,6 +194,14 @@ async fn sign_in(
             .insert(header::RETRY_AFTER, "60".parse().expect("a header value"));
         return response;
     }
+    let Ok(Ok(_check)) =
+        tokio::time::timeout(CHECK_WAIT, limits.checks.clone().acquire_owned()).await
+    else {
+        return sign_in_failed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Signing in is not possible right now; try again shortly.",
+        );
+    };
     let operator = match operators
         .sign_in(&credentials.name, &credentials.password)
         .await

@@ -361,7 +361,7 @@ impl<E: Endpoint> Endpoint for OperatorGateEndpoint<E> {
             .map(str::to_owned);
         let session = match bearer {
             Some(_) => None,
-            None => super::console::session_cookie(&req),
+            None => super::auth::session_cookie(&req),
         };
         if let Some(session) = &session {
             let sent = req.header("x-csrf-token").unwrap_or_default();
@@ -384,7 +384,7 @@ impl<E: Endpoint> Endpoint for OperatorGateEndpoint<E> {
         req.extensions_mut().insert(operator);
         if let Some(session) = session {
             req.extensions_mut()
-                .insert(super::console::ConsoleSession(session));
+                .insert(super::auth::ConsoleSession(session));
         }
         within_limit(&self.inner, req, None).await
     }

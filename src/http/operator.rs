@@ -15,8 +15,7 @@ use uuid::Uuid;
 
 use super::{
     ApiTags, AppState,
-    auth::OperatorAuth,
-    console::ConsoleSession,
+    auth::{ConsoleSession, OperatorAuth},
     error::{ApiError, OperatorProblem},
     gate::operator_operation,
 };

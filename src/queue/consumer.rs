@@ -205,17 +205,17 @@ where
             _ = inbox.wait(), if room > 0 && !stopping => false,
             Some(settled) = later.join_next(), if !later.is_empty() => {
                 if let Err(err) = settled {
-                    // Its message stays unacknowledged (redelivered with
-                    // the session) and counted outstanding: no
-                    // acknowledgement covers it.
-                    tracing::error!(error = %err, "a message decided later was not settled");
+                    // Its message is unsettled and holds a place until the
+                    // session ends: end it, and the broker redelivers it.
+                    tracing::error!(error = %err, "a message decided later was not settled; reconnecting");
+                    break Ended::Broken;
                 }
                 false
             }
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => match joined {
                 Ok(rest) => {
-                    if let Some(rest) = rest {
-                        later.spawn(rest);
+                    for one in rest {
+                        later.spawn(one);
                     }
                     false
                 }
@@ -235,8 +235,8 @@ where
         }
     };
     while let Some(joined) = in_flight.join_next().await {
-        if let Ok(Some(rest)) = joined {
-            later.spawn(rest);
+        for one in joined.unwrap_or_default() {
+            later.spawn(one);
         }
     }
     while later.join_next().await.is_some() {}
@@ -256,12 +256,12 @@ struct Batch<T> {
 
 impl<T: Settler> Batch<T> {
     /// Hands one batch to the handler and settles each message it decided
-    /// now; what settles the ones it decides later, if any.
+    /// now; what settles each one it decides later (one task each).
     async fn handle<H, F>(
         self,
         taken: Vec<Taken<T::Receipt>>,
         handle: H,
-    ) -> Option<BoxFuture<'static, ()>>
+    ) -> Vec<BoxFuture<'static, ()>>
     where
         H: Fn(Vec<Envelope>) -> F,
         F: Future<Output = Vec<Decision>>,
@@ -300,24 +300,19 @@ impl<T: Settler> Batch<T> {
         if !now.is_empty() {
             self.settler.settle(now, whole).await;
         }
-        if later.is_empty() {
-            return None;
-        }
-        Some(
-            async move {
-                let settled = later.into_iter().map(|(receipt, envelope, decided)| {
-                    let batch = self.clone();
-                    async move {
-                        let disposition = guarded_later(decided, &envelope).await;
-                        let verdict = batch.verdict(envelope, &disposition);
-                        batch.settler.settle(vec![(receipt, verdict)], false).await;
-                        batch.outstanding.fetch_sub(1, Ordering::SeqCst);
-                    }
-                });
-                futures_util::future::join_all(settled).await;
-            }
-            .boxed(),
-        )
+        later
+            .into_iter()
+            .map(|(receipt, envelope, decided)| {
+                let batch = self.clone();
+                async move {
+                    let disposition = guarded_later(decided, &envelope).await;
+                    let verdict = batch.verdict(envelope, &disposition);
+                    batch.settler.settle(vec![(receipt, verdict)], false).await;
+                    batch.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                .boxed()
+            })
+            .collect()
     }
 
     fn verdict(&self, envelope: Envelope, disposition: &Disposition) -> Verdict {

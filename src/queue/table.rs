@@ -14,7 +14,7 @@
 //! each takes the row's next `lease` number, and a settlement counts only
 //! under the number it was leased with, so a consumer that outlived its
 //! lease (a stalled process) changes nothing of a message another now
-//! holds. Times are the database's clock (PostgreSQL's `clock_timestamp()`),
+//! holds. Times are the database's clock (PostgreSQL's `statement_timestamp()`),
 //! so processes on hosts with skewed clocks agree on when a lease ends and
 //! a retry comes due. A SQLite file belongs to one process, so there the
 //! leases left by a crash are released at start.
@@ -107,7 +107,9 @@ impl TableQueue {
     /// The database's clock in Unix milliseconds, as SQL.
     fn clock(&self) -> &'static str {
         match self.backend() {
-            DbBackend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint",
+            // Fixed for the statement, so the planner can bound an index
+            // scan on it (clock_timestamp() changes as the scan goes).
+            DbBackend::Postgres => "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::bigint",
             _ => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
         }
     }
