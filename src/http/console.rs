@@ -256,11 +256,7 @@ async fn sign_out(req: &Request, operators: Data<&Operators>) -> Response {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let sent = req.header("x-csrf-token").unwrap_or_default();
-    let expected = crate::operators::csrf_token(&session);
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        sent.as_bytes(),
-        expected.as_bytes(),
-    )) {
+    if !crate::operators::csrf_matches(&session, sent) {
         return poem::error::ResponseError::as_response(&super::error::ApiError::CsrfTokenInvalid);
     }
     if let Err(err) = operators.end_session(&session).await {

@@ -28,7 +28,6 @@ use poem::{
     Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Result,
     http::{HeaderValue, StatusCode},
 };
-use subtle::ConstantTimeEq;
 
 use super::{
     BodyLimit, MAX_CLIENT_BODY,
@@ -365,8 +364,7 @@ impl<E: Endpoint> Endpoint for OperatorGateEndpoint<E> {
         };
         if let Some(session) = &session {
             let sent = req.header("x-csrf-token").unwrap_or_default();
-            let expected = crate::operators::csrf_token(session);
-            if !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+            if !crate::operators::csrf_matches(session, sent) {
                 return Ok(ApiError::CsrfTokenInvalid.as_response_with(None));
             }
         }

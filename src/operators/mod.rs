@@ -322,6 +322,13 @@ pub fn csrf_token(session: &str) -> String {
     hex::encode(Sha256::digest(format!("payorch-csrf:{session}").as_bytes()))
 }
 
+/// Whether `sent` is the CSRF token of the session `session` (compared
+/// in constant time).
+pub fn csrf_matches(session: &str, sent: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(sent.as_bytes().ct_eq(csrf_token(session).as_bytes()))
+}
+
 fn operator_target(name: &str) -> String {
     format!("operator:{name}")
 }
