@@ -108,7 +108,8 @@ dead=$(curl -fs "$base/v1/operator/dead-letters?queue=webhooks" -H "Authorizatio
   "$VENV/bin/python" -c 'import json, sys; d = json.load(sys.stdin); print(d[0]["id"] if d else "")')
 [ -n "$dead" ] || { echo "browser-test: the unusable webhook was not parked" >&2; exit 1; }
 mkdir -p target/console-screenshots
-PAYORCH_BASE=$base CONSOLE_NAME=console-test CONSOLE_PASSWORD=$password CONSOLE_REVIEW_ID=$review \
+# The console test also makes a payment and a webhook endpoint with the merchant key.
+PAYORCH_BASE=$base PAYORCH_KEY=$key CONSOLE_NAME=console-test CONSOLE_PASSWORD=$password CONSOLE_REVIEW_ID=$review \
   CONSOLE_DEAD_LETTER_ID=$dead \
   AXE_JS=$axe SCREENSHOTS=target/console-screenshots BROWSER_TMP=$work \
   "$VENV/bin/python" scripts/browser_console.py

@@ -136,9 +136,11 @@ impl Core {
             store::migrate(&db, &cfg.database_url).await?;
         }
         let provider_secret = provider_secret(cfg, &db).await?;
+        let connectors = provider::from_config(cfg, provider_secret.clone(), sandbox_base);
+        connectors.calls().record_to(db.clone());
         let payments = Payments::start_with(
             db.clone(),
-            provider::from_config(cfg, provider_secret.clone(), sandbox_base),
+            connectors,
             ActorSettings {
                 idle: cfg.actor_idle,
                 mailbox: cfg.actor_mailbox,
@@ -683,7 +685,8 @@ pub async fn settle_once(
 }
 
 /// The retention purge (idempotency keys past 24 h, processed webhook
-/// events and merchant events past their retention), every ten minutes
+/// events, merchant events and provider call records past their
+/// retention), every ten minutes
 /// from ten minutes after start.
 async fn purge_regularly(db: sea_orm::DatabaseConnection, cfg: Arc<Config>) {
     const EVERY: Duration = Duration::from_secs(600);
@@ -699,6 +702,13 @@ async fn purge_regularly(db: sea_orm::DatabaseConnection, cfg: Arc<Config>) {
             Ok(0) => {}
             Ok(events) => tracing::info!(events, "merchant events purged"),
             Err(err) => tracing::warn!(error = %err, "merchant event purge failed"),
+        }
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(cfg.event_retention).unwrap_or_default();
+        match store::provider_calls::purge(&db, cutoff, 1_000).await {
+            Ok(0) => {}
+            Ok(calls) => tracing::info!(calls, "provider call records purged"),
+            Err(err) => tracing::warn!(error = %err, "provider call purge failed"),
         }
     }
 }

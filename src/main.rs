@@ -175,6 +175,29 @@ enum ApikeyAction {
         #[arg(long)]
         name: String,
     },
+    /// List API clients, newest first.
+    List,
+    /// Revoke an API client: its keys are refused on every instance within
+    /// PAYORCH_AUTH_CACHE_MS.
+    Revoke {
+        /// The client's id.
+        id: uuid::Uuid,
+        /// Why, for the audit log.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Give an API client a new key (printed alone on the last line); the
+    /// current key keeps working for the grace period.
+    Rotate {
+        /// The client's id.
+        id: uuid::Uuid,
+        /// How long the current key keeps working, in seconds (at most 7 days).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=604_800))]
+        grace_seconds: u32,
+        /// Why, for the audit log.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 /// The settlement window `--since`/`--until` name: by default the 24 hours
@@ -444,16 +467,55 @@ async fn run(command: Command, cfg: Arc<Config>) -> Result<(), Box<dyn std::erro
             store::migrate(&db, &cfg.database_url).await?;
             println!("migrations applied to {}", cfg.database_url.location());
         }
-        Command::Apikey {
-            action: ApikeyAction::Create { name },
-        } => {
-            let db = store::connect(&cfg).await?;
-            if cfg.auto_migrate {
-                store::migrate(&db, &cfg.database_url).await?;
+        Command::Apikey { action } => {
+            let operators = payorch::operator_core(&cfg).await?;
+            let by = Actor::cli_user();
+            match action {
+                ApikeyAction::Create { name } => {
+                    let (client, key) = operators.create_client(&name, &by).await?;
+                    println!("created API client {} ({})", client.name, client.id);
+                    println!("{key}");
+                }
+                ApikeyAction::List => {
+                    for client in operators.clients().await? {
+                        let state = match (client.disabled_at, client.previous_key_expires_at) {
+                            (Some(at), _) => format!("revoked {}", at.to_rfc3339()),
+                            (None, Some(until)) if until > chrono::Utc::now() => {
+                                format!("active, previous key until {}", until.to_rfc3339())
+                            }
+                            (None, _) => "active".to_owned(),
+                        };
+                        println!(
+                            "{}  {}  {}  {state}",
+                            client.id,
+                            client.created_at.to_rfc3339(),
+                            client.name
+                        );
+                    }
+                }
+                ApikeyAction::Revoke { id, note } => {
+                    let client = operators.revoke_client(id, note.as_deref(), &by).await?;
+                    println!("API client {} ({}) revoked", client.name, client.id);
+                }
+                ApikeyAction::Rotate {
+                    id,
+                    grace_seconds,
+                    note,
+                } => {
+                    let grace = chrono::Duration::seconds(i64::from(grace_seconds));
+                    let (client, key) = operators
+                        .rotate_client_key(id, grace, note.as_deref(), &by)
+                        .await?;
+                    let until = client
+                        .previous_key_expires_at
+                        .map_or_else(|| "now".to_owned(), |t| t.to_rfc3339());
+                    println!(
+                        "API client {} ({}): new key; the previous one works until {until}",
+                        client.name, client.id
+                    );
+                    println!("{key}");
+                }
             }
-            let (client, key) = store::api_clients::create(&db, &name).await?;
-            println!("created API client {} ({})", client.name, client.id);
-            println!("{key}");
         }
     }
     Ok(())

@@ -10,8 +10,15 @@
  *
  * Pages, by the location hash:
  *   #/overview  (default) counts, connectors, queues; refreshed every 5 s
+ *   #/payments  search (the search in the hash: #/payments?reference=…);
+ *               #/payments/{id} one payment, its details and timeline
  *   #/reviews   open and resolved reviews, with an inline "Resolve" form
  *   #/dead-letters  messages parked in a dead-letter queue: inspect, replay
+ *   #/endpoints merchants' webhook endpoints (#/endpoints?client_id=…):
+ *               recent attempts, disable, redeliver an event
+ *   #/clients   API clients: create, rotate a key, revoke
+ *   #/connectors  each connector's breaker, calls and latency, and the
+ *               routing rules; refreshed every 5 s
  *   #/audit     the operator audit log
  *
  * Backend (same origin, cookie session):
@@ -19,10 +26,20 @@
  *   (every request: the session cookie, and X-CSRF-Token from the page's
  *   <meta name="csrf-token">)
  *   GET  /v1/operator/overview
+ *   GET  /v1/operator/payments?reference=&email=&status=&connector=&client_id=&from=&to=&before=
+ *   GET  /v1/operator/payments/{id}     -> {payment, timeline}
  *   GET  /v1/operator/reviews?open=&kind=&limit=100
  *   POST /v1/operator/reviews/{id}/resolve  {action, note}
  *   GET  /v1/operator/dead-letters?queue=&limit=100   (oldest first)
  *   POST /v1/operator/dead-letters/replay  {queue, id?} -> {replayed}
+ *   GET  /v1/operator/endpoints?client_id=
+ *   POST /v1/operator/endpoints/{id}/disable  {note}
+ *   POST /v1/operator/events/{id}/redeliver  {endpoint_id}
+ *   GET  /v1/operator/clients
+ *   POST /v1/operator/clients  {name} -> {client, key}
+ *   POST /v1/operator/clients/{id}/rotate  {grace_seconds, note} -> {client, key}
+ *   POST /v1/operator/clients/{id}/revoke  {note}
+ *   GET  /v1/operator/connectors
  *   GET  /v1/operator/audit?limit=100
  *   POST /console/sign-out
  * Errors are application/problem+json: {type, title, status, detail, code, errors?}.
@@ -57,10 +74,35 @@
   // The dead-letter queues an operator can look into; the first is the default.
   var DEAD_LETTER_QUEUES = ['webhooks', 'events'];
 
+  var PAYMENT_STATUSES = ['created', 'pending', 'succeeded', 'failed', 'abandoned', 'refunded', 'partially_refunded'];
+  var CONNECTOR_NAMES = ['paystack', 'flutterwave', 'sandbox'];
+  // The payment search's fields, as the hash query and the API name them.
+  var PAYMENT_SEARCH_FIELDS = ['reference', 'email', 'status', 'connector', 'client_id', 'from', 'to'];
+  var TIMELINE_KINDS = ['transition', 'provider_call', 'webhook', 'refund', 'event', 'delivery_attempt', 'review'];
+  // ISO 4217 currencies without a minor unit: their amounts are whole units.
+  var ZERO_DECIMAL_CURRENCIES = ['XOF'];
+
+  // How long a rotated client's old key keeps working.
+  var GRACE_PERIODS = [
+    { seconds: 0, label: 'None: the old key stops at once' },
+    { seconds: 300, label: '5 minutes' },
+    { seconds: 3600, label: '1 hour' },
+    { seconds: 86400, label: '24 hours' }
+  ];
+
+  // Outcomes and states (of payments, provider calls, deliveries) by how they went, for their badge's colour.
+  var GOOD_STATES = ['ok', 'succeeded', 'delivered', 'active', 'yes'];
+  var WARN_STATES = ['pending', 'open', 'retrying', 'partially_refunded'];
+  var BAD_STATES = ['failed', 'timeout', 'declined', 'error', 'abandoned', 'revoked', 'no'];
+
   var ROUTES = {
     overview: { title: 'Overview', render: renderOverview },
+    payments: { title: 'Payments', render: renderPayments },
     reviews: { title: 'Reviews', render: renderReviews },
     'dead-letters': { title: 'Dead letters', render: renderDeadLetters },
+    endpoints: { title: 'Endpoints', render: renderEndpoints },
+    clients: { title: 'API clients', render: renderClients },
+    connectors: { title: 'Connectors', render: renderConnectors },
     audit: { title: 'Audit log', render: renderAudit }
   };
   var DEFAULT_ROUTE = 'overview';
@@ -80,6 +122,8 @@
   var reviewFilter = { kind: '', show: 'open' };
   // The dead-letters page's queue, kept while the console is open.
   var deadLetterQueue = DEAD_LETTER_QUEUES[0];
+  // The hash query of the payment search shown last, for a payment's "Back to the payments" link.
+  var lastPaymentSearch = '';
 
   // ---- DOM helpers: text only, never HTML ------------------------------------
 
@@ -153,6 +197,65 @@
   /** "refund_outcome_unknown" -> "refund outcome unknown" (for visible labels). */
   function humanize(word) {
     return String(word).replace(/_/g, ' ');
+  }
+
+  /** Names the page: its heading and the document title. */
+  function setTitle(text) {
+    document.getElementById('page-title').textContent = text;
+    document.title = text + ' — payorch console';
+  }
+
+  /** "123 ms", or none. */
+  function millis(value) {
+    return isCount(value) ? Number(value) + ' ms' : valueOrNone(null);
+  }
+
+  /** 0.0123 -> "1.2 %", or none. */
+  function percent(rate) {
+    return isCount(rate) ? (Number(rate) * 100).toFixed(1) + ' %' : valueOrNone(null);
+  }
+
+  /**
+   * An amount in minor units as major units with its currency:
+   * (500000, "NGN") -> "NGN 5,000.00"; currencies without a minor unit
+   * (XOF) have no decimals.
+   */
+  function money(minor, currency) {
+    if (!isCount(minor)) return valueOrNone(null);
+    var amount = Math.abs(Number(minor));
+    var decimals = ZERO_DECIMAL_CURRENCIES.indexOf(currency) >= 0 ? 0 : 2;
+    var scale = Math.pow(10, decimals);
+    var text = String(Math.floor(amount / scale)).replace(/\B(?=(\d{3})+$)/g, ',');
+    if (decimals) text += '.' + String(scale + amount % scale).slice(1);
+    return (currency ? currency + ' ' : '') + (Number(minor) < 0 ? '-' : '') + text;
+  }
+
+  /** A state written out, coloured by how it went (the colour never carries it alone). */
+  function stateBadge(state) {
+    var value = String(state);
+    var tone = GOOD_STATES.indexOf(value) >= 0 ? ' state-ok'
+      : WARN_STATES.indexOf(value) >= 0 ? ' state-warn'
+        : BAD_STATES.indexOf(value) >= 0 ? ' state-bad' : '';
+    return el('span', { className: 'badge' + tone }, humanize(value));
+  }
+
+  /** A circuit breaker's state; known states get their colour class. */
+  function breakerBadge(breaker) {
+    var state = String(breaker);
+    var known = ['closed', 'half_open', 'open'].indexOf(state) >= 0;
+    return el('span', { className: known ? 'badge breaker-' + state : 'badge' }, humanize(state));
+  }
+
+  /** <p><label>…</label> control</p> for a form field (the control needs an id). */
+  function field(label, control, className) {
+    return el('p', { className: className || null }, el('label', { for: control.id }, label), control);
+  }
+
+  /** A <dl> of [term, description, description class?] items. */
+  function detailsList(items, attrs) {
+    return el('dl', attrs, items.map(function (item) {
+      return [el('dt', null, item[0]), el('dd', { className: item[2] || null }, item[1])];
+    }));
   }
 
   /**
@@ -273,6 +376,38 @@
     return match && ROUTES[match[1]] ? match[1] : null;
   }
 
+  /**
+   * What the hash says beyond the route: "#/payments/{id}" -> {id},
+   * "#/payments?reference=abc" -> {query}. id is null when there is none.
+   */
+  function hashArgs() {
+    var match = /^#\/[a-z-]+(?:\/([^?]*))?(?:\?(.*))?$/.exec(location.hash) || [];
+    var id = null;
+    if (match[1]) {
+      try {
+        id = decodeURIComponent(match[1]);
+      } catch (e) {
+        id = null;
+      }
+    }
+    return { id: id, query: new URLSearchParams(match[2] || '') };
+  }
+
+  /** Goes to `hash`; the same hash again shows the page afresh (a repeated search). */
+  function goTo(hash) {
+    if (location.hash === hash) {
+      navigate(true);
+    } else {
+      location.hash = hash;
+    }
+  }
+
+  /** "#/route" with `params` as its query, when there are any. */
+  function routeHash(route, params) {
+    var query = params.toString();
+    return '#/' + route + (query ? '?' + query : '');
+  }
+
   function navigate(moveFocus) {
     var name = currentRoute();
     if (!name) {
@@ -285,9 +420,8 @@
     stopRefresh();
     clearStatus();
 
-    document.title = route.title + ' — payorch console';
+    setTitle(route.title);
     var heading = document.getElementById('page-title');
-    heading.textContent = route.title;
     document.querySelectorAll('nav a[data-route]').forEach(function (link) {
       if (link.getAttribute('data-route') === name) {
         link.setAttribute('aria-current', 'page');
@@ -317,15 +451,15 @@
     }
   }
 
-  function renderOverview(view, gen) {
+  /** GETs `path` now and every REFRESH_MS while page `gen` is shown, handing each answer to `draw`. */
+  function refreshEvery(gen, path, draw) {
     var inFlight = false;
     function load() {
       if (inFlight || document.hidden) return; // never stack requests; idle in a hidden tab
       inFlight = true;
-      api('GET', '/v1/operator/overview').then(function (overview) {
+      api('GET', path).then(function (body) {
         if (gen !== generation) return; // the operator left the page meanwhile
-        recordSample(overview);
-        drawOverview(view, overview);
+        draw(body);
       }, function (err) {
         if (gen !== generation) return;
         announceProblem(err);
@@ -335,6 +469,13 @@
     }
     load();
     refreshTimer = setInterval(load, REFRESH_MS);
+  }
+
+  function renderOverview(view, gen) {
+    refreshEvery(gen, '/v1/operator/overview', function (overview) {
+      recordSample(overview);
+      drawOverview(view, overview);
+    });
   }
 
   function recordSample(overview) {
@@ -393,12 +534,13 @@
     var connectors = overview.connectors || [];
     var connectorsSection = el('section', { 'aria-labelledby': 'h-connectors' },
       el('h2', { id: 'h-connectors' }, 'Connectors'),
-      table('Circuit breaker state by connector', [{ label: 'Connector' }, { label: 'Breaker' }],
+      table('Connectors: breaker, and calls from this instance over the last 5 minutes',
+        [{ label: 'Connector' }, { label: 'Breaker' }, { label: 'Calls', numeric: true },
+          { label: 'Error rate', numeric: true }, { label: 'p99', numeric: true }],
         connectors.map(function (c) {
-          // Known states get a colour class; the state is always written out too.
-          var state = String(c.breaker);
-          var known = ['closed', 'half_open', 'open'].indexOf(state) >= 0;
-          return [c.name, el('span', { className: known ? 'badge breaker-' + state : 'badge' }, humanize(state))];
+          var calls = Number(c.calls) || 0;
+          var rate = isCount(c.errors) && calls > 0 ? Number(c.errors) / calls : null;
+          return [c.name, breakerBadge(c.breaker), countText(c.calls), percent(rate), millis(c.p99_ms)];
         }), { 'data-testid': 'connectors' }));
 
     var queues = overview.queues || [];
@@ -412,7 +554,8 @@
             dead > 0 ? el('span', { className: 'badge dead-letters' }, countText(q.dead)) : countText(q.dead)];
         }), { 'data-testid': 'queues' }),
       el('p', { 'data-testid': 'outbox-lag' }, 'Outbox lag: ',
-        el('strong', null, isNaN(lag) ? 'unknown' : lag.toFixed(1) + ' s')));
+        el('strong', null, isNaN(lag) ? 'unknown' : lag.toFixed(1) + ' s')),
+      el('p', { 'data-testid': 'workers' }, 'Connected workers: ', el('strong', null, countText(overview.workers))));
 
     var footer = el('p', { className: 'muted' }, 'Generated at ', timeEl(overview.generated_at),
       '; refreshes every ' + REFRESH_MS / 1000 + ' seconds.');
@@ -497,6 +640,232 @@
       svg.appendChild(svgEl('circle', { className: 'spark-dot', cx: last[0].toFixed(1), cy: last[1].toFixed(1), r: 3 }));
     }
     return svg;
+  }
+
+  // ---- payments ---------------------------------------------------------------------
+
+  function renderPayments(view, gen) {
+    var args = hashArgs();
+    if (args.id !== null) {
+      renderPayment(view, gen, args.id);
+      return;
+    }
+    var query = args.query;
+    lastPaymentSearch = query.toString();
+
+    var fields = {
+      reference: el('input', { id: 'search-reference', name: 'reference', type: 'text', autocomplete: 'off', spellcheck: 'false', className: 'mono' }),
+      email: el('input', { id: 'search-email', name: 'email', type: 'text', inputmode: 'email', autocomplete: 'off', spellcheck: 'false' }),
+      status: el('select', { id: 'search-status', name: 'status' },
+        el('option', { value: '' }, 'Any'),
+        PAYMENT_STATUSES.map(function (status) { return el('option', { value: status }, humanize(status)); })),
+      connector: el('select', { id: 'search-connector', name: 'connector' },
+        el('option', { value: '' }, 'Any'),
+        CONNECTOR_NAMES.map(function (name) { return el('option', { value: name }, name); })),
+      client_id: el('input', { id: 'search-client', name: 'client_id', type: 'text', autocomplete: 'off', spellcheck: 'false', className: 'mono' }),
+      from: el('input', { id: 'search-from', name: 'from', type: 'datetime-local', step: 1 }),
+      to: el('input', { id: 'search-to', name: 'to', type: 'datetime-local', step: 1 })
+    };
+    PAYMENT_SEARCH_FIELDS.forEach(function (name) {
+      var value = query.get(name) || '';
+      fields[name].value = name === 'from' || name === 'to' ? isoToLocalInput(value) : value;
+    });
+
+    var form = el('form', { className: 'filters', 'aria-label': 'Search payments', 'data-testid': 'payment-search' },
+      field('Reference', fields.reference),
+      field('Email', fields.email),
+      field('Status', fields.status),
+      field('Connector', fields.connector),
+      field('Client ID', fields.client_id),
+      field('Created from (your local time)', fields.from),
+      field('Created before (your local time)', fields.to),
+      el('p', null, el('button', { type: 'submit' }, 'Search')));
+    var results = el('div', { id: 'payment-results-region' });
+
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var params = new URLSearchParams();
+      var bad = [];
+      PAYMENT_SEARCH_FIELDS.forEach(function (name) {
+        var value = fields[name].value.trim();
+        if (!value) return;
+        if (name === 'from' || name === 'to') {
+          var iso = localInputToIso(value);
+          if (!iso) {
+            bad.push(name + ': not a date and time');
+            return;
+          }
+          value = iso;
+        }
+        params.set(name, value);
+      });
+      if (bad.length) {
+        announce('The search was not sent', true, bad);
+        return;
+      }
+      goTo(routeHash('payments', params));
+    });
+
+    clear(view);
+    appendChildren(view, [form, results]);
+    loadPayments(results, query, gen);
+  }
+
+  /** A datetime-local value (the browser's time zone) as RFC 3339 UTC, or null. */
+  function localInputToIso(value) {
+    var date = new Date(value);
+    return isNaN(date.getTime()) ? null : date.toISOString();
+  }
+
+  /** RFC 3339 as a datetime-local value in the browser's time zone ("" when not a time). */
+  function isoToLocalInput(iso) {
+    var date = iso ? new Date(iso) : null;
+    if (!date || isNaN(date.getTime())) return '';
+    function two(n) { return (n < 10 ? '0' : '') + n; }
+    return date.getFullYear() + '-' + two(date.getMonth() + 1) + '-' + two(date.getDate()) +
+      'T' + two(date.getHours()) + ':' + two(date.getMinutes()) + ':' + two(date.getSeconds());
+  }
+
+  function loadPayments(results, query, gen) {
+    var params = new URLSearchParams();
+    PAYMENT_SEARCH_FIELDS.concat(['before']).forEach(function (name) {
+      if (query.get(name)) params.set(name, query.get(name));
+    });
+    results.setAttribute('aria-busy', 'true');
+    var search = params.toString();
+    api('GET', '/v1/operator/payments' + (search ? '?' + search : '')).then(function (body) {
+      if (gen !== generation) return;
+      drawPayments(results, body || {}, query);
+    }, function (err) {
+      if (gen !== generation) return;
+      clear(results);
+      announceProblem(err);
+    }).then(function () {
+      results.removeAttribute('aria-busy');
+    });
+  }
+
+  function drawPayments(results, body, query) {
+    var payments = body.payments || [];
+    var searched = PAYMENT_SEARCH_FIELDS.some(function (name) { return query.get(name); });
+    var laterPage = Boolean(query.get('before'));
+    var caption = (searched ? 'Payments found' : 'Latest payments') + ', newest first (' + payments.length +
+      (laterPage ? ', a later page' : '') + ')';
+    var columns = [
+      { label: 'Reference', className: 'mono' }, { label: 'Client' }, { label: 'Connector' },
+      { label: 'Amount', numeric: true }, { label: 'Email', className: 'mono' }, { label: 'Status' }, { label: 'Created' }
+    ];
+    var rows = payments.map(function (payment) {
+      return [
+        paymentLink(payment),
+        payment.client_name ? String(payment.client_name) : el('span', { className: 'mono' }, valueOrNone(payment.client_id)),
+        valueOrNone(payment.connector),
+        money(payment.amount, payment.currency),
+        valueOrNone(payment.email),
+        stateBadge(payment.status),
+        timeEl(payment.created_at)
+      ];
+    });
+
+    var pager = el('p', { className: 'toolbar row-actions' });
+    if (laterPage) {
+      var first = new URLSearchParams(query.toString());
+      first.delete('before');
+      pager.appendChild(el('a', { href: routeHash('payments', first) }, 'First page'));
+    }
+    if (body.next_before) {
+      var next = el('button', { type: 'button', className: 'button-secondary' }, 'Next page');
+      next.addEventListener('click', function () {
+        var params = new URLSearchParams(query.toString());
+        params.set('before', String(body.next_before));
+        goTo(routeHash('payments', params));
+      });
+      pager.appendChild(next);
+    }
+
+    clear(results);
+    results.appendChild(table(caption, columns, rows, { 'data-testid': 'payment-results' }));
+    if (pager.firstChild) results.appendChild(pager);
+    if (searched || laterPage) announce(payments.length + ' payment(s) shown', false);
+  }
+
+  /** The payment's reference (the client's), linking to its page. */
+  function paymentLink(payment) {
+    return el('a', { href: '#/payments/' + encodeURIComponent(String(payment.id)) },
+      String(payment.client_reference || payment.reference || payment.id));
+  }
+
+  function renderPayment(view, gen, id) {
+    setTitle('Payment');
+    api('GET', '/v1/operator/payments/' + encodeURIComponent(id)).then(function (body) {
+      if (gen !== generation) return;
+      drawPayment(view, body || {});
+    }, function (err) {
+      if (gen !== generation) return;
+      clear(view);
+      view.appendChild(backToPayments());
+      announceProblem(err);
+    });
+  }
+
+  function backToPayments() {
+    return el('p', null, el('a', { href: '#/payments' + (lastPaymentSearch ? '?' + lastPaymentSearch : '') }, 'Back to the payments'));
+  }
+
+  function drawPayment(view, body) {
+    var payment = body.payment || {};
+    var timeline = body.timeline || [];
+    setTitle('Payment ' + (payment.client_reference || payment.reference || payment.id));
+
+    var metadata = valueOrNone(null);
+    if (payment.metadata !== null && payment.metadata !== undefined) {
+      metadata = el('pre', { className: 'json' });
+      metadata.textContent = JSON.stringify(payment.metadata, null, 2);
+    }
+    var earlier = payment.earlier_connectors || [];
+    var details = detailsList([
+      ['Reference', valueOrNone(payment.client_reference), 'mono'],
+      ['Provider reference', valueOrNone(payment.reference), 'mono'],
+      ['Payment ID', valueOrNone(payment.id), 'mono'],
+      ['Client', [payment.client_name ? String(payment.client_name) + ' ' : null, el('span', { className: 'mono' }, valueOrNone(payment.client_id))]],
+      ['Connector', valueOrNone(payment.connector)],
+      ['Earlier connectors', earlier.length ? earlier.join(', ') : valueOrNone(null)],
+      ['Amount', money(payment.amount, payment.currency)],
+      ['Refunded', money(payment.refunded_amount, payment.currency)],
+      ['Status', stateBadge(payment.status)],
+      ['Failure reason', valueOrNone(payment.failure_reason)],
+      ['Email', valueOrNone(payment.email), 'mono'],
+      ['Created', timeEl(payment.created_at)],
+      ['Updated', timeEl(payment.updated_at)],
+      ['Paid', timeEl(payment.paid_at)],
+      ['Metadata', metadata]
+    ], { className: 'details', 'data-testid': 'payment-detail' });
+
+    var entries = timeline.length
+      ? el('ol', { className: 'timeline', 'data-testid': 'timeline' }, timeline.map(timelineEntry))
+      : el('p', { 'data-testid': 'timeline' }, 'Nothing recorded for this payment yet.');
+
+    clear(view);
+    appendChildren(view, [
+      backToPayments(),
+      el('section', { 'aria-labelledby': 'h-payment-details' },
+        el('h2', { id: 'h-payment-details' }, 'Details'), details),
+      el('section', { 'aria-labelledby': 'h-payment-timeline' },
+        el('h2', { id: 'h-payment-timeline' }, 'Timeline, oldest first (' + timeline.length + ')'), entries)
+    ]);
+  }
+
+  function timelineEntry(entry) {
+    var kind = String(entry.kind);
+    var known = TIMELINE_KINDS.indexOf(kind) >= 0;
+    return el('li', { 'data-kind': known ? kind : null },
+      el('p', { className: 'timeline-head' },
+        timeEl(entry.at), ' ',
+        el('span', { className: 'badge kind' }, humanize(kind)), ' ',
+        el('strong', null, valueOrNone(entry.title)),
+        entry.outcome ? [' ', stateBadge(entry.outcome)] : null,
+        isCount(entry.duration_ms) ? [' ', el('span', { className: 'muted' }, millis(entry.duration_ms))] : null),
+      entry.detail ? el('p', { className: 'timeline-detail' }, String(entry.detail)) : null);
   }
 
   // ---- reviews --------------------------------------------------------------------
@@ -852,6 +1221,573 @@
       });
     }
     (target || document.getElementById('page-title')).focus();
+  }
+
+  // ---- inline forms and two-step buttons (endpoints, clients) ------------------------
+
+  /**
+   * Opens `build()`'s form in a row of its own under `row`, or closes it when
+   * `opener` opened the one shown; one such form per page at a time.
+   * build() returns {form, focus}: the form (with an id) and what takes focus.
+   */
+  function toggleRowForm(page, row, opener, columnCount, build) {
+    var wasThis = page.openForm && page.openForm.opener === opener;
+    closeRowForm(page);
+    if (wasThis) return;
+    var built = build();
+    var formRow = el('tr', { className: 'resolve-row' }, el('td', { colspan: columnCount }, built.form));
+    row.parentNode.insertBefore(formRow, row.nextSibling);
+    opener.setAttribute('aria-expanded', 'true');
+    opener.setAttribute('aria-controls', built.form.id);
+    page.openForm = { opener: opener, row: formRow };
+    built.focus.focus();
+  }
+
+  function closeRowForm(page) {
+    var open = page.openForm;
+    if (!open) return;
+    page.openForm = null;
+    open.opener.setAttribute('aria-expanded', 'false');
+    open.opener.removeAttribute('aria-controls');
+    if (open.row.parentNode) open.row.parentNode.removeChild(open.row);
+  }
+
+  /** A Cancel button that closes the page's open row form and puts focus back on its opener. */
+  function cancelButton(page) {
+    var cancel = el('button', { type: 'button', className: 'button-secondary' }, 'Cancel');
+    cancel.addEventListener('click', function () {
+      var opener = page.openForm && page.openForm.opener;
+      closeRowForm(page);
+      if (opener) opener.focus();
+    });
+    return cancel;
+  }
+
+  /**
+   * Two steps instead of window.confirm: the first click turns `button` into
+   * `confirm.text` (named `confirm.label`) and says so in the status region;
+   * a second click calls `onConfirm`. Leaving the button or Escape puts it back.
+   */
+  function twoStep(button, confirm, onConfirm) {
+    var text = button.textContent;
+    var label = button.getAttribute('aria-label');
+    var armed = false;
+    function disarm() {
+      if (!armed) return;
+      armed = false;
+      button.textContent = text;
+      if (label) button.setAttribute('aria-label', label);
+      button.classList.remove('button-danger');
+    }
+    button.addEventListener('click', function () {
+      if (button.getAttribute('aria-disabled') === 'true') return;
+      if (!armed) {
+        armed = true;
+        button.textContent = confirm.text;
+        button.setAttribute('aria-label', confirm.label);
+        button.classList.add('button-danger');
+        announce(confirm.prompt, false);
+        return;
+      }
+      onConfirm();
+    });
+    button.addEventListener('blur', disarm);
+    button.addEventListener('keydown', function (event) {
+      if (event.key === 'Escape' && armed) {
+        disarm();
+        announce('Cancelled', false);
+      }
+    });
+  }
+
+  /** Marks `button` busy (aria-disabled keeps focus on it, unlike disabled); false when it already was. */
+  function startBusy(button) {
+    if (button.getAttribute('aria-disabled') === 'true') return false;
+    button.setAttribute('aria-disabled', 'true');
+    return true;
+  }
+
+  function endBusy(button) {
+    button.removeAttribute('aria-disabled');
+  }
+
+  /** The problem beside a form too, for whoever scrolled away from the status region. */
+  function showFormError(formError, prefix, err) {
+    formError.textContent = prefix + err.message;
+    formError.hidden = false;
+  }
+
+  /** Focuses the button named `label` in the row `[attribute="id"]` of `results`, else the page heading. */
+  function focusRowButton(results, attribute, id, label) {
+    var target = null;
+    Array.prototype.forEach.call(results.querySelectorAll('tr[' + attribute + ']'), function (row) {
+      if (!target && row.getAttribute(attribute) === id) {
+        target = row.querySelector('button[data-action="' + label + '"]');
+      }
+    });
+    (target || document.getElementById('page-title')).focus();
+  }
+
+  // ---- endpoints ----------------------------------------------------------------------
+
+  function renderEndpoints(view, gen) {
+    var clientId = hashArgs().query.get('client_id') || '';
+    var clientInput = el('input', { id: 'endpoint-client', name: 'client_id', type: 'text', autocomplete: 'off', spellcheck: 'false', className: 'mono' });
+    clientInput.value = clientId;
+    var filterForm = el('form', { className: 'filters', 'aria-label': 'Filter endpoints' },
+      field('Client ID (empty: every client)', clientInput),
+      el('p', null, el('button', { type: 'submit' }, 'Show endpoints')));
+    var results = el('div', { id: 'endpoint-results' });
+    var page = { gen: gen, results: results, clientId: clientId, openForm: null };
+
+    filterForm.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var params = new URLSearchParams();
+      if (clientInput.value.trim()) params.set('client_id', clientInput.value.trim());
+      goTo(routeHash('endpoints', params));
+    });
+
+    clear(view);
+    appendChildren(view, [filterForm, results]);
+    loadEndpoints(page);
+  }
+
+  function loadEndpoints(page) {
+    var path = '/v1/operator/endpoints' + (page.clientId ? '?client_id=' + encodeURIComponent(page.clientId) : '');
+    page.results.setAttribute('aria-busy', 'true');
+    return api('GET', path).then(function (body) {
+      if (page.gen !== generation) return;
+      drawEndpoints(page, (body && body.endpoints) || []);
+    }, function (err) {
+      if (page.gen !== generation) return;
+      announceProblem(err);
+    }).then(function () {
+      page.results.removeAttribute('aria-busy');
+    });
+  }
+
+  function drawEndpoints(page, endpoints) {
+    var columns = [
+      { label: 'Client' }, { label: 'URL', className: 'mono' }, { label: 'Enabled' },
+      { label: 'Failure streak', numeric: true }, { label: 'Last attempts' }, { label: 'Actions' }
+    ];
+    var caption = 'Webhook endpoints' + (page.clientId ? ' of client ' + page.clientId : '') + ' (' + endpoints.length + ')';
+    var rows = endpoints.map(function (endpoint, index) {
+      return endpointRow(page, endpoint, index, columns.length);
+    });
+    page.openForm = null;
+    clear(page.results);
+    page.results.appendChild(table(caption, columns, rows, { 'data-testid': 'endpoints' }));
+  }
+
+  function endpointRow(page, endpoint, index, columnCount) {
+    var id = String(endpoint.id);
+    var url = String(endpoint.url);
+    var row = el('tr', { 'data-endpoint-id': id });
+    var streak = Number(endpoint.failure_streak) || 0;
+    var actions = el('div', { className: 'row-actions' });
+
+    if (endpoint.enabled) {
+      var disable = el('button', {
+        type: 'button', className: 'button-secondary', 'data-action': 'disable', 'aria-label': 'Disable endpoint ' + url
+      }, 'Disable');
+      twoStep(disable, {
+        text: 'Confirm disable',
+        label: 'Confirm disable endpoint ' + url,
+        prompt: 'Select "Confirm disable" to stop sending events to ' + url + '.'
+      }, function () {
+        disableEndpoint(page, disable, endpoint);
+      });
+      actions.appendChild(disable);
+    }
+    var redeliver = el('button', {
+      type: 'button', className: 'button-secondary', 'data-action': 'redeliver',
+      'aria-expanded': 'false', 'aria-label': 'Redeliver an event to ' + url
+    }, 'Redeliver an event');
+    redeliver.addEventListener('click', function () {
+      toggleRowForm(page, row, redeliver, columnCount, function () {
+        return redeliverForm(page, endpoint, 'redeliver-' + index);
+      });
+    });
+    actions.appendChild(redeliver);
+
+    appendChildren(row, [
+      el('td', null, valueOrNone(endpoint.client_name), el('br'), el('span', { className: 'mono muted' }, valueOrNone(endpoint.client_id))),
+      el('td', { className: 'mono' }, url,
+        endpoint.description ? [el('br'), el('span', { className: 'muted' }, String(endpoint.description))] : null),
+      el('td', null, stateBadge(endpoint.enabled ? 'yes' : 'no')),
+      el('td', { className: streak > 0 ? 'number failing' : 'number' },
+        streak > 0 ? el('span', { className: 'badge state-bad' }, String(streak)) : String(streak)),
+      el('td', null, attemptList(endpoint.last_attempts || [])),
+      el('td', null, actions)
+    ]);
+    return row;
+  }
+
+  /** An endpoint's latest attempts, newest first: status, response code, duration, time. */
+  function attemptList(attempts) {
+    if (!attempts.length) return el('span', { className: 'muted' }, 'No attempts yet');
+    return el('ul', { className: 'attempts' }, attempts.map(function (attempt) {
+      return el('li', null,
+        stateBadge(attempt.status), ' ',
+        isCount(attempt.response_status) ? 'HTTP ' + attempt.response_status : 'no response', ' · ',
+        millis(attempt.duration_ms), ' · ', timeEl(attempt.at),
+        attempt.error ? el('span', { className: 'attempt-error' }, ' · ' + attempt.error) : null);
+    }));
+  }
+
+  function disableEndpoint(page, button, endpoint) {
+    if (!startBusy(button)) return;
+    var path = '/v1/operator/endpoints/' + encodeURIComponent(String(endpoint.id)) + '/disable';
+    api('POST', path, { note: null }).then(function () {
+      if (page.gen !== generation) return;
+      return loadEndpoints(page).then(function () {
+        if (page.gen !== generation) return;
+        announce('Endpoint ' + endpoint.url + ' disabled: no more events are sent to it', false);
+        focusRowButton(page.results, 'data-endpoint-id', String(endpoint.id), 'redeliver');
+      });
+    }, function (err) {
+      if (page.gen !== generation) return;
+      announceProblem(err);
+      endBusy(button);
+    });
+  }
+
+  function redeliverForm(page, endpoint, formId) {
+    var eventInput = el('input', {
+      id: formId + '-event', name: 'event_id', type: 'text', required: true,
+      autocomplete: 'off', spellcheck: 'false', className: 'mono', size: 40
+    });
+    var submit = el('button', { type: 'submit' }, 'Redeliver');
+    var formError = el('p', { className: 'form-error', hidden: true });
+    var form = el('form', { id: formId, 'data-testid': 'redeliver-form' },
+      el('fieldset', null,
+        el('legend', null, 'Redeliver an event to ' + endpoint.url),
+        field('Event ID', eventInput, 'field'),
+        formError,
+        el('p', { className: 'actions' }, submit, cancelButton(page))));
+
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var eventId = eventInput.value.trim();
+      if (!eventId || !startBusy(submit)) return;
+      formError.hidden = true;
+      var path = '/v1/operator/events/' + encodeURIComponent(eventId) + '/redeliver';
+      api('POST', path, { endpoint_id: endpoint.id }).then(function (result) {
+        if (page.gen !== generation) return;
+        var opener = page.openForm && page.openForm.opener;
+        closeRowForm(page);
+        announce('Event ' + ((result && result.event_id) || eventId) + ' queued for redelivery to ' + endpoint.url, false);
+        if (opener) opener.focus();
+      }, function (err) {
+        if (page.gen !== generation) return;
+        announceProblem(err);
+        showFormError(formError, 'Not redelivered: ', err);
+        endBusy(submit);
+      });
+    });
+    return { form: form, focus: eventInput };
+  }
+
+  // ---- API clients --------------------------------------------------------------------
+
+  function renderClients(view, gen) {
+    var nameInput = el('input', { id: 'client-name', name: 'name', type: 'text', required: true, maxlength: 100, autocomplete: 'off' });
+    var create = el('button', { type: 'submit' }, 'Create client');
+    var createError = el('p', { className: 'form-error', hidden: true });
+    var createForm = el('form', { className: 'filters', 'aria-label': 'Create an API client', 'data-testid': 'create-client' },
+      field('Name of the new client', nameInput),
+      el('p', null, create));
+    var keyBox = el('div', { id: 'new-key-box' });
+    var results = el('div', { id: 'client-results' });
+    var page = { gen: gen, results: results, keyBox: keyBox, keyClientId: null, openForm: null };
+
+    createForm.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var name = nameInput.value.trim();
+      if (!name || !startBusy(create)) return;
+      createError.hidden = true;
+      api('POST', '/v1/operator/clients', { name: name }).then(function (result) {
+        if (page.gen !== generation) return;
+        nameInput.value = '';
+        showKey(page, result.client, result.key, 'Give it to the merchant now.');
+        announce('API client ' + result.client.name + ' created; its key is shown once, below the form', false);
+        return loadClients(page);
+      }, function (err) {
+        if (page.gen !== generation) return;
+        announceProblem(err);
+        showFormError(createError, 'Not created: ', err);
+      }).then(function () {
+        endBusy(create);
+      });
+    });
+
+    clear(view);
+    appendChildren(view, [createForm, createError, keyBox, results]);
+    loadClients(page);
+  }
+
+  function loadClients(page) {
+    page.results.setAttribute('aria-busy', 'true');
+    return api('GET', '/v1/operator/clients').then(function (body) {
+      if (page.gen !== generation) return;
+      drawClients(page, (body && body.clients) || []);
+    }, function (err) {
+      if (page.gen !== generation) return;
+      announceProblem(err);
+    }).then(function () {
+      page.results.removeAttribute('aria-busy');
+    });
+  }
+
+  /** Shows a new key, once, in a read-only box; focused and selected, ready to copy. */
+  function showKey(page, client, key, hint) {
+    var input = el('input', {
+      id: 'new-key', type: 'text', readonly: true, className: 'mono key-input', size: 72,
+      spellcheck: 'false', autocomplete: 'off', 'aria-describedby': 'new-key-hint', 'data-testid': 'new-key'
+    });
+    input.value = String(key);
+    page.keyClientId = String(client.id);
+    clear(page.keyBox);
+    page.keyBox.appendChild(el('section', { className: 'new-key', 'aria-labelledby': 'h-new-key' },
+      el('h2', { id: 'h-new-key' }, 'New key for ' + client.name),
+      field('API key (shown only this once)', input),
+      el('p', { id: 'new-key-hint' },
+        'Copy it now (it is selected: Ctrl+C or ⌘C). payorch keeps only its hash and cannot show it again. ', hint)));
+    input.focus();
+    input.select();
+  }
+
+  function hideKeyOf(page, clientId) {
+    if (page.keyClientId !== clientId) return;
+    page.keyClientId = null;
+    clear(page.keyBox);
+  }
+
+  function drawClients(page, clients) {
+    var columns = [
+      { label: 'Name' }, { label: 'ID', className: 'mono' }, { label: 'Created' }, { label: 'Status' }, { label: 'Actions' }
+    ];
+    var rows = clients.map(function (client, index) {
+      return clientRow(page, client, index, columns.length);
+    });
+    page.openForm = null;
+    clear(page.results);
+    page.results.appendChild(table('API clients, newest first (' + clients.length + ')', columns, rows, { 'data-testid': 'clients' }));
+  }
+
+  function clientStatus(client) {
+    if (client.disabled_at) return [stateBadge('revoked'), ' at ', timeEl(client.disabled_at)];
+    var previous = client.previous_key_expires_at ? new Date(client.previous_key_expires_at) : null;
+    var graceLeft = previous && !isNaN(previous.getTime()) && previous.getTime() > Date.now();
+    return [stateBadge('active'), graceLeft ? [' old key valid until ', timeEl(client.previous_key_expires_at)] : null];
+  }
+
+  function clientRow(page, client, index, columnCount) {
+    var id = String(client.id);
+    var name = String(client.name);
+    var row = el('tr', { 'data-client-id': id });
+    var actions = valueOrNone(null);
+    if (!client.disabled_at) {
+      var rotate = el('button', {
+        type: 'button', className: 'button-secondary', 'data-action': 'rotate',
+        'aria-expanded': 'false', 'aria-label': 'Rotate key of ' + name
+      }, 'Rotate key');
+      var revoke = el('button', {
+        type: 'button', className: 'button-secondary', 'data-action': 'revoke',
+        'aria-expanded': 'false', 'aria-label': 'Revoke ' + name
+      }, 'Revoke');
+      rotate.addEventListener('click', function () {
+        toggleRowForm(page, row, rotate, columnCount, function () {
+          return rotateForm(page, client, 'rotate-' + index);
+        });
+      });
+      revoke.addEventListener('click', function () {
+        toggleRowForm(page, row, revoke, columnCount, function () {
+          return revokeForm(page, client, 'revoke-' + index);
+        });
+      });
+      actions = el('div', { className: 'row-actions' }, rotate, revoke);
+    }
+    appendChildren(row, [
+      el('td', null, name),
+      el('td', { className: 'mono' }, id),
+      el('td', null, timeEl(client.created_at)),
+      el('td', null, clientStatus(client)),
+      el('td', null, actions)
+    ]);
+    return row;
+  }
+
+  function noteInput(formId) {
+    return el('input', { id: formId + '-note', name: 'note', type: 'text', maxlength: 2000, autocomplete: 'off', size: 40 });
+  }
+
+  function rotateForm(page, client, formId) {
+    var grace = el('select', { id: formId + '-grace', name: 'grace_seconds' },
+      GRACE_PERIODS.map(function (period) { return el('option', { value: period.seconds }, period.label); }));
+    var note = noteInput(formId);
+    var submit = el('button', { type: 'submit' }, 'Rotate key');
+    var formError = el('p', { className: 'form-error', hidden: true });
+    var form = el('form', { id: formId, 'data-testid': 'rotate-form' },
+      el('fieldset', null,
+        el('legend', null, 'Rotate the key of ' + client.name),
+        el('p', { className: 'muted' }, 'A new key is made and shown once; the old one works for the grace period.'),
+        field('Grace period for the old key', grace, 'field'),
+        field('Note (optional)', note, 'field'),
+        formError,
+        el('p', { className: 'actions' }, submit, cancelButton(page))));
+
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      if (!startBusy(submit)) return;
+      formError.hidden = true;
+      var body = { grace_seconds: Number(grace.value), note: note.value.trim() || null };
+      var path = '/v1/operator/clients/' + encodeURIComponent(String(client.id)) + '/rotate';
+      api('POST', path, body).then(function (result) {
+        if (page.gen !== generation) return;
+        var expires = result.client && result.client.previous_key_expires_at;
+        closeRowForm(page);
+        showKey(page, result.client, result.key, expires
+          ? ['The old key keeps working until ', timeEl(expires), '.']
+          : 'The old key no longer works.');
+        announce('Key of ' + client.name + ' rotated; the new key is shown once, below the form', false);
+        return loadClients(page);
+      }, function (err) {
+        if (page.gen !== generation) return;
+        announceProblem(err); // 409: revoked meanwhile
+        showFormError(formError, 'Not rotated: ', err);
+        endBusy(submit);
+      });
+    });
+    return { form: form, focus: grace };
+  }
+
+  /** Revoking is the second step: this form (opened by "Revoke") holds "Confirm revoke". */
+  function revokeForm(page, client, formId) {
+    var note = noteInput(formId);
+    var submit = el('button', { type: 'submit', className: 'button-danger' }, 'Confirm revoke');
+    var formError = el('p', { className: 'form-error', hidden: true });
+    var form = el('form', { id: formId, 'data-testid': 'revoke-form' },
+      el('fieldset', null,
+        el('legend', null, 'Revoke ' + client.name),
+        el('p', null, 'Every key of ' + client.name + ' stops working within a few seconds. This cannot be undone.'),
+        field('Note (optional)', note, 'field'),
+        formError,
+        el('p', { className: 'actions' }, submit, cancelButton(page))));
+
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      if (!startBusy(submit)) return;
+      formError.hidden = true;
+      var path = '/v1/operator/clients/' + encodeURIComponent(String(client.id)) + '/revoke';
+      api('POST', path, { note: note.value.trim() || null }).then(function () {
+        if (page.gen !== generation) return;
+        hideKeyOf(page, String(client.id));
+        return loadClients(page).then(function () {
+          if (page.gen !== generation) return;
+          announce(client.name + ' revoked: its keys stop working within a few seconds', false);
+          document.getElementById('page-title').focus();
+        });
+      }, function (err) {
+        if (page.gen !== generation) return;
+        announceProblem(err);
+        showFormError(formError, 'Not revoked: ', err);
+        endBusy(submit);
+      });
+    });
+    return { form: form, focus: note };
+  }
+
+  // ---- connectors ---------------------------------------------------------------------
+
+  function renderConnectors(view, gen) {
+    refreshEvery(gen, '/v1/operator/connectors', function (body) {
+      drawConnectors(view, body || {});
+    });
+  }
+
+  /** Replaces the page's content in place (no control in it can hold focus). */
+  function drawConnectors(view, body) {
+    var connectors = body.connectors || [];
+    var windowSeconds = Number(body.window_seconds) || 300;
+    var windowText = windowSeconds % 60 === 0 ? windowSeconds / 60 + ' minutes' : windowSeconds + ' seconds';
+
+    var health = el('section', { 'aria-labelledby': 'h-connector-health' },
+      el('h2', { id: 'h-connector-health' }, 'Provider calls from this instance, last ' + windowText),
+      table('Connectors: breaker, calls, errors and latency',
+        [{ label: 'Connector' }, { label: 'Breaker' }, { label: 'Calls', numeric: true },
+          { label: 'Error rate', numeric: true }, { label: 'p50', numeric: true }, { label: 'p99', numeric: true },
+          { label: 'Calls and errors over time' }],
+        connectors.map(function (c) {
+          return [
+            c.name, breakerBadge(c.breaker), countText(c.calls), percent(c.error_rate),
+            millis(c.p50_ms), millis(c.p99_ms), seriesChart(String(c.name), c.series || [], windowSeconds, windowText)
+          ];
+        }), { 'data-testid': 'connector-health' }));
+
+    var routing = body.routing || [];
+    var enabled = body.enabled || [];
+    var rules = routing.length
+      ? table('Routing rules, in order: the first rule for a payment\'s currency applies',
+        [{ label: 'Currency' }, { label: 'Connectors, in the order tried' }],
+        routing.map(function (rule) {
+          return [
+            rule.currency === '*' ? '* (any other currency)' : String(rule.currency),
+            el('ol', { className: 'route' }, (rule.connectors || []).map(function (c) {
+              return el('li', null, String(c.name), isCount(c.weight) ? ' (weight ' + c.weight + ')' : null);
+            }))
+          ];
+        }), { 'data-testid': 'routing' })
+      : el('p', { 'data-testid': 'routing' },
+        'No routing rules: each payment tries the enabled connectors in order: ' +
+        (enabled.length ? enabled.join(', ') : 'none') + '.');
+    var routingSection = el('section', { 'aria-labelledby': 'h-routing' },
+      el('h2', { id: 'h-routing' }, 'Routing'), rules);
+
+    clear(view);
+    appendChildren(view, [health, routingSection,
+      el('p', { className: 'muted' }, 'Refreshes every ' + REFRESH_MS / 1000 + ' seconds.')]);
+  }
+
+  /**
+   * Columns of calls per bucket (oldest left), the errors among them in
+   * a second colour from the bottom up; labelled with the same numbers.
+   */
+  function seriesChart(name, series, windowSeconds, windowText) {
+    var width = 240;
+    var height = 56;
+    var pad = 4;
+    var slots = Math.max(series.length, 1);
+    var slot = (width - 2 * pad) / slots;
+    var max = Math.max.apply(null, [1].concat(series.map(function (b) { return Number(b.calls) || 0; })));
+    var bucket = Math.round(windowSeconds / slots);
+    var calls = series.map(function (b) { return Number(b.calls) || 0; });
+    var errors = series.map(function (b) { return Number(b.errors) || 0; });
+    var label = sum(calls)
+      ? name + ': calls per ' + bucket + ' s, oldest first: ' + calls.join(', ') + '; errors: ' + errors.join(', ')
+      : name + ': no calls in the last ' + windowText;
+    var svg = svgEl('svg', {
+      className: 'series-chart', role: 'img', 'aria-label': label,
+      viewBox: '0 0 ' + width + ' ' + height, preserveAspectRatio: 'none'
+    }, svgEl('title', null, label));
+    series.forEach(function (b, i) {
+      var x = pad + i * slot + 1;
+      var w = Math.max(1, slot - 2);
+      var callHeight = (calls[i] / max) * (height - 2 * pad);
+      var errorHeight = (Math.min(errors[i], max) / max) * (height - 2 * pad);
+      if (callHeight > 0) {
+        svg.appendChild(svgEl('rect', {
+          className: 'bar', x: x.toFixed(1), y: (height - pad - callHeight).toFixed(1), width: w.toFixed(1), height: callHeight.toFixed(1)
+        }));
+      }
+      if (errorHeight > 0) {
+        svg.appendChild(svgEl('rect', {
+          className: 'bar-error', x: x.toFixed(1), y: (height - pad - errorHeight).toFixed(1), width: w.toFixed(1), height: errorHeight.toFixed(1)
+        }));
+      }
+    });
+    return svg;
   }
 
   // ---- audit ------------------------------------------------------------------------

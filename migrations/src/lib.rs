@@ -18,6 +18,7 @@ mod m20261207_000002_operators;
 mod m20261208_000001_sealed_endpoint_secrets;
 mod m20261209_000001_queue_lease_fence;
 mod m20261209_000002_console_sessions;
+mod m20261210_000001_console_pages;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000001_sealed_endpoint_secrets::Migration),
             Box::new(m20261209_000001_queue_lease_fence::Migration),
             Box::new(m20261209_000002_console_sessions::Migration),
+            Box::new(m20261210_000001_console_pages::Migration),
         ]
     }
 }

@@ -106,6 +106,7 @@ fn admitted_operator(req: &Request) -> poem::Result<Operator> {
 #[derive(Clone)]
 pub struct Authenticator {
     db: DatabaseConnection,
+    /// Key hash → the client and until when the entry may be used.
     cache: Arc<DashMap<String, (ApiClient, Instant)>>,
     ttl: Duration,
 }
@@ -134,26 +135,32 @@ impl Authenticator {
             return KeyCheck::Invalid;
         };
         match self.cache.get(&api_clients::hash_key(token)) {
-            Some(entry) if entry.1.elapsed() < self.ttl => KeyCheck::Valid(entry.0.clone()),
+            Some(entry) if Instant::now() < entry.1 => KeyCheck::Valid(entry.0.clone()),
             _ => KeyCheck::Unknown,
         }
     }
 
-    /// Looks the key up in the database and caches a hit.
+    /// Looks the key up in the database and caches a hit, for the cache's
+    /// time to live or, for a rotated key in its grace period, at most
+    /// until that ends.
     pub async fn lookup(&self, token: &str) -> Result<Option<ApiClient>, ApiError> {
-        let client = api_clients::authenticate(&self.db, token).await?;
-        if let Some(client) = &client
-            && !self.ttl.is_zero()
-        {
+        let Some((client, grace_until)) = api_clients::authenticate(&self.db, token).await? else {
+            return Ok(None);
+        };
+        let mut ttl = self.ttl;
+        if let Some(until) = grace_until {
+            ttl = ttl.min((until - chrono::Utc::now()).to_std().unwrap_or_default());
+        }
+        if !ttl.is_zero() {
             if self.cache.len() >= CACHE_CAPACITY {
                 self.cache.clear();
             }
             self.cache.insert(
                 api_clients::hash_key(token),
-                (client.clone(), Instant::now()),
+                (client.clone(), Instant::now() + ttl),
             );
         }
-        Ok(client)
+        Ok(Some(client))
     }
 }
 

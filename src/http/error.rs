@@ -104,6 +104,8 @@ pub enum ApiError {
     EventNotFound,
     #[error("no such review")]
     ReviewNotFound,
+    #[error("no such API client")]
+    ClientNotFound,
     #[error("{0}")]
     ReviewAlreadyResolved(String),
     #[error("{0}")]
@@ -150,7 +152,8 @@ impl ApiError {
             | ApiError::UnknownProvider
             | ApiError::EndpointNotFound
             | ApiError::EventNotFound
-            | ApiError::ReviewNotFound => StatusCode::NOT_FOUND,
+            | ApiError::ReviewNotFound
+            | ApiError::ClientNotFound => StatusCode::NOT_FOUND,
             ApiError::EndpointUrlNotAllowed(_) | ApiError::ReviewActionNotApplicable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -180,6 +183,7 @@ impl ApiError {
             ApiError::EndpointNotFound => "endpoint_not_found",
             ApiError::EventNotFound => "event_not_found",
             ApiError::ReviewNotFound => "review_not_found",
+            ApiError::ClientNotFound => "client_not_found",
             ApiError::ReviewAlreadyResolved(_) => "review_already_resolved",
             ApiError::ReviewActionNotApplicable(_) => "review_action_not_applicable",
             ApiError::EndpointUrlNotAllowed(_) => "endpoint_url_not_allowed",
@@ -290,6 +294,29 @@ impl From<PaymentError> for ApiError {
     }
 }
 
+impl From<crate::operators::clients::ClientError> for ApiError {
+    fn from(err: crate::operators::clients::ClientError) -> Self {
+        use crate::operators::clients::ClientError;
+        match err {
+            ClientError::NotFound(_) => ApiError::ClientNotFound,
+            ClientError::Revoked(_) => ApiError::Conflict(err.to_string()),
+            ClientError::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::operators::endpoints::EndpointError> for ApiError {
+    fn from(err: crate::operators::endpoints::EndpointError) -> Self {
+        use crate::operators::endpoints::EndpointError;
+        match err {
+            EndpointError::EndpointNotFound(_) => ApiError::EndpointNotFound,
+            EndpointError::EventNotFound(_) => ApiError::EventNotFound,
+            EndpointError::Events(err) => err.into(),
+            EndpointError::Database(err) => err.into(),
+        }
+    }
+}
+
 impl From<crate::events::EventsError> for ApiError {
     fn from(err: crate::events::EventsError) -> Self {
         use crate::events::EventsError;
@@ -370,6 +397,7 @@ pub fn catalogue() -> Vec<(&'static str, u16)> {
         ApiError::EndpointNotFound,
         ApiError::EventNotFound,
         ApiError::ReviewNotFound,
+        ApiError::ClientNotFound,
         ApiError::ReviewAlreadyResolved(String::new()),
         ApiError::ReviewActionNotApplicable(String::new()),
         ApiError::EndpointUrlNotAllowed(String::new()),
@@ -401,6 +429,7 @@ pub fn catalogue() -> Vec<(&'static str, u16)> {
             | ApiError::EndpointNotFound
             | ApiError::EventNotFound
             | ApiError::ReviewNotFound
+            | ApiError::ClientNotFound
             | ApiError::ReviewAlreadyResolved(_)
             | ApiError::ReviewActionNotApplicable(_)
             | ApiError::EndpointUrlNotAllowed(_)

@@ -94,6 +94,20 @@ pub fn app(state: AppState) -> BoxEndpoint<'static> {
             operator::OperatorApi {
                 state: state.clone(),
             },
+            (
+                operator::PaymentsApi {
+                    state: state.clone(),
+                },
+                operator::EndpointsApi {
+                    state: state.clone(),
+                },
+                operator::ClientsApi {
+                    state: state.clone(),
+                },
+                operator::ConnectorsApi {
+                    state: state.clone(),
+                },
+            ),
         ),
         "payorch",
         env!("CARGO_PKG_VERSION"),

@@ -16,7 +16,10 @@
 //!   right after the payment core committed the resolution (the review row
 //!   itself records who, when, the action and the note in that commit).
 
+pub mod clients;
+pub mod endpoints;
 pub mod password;
+pub mod payments;
 
 use std::{fmt, sync::OnceLock};
 

@@ -7,6 +7,7 @@
 //! every transaction in a window, for settlement reconciliation.
 
 pub mod breaker;
+pub mod calls;
 pub mod flutterwave;
 pub mod listing;
 pub mod paystack;
@@ -243,12 +244,18 @@ pub trait PaymentProvider: Send + Sync + 'static {
 pub struct Guarded {
     client: Arc<dyn PaymentProvider>,
     breaker: Breaker,
+    /// Where its calls are recorded: set when it joins its [`Connectors`].
+    calls: std::sync::OnceLock<Arc<calls::CallLog>>,
 }
 
 impl Guarded {
     pub fn new(client: Arc<dyn PaymentProvider>, settings: BreakerSettings) -> Guarded {
         let breaker = Breaker::new(client.name(), settings);
-        Guarded { client, breaker }
+        Guarded {
+            client,
+            breaker,
+            calls: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn breaker(&self) -> BreakerState {
@@ -260,19 +267,54 @@ impl Guarded {
         self.breaker.refuses()
     }
 
+    /// Runs `call` (the `operation`, about the payment `reference`) if the
+    /// breaker lets it, and records how it went.
     async fn guard<T>(
         &self,
+        operation: &'static str,
+        reference: Option<&Reference>,
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        let permit = self
-            .breaker
-            .permit()
-            .ok_or(ProviderError::CircuitOpen(self.client.name()))?;
+        let started_at = Utc::now();
+        let Some(permit) = self.breaker.permit() else {
+            let refused = ProviderError::CircuitOpen(self.client.name());
+            self.record(
+                operation,
+                reference,
+                started_at,
+                Duration::ZERO,
+                Err(refused.clone()),
+            );
+            return Err(refused);
+        };
         let started = std::time::Instant::now();
         let result = call.await;
-        timing::ProviderClock::add(started.elapsed());
+        let spent = started.elapsed();
+        timing::ProviderClock::add(spent);
         permit.record(!result.as_ref().is_err_and(ProviderError::is_outage));
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.record(operation, reference, started_at, spent, outcome);
         result
+    }
+
+    fn record(
+        &self,
+        operation: &'static str,
+        reference: Option<&Reference>,
+        started_at: DateTime<Utc>,
+        duration: Duration,
+        outcome: Result<(), ProviderError>,
+    ) {
+        if let Some(log) = self.calls.get() {
+            log.add(calls::Call {
+                connector: self.client.name(),
+                operation,
+                reference: reference.map(|r| r.as_str().to_owned()),
+                started_at,
+                duration,
+                outcome,
+            });
+        }
     }
 }
 
@@ -283,11 +325,17 @@ impl PaymentProvider for Guarded {
     }
 
     async fn initialize(&self, request: &InitializeRequest) -> Result<Checkout, ProviderError> {
-        self.guard(self.client.initialize(request)).await
+        self.guard(
+            "initialize",
+            Some(&request.reference),
+            self.client.initialize(request),
+        )
+        .await
     }
 
     async fn verify(&self, reference: &Reference) -> Result<ChargeReport, ProviderError> {
-        self.guard(self.client.verify(reference)).await
+        self.guard("verify", Some(reference), self.client.verify(reference))
+            .await
     }
 
     async fn verify_transaction(
@@ -295,12 +343,21 @@ impl PaymentProvider for Guarded {
         reference: &Reference,
         transaction_id: i64,
     ) -> Result<Option<ChargeReport>, ProviderError> {
-        self.guard(self.client.verify_transaction(reference, transaction_id))
-            .await
+        self.guard(
+            "verify",
+            Some(reference),
+            self.client.verify_transaction(reference, transaction_id),
+        )
+        .await
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<ProviderRefund, ProviderError> {
-        self.guard(self.client.refund(request)).await
+        self.guard(
+            "refund",
+            Some(&request.reference),
+            self.client.refund(request),
+        )
+        .await
     }
 
     async fn find_refund(
@@ -310,6 +367,8 @@ impl PaymentProvider for Guarded {
         provider_refund_id: Option<&str>,
     ) -> Result<Option<ProviderRefund>, ProviderError> {
         self.guard(
+            "find_refund",
+            Some(reference),
             self.client
                 .find_refund(reference, refund_id, provider_refund_id),
         )
@@ -321,7 +380,12 @@ impl PaymentProvider for Guarded {
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Listing, ProviderError> {
-        self.guard(self.client.list_transactions(from, until)).await
+        self.guard(
+            "list_transactions",
+            None,
+            self.client.list_transactions(from, until),
+        )
+        .await
     }
 
     fn webhook_header(&self) -> &'static str {
@@ -347,6 +411,7 @@ pub struct Connectors {
     /// In `PAYORCH_PROVIDERS` order.
     enabled: Vec<(ConnectorName, Arc<Guarded>)>,
     routing: Routing,
+    calls: Arc<calls::CallLog>,
 }
 
 impl Connectors {
@@ -369,7 +434,25 @@ impl Connectors {
                 .increment(0);
             }
         }
-        Connectors { enabled, routing }
+        let calls = Arc::new(calls::CallLog::default());
+        for (_, connector) in &enabled {
+            let _ = connector.calls.set(calls.clone());
+        }
+        Connectors {
+            enabled,
+            routing,
+            calls,
+        }
+    }
+
+    /// What the connectors' calls did.
+    pub fn calls(&self) -> &calls::CallLog {
+        &self.calls
+    }
+
+    /// The routing rules.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
     }
 
     /// One client alone, behind a breaker with the default settings, and

@@ -124,6 +124,21 @@ impl FromStr for Routing {
 }
 
 impl Routing {
+    /// Each rule, in order: its currency (`None`: `*`) and its connectors
+    /// with their weights.
+    pub fn rules(
+        &self,
+    ) -> impl Iterator<Item = (Option<Currency>, Vec<(ConnectorName, Option<u32>)>)> + '_ {
+        self.rules.iter().map(|rule| {
+            let entries = rule
+                .entries
+                .iter()
+                .map(|e| (e.connector, e.weight))
+                .collect();
+            (rule.currency, entries)
+        })
+    }
+
     /// Every connector a rule names that is not in `enabled`, for the
     /// startup check.
     pub fn unknown_to(&self, enabled: &[ConnectorName]) -> Option<ConnectorName> {

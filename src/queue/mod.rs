@@ -206,6 +206,21 @@ impl WebhookQueue {
         }
     }
 
+    /// Messages waiting and parked, and how many consumers are connected
+    /// (RabbitMQ knows; the queue table has no connections: `None`).
+    pub async fn status(&self) -> Result<(u64, u64, Option<u64>), QueueError> {
+        match self {
+            WebhookQueue::Amqp(queue) => {
+                let (waiting, dead, consumers) = queue.status().await?;
+                Ok((waiting, dead, Some(consumers)))
+            }
+            WebhookQueue::Table(queue) => {
+                let (waiting, dead) = queue.depths().await?;
+                Ok((waiting, dead, None))
+            }
+        }
+    }
+
     /// Whether the backend can take messages now (readiness).
     pub async fn check(&self) -> Result<(), QueueError> {
         match self {

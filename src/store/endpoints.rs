@@ -241,3 +241,21 @@ pub async fn delete_owned(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// Every client's endpoints, or `client_id`'s, oldest first, at most `limit`.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    client_id: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Endpoint>, DbErr> {
+    use sea_orm::QuerySelect;
+    let mut query = webhook_endpoint::Entity::find();
+    if let Some(client_id) = client_id {
+        query = query.filter(webhook_endpoint::Column::ClientId.eq(client_id));
+    }
+    query
+        .order_by_asc(webhook_endpoint::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}

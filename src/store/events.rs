@@ -165,6 +165,79 @@ pub async fn attempts(db: &impl ConnectionTrait, event_id: &str) -> Result<Vec<A
         .await
 }
 
+/// The events about a payment, oldest first, at most `limit`.
+pub async fn for_payment(
+    db: &impl ConnectionTrait,
+    payment_id: Uuid,
+    limit: u64,
+) -> Result<Vec<Event>, DbErr> {
+    event::Entity::find()
+        .filter(event::Column::PaymentId.eq(payment_id))
+        .order_by_asc(event::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The attempts of these events, oldest first, at most `limit`.
+pub async fn attempts_of(
+    db: &impl ConnectionTrait,
+    event_ids: Vec<String>,
+    limit: u64,
+) -> Result<Vec<Attempt>, DbErr> {
+    if event_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    event_attempt::Entity::find()
+        .filter(event_attempt::Column::EventId.is_in(event_ids))
+        .order_by_asc(event_attempt::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// An endpoint's latest attempts (newest first, at most `limit`) and its
+/// failure streak: how many attempts failed since the last delivered one,
+/// counted up to [`MAX_STREAK`].
+pub async fn endpoint_health(
+    db: &impl ConnectionTrait,
+    endpoint_id: Uuid,
+    limit: u64,
+) -> Result<(Vec<Attempt>, u64), DbErr> {
+    let latest = event_attempt::Entity::find()
+        .filter(event_attempt::Column::EndpointId.eq(endpoint_id))
+        .order_by_desc(event_attempt::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    if latest.first().is_none_or(|a| a.status == "delivered") {
+        return Ok((latest, 0));
+    }
+    let last_delivered: Option<i64> = event_attempt::Entity::find()
+        .select_only()
+        .column(event_attempt::Column::Id)
+        .filter(event_attempt::Column::EndpointId.eq(endpoint_id))
+        .filter(event_attempt::Column::Status.eq("delivered"))
+        .order_by_desc(event_attempt::Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await?;
+    let failed: Vec<i64> = event_attempt::Entity::find()
+        .select_only()
+        .column(event_attempt::Column::Id)
+        .filter(event_attempt::Column::EndpointId.eq(endpoint_id))
+        .filter(event_attempt::Column::Id.gt(last_delivered.unwrap_or(0)))
+        .limit(MAX_STREAK)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok((latest, failed.len() as u64))
+}
+
+/// The longest failure streak counted exactly.
+pub const MAX_STREAK: u64 = 1_000;
+
 /// Deletes relayed events written before `cutoff`, with their attempts, in
 /// batches of `batch`. Returns how many events went.
 pub async fn purge(

@@ -7,6 +7,7 @@ pub mod entities;
 pub mod events;
 pub mod operators;
 pub mod payments;
+pub mod provider_calls;
 pub mod refunds;
 pub mod reviews;
 pub mod settings;

@@ -140,6 +140,76 @@ pub async fn transitions(
         .await
 }
 
+/// What an operator searches payments by; every field set must match.
+#[derive(Debug, Default, Clone)]
+pub struct PaymentSearch {
+    /// The client's reference or the provider-facing one, exactly.
+    pub reference: Option<String>,
+    pub email: Option<String>,
+    pub status: Option<String>,
+    pub connector: Option<String>,
+    pub client_id: Option<Uuid>,
+    /// Created at or after.
+    pub from: Option<chrono::DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<chrono::DateTime<Utc>>,
+    /// Only payments after this one in the order (the last of the page
+    /// before).
+    pub after: Option<(chrono::DateTime<Utc>, Uuid)>,
+    pub limit: u64,
+}
+
+/// The payments matching `search`, newest first (by creation, then id).
+pub async fn search(
+    db: &impl ConnectionTrait,
+    search: &PaymentSearch,
+) -> Result<Vec<Payment>, DbErr> {
+    use sea_orm::Condition;
+    let mut query = payment::Entity::find();
+    if let Some(reference) = &search.reference {
+        query = query.filter(
+            Condition::any()
+                .add(payment::Column::ClientReference.eq(reference.as_str()))
+                .add(payment::Column::Reference.eq(reference.as_str())),
+        );
+    }
+    if let Some(email) = &search.email {
+        query = query.filter(payment::Column::Email.eq(email.as_str()));
+    }
+    if let Some(status) = &search.status {
+        query = query.filter(payment::Column::Status.eq(status.as_str()));
+    }
+    if let Some(connector) = &search.connector {
+        query = query.filter(payment::Column::Provider.eq(connector.as_str()));
+    }
+    if let Some(client_id) = search.client_id {
+        query = query.filter(payment::Column::ClientId.eq(client_id));
+    }
+    if let Some(from) = search.from {
+        query = query.filter(payment::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = search.to {
+        query = query.filter(payment::Column::CreatedAt.lt(to));
+    }
+    if let Some((created_at, id)) = search.after {
+        query = query.filter(
+            Condition::any()
+                .add(payment::Column::CreatedAt.lt(created_at))
+                .add(
+                    Condition::all()
+                        .add(payment::Column::CreatedAt.eq(created_at))
+                        .add(payment::Column::Id.lt(id)),
+                ),
+        );
+    }
+    query
+        .order_by_desc(payment::Column::CreatedAt)
+        .order_by_desc(payment::Column::Id)
+        .limit(search.limit)
+        .all(db)
+        .await
+}
+
 /// Field changes that go with a status change.
 #[derive(Debug, Default, Clone)]
 pub struct Changes {

@@ -314,3 +314,16 @@ pub async fn list_where(
         .all(db)
         .await
 }
+
+/// Every review of a payment, oldest first.
+pub async fn for_payment(
+    db: &impl ConnectionTrait,
+    payment_id: Uuid,
+) -> Result<Vec<Review>, DbErr> {
+    use sea_orm::QueryOrder;
+    review::Entity::find()
+        .filter(Column::PaymentId.eq(payment_id))
+        .order_by_asc(Column::OpenedAt)
+        .all(db)
+        .await
+}

@@ -95,3 +95,19 @@ pub async fn recorded<'a>(
         .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// The provider events received about the payment whose provider-facing
+/// reference is `reference`, oldest first, at most `limit`.
+pub async fn for_reference(
+    db: &impl ConnectionTrait,
+    reference: &str,
+    limit: u64,
+) -> Result<Vec<webhook_event::Model>, DbErr> {
+    use sea_orm::QueryOrder;
+    webhook_event::Entity::find()
+        .filter(Column::Reference.eq(reference))
+        .order_by_asc(Column::ReceivedAt)
+        .limit(limit)
+        .all(db)
+        .await
+}

@@ -100,7 +100,7 @@ async fn apikey_create_prints_the_key_last_and_stores_only_its_hash() {
     assert!(key.starts_with("po_sk_"), "{stdout}");
 
     let db = test_db.connect().await;
-    let client = payorch::store::api_clients::authenticate(&db, key)
+    let (client, _) = payorch::store::api_clients::authenticate(&db, key)
         .await
         .unwrap()
         .expect("the printed key authenticates");

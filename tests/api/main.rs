@@ -9,6 +9,7 @@ mod batch;
 mod cli;
 mod connectors;
 mod console;
+mod console_pages;
 mod events;
 mod events_secrets;
 mod failover_property;

@@ -197,6 +197,8 @@ async fn unique_constraints_hold_on_both_databases() {
             key_hash: Set("same-hash".into()),
             created_at: Set(now),
             disabled_at: Set(None),
+            previous_key_hash: Set(None),
+            previous_key_expires_at: Set(None),
         };
         second_insert_violates_uniqueness(
             &db,

@@ -27,7 +27,7 @@ fn root() -> Actor {
 
 /// An operator named `name` with one bearer token, made through the core
 /// as `payorch operator create` and `token` make them.
-async fn operator_with_token(app: &TestApp, name: &str) -> (Operators, String) {
+pub(crate) async fn operator_with_token(app: &TestApp, name: &str) -> (Operators, String) {
     let operators = Operators::new(app.db.clone());
     operators
         .create(&OperatorName::parse(name).unwrap(), &root())

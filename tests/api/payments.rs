@@ -451,7 +451,7 @@ async fn requests_without_a_valid_key_are_401_problems() {
         .unwrap();
     assert_problem(not_bearer, 401, "unauthorized").await;
 
-    payorch::store::api_clients::disable(&app.db, app.client_id)
+    payorch::store::api_clients::revoke(&app.db, app.client_id)
         .await
         .unwrap();
     let disabled = app.get("/v1/payments/any-ref").send().await.unwrap();

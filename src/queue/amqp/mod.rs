@@ -149,22 +149,47 @@ impl AmqpQueue {
     /// Messages ready in each of this prefix's queues (tests, operators).
     /// Messages waiting (the main queue and the retry tiers) and parked.
     pub async fn counts(&self) -> Result<(u64, u64), QueueError> {
-        let depths = self.depths().await?;
-        let dead: u64 = depths
+        let (waiting, dead, _) = self.status().await?;
+        Ok((waiting, dead))
+    }
+
+    /// Messages waiting (ready or to be retried), parked, and the
+    /// consumers of the main queue: one connection, one passive declare
+    /// per queue.
+    pub async fn status(&self) -> Result<(u64, u64, u64), QueueError> {
+        let declared = self.declared().await?;
+        let count = |keep: &dyn Fn(&str) -> bool| -> u64 {
+            declared
+                .iter()
+                .filter(|(name, _, _)| keep(name))
+                .map(|(_, n, _)| u64::from(*n))
+                .sum()
+        };
+        let dead = count(&|name| name == self.names.dead);
+        let waiting = count(&|name| name != self.names.dead);
+        let consumers = declared
             .iter()
-            .filter(|(name, _)| *name == self.names.dead)
-            .map(|(_, n)| u64::from(*n))
-            .sum();
-        let all: u64 = depths.iter().map(|(_, n)| u64::from(*n)).sum();
-        Ok((all - dead, dead))
+            .find(|(name, _, _)| *name == self.names.main)
+            .map_or(0, |(_, _, c)| u64::from(*c));
+        Ok((waiting, dead, consumers))
     }
 
     pub async fn depths(&self) -> Result<Vec<(String, u32)>, QueueError> {
+        Ok(self
+            .declared()
+            .await?
+            .into_iter()
+            .map(|(name, messages, _)| (name, messages))
+            .collect())
+    }
+
+    /// Each of the queue's queues: name, messages, consumers.
+    async fn declared(&self) -> Result<Vec<(String, u32, u32)>, QueueError> {
         let conn = self.connect().await?;
         let channel = conn.create_channel().await.map_err(unavailable)?;
         let mut names = vec![self.names.main.clone(), self.names.dead.clone()];
         names.extend(self.retry.delays.iter().map(|d| self.names.retry(*d)));
-        let mut depths = Vec::new();
+        let mut declared = Vec::new();
         for name in names {
             let queue = channel
                 .queue_declare(
@@ -177,9 +202,9 @@ impl AmqpQueue {
                 )
                 .await
                 .map_err(unavailable)?;
-            depths.push((name, queue.message_count()));
+            declared.push((name, queue.message_count(), queue.consumer_count()));
         }
         let _ = conn.close(200, "depths read".into()).await;
-        Ok(depths)
+        Ok(declared)
     }
 }

@@ -10,6 +10,10 @@ pub struct Model {
     pub key_hash: String,
     pub created_at: DateTimeUtc,
     pub disabled_at: Option<DateTimeUtc>,
+    /// The key before the last rotation, accepted until
+    /// `previous_key_expires_at`.
+    pub previous_key_hash: Option<String>,
+    pub previous_key_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ pub mod operator_audit;
 pub mod operator_token;
 pub mod payment;
 pub mod payment_transition;
+pub mod provider_call;
 pub mod refund;
 pub mod review;
 pub mod webhook_endpoint;

@@ -5,6 +5,11 @@
 //! ([`crate::operators`]), as `payorch reviews` does, so a resolution is
 //! recorded and audited the same way whichever way it came.
 
+mod clients;
+mod connectors;
+mod endpoints;
+mod payments;
+
 use chrono::{DateTime, Utc};
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
@@ -34,6 +39,10 @@ pub const MAX_PAGE: u64 = 500;
 const DEFAULT_PAGE: u64 = 100;
 /// The longest note a resolution keeps, in characters.
 pub const MAX_NOTE: usize = 2000;
+
+pub use self::{
+    clients::ClientsApi, connectors::ConnectorsApi, endpoints::EndpointsApi, payments::PaymentsApi,
+};
 
 pub struct OperatorApi {
     pub state: AppState,
@@ -90,12 +99,16 @@ pub struct SessionView {
     pub csrf_token: Option<String>,
 }
 
-/// One connector's circuit breaker.
+/// One connector's circuit breaker and this instance's calls to it over
+/// the last five minutes.
 #[derive(Debug, Object)]
 pub struct ConnectorState {
     pub name: String,
     /// `closed`, `half_open` or `open`.
     pub breaker: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub p99_ms: Option<u64>,
 }
 
 /// One queue's messages.
@@ -124,6 +137,9 @@ pub struct Overview {
     /// Age of the oldest merchant event not yet relayed, in seconds (0 when
     /// the outbox is empty).
     pub outbox_lag_seconds: f64,
+    /// Workers connected to the webhooks queue (RabbitMQ's consumers);
+    /// null when unknown (the queue table, or no answer in time).
+    pub workers: Option<u64>,
 }
 
 /// A message parked in a dead-letter queue.
@@ -240,24 +256,38 @@ impl OperatorApi {
             .into_iter()
             .map(|(kind, n)| (kind, n.max(0) as u64))
             .collect();
+        let now = Utc::now();
+        let calls = state.payments.connectors().calls();
         let connectors = state
             .payments
             .connectors()
             .breakers()
             .into_iter()
-            .map(|(name, breaker)| ConnectorState {
-                name: name.to_owned(),
-                breaker: breaker.as_str().to_owned(),
+            .map(|(name, breaker)| {
+                let recent = calls.recent(name, now);
+                ConnectorState {
+                    name: name.to_owned(),
+                    breaker: breaker.as_str().to_owned(),
+                    calls: recent.calls(),
+                    errors: recent.errors(),
+                    p99_ms: recent.latency_ms(0.99),
+                }
             })
             .collect();
         let mut queues = Vec::new();
+        let mut workers = None;
         for (name, queue) in [
             ("webhooks", &state.webhooks.queue),
             ("events", state.events.queue()),
         ] {
-            let counts = tokio::time::timeout(QUEUE_READ, queue.counts()).await;
-            let (waiting, dead) = match counts {
-                Ok(Ok((waiting, dead))) => (Some(waiting), Some(dead)),
+            let status = tokio::time::timeout(QUEUE_READ, queue.status()).await;
+            let (waiting, dead) = match status {
+                Ok(Ok((waiting, dead, consumers))) => {
+                    if name == "webhooks" {
+                        workers = consumers;
+                    }
+                    (Some(waiting), Some(dead))
+                }
                 _ => (None, None),
             };
             queues.push(QueueState {
@@ -278,6 +308,7 @@ impl OperatorApi {
             connectors,
             queues,
             outbox_lag_seconds,
+            workers,
         })))
     }
 
@@ -363,13 +394,7 @@ impl OperatorApi {
         let Some(action) = ReviewAction::parse(&action) else {
             return Err(invalid("action", format!("unknown action `{action}`")));
         };
-        let note = note.filter(|note| !note.trim().is_empty());
-        if note
-            .as_ref()
-            .is_some_and(|note| note.chars().count() > MAX_NOTE)
-        {
-            return Err(invalid("note", format!("at most {MAX_NOTE} characters")));
-        }
+        let note = note_of(note)?;
         let by = Actor::Operator(auth.operator().name);
         let resolved = self
             .state
@@ -494,6 +519,30 @@ fn page_limit(limit: Option<u64>) -> Result<u64, OperatorProblem> {
             format!("must be between 1 and {MAX_PAGE}"),
         ))
     }
+}
+
+/// Each API client's name, by id.
+async fn client_names(
+    operators: &crate::operators::Operators,
+) -> Result<std::collections::HashMap<Uuid, String>, OperatorProblem> {
+    Ok(operators
+        .clients()
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect())
+}
+
+/// An operator's note: none when blank, at most [`MAX_NOTE`] characters.
+fn note_of(note: Option<String>) -> Result<Option<String>, OperatorProblem> {
+    let note = note.filter(|note| !note.trim().is_empty());
+    if note
+        .as_ref()
+        .is_some_and(|note| note.chars().count() > MAX_NOTE)
+    {
+        return Err(invalid("note", format!("at most {MAX_NOTE} characters")));
+    }
+    Ok(note)
 }
 
 fn invalid(field: &str, message: String) -> OperatorProblem {
