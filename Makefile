@@ -10,7 +10,7 @@ MINUTES ?= 10
 SEED ?=
 
 
-.PHONY: chaos bench-api bench-events bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
+.PHONY: chaos bench-api bench-console bench-events bench-webhooks bench-actors bench-reconcile bench-compare load drill coverage
 .PHONY: help run test schema-test browser-test fuzz fuzz-merge migrate lint fmt services build workers workers-status workers-stop
 
 help: ## list targets
@@ -83,6 +83,9 @@ bench-reconcile: services ## payorch reconcile over 10,000 stale payments (payme
 
 bench-compare: services ## the same bench for BASELINE=<other build's payorch> and this tree, alternating: make bench-compare BENCH=api
 	BASELINE=$(BASELINE) bash scripts/bench-compare.sh $(BENCH) $(ROUNDS)
+
+bench-console: services ## operator console with 1,000,000 payments seeded: server time p50/p99 of each page and each payment search, database time per request, beside a SELECT 1 round trip
+	$(CARGO) bench --bench console
 
 bench-actors: services ## 100,000 actors created and idle-evicted; resident memory before, at peak, after
 	$(CARGO) bench --bench actors

@@ -61,6 +61,7 @@ pub mod sealing;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod timing;
 pub mod views;
 pub mod webhook;
 pub mod worker;

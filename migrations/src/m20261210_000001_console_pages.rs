@@ -3,8 +3,10 @@
 //!   before a rotation, accepted until its grace period ends;
 //! - `provider_calls`: each call to a connector (what, for which payment,
 //!   how long, how it ended), for a payment's timeline;
-//! - indexes for the payment search (by email, by creation time alone, by
-//!   connector) and for an endpoint's latest attempts (its failure streak).
+//! - indexes for the payment search (by email; by the client's reference
+//!   without the client; by creation time alone, which a search by
+//!   connector walks too) and for an endpoint's latest attempts (its
+//!   failure streak).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -36,7 +38,7 @@ enum Payments {
     Table,
     Email,
     CreatedAt,
-    Provider,
+    ClientReference,
 }
 
 #[derive(DeriveIden)]
@@ -78,12 +80,9 @@ fn indexes() -> Vec<(&'static str, DynIden, Vec<DynIden>)> {
             vec![Payments::CreatedAt.into_iden()],
         ),
         (
-            "idx_payments_provider_created",
+            "idx_payments_client_reference_any",
             Payments::Table.into_iden(),
-            vec![
-                Payments::Provider.into_iden(),
-                Payments::CreatedAt.into_iden(),
-            ],
+            vec![Payments::ClientReference.into_iden()],
         ),
         (
             "idx_event_attempts_endpoint",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::HeaderValue};
 use tracing::Instrument;
 
-use crate::provider::timing::ProviderClock;
+use crate::timing::RequestClock;
 
 /// The id of the request being served, for handlers that pass it on.
 #[derive(Debug, Clone)]
@@ -80,6 +80,20 @@ pub fn route_template(path: &str) -> &'static str {
         ["v1", "operator", "reviews", _] => "/v1/operator/reviews/{id}",
         ["v1", "operator", "reviews", _, "resolve"] => "/v1/operator/reviews/{id}/resolve",
         ["v1", "operator", "audit"] => "/v1/operator/audit",
+        ["v1", "operator", "session"] => "/v1/operator/session",
+        ["v1", "operator", "overview"] => "/v1/operator/overview",
+        ["v1", "operator", "dead-letters"] => "/v1/operator/dead-letters",
+        ["v1", "operator", "dead-letters", "replay"] => "/v1/operator/dead-letters/replay",
+        ["v1", "operator", "clients"] => "/v1/operator/clients",
+        ["v1", "operator", "clients", _, "revoke"] => "/v1/operator/clients/{id}/revoke",
+        ["v1", "operator", "clients", _, "rotate"] => "/v1/operator/clients/{id}/rotate",
+        ["v1", "operator", "payments"] => "/v1/operator/payments",
+        ["v1", "operator", "payments", _] => "/v1/operator/payments/{id}",
+        ["v1", "operator", "endpoints"] => "/v1/operator/endpoints",
+        ["v1", "operator", "endpoints", _, "disable"] => "/v1/operator/endpoints/{id}/disable",
+        ["v1", "operator", "events", _, "redeliver"] => "/v1/operator/events/{id}/redeliver",
+        ["v1", "operator", "connectors"] => "/v1/operator/connectors",
+        ["console", ..] => "/console",
         ["sandbox", ..] => "/sandbox",
         _ => "other",
     }
@@ -183,15 +197,18 @@ const KNOWN_REQUESTS: &[(&str, &str, &[u16])] = &[
     ),
 ];
 
-/// `Server-Timing` of a response: payorch's own time (`app`) and the time
-/// spent waiting on connectors (`provider`), in milliseconds.
-fn server_timing(elapsed: Duration, provider: Duration) -> HeaderValue {
+/// `Server-Timing` of a response, in milliseconds: payorch's own time
+/// (`app`), the time spent waiting on connectors (`provider`), and the
+/// time its database statements took (`db`, part of `app`).
+fn server_timing(elapsed: Duration, clock: &RequestClock) -> HeaderValue {
     let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
+    let provider = clock.provider();
     let app = elapsed.saturating_sub(provider);
     HeaderValue::from_str(&format!(
-        "app;dur={:.3}, provider;dur={:.3}",
+        "app;dur={:.3}, provider;dur={:.3}, db;dur={:.3}",
         ms(app),
-        ms(provider)
+        ms(provider),
+        ms(clock.database())
     ))
     .expect("digits and ASCII make a header value")
 }
@@ -228,8 +245,8 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let route = route_template(req.uri().path());
         req.extensions_mut().insert(RequestId(id.clone()));
         let span = tracing::info_span!("request", request_id = %id, %method, route);
-        let clock = ProviderClock::default();
-        let served = ProviderClock::run(
+        let clock = RequestClock::default();
+        let served = RequestClock::run(
             Some(clock.clone()),
             self.inner.call(req).instrument(span.clone()),
         );
@@ -248,7 +265,7 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let elapsed = started.elapsed();
         response
             .headers_mut()
-            .insert("server-timing", server_timing(elapsed, clock.total()));
+            .insert("server-timing", server_timing(elapsed, &clock));
         let labels = [
             ("route", route.to_owned()),
             ("method", method.to_owned()),

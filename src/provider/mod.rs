@@ -13,7 +13,6 @@ pub mod listing;
 pub mod paystack;
 pub mod routing;
 pub mod sandbox;
-pub mod timing;
 mod transport;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -290,7 +289,7 @@ impl Guarded {
         let started = std::time::Instant::now();
         let result = call.await;
         let spent = started.elapsed();
-        timing::ProviderClock::add(spent);
+        crate::timing::RequestClock::add_provider(spent);
         permit.record(!result.as_ref().is_err_and(ProviderError::is_outage));
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
         self.record(operation, reference, started_at, spent, outcome);

@@ -70,7 +70,8 @@ pub async fn connect_url(
         location: url.location(),
         source,
     };
-    let db = Database::connect(options).await.map_err(connect_error)?;
+    let mut db = Database::connect(options).await.map_err(connect_error)?;
+    db.set_metric_callback(|info| crate::timing::RequestClock::add_database(info.elapsed));
     if url.is_sqlite() {
         // WAL lets readers proceed while one writer commits; the busy timeout
         // makes concurrent writers wait for the lock instead of failing.

@@ -717,8 +717,8 @@ async fn a_disabled_connector_has_no_webhook_endpoint() {
     assert_eq!(response.status(), 404);
 }
 
-/// `app;dur=X, provider;dur=Y` in milliseconds.
-fn server_timing(response: &reqwest::Response) -> (f64, f64) {
+/// `app;dur=X, provider;dur=Y, db;dur=Z` in milliseconds.
+fn server_timing(response: &reqwest::Response) -> (f64, f64, f64) {
     let header = response
         .headers()
         .get("server-timing")
@@ -735,7 +735,7 @@ fn server_timing(response: &reqwest::Response) -> (f64, f64) {
             .parse()
             .unwrap()
     };
-    (part("app"), part("provider"))
+    (part("app"), part("provider"), part("db"))
 }
 
 #[tokio::test]
@@ -746,8 +746,9 @@ async fn responses_say_how_long_payorch_and_the_provider_took() {
     ])
     .await;
     let response = app.initialize(&ngn(5_000), None).await;
-    let (app_ms, provider_ms) = server_timing(&response);
+    let (app_ms, provider_ms, db_ms) = server_timing(&response);
     assert!(provider_ms > 0.0 && app_ms > 0.0, "{app_ms} {provider_ms}");
+    assert!(db_ms > 0.0, "initialize writes the payment: {db_ms}");
     let reference = response.json::<Value>().await.unwrap()["reference"]
         .as_str()
         .unwrap()
@@ -758,18 +759,25 @@ async fn responses_say_how_long_payorch_and_the_provider_took() {
         .send()
         .await
         .unwrap();
-    assert_eq!(server_timing(&read).1, 0.0, "a read asks no provider");
+    let (_, provider_ms, db_ms) = server_timing(&read);
+    assert_eq!(provider_ms, 0.0, "a read asks no provider");
+    assert!(db_ms > 0.0, "a read reads the database: {db_ms}");
 
     // A hang until the timeout is the provider's time, not payorch's.
     fault(&app, "paystack", "hang", 1).await;
     let response = app.initialize(&ngn(5_000), None).await;
     assert_eq!(response.status(), 201);
-    let (app_ms, provider_ms) = server_timing(&response);
+    let (app_ms, provider_ms, _) = server_timing(&response);
     assert!(provider_ms >= 300.0, "{provider_ms}");
     assert!(app_ms < provider_ms, "{app_ms} vs {provider_ms}");
 
     let unauthenticated = app.http.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(server_timing(&unauthenticated).1, 0.0);
+    let (_, provider_ms, db_ms) = server_timing(&unauthenticated);
+    assert_eq!(
+        (provider_ms, db_ms),
+        (0.0, 0.0),
+        "a health check asks neither"
+    );
 }
 
 /// Posts a Paystack `charge.success` for `reference`, signed.

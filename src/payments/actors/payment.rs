@@ -19,9 +19,10 @@ use crate::{
         Completion, PaymentError, WebhookApplied, WebhookChange,
         service::{Opening, PaymentService},
     },
-    provider::{routing::ConnectorName, timing::ProviderClock},
+    provider::routing::ConnectorName,
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
+    timing::RequestClock,
 };
 
 /// What can be asked of a payment.
@@ -59,7 +60,7 @@ pub enum RefundCommand {
     Reconcile { review_after: std::time::Duration },
 }
 
-pub(super) struct RefundEnvelope(pub Uuid, pub RefundCommand, pub Option<ProviderClock>);
+pub(super) struct RefundEnvelope(pub Uuid, pub RefundCommand, pub Option<RequestClock>);
 
 impl Message for RefundEnvelope {
     type Result = Result<Refund, PaymentError>;
@@ -73,7 +74,7 @@ impl Message for RefundWebhookEnvelope {
 }
 
 /// A command, with the clock of the request that sent it.
-pub(super) struct Envelope(pub Command, pub Option<ProviderClock>);
+pub(super) struct Envelope(pub Command, pub Option<RequestClock>);
 
 impl Message for Envelope {
     type Result = Result<Payment, PaymentError>;
@@ -143,7 +144,7 @@ impl PaymentActor {
     /// `clock`: the request's, which the work's connector calls add to.
     fn serialize<T, F, Fut>(
         &mut self,
-        clock: Option<ProviderClock>,
+        clock: Option<RequestClock>,
         work: F,
     ) -> AtomicResponse<Self, Result<T, PaymentError>>
     where
@@ -162,7 +163,7 @@ impl PaymentActor {
                 .into_actor(self),
             ));
         };
-        let task = registry.runtime().spawn(ProviderClock::run(
+        let task = registry.runtime().spawn(RequestClock::run(
             clock,
             work(registry.service().clone(), self.reference.clone()),
         ));

@@ -30,9 +30,9 @@ use crate::{
     domain::RefundReport,
     domain::webhook::RefundNotice,
     payments::{PaymentError, WebhookApplied, WebhookChange, service::PaymentService},
-    provider::timing::ProviderClock,
     store::refunds::Refund,
     store::{payments::Payment, webhooks::WebhookRecord},
+    timing::RequestClock,
 };
 
 struct Entry {
@@ -134,7 +134,7 @@ impl PaymentRegistry {
     /// Sends `command` to the payment's actor and waits for its answer. A
     /// full mailbox is a 503 with `Retry-After`, never an unbounded queue.
     pub async fn call(&self, reference: &str, command: Command) -> Result<Payment, PaymentError> {
-        self.send(reference, Envelope(command, ProviderClock::current()))
+        self.send(reference, Envelope(command, RequestClock::current()))
             .await
     }
 
@@ -158,7 +158,7 @@ impl PaymentRegistry {
     ) -> Result<Refund, PaymentError> {
         self.send(
             reference,
-            RefundEnvelope(refund_id, RefundCommand::Send, ProviderClock::current()),
+            RefundEnvelope(refund_id, RefundCommand::Send, RequestClock::current()),
         )
         .await
     }
