@@ -13,8 +13,10 @@
 //! session's CSRF token in `X-CSRF-Token` on every request (the console's
 //! page carries it in a `<meta>`; a page of another site can send the
 //! cookie but cannot know the token). Sign-in is limited per
-//! client address and per name in each process, and an unknown name and a
-//! wrong password get the same answer.
+//! client address and per name in each process, an unknown name and a
+//! wrong password get the same answer, and a sign-in form posted from
+//! another site's page is refused (no one is signed in to an account they
+//! did not choose).
 //!
 //! Every response here carries a strict Content-Security-Policy (no inline
 //! script or style: the pages build what they show with DOM calls and
@@ -41,9 +43,14 @@ use crate::operators::Operators;
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
     form-action 'self'";
-/// Sign-in attempts per minute, per client address and per name.
+/// Sign-in attempts per minute: per client address, per name from one
+/// address, and per name from every address together. The per-name limit
+/// counts per address first, so that someone failing on purpose from
+/// their own address cannot keep an operator out; only a guesser spread
+/// over many addresses meets the name's overall limit.
 const ATTEMPTS_PER_IP: u32 = 20;
 const ATTEMPTS_PER_NAME: u32 = 5;
+const ATTEMPTS_PER_NAME_EVERYWHERE: u32 = 60;
 /// Keys the sign-in limiters remember before they forget the idle ones.
 const MAX_TRACKED: usize = 10_000;
 /// Password checks (argon2id, memory- and CPU-hard) running at once, at
@@ -64,6 +71,7 @@ const CONSOLE_CSS: &str = include_str!("../../assets/console/console.css");
 #[derive(Clone)]
 struct SignInLimits {
     by_ip: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    by_name_and_ip: Arc<DefaultKeyedRateLimiter<(String, std::net::IpAddr)>>,
     by_name: Arc<DefaultKeyedRateLimiter<String>>,
     checks: Arc<tokio::sync::Semaphore>,
 }
@@ -73,7 +81,10 @@ impl SignInLimits {
         let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).expect("a positive quota"));
         SignInLimits {
             by_ip: Arc::new(governor::RateLimiter::keyed(per_minute(ATTEMPTS_PER_IP))),
-            by_name: Arc::new(governor::RateLimiter::keyed(per_minute(ATTEMPTS_PER_NAME))),
+            by_name_and_ip: Arc::new(governor::RateLimiter::keyed(per_minute(ATTEMPTS_PER_NAME))),
+            by_name: Arc::new(governor::RateLimiter::keyed(per_minute(
+                ATTEMPTS_PER_NAME_EVERYWHERE,
+            ))),
             checks: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CHECKS)),
         }
     }
@@ -85,14 +96,19 @@ impl SignInLimits {
         if self.by_ip.len() > MAX_TRACKED {
             self.by_ip.retain_recent();
         }
+        if self.by_name_and_ip.len() > MAX_TRACKED {
+            self.by_name_and_ip.retain_recent();
+        }
         if self.by_name.len() > MAX_TRACKED {
             self.by_name.retain_recent();
         }
-        // Both are charged: a guesser spreading names over one address, or
+        // Each is charged: a guesser spreading names over one address, or
         // addresses over one name, runs out either way.
+        let name = name.to_lowercase();
         let ip_ok = self.by_ip.check_key(&ip).is_ok();
-        let name_ok = self.by_name.check_key(&name.to_lowercase()).is_ok();
-        ip_ok && name_ok
+        let here_ok = self.by_name_and_ip.check_key(&(name.clone(), ip)).is_ok();
+        let name_ok = self.by_name.check_key(&name).is_ok();
+        ip_ok && here_ok && name_ok
     }
 }
 
@@ -183,6 +199,13 @@ async fn sign_in(
     limits: Data<&SignInLimits>,
 ) -> Response {
     let ip = client_ip(req, &keeper.trusted_proxies);
+    if !from_own_page(req) {
+        tracing::warn!(%ip, "console sign-in posted from another site's page");
+        return sign_in_failed(
+            StatusCode::FORBIDDEN,
+            "Sign in from the console's own page.",
+        );
+    }
     if !limits.allow(ip, &credentials.name) {
         tracing::warn!(%ip, "console sign-in attempts over the limit");
         let mut response = sign_in_failed(
@@ -270,6 +293,24 @@ async fn sign_out(req: &Request, operators: Data<&Operators>) -> Response {
             format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
         )
         .finish()
+}
+
+/// Whether a sign-in form was posted from the console's own page, not
+/// from another site's (which could sign a visitor in as someone else):
+/// the browser's `Sec-Fetch-Site`, or, from a browser that does not send
+/// it, an `Origin` naming this host. A request with neither (a script,
+/// `curl`) is let through: it has no visitor to trick.
+fn from_own_page(req: &Request) -> bool {
+    if let Some(site) = req.header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = req.header(header::ORIGIN) else {
+        return true;
+    };
+    let host = req.header(header::HOST).unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host))
 }
 
 /// Whether the request reached payorch over TLS: only a trusted proxy's

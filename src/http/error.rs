@@ -86,7 +86,7 @@ pub enum ApiError {
     /// Operator routes: an API key is never accepted there.
     #[error("a valid operator token is required: send `Authorization: Bearer pot_…`")]
     OperatorUnauthorized,
-    /// A console session's request that changes something, without the
+    /// A console session's request (any: reads too) without the
     /// session's CSRF token in `X-CSRF-Token`.
     #[error("this request needs the console session's CSRF token in `X-CSRF-Token`")]
     CsrfTokenInvalid,

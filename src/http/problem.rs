@@ -156,7 +156,7 @@ const OPERATOR_ERROR_STATUSES: &[(u16, &str)] = &[
     ),
     (
         403,
-        "A console session's request that changes something without the session's CSRF token in `X-CSRF-Token` (`csrf_token_invalid`).",
+        "A console session's request (reads too) without the session's CSRF token in `X-CSRF-Token` (`csrf_token_invalid`).",
     ),
     (404, "No such review (`review_not_found`)."),
     (

@@ -1,5 +1,6 @@
 //! API clients, as operators manage them: create, revoke, rotate a key.
-//! Each change and its audit row commit together.
+//! A revocation or a rotation commits with its audit row; a new client's
+//! row is written right after the client.
 
 use sea_orm::{DbErr, TransactionTrait};
 use uuid::Uuid;

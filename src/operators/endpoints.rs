@@ -18,6 +18,9 @@ use crate::{
 pub const MAX_ENDPOINTS: u64 = 500;
 /// Each endpoint's latest attempts shown.
 pub const LAST_ATTEMPTS: u64 = 5;
+/// Endpoints whose health is read at once (a few of the pool's
+/// connections, not all).
+const READ_AT_ONCE: usize = 4;
 
 /// An endpoint with its latest attempts (newest first) and failure streak.
 pub struct EndpointHealth {
@@ -41,18 +44,21 @@ pub enum EndpointError {
 impl Operators {
     /// Every endpoint (or `client_id`'s), with how it is doing.
     pub async fn endpoints(&self, client_id: Option<Uuid>) -> Result<Vec<EndpointHealth>, DbErr> {
+        use futures_util::{StreamExt, TryStreamExt};
         let listed = endpoints::list(&self.db, client_id, MAX_ENDPOINTS).await?;
-        let mut health = Vec::with_capacity(listed.len());
-        for endpoint in listed {
-            let (last_attempts, failure_streak) =
-                events::endpoint_health(&self.db, endpoint.id, LAST_ATTEMPTS).await?;
-            health.push(EndpointHealth {
-                endpoint,
-                last_attempts,
-                failure_streak,
-            });
-        }
-        Ok(health)
+        futures_util::stream::iter(listed)
+            .map(|endpoint| async move {
+                let (last_attempts, failure_streak) =
+                    events::endpoint_health(&self.db, endpoint.id, LAST_ATTEMPTS).await?;
+                Ok::<_, DbErr>(EndpointHealth {
+                    endpoint,
+                    last_attempts,
+                    failure_streak,
+                })
+            })
+            .buffered(READ_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     /// Turns the endpoint off: nothing more is delivered to it until its

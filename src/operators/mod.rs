@@ -319,7 +319,7 @@ pub const SESSION_TTL: chrono::Duration = chrono::Duration::hours(12);
 
 /// The CSRF token of the console session `session`: derived from it (a
 /// page of another site can read neither), sent back by the console in
-/// `X-CSRF-Token` on every request that changes something.
+/// `X-CSRF-Token` on every request.
 pub fn csrf_token(session: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(format!("payorch-csrf:{session}").as_bytes()))

@@ -57,6 +57,8 @@ pub struct Bucket {
     pub calls: u64,
     pub errors: u64,
     latencies: [u64; LATENCY_BOUNDS_MS.len() + 1],
+    /// The longest call, for quantiles past the last bound.
+    longest_ms: u64,
 }
 
 /// One connector's calls over the last [`BUCKETS`] buckets.
@@ -76,7 +78,8 @@ impl Recent {
     }
 
     /// The latency below which `quantile` of the calls ended, as the upper
-    /// bound of its histogram bucket; `None` without calls.
+    /// bound of its histogram bucket (past the last bound: the longest
+    /// call); `None` without calls.
     pub fn latency_ms(&self, quantile: f64) -> Option<u64> {
         let mut merged = [0u64; LATENCY_BOUNDS_MS.len() + 1];
         for bucket in &self.buckets {
@@ -93,7 +96,9 @@ impl Recent {
         for (i, count) in merged.iter().enumerate() {
             seen += count;
             if seen >= rank {
-                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(u64::MAX));
+                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or_else(|| {
+                    self.buckets.iter().map(|b| b.longest_ms).max().unwrap_or(0)
+                }));
             }
         }
         None
@@ -163,6 +168,7 @@ impl CallLog {
         bucket.calls += 1;
         bucket.errors += u64::from(call.outcome.is_err());
         bucket.latencies[slot] += 1;
+        bucket.longest_ms = bucket.longest_ms.max(millis);
     }
 
     /// `connector`'s calls over the last [`BUCKETS`] buckets up to `now`.
@@ -266,6 +272,8 @@ mod tests {
         assert_eq!(recent.latency_ms(0.5), Some(10));
         assert_eq!(recent.latency_ms(0.99), Some(10));
         assert_eq!(recent.latency_ms(1.0), Some(1_000));
+        log.add(call(now, 45_000, false));
+        assert_eq!(log.recent("paystack", now).latency_ms(1.0), Some(45_000));
         assert_eq!(log.recent("flutterwave", now).calls(), 0);
         assert_eq!(log.recent("flutterwave", now).latency_ms(0.5), None);
     }

@@ -191,6 +191,86 @@ async fn an_unknown_name_and_a_wrong_password_get_the_same_answer_and_sign_in_is
 }
 
 #[tokio::test]
+async fn failing_on_purpose_from_one_address_does_not_keep_an_operator_out() {
+    let app = app_with(&[("PAYORCH_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let password = operator(&app, "alice").await;
+    let from = |ip: &str, password: &str| {
+        browser()
+            .post(app.url("/console/sign-in"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", ip)
+            .body(form("alice", password))
+            .send()
+    };
+    for _ in 0..5 {
+        let wrong = from("203.0.113.7", "guess").await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = from("203.0.113.7", "guess").await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let alice = from("198.51.100.9", &password).await.unwrap();
+    assert_eq!(
+        alice.status(),
+        StatusCode::SEE_OTHER,
+        "alice signs in from her own address"
+    );
+
+    // Spread over many addresses, the name's overall limit (60 a minute)
+    // stops the guessing, wherever it comes from.
+    let mut refused = false;
+    for n in 0..16 {
+        for _ in 0..5 {
+            let status = from(&format!("192.0.2.{n}"), "guess")
+                .await
+                .unwrap()
+                .status();
+            refused |= status == StatusCode::TOO_MANY_REQUESTS;
+        }
+    }
+    assert!(refused, "80 guesses a minute at one name are not all tried");
+    let limited = from("198.51.100.10", &password).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_sign_in_posted_from_another_sites_page_is_refused() {
+    let app = app_with(&[]).await;
+    let password = operator(&app, "alice").await;
+    let post = |headers: &[(&str, String)]| {
+        let mut request = browser()
+            .post(app.url("/console/sign-in"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form("alice", &password));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send()
+    };
+    let own = format!("http://{}", app.addr);
+    for refused in [
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+        vec![("sec-fetch-site", "same-site".to_owned())],
+        vec![("origin", "https://evil.example".to_owned())],
+    ] {
+        let response = post(&refused).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{refused:?}");
+        assert!(response.headers().get(header::SET_COOKIE).is_none());
+    }
+    for admitted in [
+        vec![
+            ("sec-fetch-site", "same-origin".to_owned()),
+            ("origin", own.clone()),
+        ],
+        vec![("origin", own.clone())],
+        vec![],
+    ] {
+        let response = post(&admitted).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{admitted:?}");
+        assert!(response.headers().get(header::SET_COOKIE).is_some());
+    }
+}
+
+#[tokio::test]
 async fn with_the_session_cookie_every_request_needs_the_csrf_token() {
     let app = app_with(&[]).await;
     let password = operator(&app, "alice").await;

@@ -66,9 +66,12 @@ pub struct AuditEntryView {
     /// Who: `operator:NAME` (this API) or `cli:USER` (the command line).
     pub operator: String,
     /// What: `review.<action>`, `operator.create`, `operator.disable`,
-    /// `operator.token`, `console.sign_in`, `dead_letters.replay`.
+    /// `operator.token`, `console.sign_in`, `dead_letters.replay`,
+    /// `api_client.create`, `api_client.revoke`, `api_client.rotate`,
+    /// `endpoint.disable`, `event.redeliver`.
     pub action: String,
-    /// On what: `review:<id>`, `operator:<name>`, `queue:<name>[/<id>]`.
+    /// On what: `review:<id>`, `operator:<name>`, `queue:<name>[/<id>]`,
+    /// `client:<id>`, `endpoint:<id>`, `event:<id>`.
     pub target: String,
     #[oai(nullable)]
     pub note: Option<String>,
@@ -94,7 +97,7 @@ pub struct SessionView {
     /// The operator's name.
     pub operator: String,
     /// With a console session: the token to send in `X-CSRF-Token` on
-    /// every request that changes something. With a bearer token: null.
+    /// every request. With a bearer token: null.
     #[oai(nullable)]
     pub csrf_token: Option<String>,
 }
