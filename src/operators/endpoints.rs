@@ -18,9 +18,6 @@ use crate::{
 pub const MAX_ENDPOINTS: u64 = 500;
 /// Each endpoint's latest attempts shown.
 pub const LAST_ATTEMPTS: u64 = 5;
-/// Endpoints whose health is read at once (a few of the pool's
-/// connections, not all).
-const READ_AT_ONCE: usize = 4;
 
 /// An endpoint with its latest attempts (newest first) and failure streak.
 pub struct EndpointHealth {
@@ -44,21 +41,35 @@ pub enum EndpointError {
 impl Operators {
     /// Every endpoint (or `client_id`'s), with how it is doing.
     pub async fn endpoints(&self, client_id: Option<Uuid>) -> Result<Vec<EndpointHealth>, DbErr> {
-        use futures_util::{StreamExt, TryStreamExt};
         let listed = endpoints::list(&self.db, client_id, MAX_ENDPOINTS).await?;
-        futures_util::stream::iter(listed)
-            .map(|endpoint| async move {
-                let (last_attempts, failure_streak) =
-                    events::endpoint_health(&self.db, endpoint.id, LAST_ATTEMPTS).await?;
-                Ok::<_, DbErr>(EndpointHealth {
-                    endpoint,
-                    last_attempts,
-                    failure_streak,
-                })
-            })
-            .buffered(READ_AT_ONCE)
-            .try_collect()
-            .await
+        let ids: Vec<Uuid> = listed.iter().map(|e| e.id).collect();
+        let mut latest = events::latest_attempts(&self.db, &ids, LAST_ATTEMPTS).await?;
+        let mut health = Vec::with_capacity(listed.len());
+        for endpoint in listed {
+            let last_attempts = latest.remove(&endpoint.id).unwrap_or_default();
+            health.push(self.health(endpoint, last_attempts).await?);
+        }
+        Ok(health)
+    }
+
+    /// `endpoint` with its latest attempts and, when the latest failed, its
+    /// failure streak (a streak needs reading only then).
+    async fn health(
+        &self,
+        endpoint: Endpoint,
+        last_attempts: Vec<Attempt>,
+    ) -> Result<EndpointHealth, DbErr> {
+        let failure_streak = match last_attempts.first() {
+            Some(latest) if latest.status != "delivered" => {
+                events::failure_streak(&self.db, endpoint.id).await?
+            }
+            _ => 0,
+        };
+        Ok(EndpointHealth {
+            endpoint,
+            last_attempts,
+            failure_streak,
+        })
     }
 
     /// Turns the endpoint off: nothing more is delivered to it until its
@@ -89,13 +100,11 @@ impl Operators {
         let endpoint = endpoints::find(&self.db, id)
             .await?
             .ok_or(EndpointError::EndpointNotFound(id))?;
-        let (last_attempts, failure_streak) =
-            events::endpoint_health(&self.db, id, LAST_ATTEMPTS).await?;
-        Ok(EndpointHealth {
-            endpoint,
-            last_attempts,
-            failure_streak,
-        })
+        let last_attempts = events::latest_attempts(&self.db, &[id], LAST_ATTEMPTS)
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        Ok(self.health(endpoint, last_attempts).await?)
     }
 
     /// Queues the event `id` again for its merchant's endpoints that want

@@ -196,23 +196,56 @@ pub async fn attempts_of(
         .await
 }
 
-/// An endpoint's latest attempts (newest first, at most `limit`) and its
-/// failure streak: how many attempts failed since the last delivered one,
-/// counted up to [`MAX_STREAK`].
-pub async fn endpoint_health(
+/// The latest attempts of each of `endpoint_ids` (newest first, at most
+/// `limit` each), in one statement per 50 endpoints: a `UNION ALL` of each
+/// endpoint's own index scan.
+pub async fn latest_attempts(
     db: &impl ConnectionTrait,
-    endpoint_id: Uuid,
+    endpoint_ids: &[Uuid],
     limit: u64,
-) -> Result<(Vec<Attempt>, u64), DbErr> {
-    let latest = event_attempt::Entity::find()
-        .filter(event_attempt::Column::EndpointId.eq(endpoint_id))
-        .order_by_desc(event_attempt::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?;
-    if latest.first().is_none_or(|a| a.status == "delivered") {
-        return Ok((latest, 0));
+) -> Result<std::collections::HashMap<Uuid, Vec<Attempt>>, DbErr> {
+    use sea_orm::{
+        QueryTrait,
+        sea_query::{Alias, Asterisk, Query, UnionType},
+    };
+    let mut latest: std::collections::HashMap<Uuid, Vec<Attempt>> =
+        std::collections::HashMap::new();
+    for chunk in endpoint_ids.chunks(50) {
+        let mut parts = chunk.iter().enumerate().map(|(i, id)| {
+            let own = event_attempt::Entity::find()
+                .filter(event_attempt::Column::EndpointId.eq(*id))
+                .order_by_desc(event_attempt::Column::Id)
+                .limit(limit)
+                .into_query();
+            Query::select()
+                .column(Asterisk)
+                .from_subquery(own, Alias::new(format!("latest_{i}")))
+                .to_owned()
+        });
+        let Some(mut union) = parts.next() else {
+            continue;
+        };
+        for part in parts {
+            union.union(UnionType::All, part);
+        }
+        let statement = db.get_database_backend().build(&union);
+        for attempt in event_attempt::Entity::find()
+            .from_raw_sql(statement)
+            .all(db)
+            .await?
+        {
+            latest.entry(attempt.endpoint_id).or_default().push(attempt);
+        }
     }
+    for attempts in latest.values_mut() {
+        attempts.sort_by(|a, b| b.id.cmp(&a.id));
+    }
+    Ok(latest)
+}
+
+/// How many attempts to an endpoint failed since the last delivered one,
+/// counted up to [`MAX_STREAK`].
+pub async fn failure_streak(db: &impl ConnectionTrait, endpoint_id: Uuid) -> Result<u64, DbErr> {
     let last_delivered: Option<i64> = event_attempt::Entity::find()
         .select_only()
         .column(event_attempt::Column::Id)
@@ -232,7 +265,7 @@ pub async fn endpoint_health(
         .into_tuple()
         .all(db)
         .await?;
-    Ok((latest, failed.len() as u64))
+    Ok(failed.len() as u64)
 }
 
 /// The longest failure streak counted exactly.
