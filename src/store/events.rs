@@ -238,7 +238,7 @@ pub async fn latest_attempts(
         }
     }
     for attempts in latest.values_mut() {
-        attempts.sort_by(|a, b| b.id.cmp(&a.id));
+        attempts.sort_by_key(|a| std::cmp::Reverse(a.id));
     }
     Ok(latest)
 }
