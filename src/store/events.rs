@@ -198,7 +198,9 @@ pub async fn attempts_of(
 
 /// The latest attempts of each of `endpoint_ids` (newest first, at most
 /// `limit` each), in one statement per 50 endpoints: a `UNION ALL` of each
-/// endpoint's own index scan.
+/// endpoint's own index scan. The ids and the limit are written into the
+/// statement, not bound: with parameters PostgreSQL soon plans it once for
+/// any endpoint and any limit, and that plan reads every attempt of each.
 pub async fn latest_attempts(
     db: &impl ConnectionTrait,
     endpoint_ids: &[Uuid],
@@ -228,7 +230,12 @@ pub async fn latest_attempts(
         for part in parts {
             union.union(UnionType::All, part);
         }
-        let statement = db.get_database_backend().build(&union);
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Sqlite => union.to_string(sea_orm::sea_query::SqliteQueryBuilder),
+            _ => union.to_string(sea_orm::sea_query::PostgresQueryBuilder),
+        };
+        let statement = sea_orm::Statement::from_string(backend, sql);
         for attempt in event_attempt::Entity::find()
             .from_raw_sql(statement)
             .all(db)
