@@ -224,6 +224,10 @@ async fn main() {
         ),
         ("PAYORCH_HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")),
         ("PAYORCH_QUEUE_PREFIX".to_string(), name("bench")),
+        // With RabbitMQ, `serve` is the API alone, as deployed beside
+        // workers: without it, it would also sweep the 100,000 seeded
+        // pending payments and deliver their events while being measured.
+        ("AMQP_URL".to_string(), AMQP.to_string()),
     ]);
     Payorch::run(&["migrate"], &env);
     let pg = Database::connect(&db.url).await.unwrap();

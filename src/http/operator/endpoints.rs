@@ -58,7 +58,7 @@ pub struct EndpointHealthView {
     pub url: String,
     pub description: Option<String>,
     pub enabled: bool,
-    /// Attempts failed since the last delivered one (counted up to 1000).
+    /// Attempts failed since the last delivered one (counted up to 100).
     pub failure_streak: u64,
     /// Newest first, at most 5.
     pub last_attempts: Vec<EndpointAttemptView>,
