@@ -1,7 +1,12 @@
 //! `make bench-api`: the payment API at 100 concurrent connections on
 //! PostgreSQL, with `GET /healthz` as the HTTP floor in the same run; the
 //! rate limiter on (Redis) and off for the same route; Redis commands per
-//! limited request from `INFO commandstats`.
+//! limited request from `INFO commandstats`. The sandbox runs as its own
+//! process (`payorch sandbox`), and each scenario's CPU per request is
+//! reported for payorch, the sandbox and PostgreSQL apart. Then pgbench
+//! runs, on the same database, the SQL a `GET` and an initialize must do
+//! (from payorch's pool size of connections): each endpoint's rate as a
+//! share of its script's says how much of the cost is PostgreSQL's.
 
 mod common;
 
@@ -21,12 +26,21 @@ fn seconds() -> Duration {
     )
 }
 
-async fn start(db: &BenchDb, limits: &str, redis: bool) -> (Payorch, String, Vec<String>) {
-    start_with(db, limits, redis, &[]).await
+/// payorch's database pool (its default): pgbench gets as many connections.
+const POOL: usize = 20;
+
+async fn start(
+    db: &BenchDb,
+    sandbox: &SandboxProcess,
+    limits: &str,
+    redis: bool,
+) -> (Payorch, String, Vec<String>) {
+    start_with(db, sandbox, limits, redis, &[]).await
 }
 
 async fn start_with(
     db: &BenchDb,
+    sandbox: &SandboxProcess,
     limits: &str,
     redis: bool,
     extra: &[(&str, &str)],
@@ -51,6 +65,7 @@ async fn start_with(
         ("PAYORCH_REDIS_PREFIX".to_string(), name("bench")),
         ("PAYORCH_QUEUE_PREFIX".to_string(), name("bench")),
     ]);
+    sandbox.connect(&mut env);
     if redis {
         env.insert("REDIS_URL".into(), REDIS.into());
     }
@@ -123,10 +138,11 @@ async fn initialize_keyed_load(
 /// Initialize through two connectors, Paystack first: healthy; then Paystack
 /// failing (every call a 500) with its breaker open, so each payment goes
 /// to Flutterwave; and Flutterwave pinned, for the dialect's own cost.
-async fn failover(db: &BenchDb) -> [Report; 3] {
+async fn failover(db: &BenchDb, sandbox: &SandboxProcess) -> [Report; 3] {
     let connections = 10;
     let (server, base, keys) = start_with(
         db,
+        sandbox,
         "",
         false,
         &[
@@ -157,7 +173,7 @@ async fn failover(db: &BenchDb) -> [Report; 3] {
     .await;
     let http = client();
     let faulted = http
-        .post(format!("{base}/sandbox/_control/faults"))
+        .post(format!("{}/_control/faults", sandbox.base))
         .bearer_auth(payorch::config::SANDBOX_SECRET_KEY)
         .json(&json!({"provider": "paystack", "operation": "initialize", "mode": "error", "count": 1_000_000_000u32}))
         .send()
@@ -187,6 +203,85 @@ async fn failover(db: &BenchDb) -> [Report; 3] {
     [healthy, pinned, open]
 }
 
+/// What one scenario cost in CPU per successful request: payorch, the
+/// sandbox, PostgreSQL (every backend, also those started meanwhile).
+struct Cpu {
+    payorch: f64,
+    sandbox: f64,
+    postgres: f64,
+}
+
+/// Runs `scenario` and measures the CPU each side spent on it.
+async fn with_cpu(
+    payorch: u32,
+    sandbox: u32,
+    scenario: impl std::future::Future<Output = Report>,
+) -> (Report, Cpu) {
+    let (payorch_before, sandbox_before) = (cpu_time(payorch), cpu_time(sandbox));
+    let postgres_before = cpu_by_pid("postgres");
+    let report = scenario.await;
+    let per_request =
+        |spent: Duration| spent.as_micros() as f64 / report.latencies_us.len().max(1) as f64;
+    let cpu = Cpu {
+        payorch: per_request(cpu_time(payorch).saturating_sub(payorch_before)),
+        sandbox: per_request(cpu_time(sandbox).saturating_sub(sandbox_before)),
+        postgres: per_request(cpu_since("postgres", &postgres_before)),
+    };
+    (report, cpu)
+}
+
+/// pgbench: a `GET`'s reads (the payment by its client and reference, its
+/// transitions, its open review), for the 500 payments `get-0…get-499` of
+/// client `:cid`.
+const GET_SCRIPT: &str = r"\set i random(0, 499)
+\set one 1
+SELECT id, client_id, reference, client_reference, provider, amount, currency, email, status,
+       failure_reason, authorization_url, access_code, metadata, version, created_at, updated_at,
+       paid_at, refunded_amount, checked_at, earlier_connectors
+  FROM payments
+ WHERE client_id = :cid AND client_reference = 'get-' || :i::text
+ LIMIT :one \gset p_
+SELECT id, payment_id, from_status, to_status, cause, event_id, created_at
+  FROM payment_transitions WHERE payment_id = :p_id ORDER BY id ASC;
+SELECT id, kind, payment_id, refund_id, status, opened_at, detail, resolved_at, resolved_by,
+       resolution, note, connector, reference
+  FROM reviews
+ WHERE payment_id = :p_id AND refund_id IS NULL AND status = 'open'
+ ORDER BY opened_at ASC LIMIT :one;
+";
+
+/// pgbench: the writes an initialize must make, in its two transactions
+/// (the payment and its first audit row; then the checkout: the versioned
+/// update, its audit row and the merchant event in the outbox), without
+/// the provider call between them. (`\x3a` is a colon: pgbench would read
+/// `:name` in a string as a variable.)
+const INITIALIZE_SCRIPT: &str = r"\set r random(1, 4611686018427387903)
+BEGIN;
+INSERT INTO payments (id, client_id, reference, client_reference, provider, amount, currency, email,
+       status, failure_reason, authorization_url, access_code, metadata, version,
+       created_at, updated_at, paid_at, refunded_amount, checked_at, earlier_connectors)
+VALUES (md5(:r::text)::uuid, :cid, 'po-' || md5(:r::text), 'po-' || md5(:r::text), 'paystack',
+       10000, 'NGN', 'bench@example.com', 'created', NULL, NULL, NULL, NULL, 0,
+       now(), now(), NULL, 0, NULL, NULL)
+ON CONFLICT (reference) DO NOTHING;
+INSERT INTO payment_transitions (payment_id, from_status, to_status, cause, event_id, created_at)
+VALUES (md5(:r::text)::uuid, 'new', 'created', E'initialize\x3acreated', NULL, now());
+COMMIT;
+BEGIN;
+UPDATE payments
+   SET status = 'pending', failure_reason = NULL,
+       authorization_url = 'http://localhost/sandbox/checkout/ac_' || md5(:r::text || 'a'),
+       access_code = 'ac_' || md5(:r::text || 'a'),
+       version = 1, updated_at = now(), paid_at = NULL
+ WHERE id = md5(:r::text)::uuid AND version = 0;
+INSERT INTO payment_transitions (payment_id, from_status, to_status, cause, event_id, created_at)
+VALUES (md5(:r::text)::uuid, 'created', 'pending', E'initialize\x3aprovider_accepted', NULL, now());
+INSERT INTO events (id, client_id, type, payment_id, refund_id, body, created_at, published_at)
+VALUES ('evt_' || md5(:r::text || 'e'), :cid, 'payment.pending', md5(:r::text)::uuid, NULL,
+        repeat('x', 700), now(), NULL);
+COMMIT;
+";
+
 #[tokio::main]
 async fn main() {
     payorch::install_crypto_provider();
@@ -200,43 +295,58 @@ async fn main() {
     let generous = "initialize=100000000/60,verify=100000000/60,unauthenticated=100000000/60";
 
     let db = BenchDb::create().await;
-    let (server, base, keys) = start(&db, generous, true).await;
+    // Its webhooks are not needed here; no API listens at that address.
+    let sandbox = SandboxProcess::start("http://127.0.0.1:9").await;
+    let (server, base, keys) = start(&db, &sandbox, generous, true).await;
     let http = client();
+    let pids = (server.pid(), sandbox.pid());
 
     let floor = {
         let http = http.clone();
         let base = base.clone();
-        load(
-            "GET /healthz (floor)",
-            CONCURRENCY,
-            seconds(),
-            None,
-            move |_| {
-                let request = http.get(format!("{base}/healthz"));
-                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
-            },
+        with_cpu(
+            pids.0,
+            pids.1,
+            load(
+                "GET /healthz (floor)",
+                CONCURRENCY,
+                seconds(),
+                None,
+                move |_| {
+                    let request = http.get(format!("{base}/healthz"));
+                    async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+                },
+            ),
         )
         .await
     };
 
     let evalsha_before = redis_calls("evalsha") + redis_calls("eval");
-    let limited = initialize_load(
-        "POST initialize, limiter on (Redis)",
-        &base,
-        &keys,
-        CONCURRENCY,
+    let limited = with_cpu(
+        pids.0,
+        pids.1,
+        initialize_load(
+            "POST initialize, limiter on (Redis)",
+            &base,
+            &keys,
+            CONCURRENCY,
+        ),
     )
     .await;
     let evalsha = redis_calls("evalsha") + redis_calls("eval") - evalsha_before;
-    let per_request = evalsha as f64 / (limited.latencies_us.len() + limited.failures) as f64;
+    let per_request = evalsha as f64 / (limited.0.latencies_us.len() + limited.0.failures) as f64;
 
-    // Payments to verify and read: pending ones, as a client would poll them.
+    // Payments to verify and read: pending ones, as a client would poll
+    // them; one client's, under references pgbench's script knows.
     let mut references = Vec::new();
     for i in 0..500 {
         let response: serde_json::Value = http
             .post(format!("{base}/v1/payments/initialize"))
-            .bearer_auth(&keys[i % keys.len()])
-            .json(&json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com"}))
+            .bearer_auth(&keys[0])
+            .json(
+                &json!({"amount": 10_000, "currency": "NGN", "email": "bench@example.com",
+                          "reference": format!("get-{i}")}),
+            )
             .send()
             .await
             .unwrap()
@@ -247,81 +357,144 @@ async fn main() {
             .as_str()
             .unwrap_or_else(|| panic!("initialize answered {response}"))
             .to_owned();
-        references.push((i % keys.len(), reference));
+        references.push(reference);
     }
     let references = Arc::new(references);
     let verify = {
-        let (http, base, keys, references) =
-            (http.clone(), base.clone(), keys.clone(), references.clone());
-        load(
-            "POST verify (pending, asks the sandbox)",
-            CONCURRENCY,
-            seconds(),
-            None,
-            move |i| {
-                let (k, reference) = &references[i % references.len()];
-                let request = http
-                    .post(format!("{base}/v1/payments/{reference}/verify"))
-                    .bearer_auth(&keys[*k]);
-                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
-            },
+        let (http, base, key, references) = (
+            http.clone(),
+            base.clone(),
+            keys[0].clone(),
+            references.clone(),
+        );
+        with_cpu(
+            pids.0,
+            pids.1,
+            load(
+                "POST verify (pending, asks the sandbox)",
+                CONCURRENCY,
+                seconds(),
+                None,
+                move |i| {
+                    let reference = &references[i % references.len()];
+                    let request = http
+                        .post(format!("{base}/v1/payments/{reference}/verify"))
+                        .bearer_auth(&key);
+                    async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+                },
+            ),
         )
         .await
     };
     let get = {
-        let (http, base, keys, references) =
-            (http.clone(), base.clone(), keys.clone(), references.clone());
-        load(
-            "GET payment (with transitions)",
-            CONCURRENCY,
-            seconds(),
-            None,
-            move |i| {
-                let (k, reference) = &references[i % references.len()];
-                let request = http
-                    .get(format!("{base}/v1/payments/{reference}"))
-                    .bearer_auth(&keys[*k]);
-                async move { request.send().await.is_ok_and(|r| r.status() == 200) }
-            },
+        let (http, base, key, references) = (
+            http.clone(),
+            base.clone(),
+            keys[0].clone(),
+            references.clone(),
+        );
+        with_cpu(
+            pids.0,
+            pids.1,
+            load(
+                "GET payment (with transitions)",
+                CONCURRENCY,
+                seconds(),
+                None,
+                move |i| {
+                    let reference = &references[i % references.len()];
+                    let request = http
+                        .get(format!("{base}/v1/payments/{reference}"))
+                        .bearer_auth(&key);
+                    async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+                },
+            ),
         )
         .await
     };
-    let light_on = initialize_load(
-        "POST initialize, limiter on, 10 connections",
-        &base,
-        &keys,
-        10,
+    let light_on = with_cpu(
+        pids.0,
+        pids.1,
+        initialize_load(
+            "POST initialize, limiter on, 10 connections",
+            &base,
+            &keys,
+            10,
+        ),
     )
     .await;
     let rss = rss_mib(server.pid());
     server.terminate();
 
     // The same route with no limiter at all, same database, same machine.
-    let (server, base, keys) = start(&db, "", false).await;
-    let unlimited =
-        initialize_load("POST initialize, limiter off", &base, &keys, CONCURRENCY).await;
-    let light_off = initialize_load(
-        "POST initialize, limiter off, 10 connections",
-        &base,
-        &keys,
-        10,
+    let (server, base, keys) = start(&db, &sandbox, "", false).await;
+    let pids = (server.pid(), sandbox.pid());
+    let unlimited = with_cpu(
+        pids.0,
+        pids.1,
+        initialize_load("POST initialize, limiter off", &base, &keys, CONCURRENCY),
     )
     .await;
-    let keyed = initialize_keyed_load(
-        "POST initialize with Idempotency-Key, limiter off",
-        &base,
-        &keys,
-        CONCURRENCY,
+    let light_off = with_cpu(
+        pids.0,
+        pids.1,
+        initialize_load(
+            "POST initialize, limiter off, 10 connections",
+            &base,
+            &keys,
+            10,
+        ),
     )
     .await;
-    let keyed_light = initialize_keyed_load(
-        "POST initialize with Idempotency-Key, limiter off, 10 connections",
-        &base,
-        &keys,
-        10,
+    let keyed = with_cpu(
+        pids.0,
+        pids.1,
+        initialize_keyed_load(
+            "POST initialize with Idempotency-Key, limiter off",
+            &base,
+            &keys,
+            CONCURRENCY,
+        ),
+    )
+    .await;
+    let keyed_light = with_cpu(
+        pids.0,
+        pids.1,
+        initialize_keyed_load(
+            "POST initialize with Idempotency-Key, limiter off, 10 connections",
+            &base,
+            &keys,
+            10,
+        ),
     )
     .await;
     server.terminate();
+
+    // PostgreSQL alone doing what those requests need of it, from as many
+    // connections as payorch's pool, on the same database.
+    let client_id = {
+        use sea_orm::{ConnectionTrait, Database, Statement};
+        let pg = Database::connect(&db.url).await.unwrap();
+        let row = pg
+            .query_one_raw(Statement::from_string(
+                pg.get_database_backend(),
+                "SELECT id::text AS id FROM api_clients WHERE name = 'bench-0' \
+                 ORDER BY created_at LIMIT 1",
+            ))
+            .await
+            .unwrap()
+            .expect("the bench's first client");
+        row.try_get::<String>("", "id").unwrap()
+    };
+    let secs = seconds().as_secs();
+    let get_tps = pgbench_tps(&db.name, GET_SCRIPT, POOL, secs, &[("cid", &client_id)]);
+    let initialize_tps = pgbench_tps(
+        &db.name,
+        INITIALIZE_SCRIPT,
+        POOL,
+        secs,
+        &[("cid", &client_id)],
+    );
 
     // The limiter's own round trip, from this process: what it adds to a
     // request when the machine is not saturated by everything else.
@@ -348,10 +521,10 @@ async fn main() {
     };
     let check_one = check("limiter check alone (EVALSHA), 1 caller", 1).await;
     let check_many = check("limiter check alone (EVALSHA), 100 callers", CONCURRENCY).await;
-    let [healthy, pinned, open] = failover(&db).await;
+    let [healthy, pinned, open] = failover(&db, &sandbox).await;
 
     println!("{HEADER}");
-    for report in [
+    let measured = [
         &floor,
         &limited,
         &unlimited,
@@ -361,14 +534,29 @@ async fn main() {
         &keyed_light,
         &verify,
         &get,
-        &check_one,
-        &check_many,
-        &healthy,
-        &pinned,
-        &open,
-    ] {
-        println!("{}", report.row(Some(&floor)));
+    ];
+    for (report, _) in measured {
+        println!("{}", report.row(Some(&floor.0)));
     }
+    for report in [&check_one, &check_many, &healthy, &pinned, &open] {
+        println!("{}", report.row(Some(&floor.0)));
+    }
+    println!("\n| scenario | payorch CPU µs/request | sandbox | PostgreSQL |\n|---|---|---|---|");
+    for (report, cpu) in measured {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} |",
+            report.name, cpu.payorch, cpu.sandbox, cpu.postgres
+        );
+    }
+    println!(
+        "\nPostgreSQL alone, pgbench with {POOL} connections (payorch's pool), same database:\n\
+         GET payment: {:.0}/s = {:.0} % of pgbench's {get_tps:.0} tps of its reads\n\
+         initialize, limiter off: {:.0}/s = {:.0} % of pgbench's {initialize_tps:.0} tps of its writes",
+        get.0.rate(),
+        100.0 * get.0.rate() / get_tps,
+        unlimited.0.rate(),
+        100.0 * unlimited.0.rate() / initialize_tps,
+    );
     println!();
     println!(
         "failover with the breaker open: p50 {:+.2} ms, p99 {:+.2} ms against the primary healthy; \
@@ -381,8 +569,8 @@ async fn main() {
     println!();
     println!(
         "limiter cost on initialize: p50 {:+.2} ms, p99 {:+.2} ms (on minus off)",
-        limited.percentile(50.0) - unlimited.percentile(50.0),
-        limited.percentile(99.0) - unlimited.percentile(99.0),
+        limited.0.percentile(50.0) - unlimited.0.percentile(50.0),
+        limited.0.percentile(99.0) - unlimited.0.percentile(99.0),
     );
     println!(
         "Redis commands per limited request (INFO commandstats, eval+evalsha): {per_request:.3}"

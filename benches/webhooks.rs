@@ -255,42 +255,17 @@ fn pgbench(db: &BenchDb) -> f64 {
         .status()
         .unwrap();
     assert!(ok.success());
-    let script = std::env::temp_dir().join(name("payorch_pgbench"));
-    std::fs::write(
-        &script,
+    pgbench_tps(
+        &db.name,
         "\\set id random(1, 1000)\nBEGIN;\n\
          INSERT INTO bench_events (key) VALUES (md5(random()::text)) ON CONFLICT DO NOTHING;\n\
          UPDATE bench_payments SET version = version + 1 WHERE id = :id;\n\
          INSERT INTO bench_transitions (payment_id, cause) VALUES (:id, 'webhook');\n\
          END;\n",
+        8,
+        10,
+        &[],
     )
-    .unwrap();
-    let out = Command::new("pgbench")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-n",
-            "-c",
-            "8",
-            "-j",
-            "2",
-            "-T",
-            "10",
-            "-f",
-        ])
-        .arg(&script)
-        .arg(&db.name)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(script);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 #[tokio::main]

@@ -138,7 +138,9 @@ impl Core {
         }
         let provider_secret = provider_secret(cfg, &db).await?;
         let connectors = provider::from_config(cfg, provider_secret.clone(), sandbox_base);
-        connectors.calls().record_to(db.clone());
+        if let Some(records) = connectors.calls().recorded() {
+            tokio::spawn(store::provider_calls::write(db.clone(), records));
+        }
         let payments = Payments::start_with(
             db.clone(),
             connectors,

@@ -472,3 +472,106 @@ pub async fn delete_payorch_queues(env: &HashMap<String, String>) {
         let _ = queue.delete_topology().await;
     }
 }
+
+/// `pgbench` running `script` on database `db` from `clients` connections
+/// for `seconds` (prepared statements; `defines` as `-D name=value`): its
+/// transactions per second.
+pub fn pgbench_tps(
+    db: &str,
+    script: &str,
+    clients: usize,
+    seconds: u64,
+    defines: &[(&str, &str)],
+) -> f64 {
+    let path = std::env::temp_dir().join(name("payorch_pgbench"));
+    std::fs::write(&path, script).unwrap();
+    let mut command = Command::new("pgbench");
+    command.args([
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-n",
+        "-M",
+        "prepared",
+        "-j",
+        "2",
+    ]);
+    command.args(["-c", &clients.to_string(), "-T", &seconds.to_string()]);
+    for (name, value) in defines {
+        command.arg("-D").arg(format!("{name}={value}"));
+    }
+    let out = command.arg("-f").arg(&path).arg(db).output().unwrap();
+    let _ = std::fs::remove_file(path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tps = stdout
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok());
+    tps.unwrap_or_else(|| {
+        eprintln!(
+            "pgbench failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        f64::NAN
+    })
+}
+
+/// `payorch sandbox` as a process of its own, so that the connectors' side
+/// of a bench runs, and spends its CPU, apart from payorch's.
+pub struct SandboxProcess {
+    pub process: Payorch,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl SandboxProcess {
+    /// Starts it with the well-known test key; its webhooks go to the API
+    /// at `api_base`.
+    pub async fn start(api_base: &str) -> SandboxProcess {
+        let port = free_port();
+        let env = HashMap::from([
+            ("PAYORCH_PROVIDER".to_string(), "sandbox".to_string()),
+            (
+                "PAYSTACK_SECRET_KEY".to_string(),
+                payorch::config::SANDBOX_SECRET_KEY.to_string(),
+            ),
+            (
+                "PAYORCH_SANDBOX_ADDR".to_string(),
+                format!("127.0.0.1:{port}"),
+            ),
+            (
+                "PAYORCH_SANDBOX_WEBHOOK_URL".to_string(),
+                format!("{api_base}/v1/webhooks/sandbox"),
+            ),
+        ]);
+        let process = Payorch::spawn(&["sandbox"], &env);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the sandbox did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        SandboxProcess {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Points a payorch environment's connectors at it (Paystack's and
+    /// Flutterwave's dialects).
+    pub fn connect(&self, env: &mut HashMap<String, String>) {
+        env.insert("PAYSTACK_BASE_URL".into(), format!("{}/", self.base));
+        env.insert(
+            "FLUTTERWAVE_BASE_URL".into(),
+            format!("{}/flutterwave/", self.base),
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}

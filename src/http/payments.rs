@@ -104,9 +104,11 @@ impl PaymentsApi {
         auth: ClientAuth,
         reference: Path<String>,
     ) -> Result<PaymentResponse, ApiError> {
-        let payments = &self.state.payments;
-        let (payment, transitions) = payments.get(auth.0.id, &reference.0).await?;
-        let review = payments.open_payment_review(payment.id).await?;
+        let (payment, transitions, review) = self
+            .state
+            .payments
+            .get_with_review(auth.0.id, &reference.0)
+            .await?;
         Ok(PaymentResponse::Ok(Json(
             PaymentView::new(payment, Some(transitions)).with_review(review.as_ref()),
         )))

@@ -162,8 +162,13 @@ impl Payments {
         request: &NewPaymentRequest,
         connector: ConnectorName,
     ) -> Result<Payment, PaymentError> {
+        let id = Uuid::now_v7();
+        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // There each try is one statement, atomic alone.
+            return insert_payment(&self.db, id, client_id, request, connector).await;
+        }
         let txn = crate::store::begin_write(&self.db).await?;
-        let payment = insert_payment(&txn, Uuid::now_v7(), client_id, request, connector).await?;
+        let payment = insert_payment(&txn, id, client_id, request, connector).await?;
         commit(txn).await?;
         Ok(payment)
     }

@@ -206,11 +206,38 @@ impl Payments {
         client_id: Uuid,
         reference: &str,
     ) -> Result<(Payment, Vec<Transition>), PaymentError> {
-        let payment = store::find_owned(&self.db, client_id, reference)
-            .await?
-            .ok_or(PaymentError::NotFound)?;
+        let payment = self.owned(client_id, reference).await?;
         let transitions = store::transitions(&self.db, payment.id).await?;
         Ok((payment, transitions))
+    }
+
+    /// The client's payment under `reference` with its audit trail and its
+    /// open payment-level review, if any: what `GET /v1/payments/{reference}`
+    /// shows. The trail and the review are read at once.
+    pub async fn get_with_review(
+        &self,
+        client_id: Uuid,
+        reference: &str,
+    ) -> Result<
+        (
+            Payment,
+            Vec<Transition>,
+            Option<crate::store::reviews::Review>,
+        ),
+        PaymentError,
+    > {
+        let payment = self.owned(client_id, reference).await?;
+        let (transitions, review) = tokio::try_join!(
+            store::transitions(&self.db, payment.id),
+            crate::store::reviews::open_for_payment(&self.db, payment.id),
+        )?;
+        Ok((payment, transitions, review))
+    }
+
+    async fn owned(&self, client_id: Uuid, reference: &str) -> Result<Payment, PaymentError> {
+        store::find_owned(&self.db, client_id, reference)
+            .await?
+            .ok_or(PaymentError::NotFound)
     }
 
     /// Applies a provider webhook through the payment's actor, exactly once

@@ -294,14 +294,6 @@ impl Payments {
             .collect())
     }
 
-    /// The open payment-level review of the payment `payment_id`, if any.
-    pub async fn open_payment_review(
-        &self,
-        payment_id: Uuid,
-    ) -> Result<Option<Review>, PaymentError> {
-        Ok(reviews::open_for_payment(&self.db, payment_id).await?)
-    }
-
     /// Reviews, oldest first (`open_only`: those still open).
     pub async fn reviews(&self, open_only: bool, limit: u64) -> Result<Vec<Review>, ReviewError> {
         Ok(reviews::list(&self.db, open_only, limit).await?)

@@ -2,12 +2,12 @@
 //! - recent totals per connector in this process ([`CallLog::recent`]):
 //!   calls, errors and a latency histogram in 30-second buckets over the
 //!   last five minutes, for the console's overview and connectors page;
-//! - one row per call about a payment in `provider_calls`, for the
-//!   payment's timeline: written in batches by a background task
-//!   ([`CallLog::record_to`]), never on the request's path. A full queue
-//!   drops the row rather than wait (`payorch_provider_calls_unrecorded_total`):
-//!   the row is a record for people, the payment's state does not depend
-//!   on it.
+//! - one [`Recorded`] call per call about a payment, handed to whoever
+//!   asked for them ([`CallLog::recorded`]: `serve` and `worker` write them
+//!   to `provider_calls`, for the payment's timeline, in batches, off the
+//!   request's path). A full queue drops the record rather than wait
+//!   (`payorch_provider_calls_unrecorded_total`): it is a record for
+//!   people, the payment's state does not depend on it.
 
 use std::{
     collections::HashMap,
@@ -16,11 +16,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 use tokio::sync::mpsc;
 
 use super::ProviderError;
-use crate::store::entities::provider_call;
 
 /// Width of one bucket of the recent totals.
 pub const BUCKET_SECONDS: i64 = 30;
@@ -31,10 +29,8 @@ pub const BUCKETS: usize = 10;
 const LATENCY_BOUNDS_MS: [u64; 14] = [
     1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000,
 ];
-/// Rows waiting to be written; past it, rows are dropped.
-const PENDING_ROWS: usize = 4_096;
-/// Rows per insert.
-const BATCH_ROWS: usize = 500;
+/// Records waiting to be taken; past it, records are dropped.
+const PENDING_RECORDS: usize = 4_096;
 
 /// One call to a connector.
 #[derive(Debug, Clone)]
@@ -47,6 +43,20 @@ pub struct Call {
     pub started_at: DateTime<Utc>,
     pub duration: Duration,
     pub outcome: Result<(), ProviderError>,
+}
+
+/// A call about one payment, as it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The payment's provider-facing reference.
+    pub reference: String,
+    pub connector: &'static str,
+    pub operation: &'static str,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    /// `ok`, or the error's kind.
+    pub outcome: &'static str,
+    pub error: Option<String>,
 }
 
 /// One connector's calls over a bucket.
@@ -109,35 +119,34 @@ impl Recent {
 #[derive(Default)]
 pub struct CallLog {
     recent: Mutex<HashMap<&'static str, Vec<Bucket>>>,
-    rows: OnceLock<mpsc::Sender<provider_call::ActiveModel>>,
+    records: OnceLock<mpsc::Sender<Recorded>>,
 }
 
 impl CallLog {
-    /// Counts `call` and, once [`Self::record_to`] started the writer,
-    /// queues its row.
+    /// Counts `call` and, once someone asked for them
+    /// ([`Self::recorded`]), hands its record over.
     pub fn add(&self, call: Call) {
         let refused = matches!(call.outcome, Err(ProviderError::CircuitOpen(_)));
         if !refused {
             self.count(&call);
         }
-        let (Some(rows), Some(reference)) = (self.rows.get(), call.reference) else {
+        let (Some(records), Some(reference)) = (self.records.get(), call.reference) else {
             return;
         };
         let (outcome, error) = match &call.outcome {
-            Ok(()) => ("ok".to_owned(), None),
-            Err(err) => (err.kind().to_owned(), Some(err.to_string())),
+            Ok(()) => ("ok", None),
+            Err(err) => (err.kind(), Some(err.to_string())),
         };
-        let row = provider_call::ActiveModel {
-            reference: Set(reference),
-            connector: Set(call.connector.to_owned()),
-            operation: Set(call.operation.to_owned()),
-            started_at: Set(call.started_at),
-            duration_ms: Set(i64::try_from(call.duration.as_millis()).unwrap_or(i64::MAX)),
-            outcome: Set(outcome),
-            error: Set(error),
-            ..Default::default()
+        let record = Recorded {
+            reference,
+            connector: call.connector,
+            operation: call.operation,
+            started_at: call.started_at,
+            duration_ms: i64::try_from(call.duration.as_millis()).unwrap_or(i64::MAX),
+            outcome,
+            error,
         };
-        if rows.try_send(row).is_err() {
+        if records.try_send(record).is_err() {
             metrics::counter!("payorch_provider_calls_unrecorded_total").increment(1);
         }
     }
@@ -194,38 +203,17 @@ impl CallLog {
         Recent { buckets }
     }
 
-    /// Starts writing each call's row to `db` (once; later calls do
-    /// nothing). The writer ends when the log is dropped.
-    pub fn record_to(&self, db: DatabaseConnection) {
-        let (tx, rx) = mpsc::channel(PENDING_ROWS);
-        if self.rows.set(tx).is_ok() {
-            tokio::spawn(write_rows(db, rx));
-        }
+    /// From now on, each call about a payment is handed over on the
+    /// returned channel (the first caller gets it; later ones `None`). The
+    /// channel closes when the log is dropped.
+    pub fn recorded(&self) -> Option<mpsc::Receiver<Recorded>> {
+        let (tx, rx) = mpsc::channel(PENDING_RECORDS);
+        self.records.set(tx).ok().map(|()| rx)
     }
 }
 
 fn bucket_start(seconds: i64) -> i64 {
     seconds - seconds.rem_euclid(BUCKET_SECONDS)
-}
-
-async fn write_rows(db: DatabaseConnection, mut rx: mpsc::Receiver<provider_call::ActiveModel>) {
-    let mut batch = Vec::with_capacity(BATCH_ROWS);
-    while rx.recv_many(&mut batch, BATCH_ROWS).await > 0 {
-        let rows = batch.len();
-        let insert =
-            provider_call::Entity::insert_many(batch.drain(..)).exec_without_returning(&db);
-        match tokio::time::timeout(Duration::from_secs(10), insert).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => {
-                metrics::counter!("payorch_provider_calls_unrecorded_total").increment(rows as u64);
-                tracing::warn!(error = %err, rows, "could not record provider calls");
-            }
-            Err(_) => {
-                metrics::counter!("payorch_provider_calls_unrecorded_total").increment(rows as u64);
-                tracing::warn!(rows, "recording provider calls timed out");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

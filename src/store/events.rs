@@ -262,7 +262,10 @@ pub async fn failure_streak(db: &impl ConnectionTrait, endpoint_id: Uuid) -> Res
         .into_tuple()
         .all(db)
         .await?;
-    Ok(latest.iter().take_while(|status| *status != "delivered").count() as u64)
+    Ok(latest
+        .iter()
+        .take_while(|status| *status != "delivered")
+        .count() as u64)
 }
 
 /// The longest failure streak counted exactly.

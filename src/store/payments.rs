@@ -62,6 +62,9 @@ pub async fn insert(
         checked_at: None,
         earlier_connectors: None,
     };
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        return insert_with_transition(db, model).await;
+    }
     let inserted = payment::Entity::insert(payment::ActiveModel::from(model.clone()))
         .on_conflict(
             OnConflict::column(payment::Column::Reference)
@@ -78,11 +81,54 @@ pub async fn insert(
         model.id,
         "new",
         PaymentStatus::Created.as_str(),
-        "initialize:created",
+        CREATED_CAUSE,
         None,
     )
     .await?;
     Ok(Some(model))
+}
+
+const CREATED_CAUSE: &str = "initialize:created";
+
+/// PostgreSQL: the payment and its first audit row in one statement (a
+/// data-modifying `WITH`), atomic on its own; no row when the provider
+/// reference is taken.
+async fn insert_with_transition(
+    db: &impl ConnectionTrait,
+    model: Payment,
+) -> Result<Option<Payment>, DbErr> {
+    let sql = "WITH created AS (
+            INSERT INTO payments (id, client_id, reference, client_reference, provider, amount,
+                currency, email, status, metadata, version, created_at, updated_at,
+                refunded_amount)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, 0, $11, $11, 0)
+            ON CONFLICT (reference) DO NOTHING
+            RETURNING id, status, created_at)
+        INSERT INTO payment_transitions (payment_id, from_status, to_status, cause, created_at)
+        SELECT id, 'new', status, $12, created_at FROM created";
+    let values: Vec<sea_orm::Value> = vec![
+        model.id.into(),
+        model.client_id.into(),
+        model.reference.clone().into(),
+        model.client_reference.clone().into(),
+        model.provider.clone().into(),
+        model.amount.into(),
+        model.currency.clone().into(),
+        model.email.clone().into(),
+        model.status.clone().into(),
+        sea_orm::Value::Json(model.metadata.clone().map(Box::new)),
+        model.created_at.into(),
+        CREATED_CAUSE.into(),
+    ];
+    let inserted = db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?
+        .rows_affected();
+    Ok((inserted == 1).then_some(model))
 }
 
 pub async fn find_by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Payment>, DbErr> {
