@@ -687,3 +687,39 @@ async fn connectors_show_their_breaker_recent_calls_and_the_routing_table() {
         "the queue table has no consumers to count"
     );
 }
+
+/// The overview's `workers` until it is `want` (or fails after 10 s).
+async fn until_workers(app: &TestApp, token: &str, want: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let overview = json_of(get(app, token, "/v1/operator/overview"), 200).await;
+        if overview["workers"] == want {
+            return overview;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workers never {want}: {overview}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_overview_counts_the_workers_connected_to_rabbitmq() {
+    let mut pipeline = crate::webhooks::Pipeline::start(0, &[]).await;
+    let (_, token) = operator_with_token(&pipeline.app, "alice").await;
+    // No publish yet: read over a connection of its own.
+    let overview = until_workers(&pipeline.app, &token, 0).await;
+    assert_eq!(overview["queues"][0]["waiting"], 0, "{overview}");
+    pipeline.add_worker();
+    until_workers(&pipeline.app, &token, 1).await;
+
+    // After a publish, read over the publishing connection: the same answer.
+    let body = json!({"event": "charge.success", "data": {"id": 1, "reference": "no-such-payment",
+        "amount": 100, "currency": "NGN", "status": "success"}});
+    let response = pipeline.post(body.to_string().as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let overview = until_workers(&pipeline.app, &token, 1).await;
+    assert!(overview["queues"][0]["waiting"].is_u64(), "{overview}");
+    assert_eq!(overview["queues"][1]["name"], "events");
+}

@@ -157,7 +157,16 @@ impl AmqpQueue {
     /// consumers of the main queue: one connection, one passive declare
     /// per queue.
     pub async fn status(&self) -> Result<(u64, u64, u64), QueueError> {
-        let declared = self.declared().await?;
+        let declared = match self.channel_on_publishing_connection().await {
+            // A process that publishes already has a connection: a channel
+            // on it costs a round trip, a new connection a handshake.
+            Some(channel) => {
+                let declared = self.declare_passively(&channel).await;
+                let _ = channel.close(200, "depths read".into()).await;
+                declared?
+            }
+            None => self.declared().await?,
+        };
         let count = |keep: &dyn Fn(&str) -> bool| -> u64 {
             declared
                 .iter()
@@ -187,6 +196,16 @@ impl AmqpQueue {
     async fn declared(&self) -> Result<Vec<(String, u32, u32)>, QueueError> {
         let conn = self.connect().await?;
         let channel = conn.create_channel().await.map_err(unavailable)?;
+        let declared = self.declare_passively(&channel).await;
+        let _ = conn.close(200, "depths read".into()).await;
+        declared
+    }
+
+    /// Each of the queue's queues on `channel`: name, messages, consumers.
+    async fn declare_passively(
+        &self,
+        channel: &lapin::Channel,
+    ) -> Result<Vec<(String, u32, u32)>, QueueError> {
         let mut names = vec![self.names.main.clone(), self.names.dead.clone()];
         names.extend(self.retry.delays.iter().map(|d| self.names.retry(*d)));
         let mut declared = Vec::new();
@@ -204,7 +223,6 @@ impl AmqpQueue {
                 .map_err(unavailable)?;
             declared.push((name, queue.message_count(), queue.consumer_count()));
         }
-        let _ = conn.close(200, "depths read".into()).await;
         Ok(declared)
     }
 }

@@ -89,6 +89,13 @@ impl AmqpQueue {
         Ok(publishers)
     }
 
+    /// A fresh channel on the publishing connection, when this process has
+    /// one up (never made for the asking: making it declares topology).
+    pub(super) async fn channel_on_publishing_connection(&self) -> Option<Channel> {
+        let publishers = self.ready_publishers().filter(|p| p.usable())?;
+        publishers.conn.create_channel().await.ok()
+    }
+
     fn ready_publishers(&self) -> Option<Arc<Publishers>> {
         self.ready.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
