@@ -259,6 +259,24 @@ async fn main() {
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .unwrap();
+    // A live API has published webhooks, so it holds a publishing
+    // connection the overview reads queue depths over: one webhook here.
+    let webhook = serde_json::json!({"event": "charge.success", "data": {"id": 1,
+        "reference": "no-such-payment", "amount": 100, "currency": "NGN", "status": "success"}})
+    .to_string();
+    let signature = payorch::provider::paystack::sign_webhook(
+        payorch::config::SANDBOX_SECRET_KEY.as_bytes(),
+        webhook.as_bytes(),
+    );
+    let published = http
+        .post(format!("{base}/v1/webhooks/paystack"))
+        .header("content-type", "application/json")
+        .header("x-paystack-signature", signature)
+        .body(webhook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 200, "the webhook is queued");
 
     // The floor: a PostgreSQL round trip, and payorch's cheapest answer.
     let mut select_one = Vec::with_capacity(SAMPLES);
