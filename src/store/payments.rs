@@ -175,6 +175,71 @@ pub async fn find_owned(
         .await
 }
 
+/// `client_id`'s payment under its own reference `reference`, with its
+/// audit trail (oldest first) and whether it has an open payment-level
+/// review, in one PostgreSQL statement (the trail aggregated as JSON).
+/// `None`: no such payment of this client.
+pub async fn find_owned_with_trail(
+    db: &impl ConnectionTrait,
+    client_id: Uuid,
+    reference: &str,
+) -> Result<Option<(Payment, Vec<Transition>, bool)>, DbErr> {
+    use sea_orm::FromQueryResult;
+    let sql = "SELECT p.*,
+            COALESCE((SELECT json_agg(json_build_object(
+                    'id', t.id, 'from_status', t.from_status, 'to_status', t.to_status,
+                    'cause', t.cause, 'event_id', t.event_id, 'created_at', t.created_at)
+                ORDER BY t.id)
+              FROM payment_transitions t WHERE t.payment_id = p.id), '[]'::json) AS trail,
+            EXISTS (SELECT 1 FROM reviews r WHERE r.payment_id = p.id
+                AND r.refund_id IS NULL AND r.status = 'open') AS review_open
+        FROM payments p WHERE p.client_id = $1 AND p.client_reference = $2";
+    let Some(row) = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            [client_id.into(), reference.into()],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let payment = Payment::from_query_result(&row, "")?;
+    let trail: serde_json::Value = row.try_get("", "trail")?;
+    let review_open: bool = row.try_get("", "review_open")?;
+    let transitions = trail
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| transition_of_json(payment.id, t))
+        .collect::<Result<_, _>>()?;
+    Ok(Some((payment, transitions, review_open)))
+}
+
+/// One transition as `find_owned_with_trail` aggregates it.
+fn transition_of_json(payment_id: Uuid, t: &serde_json::Value) -> Result<Transition, DbErr> {
+    let text = |field: &str| -> Result<String, DbErr> {
+        t[field]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| DbErr::Type(format!("transition {field}: not text in {t}")))
+    };
+    let created_at = chrono::DateTime::parse_from_rfc3339(&text("created_at")?)
+        .map_err(|err| DbErr::Type(format!("transition created_at: {err}")))?
+        .with_timezone(&Utc);
+    Ok(Transition {
+        id: t["id"]
+            .as_i64()
+            .ok_or_else(|| DbErr::Type(format!("transition id: not a number in {t}")))?,
+        payment_id,
+        from_status: text("from_status")?,
+        to_status: text("to_status")?,
+        cause: text("cause")?,
+        event_id: t["event_id"].as_str().map(str::to_owned),
+        created_at,
+    })
+}
+
 pub async fn transitions(
     db: &impl ConnectionTrait,
     payment_id: Uuid,
