@@ -10,7 +10,11 @@
 
 mod common;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use common::*;
 use serde_json::json;
@@ -209,7 +213,13 @@ struct Cpu {
     payorch: f64,
     sandbox: f64,
     postgres: f64,
+    /// The statements PostgreSQL ran per request (`pg_stat_statements`,
+    /// when the server loads it).
+    statements: Vec<String>,
 }
+
+/// The bench database, read for `pg_stat_statements` around each scenario.
+static PROFILED: OnceLock<sea_orm::DatabaseConnection> = OnceLock::new();
 
 /// Runs `scenario` and measures the CPU each side spent on it.
 async fn with_cpu(
@@ -217,12 +227,21 @@ async fn with_cpu(
     sandbox: u32,
     scenario: impl std::future::Future<Output = Report>,
 ) -> (Report, Cpu) {
+    let profiled = match PROFILED.get() {
+        Some(db) => statements_reset(db).await,
+        None => false,
+    };
     let (payorch_before, sandbox_before) = (cpu_time(payorch), cpu_time(sandbox));
     let postgres_before = cpu_by_pid("postgres");
     let report = scenario.await;
     let per_request =
         |spent: Duration| spent.as_micros() as f64 / report.latencies_us.len().max(1) as f64;
+    let statements = match PROFILED.get() {
+        Some(db) if profiled => statements_per_unit(db, report.latencies_us.len().max(1)).await,
+        _ => Vec::new(),
+    };
     let cpu = Cpu {
+        statements,
         payorch: per_request(cpu_time(payorch).saturating_sub(payorch_before)),
         sandbox: per_request(cpu_time(sandbox).saturating_sub(sandbox_before)),
         postgres: per_request(cpu_since("postgres", &postgres_before)),
@@ -295,6 +314,7 @@ async fn main() {
     let generous = "initialize=100000000/60,verify=100000000/60,unauthenticated=100000000/60";
 
     let db = BenchDb::create().await;
+    let _ = PROFILED.set(sea_orm::Database::connect(&db.url).await.unwrap());
     // Its webhooks are not needed here; no API listens at that address.
     let sandbox = SandboxProcess::start("http://127.0.0.1:9").await;
     let (server, base, keys) = start(&db, &sandbox, generous, true).await;
@@ -547,6 +567,17 @@ async fn main() {
             "| {} | {:.0} | {:.0} | {:.0} |",
             report.name, cpu.payorch, cpu.sandbox, cpu.postgres
         );
+    }
+    for (report, cpu) in measured {
+        if !cpu.statements.is_empty() {
+            println!(
+                "\n{}: pg_stat_statements per request (calls, rows, execution)",
+                report.name
+            );
+            for line in &cpu.statements {
+                println!("{line}");
+            }
+        }
     }
     println!(
         "\nPostgreSQL alone, pgbench with {POOL} connections (payorch's pool), same database:\n\

@@ -51,6 +51,19 @@ async fn processed(db: &sea_orm::DatabaseConnection) -> i64 {
     row.try_get_by_index::<i64>(0).unwrap()
 }
 
+/// Transactions committed in the bench database so far.
+async fn commits(db: &sea_orm::DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
 /// `EVENTS` confirmed publishes shaped as payorch's (through a direct
 /// exchange, `mandatory`, its headers and message id, an envelope-sized
 /// body) by `SENDERS` tasks: on one channel, pipelined, or on `channels`
@@ -401,6 +414,8 @@ async fn main() {
         acks.push(ack);
         done += EVENTS as i64;
         let started = Instant::now();
+        let statements = statements_reset(&observer).await;
+        let commits_before = commits(&observer).await;
         let postgres_before = cpu_by_pid("postgres");
         let broker_before = cpu_by_pid("beam.smp");
         let running: Vec<Payorch> = (0..workers)
@@ -411,11 +426,17 @@ async fn main() {
         // would be charged to the drain).
         // Rates count from the first delivery, so a worker process's
         // start (connect, migrations check) is reported apart.
+        // CPU is also read at the first delivery: what each process spent
+        // starting (its own start, its first database connections) is then
+        // told apart from what the drain itself costs per event.
         let mut first_delivery = None;
+        let mut at_first_delivery = None;
         loop {
             let waiting = ready(&queue, &work_queue).await;
             if first_delivery.is_none() && waiting < EVENTS as u32 {
                 first_delivery = Some(Instant::now());
+                let workers: Duration = running.iter().map(|w| cpu_time(w.pid())).sum();
+                at_first_delivery = Some((workers, cpu_by_pid("postgres")));
             }
             if waiting == 0 && processed(&observer).await >= done {
                 break;
@@ -435,6 +456,25 @@ async fn main() {
             per_event(cpu_since("postgres", &postgres_before)),
             per_event(cpu_since("beam.smp", &broker_before)),
         ));
+        // As the rates, this counts every event as drained after the first
+        // delivery (a 20 ms poll may see a first batch already applied).
+        if let Some((workers_then, postgres_then)) = at_first_delivery {
+            drain_cpu.push(format!(
+                "  after the first delivery: workers {:.0} µs, PostgreSQL {:.0} µs",
+                per_event(worker_cpu.saturating_sub(workers_then)),
+                per_event(cpu_since("postgres", &postgres_then)),
+            ));
+        }
+        // The bench's own reads (the count above) are among the commits:
+        // one per poll once the queue is empty, a handful per drain.
+        drain_cpu.push(format!(
+            "  transactions committed per event: {:.3}",
+            (commits(&observer).await - commits_before) as f64 / EVENTS as f64
+        ));
+        if statements {
+            drain_cpu.push("  pg_stat_statements, per event (calls, rows, execution):".into());
+            drain_cpu.extend(statements_per_unit(&observer, EVENTS).await);
+        }
         let startup = first_delivery.map_or(Duration::ZERO, |at| at - started);
         drains.push((
             workers,

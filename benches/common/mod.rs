@@ -15,7 +15,7 @@ use std::{
 };
 
 use lapin::{BasicProperties, Connection, ConnectionProperties, options::*, types::FieldTable};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, Statement};
 
 pub const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const REDIS: &str = "redis://127.0.0.1:6379";
@@ -574,4 +574,53 @@ impl SandboxProcess {
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
+}
+
+/// Whether `pg_stat_statements` can be read (it must be in the server's
+/// `shared_preload_libraries`); if so its counters are reset.
+pub async fn statements_reset(db: &sea_orm::DatabaseConnection) -> bool {
+    let backend = db.get_database_backend();
+    let _ = db
+        .execute_raw(Statement::from_string(
+            backend,
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        ))
+        .await;
+    db.execute_raw(Statement::from_string(
+        backend,
+        "SELECT pg_stat_statements_reset()",
+    ))
+    .await
+    .is_ok()
+}
+
+/// The bench database's statements since the last reset, by execution
+/// time, per unit (event, request): calls, rows and microseconds of
+/// execution.
+pub async fn statements_per_unit(db: &sea_orm::DatabaseConnection, units: usize) -> Vec<String> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT calls, rows, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) \
+             FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             ORDER BY total_exec_time DESC LIMIT 8",
+        ))
+        .await
+        .unwrap_or_default();
+    let units = units as f64;
+    rows.iter()
+        .map(|row| {
+            let calls: i64 = row.try_get_by_index(0).unwrap_or_default();
+            let returned: i64 = row.try_get_by_index(1).unwrap_or_default();
+            let millis: f64 = row.try_get_by_index(2).unwrap_or_default();
+            let query: String = row.try_get_by_index(3).unwrap_or_default();
+            format!(
+                "    {:>6.3} calls {:>6.2} rows {:>6.1} µs  {query}",
+                calls as f64 / units,
+                returned as f64 / units,
+                millis * 1000.0 / units,
+            )
+        })
+        .collect()
 }

@@ -21,10 +21,11 @@
 //!    with the recorded events read first; one versioned update for the
 //!    payments that changed (a row that moved on since it was read is a
 //!    conflict: decided again); one for the audit rows; one for the merchant
-//!    events (the transactional outbox); and the reviews the changes ask
-//!    for — money at a connector that does not hold the payment, paid after
-//!    final, another amount — each with its merchant event
-//!    ([`super::reviews`]).
+//!    events (the transactional outbox) — on PostgreSQL these four are the
+//!    sub-statements of one data-modifying `WITH` ([`store::changes`]), one
+//!    round trip; and the reviews the changes ask for — money at a
+//!    connector that does not hold the payment, paid after final, another
+//!    amount — each with its merchant event ([`super::reviews`]).
 //!
 //! One commit, so a change's effects exist together or not at all: a crash
 //! before it leaves a webhook to be redelivered, after it its dedup row makes
@@ -32,7 +33,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use sea_orm::{DatabaseTransaction, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use uuid::Uuid;
 
 use super::{
@@ -47,6 +48,7 @@ use crate::{
     domain::{Outcome, PaymentEvent},
     store::{
         self,
+        changes::{ChangeSet, Written},
         payments::{self, Payment},
         webhooks::{self, WebhookRecord},
     },
@@ -281,28 +283,45 @@ async fn write(
     holding: &Holding,
     writes: Writes<'_>,
 ) -> Result<Option<Vec<Uuid>>, PaymentError> {
-    if !writes.recorded.is_empty() {
-        let expected = writes.recorded.len() as u64;
-        let recorded = writes.recorded.iter().map(|(r, o)| (*r, o.as_str()));
-        let fresh = webhooks::insert_many(txn, recorded).await?;
-        if fresh != expected {
-            return Ok(None);
-        }
-    }
     let changed: Vec<(&Payment, &Payment)> = holding
         .payments
         .values()
         .filter(|p| p.now.version != p.read.version)
         .map(|p| (&p.read, &p.now))
         .collect();
-    if !payments::write_versioned_many(txn, &changed).await? {
-        return Ok(None);
-    }
-    if !writes.transitions.is_empty() {
-        payments::record_transitions(txn, writes.transitions).await?;
-    }
-    if !writes.merchant_events.is_empty() {
-        store::events::insert_many(txn, writes.merchant_events).await?;
+    let recorded: Vec<(&WebhookRecord, &str)> = writes
+        .recorded
+        .iter()
+        .map(|(r, o)| (*r, o.as_str()))
+        .collect();
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let expected = Written {
+            recorded: recorded.len() as u64,
+            updated: changed.len() as u64,
+        };
+        let set = ChangeSet {
+            recorded,
+            changed,
+            transitions: writes.transitions,
+            merchant_events: writes.merchant_events,
+        };
+        if store::changes::write(txn, set).await? != expected {
+            return Ok(None);
+        }
+    } else {
+        let expected = recorded.len() as u64;
+        if !recorded.is_empty() && webhooks::insert_many(txn, recorded).await? != expected {
+            return Ok(None);
+        }
+        if !payments::write_versioned_many(txn, &changed).await? {
+            return Ok(None);
+        }
+        if !writes.transitions.is_empty() {
+            payments::record_transitions(txn, writes.transitions).await?;
+        }
+        if !writes.merchant_events.is_empty() {
+            store::events::insert_many(txn, writes.merchant_events).await?;
+        }
     }
     let mut sends = Vec::new();
     for Asked {

@@ -2,6 +2,7 @@
 //! entities, and the queries each concept needs (one file per concept).
 
 pub mod api_clients;
+pub mod changes;
 pub mod endpoints;
 pub mod entities;
 pub mod events;

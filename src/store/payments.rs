@@ -436,6 +436,21 @@ async fn write_versioned_values(
     db: &impl ConnectionTrait,
     changed: &[(&Payment, &Payment)],
 ) -> Result<bool, DbErr> {
+    let (sql, values) = versioned_values(changed);
+    let result = db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    Ok(result.rows_affected() == changed.len() as u64)
+}
+
+/// The `UPDATE … FROM (VALUES …)` of [`write_versioned_many`] on
+/// PostgreSQL, placeholders from `$1`: each `(read, next)` pair's row, if
+/// still at `read`'s version, takes `next`'s [`WRITTEN`] fields.
+pub fn versioned_values(changed: &[(&Payment, &Payment)]) -> (String, Vec<sea_orm::Value>) {
     use sea_orm::{EntityName, IdenStatic};
     let width = WRITTEN.len() + 2;
     let mut rows = Vec::with_capacity(changed.len());
@@ -463,14 +478,7 @@ async fn write_versioned_values(
         rows = rows.join(", "),
         names = names.join(", "),
     );
-    let result = db
-        .execute_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
-    Ok(result.rows_affected() == changed.len() as u64)
+    (sql, values)
 }
 
 /// The payments with these references, read without locks.

@@ -41,6 +41,14 @@ pub async fn insert_many<'a>(
     db: &impl ConnectionTrait,
     processed: impl IntoIterator<Item = (&'a WebhookRecord, &'a str)>,
 ) -> Result<u64, DbErr> {
+    dedup_rows(processed).exec_without_returning(db).await
+}
+
+/// The insert of [`insert_many`]: a row per processed event, none for an
+/// identity recorded before.
+pub fn dedup_rows<'a>(
+    processed: impl IntoIterator<Item = (&'a WebhookRecord, &'a str)>,
+) -> sea_orm::InsertMany<webhook_event::ActiveModel> {
     let now = Utc::now();
     let rows = processed
         .into_iter()
@@ -55,14 +63,11 @@ pub async fn insert_many<'a>(
             processed_at: Set(Some(now)),
             outcome: Set(Some(outcome.to_owned())),
         });
-    webhook_event::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([Column::Provider, Column::EventId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await
+    webhook_event::Entity::insert_many(rows).on_conflict(
+        OnConflict::columns([Column::Provider, Column::EventId])
+            .do_nothing()
+            .to_owned(),
+    )
 }
 
 /// Of these event identities, the (provider, event id) pairs recorded

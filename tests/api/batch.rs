@@ -521,3 +521,86 @@ async fn the_set_based_versioned_write_changes_nothing_when_one_row_moved_on() {
         assert_eq!(row.amount, before.amount, "only the changeable fields move");
     }
 }
+
+/// The set-based write as one statement (PostgreSQL): a payment that moved
+/// on since it was read, or a dedup row recorded before, shows in the
+/// counts while the other sub-statements still ran — so the caller's
+/// rollback is what leaves nothing behind; with both as read, every row
+/// is written.
+#[tokio::test]
+async fn a_change_set_in_one_statement_counts_what_it_wrote_and_a_rollback_leaves_nothing() {
+    use store::changes::{ChangeSet, Written};
+    let fixture = fixture(TestDb::postgres().await).await;
+    let a = fixture.pending_payment().await;
+    let changes = store::payments::Changes {
+        status: Some(PaymentStatus::Succeeded),
+        paid: true,
+        ..Default::default()
+    };
+    let a_next = store::payments::advance(&a, &changes, chrono::Utc::now());
+    let event = webhook("evt-set-1", &a.reference, succeeded());
+    fn set<'a>(read: &'a Payment, next: &'a Payment, event: &'a WebhookEvent) -> ChangeSet<'a> {
+        ChangeSet {
+            recorded: vec![(&event.record, "applied:succeeded")],
+            changed: vec![(read, next)],
+            transitions: vec![store::payments::transition(
+                read.id,
+                "pending",
+                "succeeded",
+                "webhook:charge.success",
+                Some("evt-set-1"),
+            )],
+            merchant_events: vec![payorch::events::payment_event(next, "payment.succeeded")],
+        }
+    }
+    let before = fixture.snapshot().await;
+
+    let mut stale = a.clone();
+    stale.version -= 1;
+    let txn = store::begin_write(&fixture.db).await.unwrap();
+    let stale_set = set(&stale, &a_next, &event);
+    let written = store::changes::write(&txn, stale_set).await.unwrap();
+    assert_eq!(
+        written,
+        Written {
+            recorded: 1,
+            updated: 0
+        },
+        "the payment moved on; the dedup row was new"
+    );
+    txn.rollback().await.unwrap();
+    assert_eq!(
+        fixture.snapshot().await,
+        before,
+        "the rollback left nothing"
+    );
+
+    let txn = store::begin_write(&fixture.db).await.unwrap();
+    let written = store::changes::write(&txn, set(&a, &a_next, &event))
+        .await
+        .unwrap();
+    assert_eq!(
+        written,
+        Written {
+            recorded: 1,
+            updated: 1
+        }
+    );
+    txn.commit().await.unwrap();
+    let row = fixture.payment(&a.reference).await;
+    assert_eq!(
+        (row.version, row.status.as_str()),
+        (a.version + 1, "succeeded")
+    );
+    assert_eq!(fixture.transitions_of(&a, "evt-set-1").await.len(), 1);
+    assert_eq!(fixture.dedup_rows("evt-set-1").await.len(), 1);
+    assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
+
+    // The same event again: its dedup row is there, so none is new.
+    let txn = store::begin_write(&fixture.db).await.unwrap();
+    let again = store::changes::write(&txn, set(&row, &a_next, &event))
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    assert_eq!(again.recorded, 0, "a redelivery is counted out");
+}
