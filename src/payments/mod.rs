@@ -213,7 +213,9 @@ impl Payments {
 
     /// The client's payment under `reference` with its audit trail and its
     /// open payment-level review, if any: what `GET /v1/payments/{reference}`
-    /// shows. The trail and the review are read at once.
+    /// shows. On PostgreSQL the payment, its trail and whether a review is
+    /// open are one statement, and the review is read only when one is;
+    /// elsewhere the trail and the review are read at once.
     pub async fn get_with_review(
         &self,
         client_id: Uuid,
@@ -226,6 +228,17 @@ impl Payments {
         ),
         PaymentError,
     > {
+        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let (payment, transitions, review_open) =
+                store::find_owned_with_trail(&self.db, client_id, reference)
+                    .await?
+                    .ok_or(PaymentError::NotFound)?;
+            let review = match review_open {
+                true => crate::store::reviews::open_for_payment(&self.db, payment.id).await?,
+                false => None,
+            };
+            return Ok((payment, transitions, review));
+        }
         let payment = self.owned(client_id, reference).await?;
         let (transitions, review) = tokio::try_join!(
             store::transitions(&self.db, payment.id),

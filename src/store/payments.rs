@@ -192,13 +192,17 @@ pub async fn find_owned_with_trail(
                 ORDER BY t.id)
               FROM payment_transitions t WHERE t.payment_id = p.id), '[]'::json) AS trail,
             EXISTS (SELECT 1 FROM reviews r WHERE r.payment_id = p.id
-                AND r.refund_id IS NULL AND r.status = 'open') AS review_open
+                AND r.refund_id IS NULL AND r.status = $3) AS review_open
         FROM payments p WHERE p.client_id = $1 AND p.client_reference = $2";
     let Some(row) = db
         .query_one_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             sql,
-            [client_id.into(), reference.into()],
+            [
+                client_id.into(),
+                reference.into(),
+                crate::domain::review::OPEN.into(),
+            ],
         ))
         .await?
     else {
