@@ -19,6 +19,7 @@ mod m20261208_000001_sealed_endpoint_secrets;
 mod m20261209_000001_queue_lease_fence;
 mod m20261209_000002_console_sessions;
 mod m20261210_000001_console_pages;
+mod m20261211_000001_outbox_index;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000001_queue_lease_fence::Migration),
             Box::new(m20261209_000002_console_sessions::Migration),
             Box::new(m20261210_000001_console_pages::Migration),
+            Box::new(m20261211_000001_outbox_index::Migration),
         ]
     }
 }
