@@ -40,11 +40,17 @@ async fn ready(channel: &lapin::Channel, queue: &str) -> u32 {
 }
 
 async fn processed(db: &sea_orm::DatabaseConnection) -> i64 {
+    scalar(
+        db,
+        "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
+    )
+    .await
+}
+
+/// The one `bigint` `sql` reads.
+async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
     let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) FROM webhook_events WHERE processed_at IS NOT NULL",
-        ))
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
         .unwrap()
         .unwrap();
@@ -53,15 +59,11 @@ async fn processed(db: &sea_orm::DatabaseConnection) -> i64 {
 
 /// Transactions committed in the bench database so far.
 async fn commits(db: &sea_orm::DatabaseConnection) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    scalar(
+        db,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .await
 }
 
 /// `EVENTS` confirmed publishes shaped as payorch's (through a direct

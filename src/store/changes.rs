@@ -16,7 +16,6 @@ use super::{
 };
 
 /// What one change set writes.
-#[derive(Default)]
 pub struct ChangeSet<'a> {
     /// Dedup rows for the webhooks applied, with their outcomes.
     pub recorded: Vec<(&'a WebhookRecord, &'a str)>,
