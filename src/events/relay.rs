@@ -22,7 +22,7 @@ use std::{collections::HashSet, future::Future, sync::LazyLock, time::Duration};
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 use uuid::Uuid;
 
 use crate::{
@@ -32,9 +32,11 @@ use crate::{
 
 /// Events claimed per round.
 pub const BATCH: u64 = 256;
-/// How long a woken relay waits before its round, so that a busy process
-/// relays many commits per round instead of one.
-pub const LINGER: Duration = Duration::from_millis(10);
+/// The least time between the starts of two woken rounds. A relay woken
+/// after a quiet spell relays at once; one woken again within this of its
+/// last round waits out the rest of it, so a busy process relays many
+/// commits per round (at most one round per `SPACING`) instead of one.
+pub const SPACING: Duration = Duration::from_millis(4);
 /// How often the outbox is looked at without a notification.
 pub const SWEEP: Duration = Duration::from_secs(1);
 
@@ -50,8 +52,10 @@ pub fn wake() {
 pub async fn run(db: DatabaseConnection, queue: WebhookQueue, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
+    let mut lag_observed: Option<Instant> = None;
     tracing::info!("event relay running");
     loop {
+        let round = Instant::now();
         match relay_once(&db, &queue).await {
             Ok(relayed) => {
                 backoff = Duration::from_millis(100);
@@ -69,12 +73,15 @@ pub async fn run(db: DatabaseConnection, queue: WebhookQueue, shutdown: impl Fut
                 continue;
             }
         }
-        observe_lag(&db).await;
+        if lag_observed.is_none_or(|at| at.elapsed() >= SWEEP) {
+            observe_lag(&db).await;
+            lag_observed = Some(Instant::now());
+        }
         tokio::select! {
             _ = &mut shutdown => return,
             _ = WRITTEN.notified() => {
                 // Commits arriving meanwhile share the next round.
-                tokio::time::sleep(LINGER).await;
+                tokio::time::sleep_until(round + SPACING).await;
             }
             _ = tokio::time::sleep(SWEEP) => {}
         }
