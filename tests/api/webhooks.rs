@@ -815,6 +815,79 @@ async fn concurrent_publishes_while_unroutable_acknowledge_only_what_was_queued(
     );
 }
 
+/// Publishes sharing the publishing lanes, some routable and some not (the
+/// parking queue deleted behind payorch's back), answered in the same
+/// rounds: each is answered for itself. Every publish to the main queue is
+/// confirmed (none takes another's return), and every park answered `Ok`
+/// is in the parking queue (no return is lost to another's confirm).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routable_and_unroutable_publishes_sharing_a_round_are_each_answered_for_themselves() {
+    let prefix = crate::helpers::random_name("mixed");
+    let policy = payorch::queue::RetryPolicy {
+        delays: vec![Duration::from_millis(100)],
+    };
+    let queue = AmqpQueue::new(AMQP, &prefix, policy);
+    queue.check().await.unwrap();
+    let envelope = |i: usize| payorch::queue::Envelope {
+        message: payorch::queue::QueueMessage::WebhookV1 {
+            provider: "sandbox".into(),
+            dedup_key: format!("mixed-{i}"),
+            body: "{}".into(),
+            received_at: chrono::Utc::now(),
+            request_id: None,
+        },
+        attempt: 0,
+        reason: None,
+    };
+    // The first return makes the next publish declare the topology again
+    // (the parking queue with it), so the window is the rounds in flight
+    // then: opened ten times, each time on a pool already made.
+    const SENDS: usize = 400;
+    for attempt in 0..10 {
+        queue
+            .publish(&envelope(usize::MAX - attempt))
+            .await
+            .unwrap();
+        delete_queue(&queue.names().dead).await;
+        let sends = (attempt * SENDS..(attempt + 1) * SENDS).map(|i| {
+            let (queue, envelope) = (&queue, envelope(i));
+            async move {
+                if i % 2 == 0 {
+                    queue.publish(&envelope).await
+                } else {
+                    queue.park(&envelope).await
+                }
+            }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let published: Vec<_> = results.iter().step_by(2).collect();
+        let parked: Vec<_> = results.iter().skip(1).step_by(2).collect();
+        assert!(
+            published.iter().all(|r| r.is_ok()),
+            "a routed publish was refused: {published:?}"
+        );
+        assert!(
+            parked
+                .iter()
+                .any(|r| matches!(r, Err(payorch::queue::QueueError::Unroutable))),
+            "no park met the missing queue"
+        );
+        let parked_ok = parked.iter().filter(|r| r.is_ok()).count();
+        let depths: HashMap<String, u32> = queue.depths().await.unwrap().into_iter().collect();
+        assert_eq!(
+            depths[&queue.names().main] as usize,
+            (attempt + 1) * (SENDS / 2 + 1),
+            "every publish is in the main queue"
+        );
+        assert_eq!(
+            depths.get(&queue.names().dead).copied().unwrap_or(0) as usize,
+            parked_ok,
+            "every park answered Ok is parked"
+        );
+    }
+    queue.delete_topology().await.unwrap();
+}
+
 /// Consumers on the main queue, as the broker counts them.
 async fn consumers(pipeline: &Pipeline) -> u32 {
     let (conn, channel) = pipeline.queue.consumer_channel(1).await.unwrap();

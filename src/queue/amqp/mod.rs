@@ -3,7 +3,7 @@
 //!
 //! - [`topology`]: the exchange, main, retry-tier and parking queues,
 //!   declared idempotently on connect;
-//! - [`publisher`]: the confirm-mode channel pool; a publish is `Ok` only
+//! - [`publisher`]: the confirm-mode publishing lanes; a publish is `Ok` only
 //!   after the broker's ack;
 //! - [`consumer`]: the broker's side of the one consumer loop
 //!   (`crate::queue::consumer`): sessions, batching, acknowledgements;
