@@ -358,6 +358,24 @@ impl Drop for TestApp {
     }
 }
 
+/// A queue topology a test declared itself: deleted when the test ends,
+/// passed or failed (off the test's runtime, as `TestApp` does).
+pub struct OwnTopology(pub payorch::queue::amqp::AmqpQueue);
+
+impl Drop for OwnTopology {
+    fn drop(&mut self) {
+        let queue = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(queue.delete_topology())
+        })
+        .join();
+    }
+}
+
 impl TestApp {
     /// Calls the sandbox's control API (mounted at `/sandbox`).
     pub async fn sandbox(&self, path: &str, body: serde_json::Value) -> reqwest::Response {

@@ -826,7 +826,8 @@ async fn routable_and_unroutable_publishes_sharing_a_round_are_each_answered_for
     let policy = payorch::queue::RetryPolicy {
         delays: vec![Duration::from_millis(100)],
     };
-    let queue = AmqpQueue::new(AMQP, &prefix, policy);
+    let own = crate::helpers::OwnTopology(AmqpQueue::new(AMQP, &prefix, policy));
+    let queue = &own.0;
     queue.check().await.unwrap();
     let envelope = |i: usize| payorch::queue::Envelope {
         message: payorch::queue::QueueMessage::WebhookV1 {
@@ -850,7 +851,7 @@ async fn routable_and_unroutable_publishes_sharing_a_round_are_each_answered_for
             .unwrap();
         delete_queue(&queue.names().dead).await;
         let sends = (attempt * SENDS..(attempt + 1) * SENDS).map(|i| {
-            let (queue, envelope) = (&queue, envelope(i));
+            let envelope = envelope(i);
             async move {
                 if i % 2 == 0 {
                     queue.publish(&envelope).await
@@ -885,7 +886,6 @@ async fn routable_and_unroutable_publishes_sharing_a_round_are_each_answered_for
             "every park answered Ok is parked"
         );
     }
-    queue.delete_topology().await.unwrap();
 }
 
 /// Consumers on the main queue, as the broker counts them.
