@@ -4,6 +4,7 @@
 # invariants are checked in the database. THINK_MIN/THINK_MAX: a merchant
 # user's pause between requests (default 0.5-1.5 s; 0.05-0.2 saturates
 # this 2-core machine). Users start SPAWN_RATE per second (default 20).
+# LOAD_BIN: a payorch binary to run instead of this tree's release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-100}
@@ -14,8 +15,13 @@ DB=payorch_load_$$
 PREFIX=load_$$
 
 [ -x .venv/bin/locust ] || { python3 -m venv .venv && .venv/bin/pip install --quiet locust; }
-cargo build --release --quiet --bin payorch
-BIN=target/release/payorch
+# LOAD_BIN: another build to load instead (a side-by-side comparison).
+if [ -n "${LOAD_BIN:-}" ]; then
+  BIN=$LOAD_BIN
+else
+  cargo build --release --quiet --bin payorch
+  BIN=target/release/payorch
+fi
 
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $DB"
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB REDIS_URL=redis://127.0.0.1:6379 \
