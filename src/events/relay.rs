@@ -11,8 +11,8 @@
 //! processes too, but it serializes every notifying commit: it cut a
 //! one-insert transaction from 3 341 to 1 935 tps on this machine.)
 //!
-//! Several relays share the outbox, and each runs [`IN_FLIGHT`] rounds at
-//! once: rows are claimed `FOR UPDATE SKIP LOCKED`. A relay that dies after publishing and before its commit
+//! Several relays share the outbox: rows are claimed `FOR UPDATE SKIP
+//! LOCKED`. A relay that dies after publishing and before its commit
 //! leaves the rows unpublished, and they are queued again — a delivery is
 //! at least once, and receivers deduplicate by `webhook-id`. A publish the
 //! queue refuses leaves only its own event for the next round: the others
@@ -48,33 +48,15 @@ pub fn wake() {
     WRITTEN.notify_one();
 }
 
-/// Rounds in flight at once on PostgreSQL: a commit made while one round
-/// waits for its confirms is claimed by the other (its rows are locked,
-/// so `SKIP LOCKED` takes only the new ones) instead of waiting for that
-/// round to end. One on SQLite, where a claim locks nothing.
-pub const IN_FLIGHT: usize = 2;
-
 /// Relays until `shutdown`.
 pub async fn run(db: DatabaseConnection, queue: WebhookQueue, shutdown: impl Future<Output = ()>) {
-    let shutdown = futures_util::FutureExt::shared(shutdown);
-    let rounds = match db.get_database_backend() {
-        DbBackend::Postgres => IN_FLIGHT,
-        _ => 1,
-    };
-    tracing::info!(rounds_in_flight = rounds, "event relay running");
-    let relays = (0..rounds).map(|_| relay(&db, &queue, shutdown.clone()));
-    futures_util::future::join_all(relays).await;
-}
-
-/// One of the relay's loops: a round when woken (at most one per
-/// [`SPACING`]), when the sweep is due, and at once after a full round.
-async fn relay(db: &DatabaseConnection, queue: &WebhookQueue, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
     let mut lag_observed: Option<Instant> = None;
+    tracing::info!("event relay running");
     loop {
         let round = Instant::now();
-        match relay_once(db, queue).await {
+        match relay_once(&db, &queue).await {
             Ok(relayed) => {
                 backoff = Duration::from_millis(100);
                 if relayed as u64 == BATCH {
@@ -92,7 +74,7 @@ async fn relay(db: &DatabaseConnection, queue: &WebhookQueue, shutdown: impl Fut
             }
         }
         if lag_observed.is_none_or(|at| at.elapsed() >= SWEEP) {
-            observe_lag(db).await;
+            observe_lag(&db).await;
             lag_observed = Some(Instant::now());
         }
         tokio::select! {
