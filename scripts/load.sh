@@ -41,6 +41,8 @@ cleanup() {
   for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$PREFIX\."); do
     rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
   done
+  # And its rate-limit counters (they would expire within a minute).
+  redis-cli --scan --pattern "$PREFIX:*" | xargs -r redis-cli del >/dev/null || true
 }
 trap cleanup EXIT
 mkdir -p run/load
