@@ -233,9 +233,10 @@ impl Payments {
                 store::find_owned_with_trail(&self.db, client_id, reference)
                     .await?
                     .ok_or(PaymentError::NotFound)?;
-            let review = match review_open {
-                true => crate::store::reviews::open_for_payment(&self.db, payment.id).await?,
-                false => None,
+            let review = if review_open {
+                crate::store::reviews::open_for_payment(&self.db, payment.id).await?
+            } else {
+                None
             };
             return Ok((payment, transitions, review));
         }

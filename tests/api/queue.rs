@@ -37,7 +37,8 @@ async fn queue_on(db: &TestDb, delays_ms: &[u64]) -> TableQueue {
     TableQueue::new(conn, &random_name("q"), retry)
 }
 
-fn envelope(key: &str) -> Envelope {
+/// A webhook's queue message for the payment `key`.
+pub fn envelope(key: &str) -> Envelope {
     let body = json!({"event": "charge.failed", "data": {"reference": key}});
     let text = body.to_string();
     let event = paystack::parse_event(text.as_bytes()).unwrap();

@@ -829,17 +829,7 @@ async fn routable_and_unroutable_publishes_sharing_a_round_are_each_answered_for
     let own = crate::helpers::OwnTopology(AmqpQueue::new(AMQP, &prefix, policy));
     let queue = &own.0;
     queue.check().await.unwrap();
-    let envelope = |i: usize| payorch::queue::Envelope {
-        message: payorch::queue::QueueMessage::WebhookV1 {
-            provider: "sandbox".into(),
-            dedup_key: format!("mixed-{i}"),
-            body: "{}".into(),
-            received_at: chrono::Utc::now(),
-            request_id: None,
-        },
-        attempt: 0,
-        reason: None,
-    };
+    let envelope = |i: usize| crate::queue::envelope(&format!("mixed-{i}"));
     // The first return makes the next publish declare the topology again
     // (the parking queue with it), so the window is the rounds in flight
     // then: opened ten times, each time on a pool already made.
