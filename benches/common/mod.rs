@@ -190,6 +190,8 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
+    // Progress on stderr, so a profiler can be started with a scenario.
+    eprintln!("running: {name}");
     let call = Arc::new(call);
     let counter = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -598,13 +600,19 @@ pub async fn statements_reset(db: &sea_orm::DatabaseConnection) -> bool {
 /// time, per unit (event, request): calls, rows and microseconds of
 /// execution.
 pub async fn statements_per_unit(db: &sea_orm::DatabaseConnection, units: usize) -> Vec<String> {
+    // First every statement together: each is a round trip, `BEGIN` and
+    // `COMMIT` included (the pool's ping on each release is not one).
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT calls, rows, total_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) \
-             FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             ORDER BY total_exec_time DESC LIMIT 8",
+            r"WITH mine AS (SELECT calls, rows, total_exec_time, query FROM pg_stat_statements
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))
+              (SELECT sum(calls)::bigint, sum(rows)::bigint, sum(total_exec_time),
+                      '(all statements)' FROM mine)
+              UNION ALL
+              (SELECT calls, rows, total_exec_time,
+                      left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+                 FROM mine ORDER BY total_exec_time DESC LIMIT 8)",
         ))
         .await
         .unwrap_or_default();

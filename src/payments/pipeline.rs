@@ -29,7 +29,11 @@
 //!
 //! One commit, so a change's effects exist together or not at all: a crash
 //! before it leaves a webhook to be redelivered, after it its dedup row makes
-//! the redelivery a duplicate.
+//! the redelivery a duplicate. A request's own change to a payment it has
+//! just read (no webhook, no review, no stored answer) is tried first as
+//! that one `WITH` on its own, outside a transaction: its inserts are
+//! conditional on the versioned update, so it too is all or nothing, and a
+//! payment that moved on is read again, locked, as below.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -48,7 +52,7 @@ use crate::{
     domain::{Outcome, PaymentEvent},
     store::{
         self,
-        changes::{ChangeSet, Written},
+        changes::{self, ChangeSet, Written},
         payments::{self, Payment},
         webhooks::{self, WebhookRecord},
     },
@@ -283,12 +287,7 @@ async fn write(
     holding: &Holding,
     writes: Writes<'_>,
 ) -> Result<Option<Vec<Uuid>>, PaymentError> {
-    let changed: Vec<(&Payment, &Payment)> = holding
-        .payments
-        .values()
-        .filter(|p| p.now.version != p.read.version)
-        .map(|p| (&p.read, &p.now))
-        .collect();
+    let changed = changed(holding);
     let recorded: Vec<(&WebhookRecord, &str)> = writes
         .recorded
         .iter()
@@ -373,6 +372,13 @@ impl PaymentService {
         let reference = payment.reference.clone();
         let items = [Item::asked(&reference, change)];
         let mut read = Some(payment);
+        if answer.is_none() && self.db.get_database_backend() == DbBackend::Postgres {
+            match self.apply_alone(read.take(), &items).await? {
+                Alone::Done(result) => return applied_once(result),
+                Alone::Stale => {}
+                Alone::NeedsTransaction(payment) => read = Some(*payment),
+            }
+        }
         for _ in 0..CONFLICT_RETRIES {
             let (txn, mut holding) = match read.take() {
                 Some(payment) => (
@@ -388,17 +394,7 @@ impl PaymentService {
                 txn.rollback().await?;
                 continue;
             };
-            let Some(result) = applied.results.into_iter().next() else {
-                return Err(PaymentError::Internal("a change without a result".into()));
-            };
-            let (updated, outcome) = match result? {
-                WebhookApplied::Applied(payment, outcome) => (*payment, outcome),
-                other => {
-                    return Err(PaymentError::Internal(format!(
-                        "a change without a webhook ended as {other:?}"
-                    )));
-                }
-            };
+            let (updated, outcome) = applied_once(applied.results.into_iter().next())?;
             if !applied.wrote {
                 txn.rollback().await?;
                 return Ok((updated, outcome));
@@ -417,6 +413,49 @@ impl PaymentService {
             return Ok((updated, outcome));
         }
         Err(too_contended())
+    }
+
+    /// The first try of an asked change to a payment read outside any
+    /// transaction, on PostgreSQL, with no answer to store beside it: when
+    /// the plan writes only the payment, its audit row and its merchant
+    /// event, they are one statement on its own ([`changes::write_alone`]),
+    /// atomic without `BEGIN` and `COMMIT`, which are two round trips of
+    /// three. A plan that writes nothing needs no round trip at all.
+    async fn apply_alone(
+        &self,
+        payment: Option<Payment>,
+        items: &[Item<'_>],
+    ) -> Result<Alone, PaymentError> {
+        let Some(payment) = payment else {
+            return Ok(Alone::Stale);
+        };
+        let mut holding = Holding::read(payment);
+        let Plan { results, writes } = plan(&mut holding, items, HashSet::new());
+        let result = results.into_iter().next();
+        if writes.is_empty() {
+            return Ok(Alone::Done(result));
+        }
+        if !writes.reviews.is_empty() || !writes.recorded.is_empty() {
+            let read = holding.payments.into_values().next().map(|held| held.read);
+            return read
+                .map(|payment| Alone::NeedsTransaction(Box::new(payment)))
+                .ok_or_else(|| PaymentError::Internal("a plan without its payment".into()));
+        }
+        let changed = changed(&holding);
+        let expected = changed.len() as u64;
+        let set = ChangeSet {
+            recorded: Vec::new(),
+            changed,
+            transitions: writes.transitions,
+            merchant_events: writes.merchant_events,
+        };
+        let written = changes::write_alone(&self.db, set).await?;
+        if written.updated != expected {
+            return Ok(Alone::Stale);
+        }
+        // Written as a commit is: the relay sends its merchant events now.
+        crate::events::relay::wake();
+        Ok(Alone::Done(result))
     }
 
     /// Applies a provider webhook, exactly once per event identity: a
@@ -565,6 +604,42 @@ impl PaymentService {
             .await?
             .ok_or(PaymentError::NotFound)
     }
+}
+
+/// How the first try of a change on its own ended.
+enum Alone {
+    /// Written (or nothing to write): the change's result.
+    Done(Option<Result<WebhookApplied, PaymentError>>),
+    /// The payment moved on since it was read; nothing was written.
+    Stale,
+    /// The plan opens a review: it is written in a transaction, from the
+    /// payment as read.
+    NeedsTransaction(Box<Payment>),
+}
+
+/// The payment and outcome of the one asked change of a batch of one.
+fn applied_once(
+    result: Option<Result<WebhookApplied, PaymentError>>,
+) -> Result<(Payment, Outcome), PaymentError> {
+    let Some(result) = result else {
+        return Err(PaymentError::Internal("a change without a result".into()));
+    };
+    match result? {
+        WebhookApplied::Applied(payment, outcome) => Ok((*payment, outcome)),
+        other => Err(PaymentError::Internal(format!(
+            "a change without a webhook ended as {other:?}"
+        ))),
+    }
+}
+
+/// The payments of `holding` the plan changed: as read, and as written.
+fn changed(holding: &Holding) -> Vec<(&Payment, &Payment)> {
+    holding
+        .payments
+        .values()
+        .filter(|p| p.now.version != p.read.version)
+        .map(|p| (&p.read, &p.now))
+        .collect()
 }
 
 pub(super) fn too_contended() -> PaymentError {

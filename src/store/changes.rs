@@ -5,6 +5,13 @@
 //! four. The caller's transaction still decides: the counts say whether
 //! every dedup row was new and every payment was still at the version read,
 //! and if not, the caller rolls everything back.
+//!
+//! A change with no dedup row can also be written on its own, outside any
+//! transaction ([`write_alone`]): one statement is atomic by itself, and
+//! its inserts are made conditional on every versioned update matching, so
+//! a payment that moved on leaves nothing written and nothing to roll
+//! back. That saves the `BEGIN` and `COMMIT` round trips of a request's
+//! change (an initialize's checkout, a verify).
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryTrait, Statement, Value};
 
@@ -38,6 +45,35 @@ pub struct Written {
 /// runs to completion whatever the others did, so the caller compares
 /// [`Written`] with what it asked for and rolls back on a shortfall.
 pub async fn write(db: &impl ConnectionTrait, set: ChangeSet<'_>) -> Result<Written, DbErr> {
+    statement(db, set, false).await
+}
+
+/// Writes `set`, which records no webhook, as one statement standing on
+/// its own (no transaction needed): its audit rows and merchant events are
+/// inserted only if every payment was still at the version read. So either
+/// [`Written::updated`] counts every payment of the set and all of it is
+/// written, or nothing is.
+pub async fn write_alone(db: &impl ConnectionTrait, set: ChangeSet<'_>) -> Result<Written, DbErr> {
+    if !set.recorded.is_empty() {
+        return Err(DbErr::Custom(
+            "a change recording webhooks needs its transaction".into(),
+        ));
+    }
+    statement(db, set, true).await
+}
+
+async fn statement(
+    db: &impl ConnectionTrait,
+    set: ChangeSet<'_>,
+    guarded: bool,
+) -> Result<Written, DbErr> {
+    // The inserts' condition, when guarded: every payment updated.
+    let guard = (guarded && !set.changed.is_empty())
+        .then(|| format!("(SELECT count(*) FROM updated) = {}", set.changed.len()));
+    let insert = |statement: Statement| match &guard {
+        Some(guard) => only_if(statement, guard),
+        None => Ok(statement),
+    };
     let mut with = With::default();
     let recorded = (!set.recorded.is_empty()).then(|| {
         let insert = webhooks::dedup_rows(set.recorded).build(DbBackend::Postgres);
@@ -49,16 +85,16 @@ pub async fn write(db: &impl ConnectionTrait, set: ChangeSet<'_>) -> Result<Writ
         with.add("updated", update, "RETURNING p.id")
     });
     if !set.transitions.is_empty() {
-        let insert = payment_transition::Entity::insert_many(set.transitions);
-        with.add("audited", insert.build(DbBackend::Postgres), "");
+        let rows = payment_transition::Entity::insert_many(set.transitions);
+        with.add("audited", insert(rows.build(DbBackend::Postgres))?, "");
     }
     if !set.merchant_events.is_empty() {
         let rows = set
             .merchant_events
             .into_iter()
             .map(event::ActiveModel::from);
-        let insert = event::Entity::insert_many(rows);
-        with.add("announced", insert.build(DbBackend::Postgres), "");
+        let rows = event::Entity::insert_many(rows);
+        with.add("announced", insert(rows.build(DbBackend::Postgres))?, "");
     }
     let count = |name: Option<&'static str>| match name {
         Some(name) => format!("(SELECT count(*) FROM {name})"),
@@ -83,6 +119,20 @@ pub async fn write(db: &impl ConnectionTrait, set: ChangeSet<'_>) -> Result<Writ
         recorded: counted("recorded")?,
         updated: counted("updated")?,
     })
+}
+
+/// `INSERT INTO t (…) VALUES (…), …` as `INSERT INTO t (…) SELECT * FROM
+/// (VALUES (…), …) AS v WHERE condition`: the same rows, or none. Every
+/// value is a bound, typed placeholder, so the rows' types are what the
+/// plain insert would have coerced.
+fn only_if(insert: Statement, condition: &str) -> Result<Statement, DbErr> {
+    let unexpected = || DbErr::Custom(format!("not a plain multi-row insert: {}", insert.sql));
+    let (head, rows) = insert.sql.split_once(" VALUES ").ok_or_else(unexpected)?;
+    if !head.starts_with("INSERT INTO ") || rows.contains("DEFAULT") || rows.contains("RETURNING") {
+        return Err(unexpected());
+    }
+    let sql = format!("{head} SELECT * FROM (VALUES {rows}) AS v WHERE {condition}");
+    Ok(Statement { sql, ..insert })
 }
 
 /// The sub-statements of a `WITH`, their placeholders numbered on from
@@ -130,7 +180,36 @@ fn renumbered(sql: &str, offset: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::renumbered;
+    use sea_orm::{DbBackend, Statement};
+
+    use super::{only_if, renumbered};
+
+    #[test]
+    fn a_guarded_insert_keeps_its_rows_and_values_behind_the_condition() {
+        let insert = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4)"#,
+            [1.into(), 2.into(), 3.into(), 4.into()],
+        );
+        let guarded = only_if(insert, "(SELECT count(*) FROM updated) = 1").unwrap();
+        assert_eq!(
+            guarded.sql,
+            r#"INSERT INTO "t" ("a", "b") SELECT * FROM (VALUES ($1, $2), ($3, $4)) AS v WHERE (SELECT count(*) FROM updated) = 1"#
+        );
+        assert_eq!(guarded.values.map(|v| v.0.len()), Some(4));
+    }
+
+    #[test]
+    fn only_a_plain_multi_row_insert_is_guarded() {
+        for sql in [
+            r#"UPDATE "t" SET "a" = $1"#,
+            r#"INSERT INTO "t" ("a") VALUES (DEFAULT)"#,
+            r#"INSERT INTO "t" ("a") VALUES ($1) RETURNING "a""#,
+        ] {
+            let statement = Statement::from_string(DbBackend::Postgres, sql);
+            assert!(only_if(statement, "true").is_err(), "{sql}");
+        }
+    }
 
     #[test]
     fn placeholders_are_numbered_on_and_nothing_else_moves() {

@@ -522,6 +522,43 @@ async fn the_set_based_versioned_write_changes_nothing_when_one_row_moved_on() {
     }
 }
 
+/// `payment` succeeded and paid, as a change would write it.
+fn paid(payment: &Payment) -> Payment {
+    let changes = store::payments::Changes {
+        status: Some(PaymentStatus::Succeeded),
+        paid: true,
+        ..Default::default()
+    };
+    store::payments::advance(payment, &changes, chrono::Utc::now())
+}
+
+/// The change set that makes `read` into `next` (see [`paid`]): by
+/// `event`, recorded with it, or asked (a verify) without one.
+fn paid_set<'a>(
+    read: &'a Payment,
+    next: &'a Payment,
+    event: Option<&'a WebhookEvent>,
+) -> store::changes::ChangeSet<'a> {
+    let cause = match event {
+        Some(_) => "webhook:charge.success",
+        None => "verify:succeeded",
+    };
+    store::changes::ChangeSet {
+        recorded: event
+            .map(|e| vec![(&e.record, "applied:succeeded")])
+            .unwrap_or_default(),
+        changed: vec![(read, next)],
+        transitions: vec![store::payments::transition(
+            read.id,
+            "pending",
+            "succeeded",
+            cause,
+            event.map(|e| e.record.event_id.as_str()),
+        )],
+        merchant_events: vec![payorch::events::payment_event(next, "payment.succeeded")],
+    }
+}
+
 /// The set-based write as one statement (PostgreSQL): a payment that moved
 /// on since it was read, or a dedup row recorded before, shows in the
 /// counts while the other sub-statements still ran — so the caller's
@@ -529,30 +566,12 @@ async fn the_set_based_versioned_write_changes_nothing_when_one_row_moved_on() {
 /// is written.
 #[tokio::test]
 async fn a_change_set_in_one_statement_counts_what_it_wrote_and_a_rollback_leaves_nothing() {
-    use store::changes::{ChangeSet, Written};
+    use store::changes::Written;
     let fixture = fixture(TestDb::postgres().await).await;
     let a = fixture.pending_payment().await;
-    let changes = store::payments::Changes {
-        status: Some(PaymentStatus::Succeeded),
-        paid: true,
-        ..Default::default()
-    };
-    let a_next = store::payments::advance(&a, &changes, chrono::Utc::now());
+    let a_next = paid(&a);
     let event = webhook("evt-set-1", &a.reference, succeeded());
-    fn set<'a>(read: &'a Payment, next: &'a Payment, event: &'a WebhookEvent) -> ChangeSet<'a> {
-        ChangeSet {
-            recorded: vec![(&event.record, "applied:succeeded")],
-            changed: vec![(read, next)],
-            transitions: vec![store::payments::transition(
-                read.id,
-                "pending",
-                "succeeded",
-                "webhook:charge.success",
-                Some("evt-set-1"),
-            )],
-            merchant_events: vec![payorch::events::payment_event(next, "payment.succeeded")],
-        }
-    }
+    let set = |read, next, event| paid_set(read, next, Some(event));
     let before = fixture.snapshot().await;
 
     let mut stale = a.clone();
@@ -603,4 +622,55 @@ async fn a_change_set_in_one_statement_counts_what_it_wrote_and_a_rollback_leave
         .unwrap();
     txn.rollback().await.unwrap();
     assert_eq!(again.recorded, 0, "a redelivery is counted out");
+}
+
+/// A request's change written on its own, outside a transaction
+/// (`write_alone`): when the payment moved on since it was read, its audit
+/// row and merchant event are not written either, so there is nothing to
+/// roll back; at the version read, all of it is written.
+#[tokio::test]
+async fn a_change_alone_writes_all_of_itself_or_nothing() {
+    let fixture = fixture(TestDb::postgres().await).await;
+    let a = fixture.pending_payment().await;
+    let a_next = paid(&a);
+    // The payments the change found at the version it read.
+    let updated = async |read: &Payment| {
+        let set = paid_set(read, &a_next, None);
+        let written = store::changes::write_alone(&fixture.db, set).await.unwrap();
+        assert_eq!(written.recorded, 0);
+        written.updated
+    };
+    let before = fixture.snapshot().await;
+
+    let mut stale = a.clone();
+    stale.version -= 1;
+    assert_eq!(updated(&stale).await, 0, "the payment moved on");
+    assert_eq!(
+        fixture.snapshot().await,
+        before,
+        "no audit row, no merchant event without the update"
+    );
+
+    assert_eq!(updated(&a).await, 1);
+    let row = fixture.payment(&a.reference).await;
+    assert_eq!(
+        (row.version, row.status.as_str()),
+        (a.version + 1, "succeeded")
+    );
+    assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
+    let audited = store::payments::transitions(&fixture.db, a.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        audited
+            .iter()
+            .filter(|t| t.cause == "verify:succeeded")
+            .count(),
+        1,
+        "exactly one audit row for the change"
+    );
+
+    // The same change again, from the same read: stale now, nothing more.
+    assert_eq!(updated(&a).await, 0);
+    assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
 }
