@@ -16,10 +16,11 @@ use crate::{domain::IdempotencyKey, store::payments::Payment};
 
 /// An initialize's answer and the key it is stored under. When the
 /// provider's checkout is applied, the answer is rendered from the payment
-/// as written and stored with the key in that same transaction, so a
-/// successful initialize commits twice (key + payment; checkout + answer)
-/// rather than three times. Any other outcome is stored afterwards, as for
-/// every request ([`Payments::store_outcome`]).
+/// as written and stored with the key in that same write — on PostgreSQL
+/// a sub-statement of the checkout's one statement, else in its
+/// transaction — so a successful initialize commits twice (key + payment;
+/// checkout + answer) rather than three times. Any other outcome is stored
+/// afterwards, as for every request ([`Payments::store_outcome`]).
 #[derive(Clone)]
 pub(crate) struct Completion {
     claim: idempotency::Claim,
@@ -55,6 +56,20 @@ impl Completion {
         let rendered = self.render(Ok(payment.clone()));
         idempotency::complete(txn, &self.claim, &rendered).await?;
         Ok(rendered)
+    }
+
+    /// The answer for `payment`, and the statement that stores it under
+    /// the key (PostgreSQL), to write with the change itself.
+    pub(super) fn storing(&self, payment: &Payment) -> (Rendered, sea_orm::Statement) {
+        let rendered = self.render(Ok(payment.clone()));
+        let statement = idempotency::completion(&self.claim, &rendered);
+        (rendered, statement)
+    }
+
+    /// Whether the statement of [`Self::storing`] stored the answer: the
+    /// rows it wrote (none when a retry took the key over).
+    pub(super) fn stored_rows(&self, rows: u64) -> bool {
+        idempotency::completed(rows, &self.claim)
     }
 
     /// Its transaction committed.

@@ -316,6 +316,24 @@ pub async fn complete(
     claim: &Claim,
     response: &Rendered,
 ) -> Result<bool, DbErr> {
+    let done = completing(claim, response).exec(db).await?;
+    Ok(completed(done.rows_affected, claim))
+}
+
+/// [`complete`] as a PostgreSQL statement, to run beside other writes
+/// (see `store::changes::write_alone`); [`completed`] reads its row count.
+pub fn completion(claim: &Claim, response: &Rendered) -> Statement {
+    use sea_orm::QueryTrait;
+    completing(claim, response).build(DbBackend::Postgres)
+}
+
+/// Whether a completion of `claim` stored its response: `rows` is what
+/// its update wrote (see [`fenced`]).
+pub fn completed(rows: u64, claim: &Claim) -> bool {
+    fenced(rows, claim, "complete")
+}
+
+fn completing(claim: &Claim, response: &Rendered) -> sea_orm::UpdateMany<idempotency_key::Entity> {
     let update = idempotency_key::Entity::update_many()
         .col_expr(Column::State, Expr::value(COMPLETED))
         .col_expr(
@@ -327,11 +345,7 @@ pub async fn complete(
             Expr::value(Some(response.body.clone())),
         )
         .col_expr(Column::LockedUntil, Expr::value(None::<DateTime<Utc>>));
-    let done = owned_by(update, claim)
-        .filter(Column::State.eq(STARTED))
-        .exec(db)
-        .await?;
-    Ok(fenced(done.rows_affected, claim, "complete"))
+    owned_by(update, claim).filter(Column::State.eq(STARTED))
 }
 
 /// Unlocks a key whose request failed with a 5xx, so a retry may proceed.

@@ -134,7 +134,7 @@ impl Payments {
             .open_at_provider(opening, callback_url, route, Some(answer.clone()))
             .await;
         if let Some(rendered) = answer.answered() {
-            // Stored with the checkout, in its transaction.
+            // Stored with the checkout, in the same write.
             return Ok(Answer::Fresh(rendered));
         }
         self.store_outcome(&claim, result, |result| answer.render(result))

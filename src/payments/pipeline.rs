@@ -372,8 +372,8 @@ impl PaymentService {
         let reference = payment.reference.clone();
         let items = [Item::asked(&reference, change)];
         let mut read = Some(payment);
-        if answer.is_none() && self.db.get_database_backend() == DbBackend::Postgres {
-            match self.apply_alone(read.take(), &items).await? {
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            match self.apply_alone(read.take(), &items, answer).await? {
                 Alone::Done(result) => return applied_once(result),
                 Alone::Stale => {}
                 Alone::NeedsTransaction(payment) => read = Some(*payment),
@@ -416,15 +416,18 @@ impl PaymentService {
     }
 
     /// The first try of an asked change to a payment read outside any
-    /// transaction, on PostgreSQL, with no answer to store beside it: when
-    /// the plan writes only the payment, its audit row and its merchant
-    /// event, they are one statement on its own ([`changes::write_alone`]),
-    /// atomic without `BEGIN` and `COMMIT`, which are two round trips of
-    /// three. A plan that writes nothing needs no round trip at all.
+    /// transaction, on PostgreSQL: when the plan writes only the payment,
+    /// its audit row, its merchant event and the request's answer under its
+    /// Idempotency-Key, they are one statement on its own
+    /// ([`changes::write_alone`]), atomic without `BEGIN` and `COMMIT`
+    /// (the answer's update a sub-statement too: three round trips of four
+    /// saved with a key, two of three without). A plan that writes nothing
+    /// needs no round trip at all.
     async fn apply_alone(
         &self,
         payment: Option<Payment>,
         items: &[Item<'_>],
+        answer: Option<&Completion>,
     ) -> Result<Alone, PaymentError> {
         let Some(payment) = payment else {
             return Ok(Alone::Stale);
@@ -441,6 +444,14 @@ impl PaymentService {
                 .map(|payment| Alone::NeedsTransaction(Box::new(payment)))
                 .ok_or_else(|| PaymentError::Internal("a plan without its payment".into()));
         }
+        // The answer is stored with an applied change only, as in
+        // `apply_answering`'s transaction.
+        let answered = match (answer, &result) {
+            (Some(answer), Some(Ok(WebhookApplied::Applied(payment, Outcome::Applied { .. })))) => {
+                Some((answer, answer.storing(payment)))
+            }
+            _ => None,
+        };
         let changed = changed(&holding);
         let expected = changed.len() as u64;
         let set = ChangeSet {
@@ -449,12 +460,21 @@ impl PaymentService {
             transitions: writes.transitions,
             merchant_events: writes.merchant_events,
         };
-        let written = changes::write_alone(&self.db, set).await?;
+        let beside = answered
+            .as_ref()
+            .map(|(_, (_, statement))| statement.clone());
+        let (written, stored) = changes::write_alone(&self.db, set, beside).await?;
         if written.updated != expected {
             return Ok(Alone::Stale);
         }
         // Written as a commit is: the relay sends its merchant events now.
         crate::events::relay::wake();
+        if let Some((answer, (rendered, _))) = answered {
+            // A retry that took the key over stores its own answer; this
+            // request still answers its caller (logged and counted).
+            answer.stored_rows(stored);
+            answer.stored(rendered);
+        }
         Ok(Alone::Done(result))
     }
 

@@ -45,28 +45,34 @@ pub struct Written {
 /// runs to completion whatever the others did, so the caller compares
 /// [`Written`] with what it asked for and rolls back on a shortfall.
 pub async fn write(db: &impl ConnectionTrait, set: ChangeSet<'_>) -> Result<Written, DbErr> {
-    statement(db, set, false).await
+    Ok(statement(db, set, false, None).await?.0)
 }
 
 /// Writes `set`, which records no webhook, as one statement standing on
 /// its own (no transaction needed): its audit rows and merchant events are
 /// inserted only if every payment was still at the version read. So either
 /// [`Written::updated`] counts every payment of the set and all of it is
-/// written, or nothing is.
-pub async fn write_alone(db: &impl ConnectionTrait, set: ChangeSet<'_>) -> Result<Written, DbErr> {
+/// written, or nothing is. `beside`, an `UPDATE` (an Idempotency-Key's
+/// answer), runs under the same condition; its rows are counted apart.
+pub async fn write_alone(
+    db: &impl ConnectionTrait,
+    set: ChangeSet<'_>,
+    beside: Option<Statement>,
+) -> Result<(Written, u64), DbErr> {
     if !set.recorded.is_empty() {
         return Err(DbErr::Custom(
             "a change recording webhooks needs its transaction".into(),
         ));
     }
-    statement(db, set, true).await
+    statement(db, set, true, beside).await
 }
 
 async fn statement(
     db: &impl ConnectionTrait,
     set: ChangeSet<'_>,
     guarded: bool,
-) -> Result<Written, DbErr> {
+    beside: Option<Statement>,
+) -> Result<(Written, u64), DbErr> {
     // The inserts' condition, when guarded: every payment updated.
     let guard = (guarded && !set.changed.is_empty())
         .then(|| format!("(SELECT count(*) FROM updated) = {}", set.changed.len()));
@@ -96,15 +102,26 @@ async fn statement(
         let rows = event::Entity::insert_many(rows);
         with.add("announced", insert(rows.build(DbBackend::Postgres))?, "");
     }
+    let beside = match beside {
+        Some(update) => {
+            let update = match &guard {
+                Some(guard) => update_only_if(update, guard)?,
+                None => update,
+            };
+            Some(with.add("beside", update, "RETURNING 1"))
+        }
+        None => None,
+    };
     let count = |name: Option<&'static str>| match name {
         Some(name) => format!("(SELECT count(*) FROM {name})"),
         None => "0::bigint".to_owned(),
     };
     let sql = format!(
-        "WITH {} SELECT {} AS recorded, {} AS updated",
+        "WITH {} SELECT {} AS recorded, {} AS updated, {} AS beside",
         with.parts.join(", "),
         count(recorded),
         count(updated),
+        count(beside),
     );
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
@@ -115,10 +132,11 @@ async fn statement(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("a change set's counts".into()))?;
     let counted = |column: &str| row.try_get::<i64>("", column).map(|n| n.max(0) as u64);
-    Ok(Written {
+    let written = Written {
         recorded: counted("recorded")?,
         updated: counted("updated")?,
-    })
+    };
+    Ok((written, counted("beside")?))
 }
 
 /// `INSERT INTO t (…) VALUES (…), …` as `INSERT INTO t (…) SELECT * FROM
@@ -133,6 +151,18 @@ fn only_if(insert: Statement, condition: &str) -> Result<Statement, DbErr> {
     }
     let sql = format!("{head} SELECT * FROM (VALUES {rows}) AS v WHERE {condition}");
     Ok(Statement { sql, ..insert })
+}
+
+/// `UPDATE t SET … WHERE conditions` as `UPDATE t SET … WHERE
+/// (conditions) AND condition`.
+fn update_only_if(update: Statement, condition: &str) -> Result<Statement, DbErr> {
+    let unexpected = || DbErr::Custom(format!("not a plain update: {}", update.sql));
+    let (head, conditions) = update.sql.split_once(" WHERE ").ok_or_else(unexpected)?;
+    if !head.starts_with("UPDATE ") || conditions.contains("RETURNING") {
+        return Err(unexpected());
+    }
+    let sql = format!("{head} WHERE ({conditions}) AND {condition}");
+    Ok(Statement { sql, ..update })
 }
 
 /// The sub-statements of a `WITH`, their placeholders numbered on from
@@ -182,7 +212,29 @@ fn renumbered(sql: &str, offset: usize) -> String {
 mod tests {
     use sea_orm::{DbBackend, Statement};
 
-    use super::{only_if, renumbered};
+    use super::{only_if, renumbered, update_only_if};
+
+    #[test]
+    fn a_guarded_update_keeps_its_own_conditions_whole() {
+        let update = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            r#"UPDATE "k" SET "a" = $1 WHERE "k"."b" = $2 OR "k"."c" = $3"#,
+            [1.into(), 2.into(), 3.into()],
+        );
+        let guarded = update_only_if(update, "(SELECT count(*) FROM updated) = 1").unwrap();
+        assert_eq!(
+            guarded.sql,
+            r#"UPDATE "k" SET "a" = $1 WHERE ("k"."b" = $2 OR "k"."c" = $3) AND (SELECT count(*) FROM updated) = 1"#
+        );
+        for sql in [
+            r#"UPDATE "k" SET "a" = $1"#,
+            r#"INSERT INTO "k" ("a") VALUES ($1)"#,
+            r#"UPDATE "k" SET "a" = $1 WHERE "k"."b" = $2 RETURNING "a""#,
+        ] {
+            let statement = Statement::from_string(DbBackend::Postgres, sql);
+            assert!(update_only_if(statement, "true").is_err(), "{sql}");
+        }
+    }
 
     #[test]
     fn a_guarded_insert_keeps_its_rows_and_values_behind_the_condition() {

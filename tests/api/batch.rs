@@ -625,52 +625,67 @@ async fn a_change_set_in_one_statement_counts_what_it_wrote_and_a_rollback_leave
 }
 
 /// A request's change written on its own, outside a transaction
-/// (`write_alone`): when the payment moved on since it was read, its audit
-/// row and merchant event are not written either, so there is nothing to
-/// roll back; at the version read, all of it is written.
+/// (`write_alone`), with the request's answer under its Idempotency-Key
+/// beside it: when the payment moved on since it was read, its audit row,
+/// its merchant event and the answer are not written either, so there is
+/// nothing to roll back; at the version read, all of it is written.
 #[tokio::test]
 async fn a_change_alone_writes_all_of_itself_or_nothing() {
+    use payorch::{domain::IdempotencyKey, payments::idempotency};
     let fixture = fixture(TestDb::postgres().await).await;
     let a = fixture.pending_payment().await;
     let a_next = paid(&a);
-    // The payments the change found at the version it read.
+    let key = IdempotencyKey::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+    let lock = std::time::Duration::from_secs(60);
+    let reserved = idempotency::reserve(&fixture.db, fixture.client_id, key, "f", lock, None)
+        .await
+        .unwrap();
+    let idempotency::Reservation::Proceed { claim, .. } = reserved else {
+        panic!("a new key proceeds: {reserved:?}");
+    };
+    let answer = Rendered {
+        status: 201,
+        body: "the answer".into(),
+    };
+    // The payments the change found at the version it read, and whether
+    // the answer was stored beside it.
     let updated = async |read: &Payment| {
         let set = paid_set(read, &a_next, None);
-        let written = store::changes::write_alone(&fixture.db, set).await.unwrap();
+        let beside = Some(idempotency::completion(&claim, &answer));
+        let (written, stored) = store::changes::write_alone(&fixture.db, set, beside)
+            .await
+            .unwrap();
         assert_eq!(written.recorded, 0);
-        written.updated
+        (written.updated, stored)
     };
+    // What a retry with the key finds.
+    let retried =
+        async || idempotency::reserve(&fixture.db, fixture.client_id, key, "f", lock, None).await;
     let before = fixture.snapshot().await;
 
     let mut stale = a.clone();
     stale.version -= 1;
-    assert_eq!(updated(&stale).await, 0, "the payment moved on");
+    assert_eq!(updated(&stale).await, (0, 0), "the payment moved on");
     assert_eq!(
         fixture.snapshot().await,
         before,
         "no audit row, no merchant event without the update"
     );
-
-    assert_eq!(updated(&a).await, 1);
-    let row = fixture.payment(&a.reference).await;
-    assert_eq!(
-        (row.version, row.status.as_str()),
-        (a.version + 1, "succeeded")
-    );
-    assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
-    let audited = store::payments::transitions(&fixture.db, a.id)
-        .await
-        .unwrap();
-    assert_eq!(
-        audited
-            .iter()
-            .filter(|t| t.cause == "verify:succeeded")
-            .count(),
-        1,
-        "exactly one audit row for the change"
+    assert!(
+        matches!(
+            retried().await,
+            Err(payorch::payments::PaymentError::IdempotencyInFlight)
+        ),
+        "no answer stored without the update: the key is still in flight"
     );
 
+    assert_eq!(updated(&a).await, (1, 1));
+    assert_eq!(
+        retried().await.unwrap(),
+        idempotency::Reservation::Replay(answer.clone()),
+        "the answer stored with the change"
+    );
     // The same change again, from the same read: stale now, nothing more.
-    assert_eq!(updated(&a).await, 0);
+    assert_eq!(updated(&a).await, (0, 0));
     assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
 }
