@@ -361,8 +361,9 @@ impl PaymentService {
 
     /// [`Self::apply`], and when the change is applied and `answer` is
     /// given, the request's answer stored under its Idempotency-Key in the
-    /// same transaction (one commit fewer for initialize; see
-    /// [`Completion`]).
+    /// same write (one commit fewer for initialize; see [`Completion`]).
+    /// The plan of the first try is written as it is, never decided again
+    /// (so a flagged payment is logged once).
     pub(super) async fn apply_answering(
         &self,
         payment: Payment,
@@ -371,22 +372,14 @@ impl PaymentService {
     ) -> Result<(Payment, Outcome), PaymentError> {
         let reference = payment.reference.clone();
         let items = [Item::asked(&reference, change)];
-        let mut read = Some(payment);
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            match self.apply_alone(read.take(), &items, answer).await? {
-                Alone::Done(result) => return applied_once(result),
-                Alone::Stale => {}
-                Alone::NeedsTransaction(payment) => read = Some(*payment),
-            }
+        // First as the caller read it, unlocked; on a conflict, locked.
+        let mut holding = Holding::read(payment);
+        let first = plan(&mut holding, &items, HashSet::new());
+        if let Some(done) = self.write_first(&holding, first, answer).await? {
+            return Ok(done);
         }
-        for _ in 0..CONFLICT_RETRIES {
-            let (txn, mut holding) = match read.take() {
-                Some(payment) => (
-                    crate::store::begin_write(&self.db).await?,
-                    Holding::read(payment),
-                ),
-                None => self.hold([reference.clone()]).await?,
-            };
+        for _ in 1..CONFLICT_RETRIES {
+            let (txn, mut holding) = self.hold([reference.clone()]).await?;
             let Some(applied) = self
                 .apply_held(&txn, &mut holding, &items, Dedup::Assume)
                 .await?
@@ -394,65 +387,61 @@ impl PaymentService {
                 txn.rollback().await?;
                 continue;
             };
-            let (updated, outcome) = applied_once(applied.results.into_iter().next())?;
             if !applied.wrote {
                 txn.rollback().await?;
-                return Ok((updated, outcome));
+                return applied_once(applied.results);
             }
-            let answered = match answer {
-                Some(answer) if matches!(outcome, Outcome::Applied { .. }) => {
-                    Some((answer, answer.store(&txn, &updated).await?))
-                }
-                _ => None,
-            };
-            super::commit(txn).await?;
-            if let Some((answer, rendered)) = answered {
-                answer.stored(rendered);
-            }
-            self.send_refunds(applied.sends).await;
-            return Ok((updated, outcome));
+            return self
+                .settle(txn, applied.results, applied.sends, answer)
+                .await;
         }
         Err(too_contended())
     }
 
-    /// The first try of an asked change to a payment read outside any
-    /// transaction, on PostgreSQL: when the plan writes only the payment,
-    /// its audit row, its merchant event and the request's answer under its
+    /// Writes the first try of an asked change, planned against the
+    /// payment as read outside any transaction. `None`: the payment moved
+    /// on since (nothing was written).
+    ///
+    /// On PostgreSQL, when the plan writes only the payment, its audit row,
+    /// its merchant event and the request's answer under its
     /// Idempotency-Key, they are one statement on its own
     /// ([`changes::write_alone`]), atomic without `BEGIN` and `COMMIT`
-    /// (the answer's update a sub-statement too: three round trips of four
-    /// saved with a key, two of three without). A plan that writes nothing
-    /// needs no round trip at all.
-    async fn apply_alone(
+    /// (three round trips of four saved with a key, two of three without).
+    /// A plan that opens a review is written in a transaction, and so is
+    /// every plan on SQLite. A plan that writes nothing needs no round trip.
+    async fn write_first(
         &self,
-        payment: Option<Payment>,
-        items: &[Item<'_>],
+        holding: &Holding,
+        Plan { results, writes }: Plan<'_>,
         answer: Option<&Completion>,
-    ) -> Result<Alone, PaymentError> {
-        let Some(payment) = payment else {
-            return Ok(Alone::Stale);
-        };
-        let mut holding = Holding::read(payment);
-        let Plan { results, writes } = plan(&mut holding, items, HashSet::new());
-        let result = results.into_iter().next();
+    ) -> Result<Option<(Payment, Outcome)>, PaymentError> {
         if writes.is_empty() {
-            return Ok(Alone::Done(result));
+            return applied_once(results).map(Some);
         }
-        if !writes.reviews.is_empty() || !writes.recorded.is_empty() {
-            let read = holding.payments.into_values().next().map(|held| held.read);
-            return read
-                .map(|payment| Alone::NeedsTransaction(Box::new(payment)))
-                .ok_or_else(|| PaymentError::Internal("a plan without its payment".into()));
+        let changed = changed(holding);
+        let alone = self.db.get_database_backend() == DbBackend::Postgres
+            && writes.reviews.is_empty()
+            && writes.recorded.is_empty()
+            && !changed.is_empty();
+        if !alone {
+            let txn = crate::store::begin_write(&self.db).await?;
+            return match write(self, &txn, holding, writes).await? {
+                Some(sends) => self.settle(txn, results, sends, answer).await.map(Some),
+                None => {
+                    txn.rollback().await?;
+                    Ok(None)
+                }
+            };
         }
+        let (updated, outcome) = applied_once(results)?;
         // The answer is stored with an applied change only, as in
-        // `apply_answering`'s transaction.
-        let answered = match (answer, &result) {
-            (Some(answer), Some(Ok(WebhookApplied::Applied(payment, Outcome::Applied { .. })))) => {
-                Some((answer, answer.storing(payment)))
+        // [`Self::settle`].
+        let answered = match answer {
+            Some(answer) if matches!(outcome, Outcome::Applied { .. }) => {
+                Some((answer, answer.storing(&updated)))
             }
             _ => None,
         };
-        let changed = changed(&holding);
         let expected = changed.len() as u64;
         let set = ChangeSet {
             recorded: Vec::new(),
@@ -465,7 +454,7 @@ impl PaymentService {
             .map(|(_, (_, statement))| statement.clone());
         let (written, stored) = changes::write_alone(&self.db, set, beside).await?;
         if written.updated != expected {
-            return Ok(Alone::Stale);
+            return Ok(None);
         }
         // Written as a commit is: the relay sends its merchant events now.
         crate::events::relay::wake();
@@ -475,7 +464,31 @@ impl PaymentService {
             answer.stored_rows(stored);
             answer.stored(rendered);
         }
-        Ok(Alone::Done(result))
+        Ok(Some((updated, outcome)))
+    }
+
+    /// Finishes a written change in `txn`: the answer stored under its key
+    /// when the change applied, the commit, then the refunds it created.
+    async fn settle(
+        &self,
+        txn: DatabaseTransaction,
+        results: Vec<Result<WebhookApplied, PaymentError>>,
+        sends: Vec<Uuid>,
+        answer: Option<&Completion>,
+    ) -> Result<(Payment, Outcome), PaymentError> {
+        let (updated, outcome) = applied_once(results)?;
+        let answered = match answer {
+            Some(answer) if matches!(outcome, Outcome::Applied { .. }) => {
+                Some((answer, answer.store(&txn, &updated).await?))
+            }
+            _ => None,
+        };
+        super::commit(txn).await?;
+        if let Some((answer, rendered)) = answered {
+            answer.stored(rendered);
+        }
+        self.send_refunds(sends).await;
+        Ok((updated, outcome))
     }
 
     /// Applies a provider webhook, exactly once per event identity: a
@@ -626,22 +639,11 @@ impl PaymentService {
     }
 }
 
-/// How the first try of a change on its own ended.
-enum Alone {
-    /// Written (or nothing to write): the change's result.
-    Done(Option<Result<WebhookApplied, PaymentError>>),
-    /// The payment moved on since it was read; nothing was written.
-    Stale,
-    /// The plan opens a review: it is written in a transaction, from the
-    /// payment as read.
-    NeedsTransaction(Box<Payment>),
-}
-
 /// The payment and outcome of the one asked change of a batch of one.
 fn applied_once(
-    result: Option<Result<WebhookApplied, PaymentError>>,
+    results: Vec<Result<WebhookApplied, PaymentError>>,
 ) -> Result<(Payment, Outcome), PaymentError> {
-    let Some(result) = result else {
+    let Some(result) = results.into_iter().next() else {
         return Err(PaymentError::Internal("a change without a result".into()));
     };
     match result? {

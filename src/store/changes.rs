@@ -64,6 +64,12 @@ pub async fn write_alone(
             "a change recording webhooks needs its transaction".into(),
         ));
     }
+    if set.changed.is_empty() {
+        // Nothing to condition the inserts on.
+        return Err(DbErr::Custom(
+            "a change on its own must update a payment".into(),
+        ));
+    }
     statement(db, set, true, beside).await
 }
 

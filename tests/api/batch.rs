@@ -680,12 +680,31 @@ async fn a_change_alone_writes_all_of_itself_or_nothing() {
     );
 
     assert_eq!(updated(&a).await, (1, 1));
+    let row = fixture.payment(&a.reference).await;
+    assert_eq!(
+        (row.version, row.status.as_str()),
+        (a.version + 1, "succeeded")
+    );
+    assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
+    let audited = store::payments::transitions(&fixture.db, a.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        audited
+            .iter()
+            .filter(|t| t.cause == "verify:succeeded")
+            .count(),
+        1,
+        "the change's audit row"
+    );
     assert_eq!(
         retried().await.unwrap(),
         idempotency::Reservation::Replay(answer.clone()),
         "the answer stored with the change"
     );
+
     // The same change again, from the same read: stale now, nothing more.
+    let after = fixture.snapshot().await;
     assert_eq!(updated(&a).await, (0, 0));
-    assert_eq!(fixture.merchant_events(&a, "payment.succeeded").await, 1);
+    assert_eq!(fixture.snapshot().await, after);
 }
