@@ -388,7 +388,9 @@ pub async fn purge(
     Ok((keys, events))
 }
 
-/// Runs a sweep every `every` until `shutdown` (a worker's background duty).
+/// Runs a sweep every `every` until `shutdown` (a worker's background duty),
+/// the first one interval after it starts: processes started together do
+/// not all sweep at once, and a sweep never races its own process's start.
 pub async fn run_sweeper(
     payments: Payments,
     sweep: Sweep,
@@ -396,7 +398,7 @@ pub async fn run_sweeper(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut ticks = tokio::time::interval(every);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -11,9 +11,12 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, TestDb, payorch_command, test_env};
 
+/// An app whose own sweeper stays out of the way: these tests run the
+/// sweep themselves, on rows they have just backdated.
 async fn app() -> TestApp {
     let db = Arc::new(TestDb::postgres().await);
-    let env = test_env(&db);
+    let mut env = test_env(&db);
+    env.insert("PAYORCH_RECONCILE_EVERY_S".into(), "3600".into());
     TestApp::spawn_with(db, env).await
 }
 
