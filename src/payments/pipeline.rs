@@ -30,10 +30,11 @@
 //! One commit, so a change's effects exist together or not at all: a crash
 //! before it leaves a webhook to be redelivered, after it its dedup row makes
 //! the redelivery a duplicate. A request's own change to a payment it has
-//! just read (no webhook, no review, no stored answer) is tried first as
-//! that one `WITH` on its own, outside a transaction: its inserts are
-//! conditional on the versioned update, so it too is all or nothing, and a
-//! payment that moved on is read again, locked, as below.
+//! just read (no webhook, no review; its Idempotency-Key's answer may go
+//! with it) is tried first as that one `WITH` on its own, outside a
+//! transaction: its inserts and the answer's update are conditional on
+//! the versioned update, so it too is all or nothing, and a payment that
+//! moved on is read again, locked, as below.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -434,13 +435,12 @@ impl PaymentService {
             };
         }
         let (updated, outcome) = applied_once(results)?;
-        // The answer is stored with an applied change only, as in
-        // [`Self::settle`].
-        let answered = match answer {
-            Some(answer) if matches!(outcome, Outcome::Applied { .. }) => {
-                Some((answer, answer.storing(&updated)))
+        let (answered, beside) = match stored_with(answer, &outcome) {
+            Some(answer) => {
+                let (rendered, statement) = answer.storing(&updated);
+                (Some((answer, rendered)), Some(statement))
             }
-            _ => None,
+            None => (None, None),
         };
         let expected = changed.len() as u64;
         let set = ChangeSet {
@@ -449,16 +449,13 @@ impl PaymentService {
             transitions: writes.transitions,
             merchant_events: writes.merchant_events,
         };
-        let beside = answered
-            .as_ref()
-            .map(|(_, (_, statement))| statement.clone());
         let (written, stored) = changes::write_alone(&self.db, set, beside).await?;
         if written.updated != expected {
             return Ok(None);
         }
         // Written as a commit is: the relay sends its merchant events now.
         crate::events::relay::wake();
-        if let Some((answer, (rendered, _))) = answered {
+        if let Some((answer, rendered)) = answered {
             // A retry that took the key over stores its own answer; this
             // request still answers its caller (logged and counted).
             answer.stored_rows(stored);
@@ -477,11 +474,9 @@ impl PaymentService {
         answer: Option<&Completion>,
     ) -> Result<(Payment, Outcome), PaymentError> {
         let (updated, outcome) = applied_once(results)?;
-        let answered = match answer {
-            Some(answer) if matches!(outcome, Outcome::Applied { .. }) => {
-                Some((answer, answer.store(&txn, &updated).await?))
-            }
-            _ => None,
+        let answered = match stored_with(answer, &outcome) {
+            Some(answer) => Some((answer, answer.store(&txn, &updated).await?)),
+            None => None,
         };
         super::commit(txn).await?;
         if let Some((answer, rendered)) = answered {
@@ -637,6 +632,12 @@ impl PaymentService {
             .await?
             .ok_or(PaymentError::NotFound)
     }
+}
+
+/// The answer to store with a change: only with one that applied (any
+/// other outcome is stored afterwards, see [`Completion`]).
+fn stored_with<'c>(answer: Option<&'c Completion>, outcome: &Outcome) -> Option<&'c Completion> {
+    answer.filter(|_| matches!(outcome, Outcome::Applied { .. }))
 }
 
 /// The payment and outcome of the one asked change of a batch of one.

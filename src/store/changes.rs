@@ -80,8 +80,7 @@ async fn statement(
     beside: Option<Statement>,
 ) -> Result<(Written, u64), DbErr> {
     // The inserts' condition, when guarded: every payment updated.
-    let guard = (guarded && !set.changed.is_empty())
-        .then(|| format!("(SELECT count(*) FROM updated) = {}", set.changed.len()));
+    let guard = guarded.then(|| format!("(SELECT count(*) FROM updated) = {}", set.changed.len()));
     let insert = |statement: Statement| match &guard {
         Some(guard) => only_if(statement, guard),
         None => Ok(statement),
